@@ -1,0 +1,62 @@
+"""Settings, read once from ``REUNITE_*`` environment variables (pydantic-settings)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """All run-time settings. Every field can be set as ``REUNITE_<FIELD_NAME>``.
+
+    Relative paths are relative to the working directory the service starts in.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="REUNITE_", env_file=None, extra="ignore")
+
+    data_dir: Path = Field(Path("data"), description="SQLite file (default store) and photos/.")
+    index_dir: Path = Field(Path("index"), description="Persisted FAISS index and its manifest.")
+    database_url: str | None = Field(
+        None, description="Any SQLAlchemy URL; default sqlite:///<data_dir>/reunite.db."
+    )
+
+    max_upload_bytes: int = Field(20 * 1024 * 1024, gt=0, description="Largest photo file, bytes.")
+    max_pixels: int = Field(
+        40_000_000, gt=0, description="Largest photo, width*height pixels (decompression guard)."
+    )
+
+    tolerance: float = Field(
+        0.6, gt=0, le=2, description="Largest L2 distance (dlib space) kept as a candidate."
+    )
+    top_k: int = Field(10, ge=1, le=200, description="Candidate cases returned per face.")
+
+    detector: Literal["hog", "cnn"] = Field(
+        "hog", description="dlib face detector: 'hog' (CPU) or 'cnn' (slow without CUDA)."
+    )
+    upsample_times: int = Field(
+        1, ge=0, le=3, description="Times dlib upsamples the image to find smaller faces."
+    )
+    num_jitters: int = Field(
+        1, ge=1, le=100, description="Re-samplings averaged per embedding (cost grows linearly)."
+    )
+
+    index_save_every: int = Field(
+        200, ge=1, description="Save the index after this many face additions or removals."
+    )
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+
+    @property
+    def photos_dir(self) -> Path:
+        return self.data_dir / "photos"
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The SQLAlchemy URL in use: ``database_url`` or SQLite inside ``data_dir``."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'reunite.db').as_posix()}"

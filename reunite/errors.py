@@ -1,0 +1,84 @@
+"""Every error the reunite library raises on purpose.
+
+One hierarchy, so callers catch what they can act on and the edges (HTTP API, command line)
+translate it in one place each::
+
+    ReuniteError
+    ├── InvalidInput             the caller sent something we cannot use
+    │   ├── InvalidField         a field is missing, malformed or contradicts another
+    │   ├── UnsupportedImage     not JPEG, PNG or WebP (or animated)
+    │   ├── ImageTooLarge        too many bytes, or too many pixels (decompression-bomb guard)
+    │   ├── UnreadableImage      empty, truncated or corrupt image data
+    │   ├── ImageTooSmall        too few pixels to hold a face
+    │   ├── NoFaceFound          a photo in which the detector found no face
+    │   └── MultipleFaces        a case photo with several faces and no choice of one
+    ├── NotFound                 no such case, photo or face
+    ├── Conflict                 the request clashes with what is stored (duplicate external ref)
+    └── IndexUnusable            index files missing, corrupt or made by another model
+
+Each error has a stable machine-readable ``code`` and a message a person can act on; ``details``
+holds extra structured facts (such as the face boxes of a ``MultipleFaces``). Messages never
+contain names, image bytes or embeddings: only ids and counts.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class ReuniteError(Exception):
+    """Base class of all errors raised on purpose by reunite."""
+
+    code = "reunite_error"
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details: dict[str, Any] = details
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class InvalidInput(ReuniteError):
+    code = "invalid_input"
+
+
+class InvalidField(InvalidInput):
+    code = "invalid_field"
+
+
+class UnsupportedImage(InvalidInput):
+    code = "unsupported_image"
+
+
+class ImageTooLarge(InvalidInput):
+    code = "image_too_large"
+
+
+class UnreadableImage(InvalidInput):
+    code = "unreadable_image"
+
+
+class ImageTooSmall(InvalidInput):
+    code = "image_too_small"
+
+
+class NoFaceFound(InvalidInput):
+    code = "no_face_found"
+
+
+class MultipleFaces(InvalidInput):
+    code = "multiple_faces"
+
+
+class NotFound(ReuniteError):
+    code = "not_found"
+
+
+class Conflict(ReuniteError):
+    code = "conflict"
+
+
+class IndexUnusable(ReuniteError):
+    code = "index_unusable"

@@ -1,0 +1,628 @@
+"""``Reunite``: the library's front door. Cases, photos, matching and search in one object.
+
+The HTTP API and the command line are thin layers over this class. It owns the SQL store (the
+source of truth), the photo directory and the FAISS index derived from the store::
+
+    with Reunite.open(Settings()) as service:
+        case = service.create_case({"kind": "missing", "name": "..."}, actor="cli")
+        enrollment = service.enroll_photo(case.id, photo_bytes, actor="cli")
+        enrollment.new_candidates      # found cases whose faces are within tolerance
+
+Writes that change matching (enrolling, deleting) are serialised by one lock so that two
+enrollments of opposite kinds always see each other. Face detection runs outside the lock.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+import numpy as np
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+
+from reunite import imaging
+from reunite.config import Settings
+from reunite.errors import Conflict, InvalidField, MultipleFaces, NoFaceFound, NotFound
+from reunite.faces import EMBEDDING_DIM, MODEL_NAME, Face, FaceFinder, Pipeline, faces_in_image
+from reunite.files import write_atomically
+from reunite.index import KINDS, FaceIndex, IndexUnusable
+from reunite.matching import CaseMatch, nearest_cases, other_kind
+from reunite.store import (
+    AuditEvent,
+    Candidate,
+    Case,
+    Photo,
+    Store,
+    embedding_bytes,
+    embedding_vector,
+    validated_case_fields,
+)
+from reunite.store import Face as FaceRow
+
+log = logging.getLogger(__name__)
+
+CROP_MARGIN = 0.25
+"""Margin added on each side of a face box when cropping, as a fraction of the box size."""
+
+
+@dataclass(frozen=True)
+class Enrollment:
+    """The outcome of adding a photo to a case."""
+
+    photo: Photo
+    faces: list[FaceRow]
+    new_candidates: list[Candidate]
+    created: bool
+    """False when the same bytes were already a photo of this case (nothing changed)."""
+
+
+@dataclass(frozen=True)
+class RankedCase:
+    """A candidate case for one probe face: the case row and how close its nearest face is."""
+
+    case: Case
+    match: CaseMatch
+
+
+@dataclass(frozen=True)
+class FaceResult:
+    """One face of a searched photo and its ranked candidate cases, nearest first."""
+
+    face: Face
+    ranked: list[RankedCase] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class IndexReport:
+    """How the index was made ready: ``loaded``, ``caught_up`` or ``rebuilt``, and why."""
+
+    how: str
+    reason: str
+    counts: dict[str, int]
+
+
+class Reunite:
+    """Cases, photos, faces, candidates and search over one store, photo folder and index."""
+
+    def __init__(
+        self, settings: Settings, *, store: Store, finder: FaceFinder = faces_in_image
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.pipeline = Pipeline(
+            detector=settings.detector,
+            upsample_times=settings.upsample_times,
+            num_jitters=settings.num_jitters,
+        )
+        self._finder = finder
+        self._write_lock = threading.RLock()
+        self._unsaved_changes = 0
+        self.index = FaceIndex(MODEL_NAME, EMBEDDING_DIM)
+        self.index_report = IndexReport("empty", "not opened yet", {k: 0 for k in KINDS})
+
+    @classmethod
+    def open(cls, settings: Settings, *, finder: FaceFinder = faces_in_image) -> Reunite:
+        """Connect to the store, then load the index (or catch it up, or rebuild it)."""
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        settings.photos_dir.mkdir(parents=True, exist_ok=True)
+        service = cls(settings, store=Store(settings.resolved_database_url), finder=finder)
+        service.index_report = service.load_index()
+        return service
+
+    def close(self) -> None:
+        """Save the index and release the database connections."""
+        with self._write_lock:
+            self.save_index()
+        self.store.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    # ----------------------------------------------------------------------------- cases
+
+    def create_case(self, data: Mapping[str, Any], *, actor: str) -> Case:
+        """Create a case from its facts (see ``CaseFields``).
+
+        Raises:
+            InvalidField: the facts are malformed or contradict each other.
+            Conflict: the agency already has a case with this external_ref.
+        """
+        fields = validated_case_fields(dict(data))
+        with self.store.transaction() as session:
+            self._check_external_ref_free(session, fields.agency, fields.external_ref, None)
+            case = Case(**fields.model_dump())
+            session.add(case)
+            session.flush()
+            self._audit(session, actor, "case.create", case.id)
+        log.info("case %d created (%s)", case.id, case.kind)
+        return case
+
+    def case(self, case_id: int) -> Case:
+        """The case with this id. Raises ``NotFound``."""
+        with self.store.transaction() as session:
+            return self._case(session, case_id)
+
+    def cases(
+        self,
+        *,
+        kind: str | None = None,
+        status: str | None = None,
+        agency: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> tuple[list[Case], int]:
+        """A page of cases, newest first, and the total number that match the filters."""
+        query = select(Case)
+        if kind:
+            query = query.where(Case.kind == kind)
+        if status:
+            query = query.where(Case.status == status)
+        if agency:
+            query = query.where(Case.agency == agency)
+        with self.store.transaction() as session:
+            total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+            page = session.scalars(query.order_by(Case.id.desc()).limit(limit).offset(offset))
+            return list(page), total
+
+    def update_case(self, case_id: int, changes: Mapping[str, Any], *, actor: str) -> Case:
+        """Change some facts of a case. The kind cannot change (delete and re-create instead).
+
+        Raises:
+            NotFound, InvalidField, Conflict.
+        """
+        if "kind" in changes:
+            raise InvalidField("A case's kind cannot change; create a new case instead.")
+        with self._write_lock, self.store.transaction() as session:
+            case = self._case(session, case_id)
+            current = {name: getattr(case, name) for name in _CASE_FIELD_NAMES}
+            fields = validated_case_fields({**current, **changes})
+            self._check_external_ref_free(session, fields.agency, fields.external_ref, case.id)
+            for name, value in fields.model_dump().items():
+                setattr(case, name, value)
+            self._audit(session, actor, "case.update", case.id, fields=sorted(changes))
+        return case
+
+    def delete_case(self, case_id: int, *, actor: str) -> None:
+        """Delete a case, its photos (files too, unless another case has the same bytes), its
+        faces (from the store and the index) and its candidates.
+
+        Raises:
+            NotFound.
+        """
+        with self._write_lock:
+            with self.store.transaction() as session:
+                case = self._case(session, case_id)
+                face_ids = list(session.scalars(select(FaceRow.id).where(FaceRow.case_id == case_id)))
+                photos = list(session.scalars(select(Photo).where(Photo.case_id == case_id)))
+                session.execute(
+                    delete(Candidate).where(
+                        (Candidate.found_case_id == case_id) | (Candidate.missing_case_id == case_id)
+                    )
+                )
+                session.execute(delete(FaceRow).where(FaceRow.case_id == case_id))
+                session.execute(delete(Photo).where(Photo.case_id == case_id))
+                session.delete(case)
+                self._audit(
+                    session, actor, "case.delete", case_id,
+                    photo_ids=[p.id for p in photos], face_ids=face_ids,
+                )
+            self.index.remove(face_ids)
+            self._count_changes(len(face_ids))
+            for photo in photos:
+                self._forget_photo_file(photo)
+        log.info("case %d deleted with %d faces", case_id, len(face_ids))
+
+    # ---------------------------------------------------------------------------- photos
+
+    def enroll_photo(
+        self,
+        case_id: int,
+        data: bytes,
+        *,
+        actor: str,
+        taken_on: date | None = None,
+        face_index: int | None = None,
+    ) -> Enrollment:
+        """Add a photo to a case, embed its face and store new candidates from the other kind.
+
+        The photo must show exactly one face, unless ``face_index`` (0-based, in the left-to-right
+        order that ``MultipleFaces`` lists) says which one to use. Adding the same bytes to the
+        same case again changes nothing. Cost: one decode and one detection, then one search.
+
+        Raises:
+            NotFound: no such case.
+            UnsupportedImage, ImageTooLarge, UnreadableImage, ImageTooSmall: bad photo file.
+            NoFaceFound, MultipleFaces, InvalidField: no usable face, or a bad ``face_index``.
+        """
+        self.case(case_id)  # fail fast, before the costly detection
+        image = imaging.decoded_image(
+            data, max_bytes=self.settings.max_upload_bytes, max_pixels=self.settings.max_pixels
+        )
+        face = _chosen_face(self._finder(image.pixels, self.pipeline), face_index)
+        with self._write_lock:
+            with self.store.transaction() as session:
+                case = self._case(session, case_id)
+                existing = session.scalar(
+                    select(Photo).where(Photo.case_id == case_id, Photo.sha256 == image.sha256)
+                )
+                if existing is not None:
+                    faces = list(
+                        session.scalars(select(FaceRow).where(FaceRow.photo_id == existing.id))
+                    )
+                    return Enrollment(existing, faces, [], created=False)
+                write_atomically(self._photo_path(image.sha256, image.format), data)
+                photo = Photo(
+                    case_id=case_id, sha256=image.sha256, format=image.format,
+                    width=image.width, height=image.height, byte_size=image.byte_size,
+                    taken_on=taken_on,
+                )
+                session.add(photo)
+                session.flush()
+                row = FaceRow(
+                    photo_id=photo.id, case_id=case_id, kind=case.kind,
+                    top=face.box.top, right=face.box.right, bottom=face.box.bottom,
+                    left=face.box.left, embedding=embedding_bytes(face.embedding),
+                    model=MODEL_NAME, pipeline=self.pipeline.version,
+                    face_width_px=face.face_width_px, sharpness=face.sharpness,
+                )
+                session.add(row)
+                session.flush()
+                new_candidates = (
+                    self._record_candidates(session, case, row, face.embedding)
+                    if case.status != "closed"
+                    else []
+                )
+                self._audit(
+                    session, actor, "photo.enroll", case_id, photo_id=photo.id, face_ids=[row.id],
+                    new_candidate_ids=[c.id for c in new_candidates],
+                )
+            self.index.add(case.kind, [row.id], face.embedding[None, :])
+            self._count_changes(1)
+        log.info(
+            "case %d: photo %d enrolled, face %d, %d new candidates",
+            case_id, photo.id, row.id, len(new_candidates),
+        )
+        return Enrollment(photo, [row], new_candidates, created=True)
+
+    def photos(self, case_id: int) -> list[tuple[Photo, list[FaceRow]]]:
+        """A case's photos, oldest first, each with its faces. Raises ``NotFound``."""
+        with self.store.transaction() as session:
+            self._case(session, case_id)
+            photos = list(
+                session.scalars(select(Photo).where(Photo.case_id == case_id).order_by(Photo.id))
+            )
+            faces = list(
+                session.scalars(
+                    select(FaceRow).where(FaceRow.case_id == case_id).order_by(FaceRow.id)
+                )
+            )
+        return [(p, [f for f in faces if f.photo_id == p.id]) for p in photos]
+
+    def photo_file(self, photo_id: int) -> tuple[Photo, bytes]:
+        """A photo's row and its original bytes. Raises ``NotFound``."""
+        with self.store.transaction() as session:
+            photo = session.get(Photo, photo_id)
+            if photo is None:
+                raise NotFound(f"There is no photo {photo_id}.")
+        return photo, self._photo_path(photo.sha256, photo.format).read_bytes()
+
+    def face_crop(self, face_id: int) -> bytes:
+        """A JPEG of one face, with a 25% margin, cut from its upright photo."""
+        with self.store.transaction() as session:
+            face = session.get(FaceRow, face_id)
+            if face is None:
+                raise NotFound(f"There is no face {face_id}.")
+        _, data = self.photo_file(face.photo_id)
+        pixels = imaging.decoded_image(
+            data, max_bytes=len(data), max_pixels=self.settings.max_pixels
+        ).pixels
+        height, width = pixels.shape[:2]
+        margin_y = int((face.bottom - face.top) * CROP_MARGIN)
+        margin_x = int((face.right - face.left) * CROP_MARGIN)
+        top, bottom = max(face.top - margin_y, 0), min(face.bottom + margin_y, height)
+        left, right = max(face.left - margin_x, 0), min(face.right + margin_x, width)
+        return imaging.jpeg_bytes(pixels[top:bottom, left:right])
+
+    # ------------------------------------------------------------------------- candidates
+
+    def candidates(self, case_id: int) -> list[Candidate]:
+        """A case's candidates, nearest first. Raises ``NotFound``."""
+        with self.store.transaction() as session:
+            self._case(session, case_id)
+            return list(
+                session.scalars(
+                    select(Candidate)
+                    .where(
+                        (Candidate.found_case_id == case_id)
+                        | (Candidate.missing_case_id == case_id)
+                    )
+                    .order_by(Candidate.distance, Candidate.id)
+                )
+            )
+
+    # ----------------------------------------------------------------------------- search
+
+    def search_photo(
+        self,
+        data: bytes,
+        *,
+        actor: str,
+        kinds: Sequence[str] = KINDS,
+        k: int | None = None,
+        tolerance: float | None = None,
+    ) -> list[FaceResult]:
+        """Candidate cases for every face in a photo; stores only an audit record (ids only).
+
+        ``kinds`` says which cases to search (``missing``, ``found`` or both). Results per face
+        are the ``k`` nearest cases within ``tolerance`` (settings' defaults), nearest first.
+
+        Raises:
+            UnsupportedImage, ImageTooLarge, UnreadableImage, ImageTooSmall, NoFaceFound,
+            InvalidField (unknown kind, bad k or tolerance).
+        """
+        k = self.settings.top_k if k is None else k
+        tolerance = self.settings.tolerance if tolerance is None else tolerance
+        if not 1 <= k <= 200:
+            raise InvalidField(f"k must be between 1 and 200, not {k}.")
+        if not 0 < tolerance <= 2:
+            raise InvalidField(f"tolerance must be in (0, 2], not {tolerance}.")
+        unknown = sorted(set(kinds) - set(KINDS))
+        if unknown or not kinds:
+            raise InvalidField(f"kinds must be among {list(KINDS)}, not {list(kinds)}.")
+        image = imaging.decoded_image(
+            data, max_bytes=self.settings.max_upload_bytes, max_pixels=self.settings.max_pixels
+        )
+        faces = self._finder(image.pixels, self.pipeline)
+        if not faces:
+            raise NoFaceFound("No face was found in this photo. Try a clearer, front-facing photo.")
+        results = []
+        with self.store.transaction() as session:
+            for face in faces:
+                matches = sorted(
+                    (m for kind in kinds for m in self._nearest(session, face.embedding, kind, k, tolerance)),
+                    key=lambda m: (m.distance, m.case_id),
+                )[:k]
+                cases = _cases_by_id(session, [m.case_id for m in matches])
+                results.append(
+                    FaceResult(face, [RankedCase(cases[m.case_id], m) for m in matches])
+                )
+            self._audit(
+                session, actor, "search", None, kinds=list(kinds), photo_sha256=image.sha256,
+                results=[[r.case.id for r in fr.ranked] for fr in results],
+            )
+        return results
+
+    # ------------------------------------------------------------------------------ index
+
+    def load_index(self) -> IndexReport:
+        """Make the index agree with the store: load it, catch it up, or rebuild it.
+
+        The saved index is used when its manifest matches this model; faces added to or deleted
+        from the store since it was saved are then added or removed. A missing, corrupt or
+        foreign index is rebuilt from the store. The log says which happened and why.
+        """
+        with self._write_lock:
+            try:
+                index, manifest = FaceIndex.load(
+                    self.settings.index_dir, model=MODEL_NAME, dim=EMBEDDING_DIM
+                )
+            except IndexUnusable as exc:
+                log.warning("index: rebuilding from the store: %s", exc)
+                return self._rebuild(f"{exc}")
+            added, removed = self._catch_up(index)
+            self.index = index
+            if added or removed:
+                reason = f"{added} faces added and {removed} removed since the last save"
+                log.warning("index: loaded and caught up with the store: %s", reason)
+                self.save_index()
+                return IndexReport("caught_up", reason, self._counts())
+            log.info("index: loaded %d faces saved at %s", manifest.count, manifest.saved_at)
+            return IndexReport("loaded", "manifest matches the store", self._counts())
+
+    def rebuild_index(self) -> IndexReport:
+        """Build a fresh index from every face in the store, swap it in and save it."""
+        with self._write_lock:
+            return self._rebuild("requested")
+
+    def save_index(self) -> None:
+        """Write the index files and manifest atomically (no-op if nothing changed)."""
+        with self._write_lock:
+            if self._unsaved_changes or not (self.settings.index_dir / "manifest.json").exists():
+                self.index.save(self.settings.index_dir)
+                self._unsaved_changes = 0
+
+    def _rebuild(self, reason: str) -> IndexReport:
+        index = FaceIndex(MODEL_NAME, EMBEDDING_DIM)
+        with self.store.transaction() as session:
+            for kind in KINDS:
+                rows = session.execute(
+                    select(FaceRow.id, FaceRow.embedding)
+                    .where(FaceRow.kind == kind, FaceRow.model == MODEL_NAME)
+                    .order_by(FaceRow.id)
+                    .execution_options(yield_per=10_000)
+                )
+                for chunk in rows.partitions():
+                    index.add(kind, [r.id for r in chunk], _matrix(r.embedding for r in chunk))
+        self.index = index
+        self._unsaved_changes = 1
+        self.save_index()
+        log.info("index: rebuilt with %d faces (%s)", index.count(), reason)
+        return IndexReport("rebuilt", reason, self._counts())
+
+    def _catch_up(self, index: FaceIndex) -> tuple[int, int]:
+        """Add faces the store has and the index lacks; remove the reverse. Returns the counts."""
+        added = removed = 0
+        with self.store.transaction() as session:
+            for kind in KINDS:
+                stored = set(
+                    session.scalars(
+                        select(FaceRow.id).where(FaceRow.kind == kind, FaceRow.model == MODEL_NAME)
+                    )
+                )
+                held = set(index.face_ids(kind).tolist())
+                removed += index.remove(held - stored)
+                missing = sorted(stored - held)
+                for start in range(0, len(missing), 10_000):
+                    ids = missing[start : start + 10_000]
+                    rows = session.execute(
+                        select(FaceRow.id, FaceRow.embedding)
+                        .where(FaceRow.id.in_(ids))
+                        .order_by(FaceRow.id)
+                    ).all()
+                    index.add(kind, [r.id for r in rows], _matrix(r.embedding for r in rows))
+                    added += len(rows)
+        return added, removed
+
+    def _counts(self) -> dict[str, int]:
+        return {kind: self.index.count(kind) for kind in KINDS}
+
+    def _count_changes(self, n: int) -> None:
+        self._unsaved_changes += n
+        if self._unsaved_changes >= self.settings.index_save_every:
+            self.save_index()
+
+    # ---------------------------------------------------------------------------- helpers
+
+    def _case(self, session: Session, case_id: int) -> Case:
+        case = session.get(Case, case_id)
+        if case is None:
+            raise NotFound(f"There is no case {case_id}.")
+        return case
+
+    def _check_external_ref_free(
+        self, session: Session, agency: str | None, external_ref: str | None, case_id: int | None
+    ) -> None:
+        if not external_ref:
+            return
+        other = session.scalar(
+            select(Case.id).where(Case.agency == agency, Case.external_ref == external_ref)
+        )
+        if other is not None and other != case_id:
+            raise Conflict(
+                f"Agency {agency} already has a case with external_ref {external_ref!r} "
+                f"(case {other}).",
+                case_id=other,
+            )
+
+    def _nearest(
+        self, session: Session, embedding: np.ndarray, kind: str, k: int, tolerance: float
+    ) -> list[CaseMatch]:
+        """The ``k`` nearest open or matched cases of ``kind`` within ``tolerance``."""
+
+        def case_of_faces(face_ids: list[int]) -> dict[int, int]:
+            if not face_ids:
+                return {}
+            rows = session.execute(
+                select(FaceRow.id, FaceRow.case_id)
+                .join(Case, Case.id == FaceRow.case_id)
+                .where(FaceRow.id.in_(face_ids), Case.status != "closed")
+            )
+            return {r.id: r.case_id for r in rows}
+
+        return nearest_cases(
+            lambda n: self.index.search(kind, embedding, n), case_of_faces, k=k, tolerance=tolerance
+        )
+
+    def _record_candidates(
+        self, session: Session, case: Case, face: FaceRow, embedding: np.ndarray
+    ) -> list[Candidate]:
+        """Store a pending candidate for each near case of the other kind; returns the new ones.
+
+        An existing candidate for the same pair keeps its status; its distance and faces are
+        updated when the new face is closer.
+        """
+        matches = self._nearest(
+            session, embedding, other_kind(case.kind), self.settings.top_k, self.settings.tolerance
+        )
+        created = []
+        for match in matches:
+            found_side = case.kind == "found"
+            pair = {
+                "found_case_id": case.id if found_side else match.case_id,
+                "missing_case_id": match.case_id if found_side else case.id,
+            }
+            faces = {
+                "found_face_id": face.id if found_side else match.face_id,
+                "missing_face_id": match.face_id if found_side else face.id,
+            }
+            existing = session.scalar(select(Candidate).filter_by(**pair))
+            if existing is None:
+                candidate = Candidate(**pair, **faces, distance=match.distance, status="pending")
+                session.add(candidate)
+                created.append(candidate)
+            elif match.distance < existing.distance:
+                existing.distance = match.distance
+                existing.found_face_id = faces["found_face_id"]
+                existing.missing_face_id = faces["missing_face_id"]
+        session.flush()
+        return created
+
+    def _audit(
+        self, session: Session, actor: str, action: str, case_id: int | None, **details: Any
+    ) -> None:
+        session.add(AuditEvent(actor=actor, action=action, case_id=case_id, details=details))
+
+    def _photo_path(self, sha256: str, fmt: str) -> Path:
+        extension = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp"}[fmt]
+        return self.settings.photos_dir / sha256[:2] / f"{sha256}.{extension}"
+
+    def _forget_photo_file(self, photo: Photo) -> None:
+        """Delete a photo's file unless another photo row still uses the same bytes."""
+        with self.store.transaction() as session:
+            still_used = session.scalar(select(Photo.id).where(Photo.sha256 == photo.sha256))
+        if still_used is None:
+            self._photo_path(photo.sha256, photo.format).unlink(missing_ok=True)
+
+
+_CASE_FIELD_NAMES = (
+    "kind", "agency", "external_ref", "name", "sex", "birth_date", "birth_year_min",
+    "birth_year_max", "date_missing", "date_found", "place", "description", "contact", "status",
+)
+
+
+def _chosen_face(faces: list[Face], face_index: int | None) -> Face:
+    """The one face to enroll from a case photo (see ``Reunite.enroll_photo``)."""
+    if not faces:
+        raise NoFaceFound(
+            "No face was found in this photo. Use a clear photo where the face is at least "
+            "about 80 pixels wide and not turned far from the camera."
+        )
+    boxes = [dict(index=i, **f.box._asdict()) for i, f in enumerate(faces)]
+    if face_index is not None:
+        if not 0 <= face_index < len(faces):
+            raise InvalidField(
+                f"face_index {face_index} is out of range: this photo has {len(faces)} faces.",
+                boxes=boxes,
+            )
+        return faces[face_index]
+    if len(faces) > 1:
+        raise MultipleFaces(
+            f"This photo shows {len(faces)} faces. Send it again with face_index set to the "
+            "face to use (0 is the leftmost), or crop the photo to one person.",
+            boxes=boxes,
+        )
+    return faces[0]
+
+
+def _cases_by_id(session: Session, case_ids: Iterable[int]) -> dict[int, Case]:
+    ids = list(set(case_ids))
+    if not ids:
+        return {}
+    return {c.id: c for c in session.scalars(select(Case).where(Case.id.in_(ids)))}
+
+
+def _matrix(embeddings: Iterable[bytes]) -> np.ndarray:
+    rows = [embedding_vector(e) for e in embeddings]
+    return np.vstack(rows) if rows else np.empty((0, EMBEDDING_DIM), dtype=np.float32)

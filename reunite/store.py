@@ -1,0 +1,273 @@
+"""The SQL store, the source of truth: cases, photos, faces (with embeddings), candidates, audit.
+
+SQLAlchemy 2 over SQLite by default; any SQLAlchemy URL works (PostgreSQL included). Tables::
+
+    cases ─┬─< photos ─< faces          a case has photos; a photo has detected faces
+           └─< candidates >─ cases      a candidate pairs a found case with a missing case
+    audit_events                         append-only: who did what to which ids, never names
+
+Embeddings are stored as 128 little-endian float32 values (512 bytes) in ``faces.embedding``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, date, datetime
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from sqlalchemy import (
+    JSON,
+    CheckConstraint,
+    Date,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    event,
+)
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+
+from reunite.errors import InvalidField
+
+CaseKind = Literal["missing", "found"]
+Sex = Literal["female", "male", "unknown"]
+CaseStatus = Literal["open", "matched", "closed"]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Case(Base):
+    """One person: reported ``missing``, or ``found`` (unidentified, at a rescue center)."""
+
+    __tablename__ = "cases"
+    __table_args__ = (
+        UniqueConstraint("agency", "external_ref", name="uq_cases_agency_external_ref"),
+        CheckConstraint("kind IN ('missing', 'found')", name="ck_cases_kind"),
+        CheckConstraint("sex IN ('female', 'male', 'unknown')", name="ck_cases_sex"),
+        CheckConstraint("status IN ('open', 'matched', 'closed')", name="ck_cases_status"),
+        Index("ix_cases_kind_status", "kind", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(7))
+    agency: Mapped[str | None] = mapped_column(String(64))
+    external_ref: Mapped[str | None] = mapped_column(String(128))
+    name: Mapped[str | None] = mapped_column(String(200))
+    sex: Mapped[str] = mapped_column(String(7), default="unknown")
+    birth_date: Mapped[date | None] = mapped_column(Date)
+    birth_year_min: Mapped[int | None] = mapped_column(Integer)
+    birth_year_max: Mapped[int | None] = mapped_column(Integer)
+    date_missing: Mapped[date | None] = mapped_column(Date)
+    date_found: Mapped[date | None] = mapped_column(Date)
+    place: Mapped[str | None] = mapped_column(String(500))
+    description: Mapped[str | None] = mapped_column(Text)
+    contact: Mapped[str | None] = mapped_column(String(500))
+    status: Mapped[str] = mapped_column(String(7), default="open")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utc_now, onupdate=utc_now
+    )
+
+
+class Photo(Base):
+    """A photo of a case. The file lives once on disk, named by the SHA-256 of its bytes."""
+
+    __tablename__ = "photos"
+    __table_args__ = (UniqueConstraint("case_id", "sha256", name="uq_photos_case_sha256"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"), index=True)
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    format: Mapped[str] = mapped_column(String(8))
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    byte_size: Mapped[int] = mapped_column(Integer)
+    taken_on: Mapped[date | None] = mapped_column(Date)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+
+
+class Face(Base):
+    """A face detected in a photo. Box in pixels of the upright original: top, right, bottom, left."""
+
+    __tablename__ = "faces"
+    __table_args__ = (Index("ix_faces_kind_model", "kind", "model"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    photo_id: Mapped[int] = mapped_column(ForeignKey("photos.id", ondelete="CASCADE"), index=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(7))
+    top: Mapped[int] = mapped_column(Integer)
+    right: Mapped[int] = mapped_column(Integer)
+    bottom: Mapped[int] = mapped_column(Integer)
+    left: Mapped[int] = mapped_column(Integer)
+    embedding: Mapped[bytes] = mapped_column(LargeBinary)
+    model: Mapped[str] = mapped_column(String(64))
+    pipeline: Mapped[str] = mapped_column(String(128))
+    face_width_px: Mapped[int] = mapped_column(Integer)
+    sharpness: Mapped[float] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+
+    @property
+    def vector(self) -> np.ndarray:
+        return embedding_vector(self.embedding)
+
+
+class Candidate(Base):
+    """A found case paired with a missing case by their closest faces, awaiting a person's review."""
+
+    __tablename__ = "candidates"
+    __table_args__ = (
+        UniqueConstraint("found_case_id", "missing_case_id", name="uq_candidates_pair"),
+        CheckConstraint(
+            "status IN ('pending', 'confirmed', 'rejected')", name="ck_candidates_status"
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    found_case_id: Mapped[int] = mapped_column(
+        ForeignKey("cases.id", ondelete="CASCADE"), index=True
+    )
+    missing_case_id: Mapped[int] = mapped_column(
+        ForeignKey("cases.id", ondelete="CASCADE"), index=True
+    )
+    found_face_id: Mapped[int] = mapped_column(ForeignKey("faces.id", ondelete="CASCADE"))
+    missing_face_id: Mapped[int] = mapped_column(ForeignKey("faces.id", ondelete="CASCADE"))
+    distance: Mapped[float] = mapped_column(Float)
+    status: Mapped[str] = mapped_column(String(9), default="pending")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utc_now, onupdate=utc_now
+    )
+
+
+class AuditEvent(Base):
+    """An append-only record: who did what, when, to which ids. Never names, images or vectors."""
+
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now, index=True)
+    actor: Mapped[str] = mapped_column(String(200))
+    action: Mapped[str] = mapped_column(String(40), index=True)
+    case_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+def embedding_bytes(vector: np.ndarray) -> bytes:
+    """A 128-d embedding as 512 bytes of little-endian float32."""
+    return np.asarray(vector, dtype="<f4").tobytes()
+
+
+def embedding_vector(data: bytes) -> np.ndarray:
+    """The float32 embedding stored by ``embedding_bytes``."""
+    return np.frombuffer(data, dtype="<f4").astype(np.float32)
+
+
+class CaseFields(BaseModel):
+    """The facts of a case, as a person or an agency supplies them (validated)."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    kind: CaseKind
+    agency: str | None = Field(None, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")
+    external_ref: str | None = Field(None, min_length=1, max_length=128)
+    name: str | None = Field(None, max_length=200)
+    sex: Sex = "unknown"
+    birth_date: date | None = None
+    birth_year_min: int | None = Field(None, ge=1900, le=2100)
+    birth_year_max: int | None = Field(None, ge=1900, le=2100)
+    date_missing: date | None = None
+    date_found: date | None = None
+    place: str | None = Field(None, max_length=500)
+    description: str | None = Field(None, max_length=5000)
+    contact: str | None = Field(None, max_length=500)
+    status: CaseStatus = "open"
+
+    @model_validator(mode="after")
+    def _consistent(self) -> CaseFields:
+        if self.external_ref and not self.agency:
+            raise ValueError("external_ref needs an agency: it is unique per agency")
+        if self.kind == "missing" and self.date_found:
+            raise ValueError("a missing case has date_missing, not date_found")
+        if self.kind == "found" and self.date_missing:
+            raise ValueError("a found case has date_found, not date_missing")
+        low, high = self.birth_year_min, self.birth_year_max
+        if low is not None and high is not None and low > high:
+            raise ValueError("birth_year_min is after birth_year_max")
+        if self.birth_date and (
+            (low is not None and self.birth_date.year < low)
+            or (high is not None and self.birth_date.year > high)
+        ):
+            raise ValueError("birth_date is outside birth_year_min..birth_year_max")
+        today = date.today()
+        for label in ("birth_date", "date_missing", "date_found"):
+            value = getattr(self, label)
+            if value and value > today:
+                raise ValueError(f"{label} is in the future")
+        return self
+
+
+def validated_case_fields(data: dict[str, Any]) -> CaseFields:
+    """``CaseFields`` from a dict, raising ``InvalidField`` with every problem listed."""
+    try:
+        return CaseFields.model_validate(data)
+    except ValidationError as exc:
+        problems = [
+            {"field": ".".join(str(p) for p in err["loc"]) or None, "message": err["msg"]}
+            for err in exc.errors()
+        ]
+        summary = "; ".join(
+            f"{p['field']}: {p['message']}" if p["field"] else str(p["message"]) for p in problems
+        )
+        raise InvalidField(f"Invalid case: {summary}", errors=problems) from exc
+
+
+class Store:
+    """An engine and a session factory for one database URL; creates the tables if absent."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine: Engine = _engine(url)
+        Base.metadata.create_all(self.engine)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @contextmanager
+    def transaction(self) -> Iterator[Session]:
+        """A session in one transaction: committed on success, rolled back on any error."""
+        with self._sessions() as session, session.begin():
+            yield session
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def _engine(url: str) -> Engine:
+    if not url.startswith("sqlite"):
+        return create_engine(url, pool_pre_ping=True)
+    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+
+    @event.listens_for(engine, "connect")
+    def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.close()
+
+    return engine
