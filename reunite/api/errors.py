@@ -1,0 +1,82 @@
+"""The one place where library errors become HTTP responses (RFC 9457 problem details).
+
+Every error response, ours or the framework's, has the media type ``application/problem+json``
+and this shape::
+
+    {"type": "urn:reunite:error:no_face_found", "title": "Unprocessable Content", "status": 422,
+     "code": "no_face_found", "detail": "No face was found in this photo. ...", ...details}
+"""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from reunite import errors
+
+log = logging.getLogger(__name__)
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+
+STATUS_BY_ERROR: dict[type[errors.ReuniteError], int] = {
+    errors.UnsupportedImage: 415,
+    errors.ImageTooLarge: 413,
+    errors.InvalidInput: 422,
+    errors.NotFound: 404,
+    errors.Conflict: 409,
+    errors.IndexUnusable: 503,
+}
+"""HTTP status per error class; the most specific class listed in an error's MRO wins."""
+
+
+def status_of(error: errors.ReuniteError) -> int:
+    for cls in type(error).__mro__:
+        if cls in STATUS_BY_ERROR:
+            return STATUS_BY_ERROR[cls]
+    return 500
+
+
+def problem(status: int, code: str, detail: str, **extra: Any) -> JSONResponse:
+    body = {
+        "type": f"urn:reunite:error:{code}",
+        "title": HTTPStatus(status).phrase,
+        "status": status,
+        "code": code,
+        "detail": detail,
+        **extra,
+    }
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_MEDIA_TYPE)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Route library, validation, HTTP and unexpected errors to ``problem`` responses."""
+
+    @app.exception_handler(errors.ReuniteError)
+    async def _reunite_error(_request: Request, exc: errors.ReuniteError) -> JSONResponse:
+        return problem(status_of(exc), exc.code, exc.message, **exc.details)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        # Echoing "input" back could repeat names or bytes; keep where and what only.
+        problems = [
+            {"field": ".".join(str(p) for p in err.get("loc", ())), "message": err.get("msg", "")}
+            for err in exc.errors()
+        ]
+        summary = "; ".join(f"{p['field']}: {p['message']}" for p in problems)
+        return problem(422, "invalid_request", f"The request is invalid: {summary}", errors=problems)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = HTTPStatus(exc.status_code).phrase.lower().replace(" ", "_").replace("-", "_")
+        return problem(exc.status_code, code, str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        return problem(500, "internal_error", "Something went wrong on our side; it was logged.")

@@ -1,0 +1,221 @@
+"""The ``reunite`` command line: a thin layer over ``Reunite``; errors become exit codes here.
+
+Exit codes: 0 success; 1 some items of a batch failed (each is reported); 2 bad usage;
+3 not found; 4 invalid input (bad photo, no face, bad field); 5 conflict; 6 index unusable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import getpass
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from reunite import errors
+from reunite.config import Settings
+from reunite.service import Reunite
+
+EXIT_CODES: dict[type[errors.ReuniteError], int] = {
+    errors.NotFound: 3,
+    errors.InvalidInput: 4,
+    errors.Conflict: 5,
+    errors.IndexUnusable: 6,
+}
+PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
+MANIFEST_CASE_COLUMNS = (
+    "kind", "agency", "external_ref", "name", "sex", "birth_date", "birth_year_min",
+    "birth_year_max", "date_missing", "date_found", "place", "description", "contact",
+)
+
+
+def exit_code_of(error: errors.ReuniteError) -> int:
+    for cls in type(error).__mro__:
+        if cls in EXIT_CODES:
+            return EXIT_CODES[cls]
+    return 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return int(args.run(args))
+    except errors.ReuniteError as exc:
+        print(f"error ({exc.code}): {exc.message}", file=sys.stderr)
+        return exit_code_of(exc)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="reunite",
+        description="Face matching to reunite lost people with their families. Settings come "
+        "from REUNITE_* environment variables (REUNITE_DATA_DIR, REUNITE_INDEX_DIR, "
+        "REUNITE_DATABASE_URL, ...).",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress (ids only)")
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    serve = commands.add_parser(
+        "serve", help="serve the HTTP API", description="Serve the HTTP API (docs at /docs)."
+    )
+    serve.add_argument("--host", default=None, help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=None, help="port (default 8000)")
+    serve.set_defaults(run=_serve)
+
+    enroll = commands.add_parser(
+        "enroll",
+        help="enroll a case from a folder of photos, or many from a CSV manifest",
+        description="Enroll one case from the photos in FOLDER (facts from the options), or "
+        "every case of a CSV manifest (--manifest) whose columns are "
+        f"{', '.join(MANIFEST_CASE_COLUMNS)} and photos (paths relative to the manifest, "
+        "separated by ';'). A case whose agency and external_ref already exist is reused, and "
+        "photos already enrolled are skipped, so a run can be repeated safely. Each photo must "
+        "show one face. Prints one JSON line per photo; exits 1 if any photo failed.",
+    )
+    source = enroll.add_mutually_exclusive_group(required=True)
+    source.add_argument("folder", nargs="?", type=Path, help="folder of JPEG/PNG/WebP photos")
+    source.add_argument("--manifest", type=Path, help="CSV manifest of cases")
+    enroll.add_argument("--kind", choices=["missing", "found"], help="case kind (folder mode)")
+    for column in MANIFEST_CASE_COLUMNS[1:]:
+        enroll.add_argument(f"--{column.replace('_', '-')}", dest=column, help=f"case {column}")
+    enroll.set_defaults(run=_enroll)
+
+    search = commands.add_parser(
+        "search",
+        help="search a photo against enrolled cases",
+        description="Find candidate cases for every face in PHOTO. Stores only an audit record.",
+    )
+    search.add_argument("photo", type=Path, help="JPEG, PNG or WebP photo")
+    search.add_argument("--kind", choices=["missing", "found", "all"], default="all")
+    search.add_argument("-k", type=int, default=None, help="cases per face (default 10)")
+    search.add_argument("--tolerance", type=float, default=None, help="max L2 distance (0.6)")
+    search.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    search.set_defaults(run=_search)
+
+    reindex = commands.add_parser(
+        "reindex",
+        help="rebuild the FAISS index from the store",
+        description="Rebuild the FAISS index from every face in the store and save it "
+        "atomically. Run it with the server stopped, or restart the server afterwards.",
+    )
+    reindex.set_defaults(run=_reindex)
+    return parser
+
+
+def _actor() -> str:
+    return f"cli:{getpass.getuser()}"
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from reunite.api import create_app
+
+    overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+    settings = Settings(**overrides)
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port)
+    return 0
+
+
+def _enroll(args: argparse.Namespace) -> int:
+    if args.manifest:
+        jobs = list(_manifest_jobs(args.manifest))
+    else:
+        if not args.kind:
+            raise errors.InvalidField("--kind is required when enrolling a folder.")
+        fields = {c: getattr(args, c) for c in MANIFEST_CASE_COLUMNS[1:] if getattr(args, c)}
+        photos = sorted(p for p in args.folder.iterdir() if p.suffix.lower() in PHOTO_SUFFIXES)
+        if not photos:
+            raise errors.InvalidInput(f"No .jpg, .jpeg, .png or .webp files in {args.folder}.")
+        jobs = [({"kind": args.kind, **fields}, photos)]
+    failures = 0
+    with Reunite.open(Settings()) as service:
+        for fields, photos in jobs:
+            case = _existing_or_new_case(service, fields)
+            for path in photos:
+                outcome: dict[str, Any] = {"case_id": case.id, "photo": str(path)}
+                try:
+                    result = service.enroll_photo(case.id, path.read_bytes(), actor=_actor())
+                    outcome |= {
+                        "photo_id": result.photo.id,
+                        "created": result.created,
+                        "new_candidate_ids": [c.id for c in result.new_candidates],
+                    }
+                except (errors.InvalidInput, OSError) as exc:
+                    failures += 1
+                    code = getattr(exc, "code", "unreadable_file")
+                    outcome |= {"error": code, "message": str(exc)}
+                print(json.dumps(outcome, ensure_ascii=False))
+    return 1 if failures else 0
+
+
+def _manifest_jobs(path: Path) -> list[tuple[dict[str, str], list[Path]]]:
+    with path.open(newline="", encoding="utf-8-sig") as handle:
+        rows = list(csv.DictReader(handle))
+    jobs = []
+    for row in rows:
+        fields = {c: row[c].strip() for c in MANIFEST_CASE_COLUMNS if (row.get(c) or "").strip()}
+        photos = [path.parent / p.strip() for p in (row.get("photos") or "").split(";") if p.strip()]
+        jobs.append((fields, photos))
+    return jobs
+
+
+def _existing_or_new_case(service: Reunite, fields: dict[str, Any]) -> Any:
+    if fields.get("agency") and fields.get("external_ref"):
+        found, _ = service.cases(agency=fields["agency"], limit=1_000_000)
+        for case in found:
+            if case.external_ref == fields["external_ref"]:
+                return case
+    return service.create_case(fields, actor=_actor())
+
+
+def _search(args: argparse.Namespace) -> int:
+    kinds = ["missing", "found"] if args.kind == "all" else [args.kind]
+    with Reunite.open(Settings()) as service:
+        results = service.search_photo(
+            args.photo.read_bytes(), actor=_actor(), kinds=kinds, k=args.k, tolerance=args.tolerance
+        )
+    if args.json:
+        print(json.dumps([
+            {
+                "box": r.face.box._asdict(),
+                "candidates": [
+                    {"case_id": rc.case.id, "kind": rc.case.kind, "face_id": rc.match.face_id,
+                     "distance": round(rc.match.distance, 4),
+                     "similarity": round(rc.match.similarity, 4)}
+                    for rc in r.ranked
+                ],
+            }
+            for r in results
+        ], ensure_ascii=False, indent=2))
+        return 0
+    for number, result in enumerate(results):
+        print(f"face {number} at {tuple(result.face.box)} (top, right, bottom, left):")
+        if not result.ranked:
+            print("  no case within tolerance")
+        for rank, rc in enumerate(result.ranked, start=1):
+            print(
+                f"  {rank:>2}. case {rc.case.id} ({rc.case.kind}) distance {rc.match.distance:.3f} "
+                f"similarity {rc.match.similarity:.2f}"
+            )
+    return 0
+
+
+def _reindex(args: argparse.Namespace) -> int:
+    with Reunite.open(Settings()) as service:
+        report = service.rebuild_index()
+    print(f"index rebuilt: {report.counts['missing']} missing and {report.counts['found']} found faces")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
