@@ -1,0 +1,79 @@
+"""Shared fixtures: real photos from ../shared/faces, real dlib (each photo embedded once per
+session), real FAISS, real SQLite in a temporary directory, the real ASGI app."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from reunite.api import create_app
+from reunite.config import Settings
+from reunite.faces import Face, Pipeline, faces_in_image
+from reunite.service import Reunite
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+FACES_DIR = Path(os.environ.get("REUNITE_FACES_DIR", PROJECT_ROOT.parent / "shared" / "faces"))
+
+
+class MemoFinder:
+    """The real ``faces_in_image``, remembering its answer per image so dlib runs once a photo."""
+
+    def __init__(self) -> None:
+        self._answers: dict[tuple[str, tuple[int, ...], Pipeline], list[Face]] = {}
+        self.calls = 0
+
+    def __call__(self, pixels: np.ndarray, pipeline: Pipeline) -> list[Face]:
+        key = (hashlib.sha1(pixels.tobytes()).hexdigest(), pixels.shape, pipeline)
+        if key not in self._answers:
+            self.calls += 1
+            self._answers[key] = faces_in_image(pixels, pipeline)
+        return self._answers[key]
+
+
+@pytest.fixture(scope="session")
+def faces_dir() -> Path:
+    if not (FACES_DIR / "samples").is_dir():
+        pytest.skip(f"real face photos not found at {FACES_DIR} (set REUNITE_FACES_DIR)")
+    return FACES_DIR
+
+
+@pytest.fixture(scope="session")
+def sample(faces_dir: Path):  # type: ignore[no-untyped-def]
+    """``sample("obama.jpg")`` -> the bytes of a photo in ../shared/faces/samples."""
+
+    def read(name: str) -> bytes:
+        return (faces_dir / "samples" / name).read_bytes()
+
+    return read
+
+
+@pytest.fixture(scope="session")
+def finder() -> MemoFinder:
+    return MemoFinder()
+
+
+def settings_in(directory: Path, **overrides: object) -> Settings:
+    return Settings(data_dir=directory / "data", index_dir=directory / "index", **overrides)
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return settings_in(tmp_path)
+
+
+@pytest.fixture
+def service(settings: Settings, finder: MemoFinder) -> Iterator[Reunite]:
+    with Reunite.open(settings, finder=finder) as opened:
+        yield opened
+
+
+@pytest.fixture
+def client(settings: Settings, finder: MemoFinder) -> Iterator[TestClient]:
+    with TestClient(create_app(settings, finder=finder), raise_server_exceptions=False) as c:
+        yield c
