@@ -16,12 +16,17 @@ from typing import NamedTuple, Protocol
 
 import cv2
 import numpy as np
+from PIL import ImageFile
 
 with warnings.catch_warnings():
     # face_recognition_models imports pkg_resources, which warns that it is deprecated.
     warnings.simplefilter("ignore", UserWarning)
     warnings.simplefilter("ignore", DeprecationWarning)
     import face_recognition
+
+# face_recognition sets this at import so that its own loader accepts truncated files; reunite
+# decodes photos itself (reunite.imaging) and must refuse truncated ones, Pillow's default.
+ImageFile.LOAD_TRUNCATED_IMAGES = False
 
 MODEL_NAME = "dlib_face_recognition_resnet_model_v1"
 EMBEDDING_DIM = 128

@@ -1,0 +1,52 @@
+# shellcheck shell=bash
+# Shared set-up for ./serve and ./run-tests; sourced from the project root, not run on its own.
+#
+#   ensure_venv [UV_SYNC_ARGS...]
+#
+# 1. Picks the interpreter: $PYTHON if set, else python3.11, else python3; it must be 3.11 or 3.12
+#    (pyproject.toml: requires-python = ">=3.11,<3.13").
+# 2. Makes .tools/, a virtual environment holding only uv (pinned below), with that venv's pip.
+# 3. Runs `uv sync --frozen`: creates or updates .venv/ exactly as uv.lock says, never the lock.
+
+UV_VERSION="0.13.9"
+
+bootstrap_die() {
+    echo "${0##*/}: $*" >&2
+    exit 1
+}
+
+# Prints the absolute path of a usable interpreter, or exits with a reason.
+pick_python() {
+    local candidate="${PYTHON:-}"
+    if [[ -z $candidate ]]; then
+        if command -v python3.11 >/dev/null 2>&1; then
+            candidate=python3.11
+        elif command -v python3 >/dev/null 2>&1; then
+            candidate=python3
+        else
+            bootstrap_die "no python3.11 or python3 on PATH; install Python 3.11 or set PYTHON."
+        fi
+    fi
+    command -v "$candidate" >/dev/null 2>&1 || bootstrap_die "PYTHON=$candidate was not found."
+    "$candidate" - <<'PY' || bootstrap_die "$candidate is not Python 3.11 or 3.12; set PYTHON."
+import sys
+sys.exit(0 if (3, 11) <= sys.version_info[:2] < (3, 13) else 1)
+PY
+    # The real interpreter behind a pyenv shim or a symlink.
+    "$candidate" -c 'import sys; print(sys.executable)'
+}
+
+ensure_venv() {
+    local python
+    python="$(pick_python)"
+    if [[ "$(.tools/bin/uv --version 2>/dev/null)" != "uv $UV_VERSION"* ]]; then
+        echo "${0##*/}: installing uv $UV_VERSION into .tools/" >&2
+        rm -rf .tools
+        "$python" -m venv .tools
+        .tools/bin/python -m pip install --quiet --disable-pip-version-check "uv==$UV_VERSION"
+    fi
+    # The environment is always ./.venv (the scripts run .venv/bin/...), whatever the caller's
+    # UV_PROJECT_ENVIRONMENT says; uv never downloads a Python of its own here.
+    UV_PROJECT_ENVIRONMENT="$PWD/.venv" .tools/bin/uv sync --frozen --python "$python" \
+        --no-python-downloads "$@"
+}

@@ -1,0 +1,99 @@
+import json
+
+import numpy as np
+import pytest
+
+from reunite.errors import IndexUnusable
+from reunite.index import FaceIndex
+
+MODEL = "test-model"
+
+
+def random_faces(n: int, seed: int) -> np.ndarray:
+    """Vectors spread like dlib embeddings: entries around +-0.1, pairwise distances near 1."""
+    rng = np.random.default_rng(seed)
+    return (rng.normal(0, 0.09, size=(n, 128))).astype(np.float32)
+
+
+def brute_force(vectors: np.ndarray, ids: np.ndarray, probe: np.ndarray, k: int):
+    distances = np.linalg.norm(vectors.astype(np.float64) - probe.astype(np.float64), axis=1)
+    order = np.argsort(distances, kind="stable")[:k]
+    return ids[order], distances[order]
+
+
+def test_faiss_agrees_with_numpy_brute_force_and_returns_real_l2_distances():
+    vectors = random_faces(2000, seed=1)
+    ids = np.arange(10, 2010, dtype=np.int64)
+    index = FaceIndex(MODEL)
+    index.add("missing", ids, vectors)
+    for probe in random_faces(25, seed=2):
+        hits = index.search("missing", probe, 10)
+        want_ids, want_distances = brute_force(vectors, ids, probe, 10)
+        assert [i for i, _ in hits] == want_ids.tolist()
+        # Real L2, not squared: squared distances here are ~0.2 smaller than the real ones.
+        np.testing.assert_allclose([d for _, d in hits], want_distances, rtol=1e-5, atol=1e-5)
+
+
+def test_kinds_are_searched_separately():
+    index = FaceIndex(MODEL)
+    vectors = random_faces(4, seed=3)
+    index.add("missing", [1, 2], vectors[:2])
+    index.add("found", [3, 4], vectors[2:])
+    assert {i for i, _ in index.search("missing", vectors[3], 10)} == {1, 2}
+    assert {i for i, _ in index.search("found", vectors[0], 10)} == {3, 4}
+    assert index.search("found", vectors[2], 1) == [(3, pytest.approx(0.0, abs=1e-6))]
+
+
+def test_removed_faces_are_no_longer_found():
+    index = FaceIndex(MODEL)
+    vectors = random_faces(5, seed=4)
+    index.add("found", [1, 2, 3, 4, 5], vectors)
+    assert index.remove([2, 4, 99]) == 2
+    assert sorted(i for i, _ in index.search("found", vectors[1], 10)) == [1, 3, 5]
+    assert index.last_face_id == 5
+
+
+def test_save_and_load_round_trip(tmp_path):
+    index = FaceIndex(MODEL)
+    vectors = random_faces(30, seed=5)
+    index.add("missing", range(1, 21), vectors[:20])
+    index.add("found", range(21, 31), vectors[20:])
+    manifest = index.save(tmp_path)
+    assert (manifest.count, manifest.last_face_id, manifest.counts) == (
+        30, 30, {"missing": 20, "found": 10},
+    )
+    loaded, read = FaceIndex.load(tmp_path, model=MODEL, dim=128)
+    assert read == manifest
+    for kind in ("missing", "found"):
+        np.testing.assert_array_equal(loaded.face_ids(kind), index.face_ids(kind))
+    assert loaded.search("found", vectors[25], 3) == index.search("found", vectors[25], 3)
+    assert not list(tmp_path.glob(".*.tmp"))  # no temp files left behind
+
+
+@pytest.mark.parametrize(
+    "damage",
+    ["delete-manifest", "delete-index-file", "flip-a-byte", "truncate", "bad-json", "other-model"],
+)
+def test_damaged_index_directories_are_refused(tmp_path, damage):
+    index = FaceIndex(MODEL)
+    index.add("missing", [1, 2, 3], random_faces(3, seed=6))
+    index.save(tmp_path)
+    target = tmp_path / "missing.faiss"
+    if damage == "delete-manifest":
+        (tmp_path / "manifest.json").unlink()
+    elif damage == "delete-index-file":
+        target.unlink()
+    elif damage == "flip-a-byte":
+        data = bytearray(target.read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        target.write_bytes(bytes(data))
+    elif damage == "truncate":
+        target.write_bytes(target.read_bytes()[:100])
+    elif damage == "bad-json":
+        (tmp_path / "manifest.json").write_text("{not json")
+    elif damage == "other-model":
+        manifest = json.loads((tmp_path / "manifest.json").read_text())
+        manifest["model"] = "another-model"
+        (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(IndexUnusable):
+        FaceIndex.load(tmp_path, model=MODEL, dim=128)

@@ -1,0 +1,269 @@
+"""The library end to end: real photos, real dlib, real FAISS, real SQLite."""
+
+import logging
+
+import numpy as np
+import pytest
+
+from reunite import errors
+from reunite.faces import MODEL_NAME
+from reunite.index import FaceIndex
+from reunite.service import Reunite
+from reunite.store import AuditEvent, Candidate
+from tests.conftest import settings_in
+
+ACTOR = "test"
+
+
+def new_case(service: Reunite, kind: str, **facts):
+    return service.create_case({"kind": kind, **facts}, actor=ACTOR)
+
+
+@pytest.mark.parametrize("first_kind", ["missing", "found"])
+def test_matching_is_two_way(service, sample, first_kind):
+    second_kind = "found" if first_kind == "missing" else "missing"
+    first = new_case(service, first_kind)
+    assert service.enroll_photo(first.id, sample("obama.jpg"), actor=ACTOR).new_candidates == []
+    second = new_case(service, second_kind)
+    enrollment = service.enroll_photo(second.id, sample("obama2.jpg"), actor=ACTOR)
+    [candidate] = enrollment.new_candidates
+    found, missing = (first, second) if first_kind == "found" else (second, first)
+    assert (candidate.found_case_id, candidate.missing_case_id) == (found.id, missing.id)
+    assert candidate.status == "pending" and candidate.distance < 0.6
+    assert [c.id for c in service.candidates(first.id)] == [candidate.id]
+
+
+def test_a_case_with_several_photos_scores_by_its_closest_face(service, sample):
+    missing = new_case(service, "missing")
+    service.enroll_photo(missing.id, sample("obama.jpg"), actor=ACTOR)
+    service.enroll_photo(missing.id, sample("obama3.jpg"), actor=ACTOR)
+    [result] = service.search_photo(sample("obama2.jpg"), actor=ACTOR)
+    [ranked] = result.ranked
+    assert ranked.case.id == missing.id
+    faces = [f for _, fs in service.photos(missing.id) for f in fs]
+    distances = {f.id: float(np.linalg.norm(f.vector - result.face.embedding)) for f in faces}
+    assert ranked.match.face_id == min(distances, key=distances.__getitem__)
+    assert ranked.match.distance == pytest.approx(min(distances.values()), abs=1e-5)
+
+
+def test_a_closer_photo_improves_an_existing_candidate_without_duplicating_it(service, sample):
+    missing = new_case(service, "missing")
+    service.enroll_photo(missing.id, sample("obama3.jpg"), actor=ACTOR)
+    found = new_case(service, "found")
+    [first] = service.enroll_photo(found.id, sample("obama2.jpg"), actor=ACTOR).new_candidates
+    second = service.enroll_photo(missing.id, sample("obama.jpg"), actor=ACTOR)
+    assert second.new_candidates == []
+    [only] = service.candidates(found.id)
+    assert only.id == first.id
+    assert only.distance <= first.distance
+
+
+def test_reenrolling_the_same_photo_changes_nothing(service, sample):
+    missing = new_case(service, "missing")
+    service.enroll_photo(missing.id, sample("obama.jpg"), actor=ACTOR)
+    found = new_case(service, "found")
+    first = service.enroll_photo(found.id, sample("obama2.jpg"), actor=ACTOR)
+    again = service.enroll_photo(found.id, sample("obama2.jpg"), actor=ACTOR)
+    assert first.created and not again.created
+    assert again.photo.id == first.photo.id and again.new_candidates == []
+    assert len(service.photos(found.id)) == 1
+    assert len(service.candidates(found.id)) == 1
+    assert service.index.count() == 2
+
+
+def test_a_different_person_is_not_a_candidate(service, sample):
+    missing = new_case(service, "missing")
+    service.enroll_photo(missing.id, sample("obama.jpg"), actor=ACTOR)
+    found = new_case(service, "found")
+    assert service.enroll_photo(found.id, sample("biden.jpg"), actor=ACTOR).new_candidates == []
+
+
+def test_search_returns_candidates_per_face_and_stores_only_an_audit_record(service, sample):
+    obama, biden = new_case(service, "missing"), new_case(service, "found")
+    service.enroll_photo(obama.id, sample("obama.jpg"), actor=ACTOR)
+    service.enroll_photo(biden.id, sample("biden.jpg"), actor=ACTOR)
+    with service.store.transaction() as session:
+        before = session.query(Candidate).count()
+    results = service.search_photo(sample("obama_and_biden.jpg"), actor="searcher")
+    matched = {r.ranked[0].case.id for r in results if r.ranked}
+    assert matched == {obama.id, biden.id}
+    only_missing = service.search_photo(
+        sample("obama_and_biden.jpg"), actor="searcher", kinds=["missing"]
+    )
+    assert {r.ranked[0].case.id for r in only_missing if r.ranked} == {obama.id}
+    with service.store.transaction() as session:
+        assert session.query(Candidate).count() == before
+        audit = session.query(AuditEvent).filter_by(action="search", actor="searcher").all()
+    assert len(audit) == 2
+    assert sorted(sum(audit[0].details["results"], [])) == sorted([obama.id, biden.id])
+
+
+def test_deleting_a_case_removes_its_faces_from_search(service, sample, settings):
+    missing = new_case(service, "missing")
+    service.enroll_photo(missing.id, sample("obama.jpg"), actor=ACTOR)
+    found = new_case(service, "found")
+    service.enroll_photo(found.id, sample("obama2.jpg"), actor=ACTOR)
+    [(photo, _)] = service.photos(missing.id)
+    photo_files_before = set(settings.photos_dir.rglob("*.jpg"))
+    service.delete_case(missing.id, actor=ACTOR)
+    [result] = service.search_photo(sample("obama.jpg"), actor=ACTOR, kinds=["missing"])
+    assert result.ranked == []
+    assert service.candidates(found.id) == []
+    with pytest.raises(errors.NotFound):
+        service.case(missing.id)
+    gone = photo_files_before - set(settings.photos_dir.rglob("*.jpg"))
+    assert [p.name for p in gone] == [f"{photo.sha256}.jpg"]
+    assert service.index.count() == 1
+
+
+def test_closed_cases_get_no_new_candidates(service, sample):
+    missing = new_case(service, "missing")
+    service.enroll_photo(missing.id, sample("obama.jpg"), actor=ACTOR)
+    service.update_case(missing.id, {"status": "closed"}, actor=ACTOR)
+    found = new_case(service, "found")
+    assert service.enroll_photo(found.id, sample("obama2.jpg"), actor=ACTOR).new_candidates == []
+
+
+def test_a_photo_with_two_faces_needs_a_choice(service, sample):
+    case = new_case(service, "found")
+    with pytest.raises(errors.MultipleFaces) as raised:
+        service.enroll_photo(case.id, sample("two_people.jpg"), actor=ACTOR)
+    boxes = raised.value.details["boxes"]
+    assert [b["index"] for b in boxes] == [0, 1] and boxes[0]["left"] < boxes[1]["left"]
+    with pytest.raises(errors.InvalidField):
+        service.enroll_photo(case.id, sample("two_people.jpg"), actor=ACTOR, face_index=2)
+    enrollment = service.enroll_photo(case.id, sample("two_people.jpg"), actor=ACTOR, face_index=1)
+    assert enrollment.faces[0].left == boxes[1]["left"]
+
+
+def test_case_facts_are_validated():
+    from reunite.store import validated_case_fields
+
+    with pytest.raises(errors.InvalidField, match="agency"):
+        validated_case_fields({"kind": "missing", "external_ref": "X1"})
+    with pytest.raises(errors.InvalidField, match="date_found"):
+        validated_case_fields({"kind": "missing", "date_found": "2020-01-01"})
+    with pytest.raises(errors.InvalidField, match="birth_year_min"):
+        validated_case_fields({"kind": "found", "birth_year_min": 1990, "birth_year_max": 1980})
+    with pytest.raises(errors.InvalidField, match="kind"):
+        validated_case_fields({"kind": "lost"})
+
+
+def test_external_refs_are_unique_per_agency(service):
+    new_case(service, "missing", agency="SH-PSB", external_ref="2024-001")
+    new_case(service, "missing", agency="BJ-PSB", external_ref="2024-001")
+    with pytest.raises(errors.Conflict):
+        new_case(service, "missing", agency="SH-PSB", external_ref="2024-001")
+
+
+# ------------------------------------------------------------------------------ the index
+
+
+def enroll_pair(service: Reunite, sample) -> tuple[int, int]:
+    missing = new_case(service, "missing")
+    service.enroll_photo(missing.id, sample("obama.jpg"), actor=ACTOR)
+    found = new_case(service, "found")
+    service.enroll_photo(found.id, sample("biden.jpg"), actor=ACTOR)
+    return missing.id, found.id
+
+
+def test_the_index_survives_a_restart(settings, finder, sample):
+    with Reunite.open(settings, finder=finder) as service:
+        missing_id, _ = enroll_pair(service, sample)
+    with Reunite.open(settings, finder=finder) as service:
+        assert service.index_report.how == "loaded"
+        assert service.index_report.counts == {"missing": 1, "found": 1}
+        [result] = service.search_photo(sample("obama2.jpg"), actor=ACTOR)
+        assert [r.case.id for r in result.ranked] == [missing_id]
+
+
+@pytest.mark.parametrize("damage", ["delete", "corrupt"])
+def test_the_index_is_rebuilt_when_its_files_are_deleted_or_corrupted(
+    settings, finder, sample, damage, caplog
+):
+    with Reunite.open(settings, finder=finder) as service:
+        missing_id, _ = enroll_pair(service, sample)
+    for path in settings.index_dir.glob("*.faiss"):
+        if damage == "delete":
+            path.unlink()
+        else:
+            path.write_bytes(b"\x00garbage" + path.read_bytes()[9:])
+    with caplog.at_level(logging.WARNING), Reunite.open(settings, finder=finder) as service:
+        assert service.index_report.how == "rebuilt"
+        assert service.index_report.counts == {"missing": 1, "found": 1}
+        [result] = service.search_photo(sample("obama2.jpg"), actor=ACTOR)
+        assert [r.case.id for r in result.ranked] == [missing_id]
+    assert "rebuilding from the store" in caplog.text
+    FaceIndex.load(settings.index_dir, model=MODEL_NAME, dim=128)  # saved again, whole
+
+
+def test_an_index_behind_the_store_catches_up(tmp_path, finder, sample):
+    settings = settings_in(tmp_path, index_save_every=10_000)  # never saved before close
+    with Reunite.open(settings, finder=finder) as service:
+        enroll_pair(service, sample)
+    stale_manifest = (settings.index_dir / "manifest.json").read_bytes()
+    stale_files = {p: p.read_bytes() for p in settings.index_dir.glob("*.faiss")}
+    with Reunite.open(settings, finder=finder) as service:
+        third = new_case(service, "found")
+        service.enroll_photo(third.id, sample("obama2.jpg"), actor=ACTOR)
+        service.delete_case(1, actor=ACTOR)
+    # As if the process had been killed before saving: put the older index files back.
+    (settings.index_dir / "manifest.json").write_bytes(stale_manifest)
+    for path, data in stale_files.items():
+        path.write_bytes(data)
+    with Reunite.open(settings, finder=finder) as service:
+        assert service.index_report.how == "caught_up"
+        assert service.index_report.counts == {"missing": 0, "found": 2}
+
+
+# ------------------------------------------------------------------- 1:N on real LFW people
+
+
+def central_face_index(service: Reunite, finder, data: bytes) -> int | None:
+    """Which face of an LFW photo is its subject: the one nearest the image centre."""
+    from reunite.imaging import decoded_image
+
+    pixels = decoded_image(data, max_bytes=10**8, max_pixels=10**8).pixels
+    faces = finder(pixels, service.pipeline)
+    if not faces:
+        return None
+    centre = np.array(pixels.shape[:2]) / 2
+    offsets = [
+        np.hypot((f.box.top + f.box.bottom) / 2 - centre[0], (f.box.left + f.box.right) / 2 - centre[1])
+        for f in faces
+    ]
+    return int(np.argmin(offsets))
+
+
+def test_an_lfw_person_is_ranked_first_among_200_other_people(tmp_path, finder, faces_dir):
+    lfw = faces_dir / "lfw"
+    if not lfw.is_dir():
+        pytest.skip("LFW not found")
+    people = sorted(p for p in lfw.iterdir() if p.is_dir() and p.name != "protocol")
+    subject = next(p for p in people if len(list(p.glob("*.jpg"))) >= 4)
+    *gallery_photos, probe = sorted(subject.glob("*.jpg"))[:4]
+    others = [p for p in people if p != subject]
+    with Reunite.open(settings_in(tmp_path), finder=finder) as service:
+        target = new_case(service, "missing")
+        for photo in gallery_photos:
+            data = photo.read_bytes()
+            service.enroll_photo(
+                target.id, data, actor=ACTOR, face_index=central_face_index(service, finder, data)
+            )
+        enrolled_others = 0
+        for person in others:
+            data = sorted(person.glob("*.jpg"))[0].read_bytes()
+            chosen = central_face_index(service, finder, data)
+            if chosen is None:
+                continue
+            case = new_case(service, "missing")
+            service.enroll_photo(case.id, data, actor=ACTOR, face_index=chosen)
+            enrolled_others += 1
+            if enrolled_others == 200:
+                break
+        assert service.index.count("missing") == 203
+        results = service.search_photo(probe.read_bytes(), actor=ACTOR, kinds=["missing"], k=10)
+        probe_result = min(
+            results, key=lambda r: abs((r.face.box.left + r.face.box.right) / 2 - 125)
+        )
+        assert probe_result.ranked[0].case.id == target.id
