@@ -34,6 +34,8 @@ from sqlalchemy import (
     create_engine,
     event,
 )
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
@@ -46,6 +48,25 @@ CaseStatus = Literal["open", "matched", "closed"]
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC datetime on every engine (SQLite drops the zone; this restores it)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetimes are ambiguous; pass a UTC-aware one")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 class Base(DeclarativeBase):
@@ -79,9 +100,9 @@ class Case(Base):
     description: Mapped[str | None] = mapped_column(Text)
     contact: Mapped[str | None] = mapped_column(String(500))
     status: Mapped[str] = mapped_column(String(7), default="open")
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utc_now)
     updated_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), default=utc_now, onupdate=utc_now
+        UTCDateTime(), default=utc_now, onupdate=utc_now
     )
 
 
@@ -99,7 +120,7 @@ class Photo(Base):
     height: Mapped[int] = mapped_column(Integer)
     byte_size: Mapped[int] = mapped_column(Integer)
     taken_on: Mapped[date | None] = mapped_column(Date)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utc_now)
 
 
 class Face(Base):
@@ -121,7 +142,7 @@ class Face(Base):
     pipeline: Mapped[str] = mapped_column(String(128))
     face_width_px: Mapped[int] = mapped_column(Integer)
     sharpness: Mapped[float] = mapped_column(Float)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utc_now)
 
     @property
     def vector(self) -> np.ndarray:
@@ -150,9 +171,9 @@ class Candidate(Base):
     missing_face_id: Mapped[int] = mapped_column(ForeignKey("faces.id", ondelete="CASCADE"))
     distance: Mapped[float] = mapped_column(Float)
     status: Mapped[str] = mapped_column(String(9), default="pending")
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utc_now)
     updated_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), default=utc_now, onupdate=utc_now
+        UTCDateTime(), default=utc_now, onupdate=utc_now
     )
 
 
@@ -162,7 +183,7 @@ class AuditEvent(Base):
     __tablename__ = "audit_events"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now, index=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utc_now, index=True)
     actor: Mapped[str] = mapped_column(String(200))
     action: Mapped[str] = mapped_column(String(40), index=True)
     case_id: Mapped[int | None] = mapped_column(Integer, index=True)
