@@ -28,8 +28,19 @@ EXIT_CODES: dict[type[errors.ReuniteError], int] = {
 }
 PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
 MANIFEST_CASE_COLUMNS = (
-    "kind", "agency", "external_ref", "name", "sex", "birth_date", "birth_year_min",
-    "birth_year_max", "date_missing", "date_found", "place", "description", "contact",
+    "kind",
+    "agency",
+    "external_ref",
+    "name",
+    "sex",
+    "birth_date",
+    "birth_year_min",
+    "birth_year_max",
+    "date_missing",
+    "date_found",
+    "place",
+    "description",
+    "contact",
 )
 
 
@@ -164,7 +175,9 @@ def _manifest_jobs(path: Path) -> list[tuple[dict[str, str], list[Path]]]:
     jobs = []
     for row in rows:
         fields = {c: row[c].strip() for c in MANIFEST_CASE_COLUMNS if (row.get(c) or "").strip()}
-        photos = [path.parent / p.strip() for p in (row.get("photos") or "").split(";") if p.strip()]
+        photos = [
+            path.parent / p.strip() for p in (row.get("photos") or "").split(";") if p.strip()
+        ]
         jobs.append((fields, photos))
     return jobs
 
@@ -185,18 +198,28 @@ def _search(args: argparse.Namespace) -> int:
             args.photo.read_bytes(), actor=_actor(), kinds=kinds, k=args.k, tolerance=args.tolerance
         )
     if args.json:
-        print(json.dumps([
-            {
-                "box": r.face.box._asdict(),
-                "candidates": [
-                    {"case_id": rc.case.id, "kind": rc.case.kind, "face_id": rc.match.face_id,
-                     "distance": round(rc.match.distance, 4),
-                     "similarity": round(rc.match.similarity, 4)}
-                    for rc in r.ranked
+        print(
+            json.dumps(
+                [
+                    {
+                        "box": r.face.box._asdict(),
+                        "candidates": [
+                            {
+                                "case_id": rc.case.id,
+                                "kind": rc.case.kind,
+                                "face_id": rc.match.face_id,
+                                "distance": round(rc.match.distance, 4),
+                                "similarity": round(rc.match.similarity, 4),
+                            }
+                            for rc in r.ranked
+                        ],
+                    }
+                    for r in results
                 ],
-            }
-            for r in results
-        ], ensure_ascii=False, indent=2))
+                ensure_ascii=False,
+                indent=2,
+            )
+        )
         return 0
     for number, result in enumerate(results):
         print(f"face {number} at {tuple(result.face.box)} (top, right, bottom, left):")
@@ -213,7 +236,9 @@ def _search(args: argparse.Namespace) -> int:
 def _reindex(args: argparse.Namespace) -> int:
     with Reunite.open(Settings()) as service:
         report = service.rebuild_index()
-    print(f"index rebuilt: {report.counts['missing']} missing and {report.counts['found']} found faces")
+    print(
+        f"index rebuilt: {report.counts['missing']} missing, {report.counts['found']} found faces"
+    )
     return 0
 
 

@@ -134,7 +134,8 @@ def faces_in_image(pixels: np.ndarray, pipeline: Pipeline) -> list[Face]:
 
 def face_distances(known: np.ndarray, probe: np.ndarray) -> np.ndarray:
     """L2 distances (dlib space, not squared) from ``probe`` (128,) to each row of ``known``."""
-    return np.linalg.norm(np.asarray(known, dtype=np.float64) - probe, axis=1)
+    distances: np.ndarray = np.linalg.norm(np.asarray(known, dtype=np.float64) - probe, axis=1)
+    return distances
 
 
 def similarity(distance: float) -> float:

@@ -93,7 +93,9 @@ def decoded_image(data: bytes, *, max_bytes: int, max_pixels: int) -> DecodedIma
             height=height,
         )
     return DecodedImage(
-        pixels=pixels, format=str(image.format or _format_of(data)), sha256=sha256_hex(data),
+        pixels=pixels,
+        format=str(image.format or _format_of(data)),
+        sha256=sha256_hex(data),
         byte_size=len(data),
     )
 

@@ -102,10 +102,12 @@ class FaceIndex:
         if not len(ids):
             return 0
         with self._lock:
-            return sum(int(self._indexes[k].remove_ids(ids)) for k in KINDS)
+            # The SWIG signature names an IDSelector; FAISS accepts an id array and wraps it.
+            indexes: list[Any] = [self._indexes[k] for k in KINDS]
+            return sum(int(index.remove_ids(ids)) for index in indexes)
 
     def search(self, kind: str, vector: np.ndarray, k: int) -> list[tuple[int, float]]:
-        """The ``k`` faces of ``kind`` nearest to ``vector``: (face id, L2 distance), nearest first."""
+        """The ``k`` faces of ``kind`` nearest ``vector``, as (face id, L2 distance), nearest first."""
         query = np.ascontiguousarray(np.asarray(vector, dtype=np.float32).reshape(1, self.dim))
         with self._lock:
             index = self._indexes[_checked_kind(kind)]

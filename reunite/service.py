@@ -29,10 +29,17 @@ from sqlalchemy.orm import Session
 
 from reunite import imaging
 from reunite.config import Settings
-from reunite.errors import Conflict, InvalidField, MultipleFaces, NoFaceFound, NotFound
+from reunite.errors import (
+    Conflict,
+    IndexUnusable,
+    InvalidField,
+    MultipleFaces,
+    NoFaceFound,
+    NotFound,
+)
 from reunite.faces import EMBEDDING_DIM, MODEL_NAME, Face, FaceFinder, Pipeline, faces_in_image
 from reunite.files import write_atomically
-from reunite.index import KINDS, FaceIndex, IndexUnusable
+from reunite.index import KINDS, FaceIndex
 from reunite.matching import CaseMatch, nearest_cases, other_kind
 from reunite.store import (
     AuditEvent,
@@ -126,7 +133,10 @@ class Reunite:
         return self
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         self.close()
 
@@ -204,19 +214,26 @@ class Reunite:
         with self._write_lock:
             with self.store.transaction() as session:
                 case = self._case(session, case_id)
-                face_ids = list(session.scalars(select(FaceRow.id).where(FaceRow.case_id == case_id)))
+                face_ids = list(
+                    session.scalars(select(FaceRow.id).where(FaceRow.case_id == case_id))
+                )
                 photos = list(session.scalars(select(Photo).where(Photo.case_id == case_id)))
                 session.execute(
                     delete(Candidate).where(
-                        (Candidate.found_case_id == case_id) | (Candidate.missing_case_id == case_id)
+                        (Candidate.found_case_id == case_id)
+                        | (Candidate.missing_case_id == case_id)
                     )
                 )
                 session.execute(delete(FaceRow).where(FaceRow.case_id == case_id))
                 session.execute(delete(Photo).where(Photo.case_id == case_id))
                 session.delete(case)
                 self._audit(
-                    session, actor, "case.delete", case_id,
-                    photo_ids=[p.id for p in photos], face_ids=face_ids,
+                    session,
+                    actor,
+                    "case.delete",
+                    case_id,
+                    photo_ids=[p.id for p in photos],
+                    face_ids=face_ids,
                 )
             self.index.remove(face_ids)
             self._count_changes(len(face_ids))
@@ -264,18 +281,29 @@ class Reunite:
                     return Enrollment(existing, faces, [], created=False)
                 write_atomically(self._photo_path(image.sha256, image.format), data)
                 photo = Photo(
-                    case_id=case_id, sha256=image.sha256, format=image.format,
-                    width=image.width, height=image.height, byte_size=image.byte_size,
+                    case_id=case_id,
+                    sha256=image.sha256,
+                    format=image.format,
+                    width=image.width,
+                    height=image.height,
+                    byte_size=image.byte_size,
                     taken_on=taken_on,
                 )
                 session.add(photo)
                 session.flush()
                 row = FaceRow(
-                    photo_id=photo.id, case_id=case_id, kind=case.kind,
-                    top=face.box.top, right=face.box.right, bottom=face.box.bottom,
-                    left=face.box.left, embedding=embedding_bytes(face.embedding),
-                    model=MODEL_NAME, pipeline=self.pipeline.version,
-                    face_width_px=face.face_width_px, sharpness=face.sharpness,
+                    photo_id=photo.id,
+                    case_id=case_id,
+                    kind=case.kind,
+                    top=face.box.top,
+                    right=face.box.right,
+                    bottom=face.box.bottom,
+                    left=face.box.left,
+                    embedding=embedding_bytes(face.embedding),
+                    model=MODEL_NAME,
+                    pipeline=self.pipeline.version,
+                    face_width_px=face.face_width_px,
+                    sharpness=face.sharpness,
                 )
                 session.add(row)
                 session.flush()
@@ -285,14 +313,22 @@ class Reunite:
                     else []
                 )
                 self._audit(
-                    session, actor, "photo.enroll", case_id, photo_id=photo.id, face_ids=[row.id],
+                    session,
+                    actor,
+                    "photo.enroll",
+                    case_id,
+                    photo_id=photo.id,
+                    face_ids=[row.id],
                     new_candidate_ids=[c.id for c in new_candidates],
                 )
             self.index.add(case.kind, [row.id], face.embedding[None, :])
             self._count_changes(1)
         log.info(
             "case %d: photo %d enrolled, face %d, %d new candidates",
-            case_id, photo.id, row.id, len(new_candidates),
+            case_id,
+            photo.id,
+            row.id,
+            len(new_candidates),
         )
         return Enrollment(photo, [row], new_candidates, created=True)
 
@@ -391,15 +427,22 @@ class Reunite:
         with self.store.transaction() as session:
             for face in faces:
                 matches = sorted(
-                    (m for kind in kinds for m in self._nearest(session, face.embedding, kind, k, tolerance)),
+                    (
+                        m
+                        for kind in kinds
+                        for m in self._nearest(session, face.embedding, kind, k, tolerance)
+                    ),
                     key=lambda m: (m.distance, m.case_id),
                 )[:k]
                 cases = _cases_by_id(session, [m.case_id for m in matches])
-                results.append(
-                    FaceResult(face, [RankedCase(cases[m.case_id], m) for m in matches])
-                )
+                results.append(FaceResult(face, [RankedCase(cases[m.case_id], m) for m in matches]))
             self._audit(
-                session, actor, "search", None, kinds=list(kinds), photo_sha256=image.sha256,
+                session,
+                actor,
+                "search",
+                None,
+                kinds=list(kinds),
+                photo_sha256=image.sha256,
                 results=[[r.case.id for r in fr.ranked] for fr in results],
             )
         return results
@@ -587,8 +630,20 @@ class Reunite:
 
 
 _CASE_FIELD_NAMES = (
-    "kind", "agency", "external_ref", "name", "sex", "birth_date", "birth_year_min",
-    "birth_year_max", "date_missing", "date_found", "place", "description", "contact", "status",
+    "kind",
+    "agency",
+    "external_ref",
+    "name",
+    "sex",
+    "birth_date",
+    "birth_year_min",
+    "birth_year_max",
+    "date_missing",
+    "date_found",
+    "place",
+    "description",
+    "contact",
+    "status",
 )
 
 

@@ -34,10 +34,9 @@ from sqlalchemy import (
     create_engine,
     event,
 )
-from sqlalchemy.engine import Dialect
-from sqlalchemy.types import TypeDecorator
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Dialect, Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+from sqlalchemy.types import TypeDecorator
 
 from reunite.errors import InvalidField
 
@@ -101,9 +100,7 @@ class Case(Base):
     contact: Mapped[str | None] = mapped_column(String(500))
     status: Mapped[str] = mapped_column(String(7), default="open")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utc_now)
-    updated_at: Mapped[datetime] = mapped_column(
-        UTCDateTime(), default=utc_now, onupdate=utc_now
-    )
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utc_now, onupdate=utc_now)
 
 
 class Photo(Base):
@@ -124,7 +121,7 @@ class Photo(Base):
 
 
 class Face(Base):
-    """A face detected in a photo. Box in pixels of the upright original: top, right, bottom, left."""
+    """A face in a photo; box in pixels of the upright original (top, right, bottom, left)."""
 
     __tablename__ = "faces"
     __table_args__ = (Index("ix_faces_kind_model", "kind", "model"),)
@@ -150,7 +147,7 @@ class Face(Base):
 
 
 class Candidate(Base):
-    """A found case paired with a missing case by their closest faces, awaiting a person's review."""
+    """A found case paired with a missing case by their closest faces, for a person to review."""
 
     __tablename__ = "candidates"
     __table_args__ = (
@@ -172,9 +169,7 @@ class Candidate(Base):
     distance: Mapped[float] = mapped_column(Float)
     status: Mapped[str] = mapped_column(String(9), default="pending")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utc_now)
-    updated_at: Mapped[datetime] = mapped_column(
-        UTCDateTime(), default=utc_now, onupdate=utc_now
-    )
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utc_now, onupdate=utc_now)
 
 
 class AuditEvent(Base):

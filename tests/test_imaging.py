@@ -39,8 +39,16 @@ def test_jpeg_decodes_to_upright_rgb8_with_its_hash(sample):
         (lambda s: images.encoded(Image.new("RGB", (64, 64)), "BMP"), errors.UnsupportedImage),
     ],
     ids=[
-        "empty", "text", "html", "truncated-jpeg", "truncated-png", "1x1", "100000x100000-header",
-        "48MP-header", "gif", "bmp",
+        "empty",
+        "text",
+        "html",
+        "truncated-jpeg",
+        "truncated-png",
+        "1x1",
+        "100000x100000-header",
+        "48MP-header",
+        "gif",
+        "bmp",
     ],
 )
 def test_bad_files_raise_the_matching_error(sample, make, error):

@@ -60,7 +60,9 @@ def test_save_and_load_round_trip(tmp_path):
     index.add("found", range(21, 31), vectors[20:])
     manifest = index.save(tmp_path)
     assert (manifest.count, manifest.last_face_id, manifest.counts) == (
-        30, 30, {"missing": 20, "found": 10},
+        30,
+        30,
+        {"missing": 20, "found": 10},
     )
     loaded, read = FaceIndex.load(tmp_path, model=MODEL, dim=128)
     assert read == manifest

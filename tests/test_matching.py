@@ -14,7 +14,9 @@ def test_a_case_scores_by_its_closest_face_and_cases_are_ranked():
     case_of = {11: 1, 12: 1, 13: 1, 21: 2, 31: 3, 41: 4}
     ranked = best_per_case(hits, case_of, k=10, tolerance=0.6)
     assert [(m.case_id, m.face_id, m.distance) for m in ranked] == [
-        (1, 11, 0.20), (2, 21, 0.30), (3, 31, 0.55),
+        (1, 11, 0.20),
+        (2, 21, 0.30),
+        (3, 31, 0.55),
     ]
     assert [m.case_id for m in best_per_case(hits, case_of, k=2, tolerance=0.6)] == [1, 2]
 

@@ -95,7 +95,9 @@ def test_search_returns_candidates_per_face_and_stores_only_an_audit_record(serv
         assert session.query(Candidate).count() == before
         audit = session.query(AuditEvent).filter_by(action="search", actor="searcher").all()
     assert len(audit) == 2
-    assert sorted(sum(audit[0].details["results"], [])) == sorted([obama.id, biden.id])
+    assert sorted(i for ids in audit[0].details["results"] for i in ids) == sorted(
+        [obama.id, biden.id]
+    )
 
 
 def test_deleting_a_case_removes_its_faces_from_search(service, sample, settings):
@@ -229,7 +231,9 @@ def central_face_index(service: Reunite, finder, data: bytes) -> int | None:
         return None
     centre = np.array(pixels.shape[:2]) / 2
     offsets = [
-        np.hypot((f.box.top + f.box.bottom) / 2 - centre[0], (f.box.left + f.box.right) / 2 - centre[1])
+        np.hypot(
+            (f.box.top + f.box.bottom) / 2 - centre[0], (f.box.left + f.box.right) / 2 - centre[1]
+        )
         for f in faces
     ]
     return int(np.argmin(offsets))

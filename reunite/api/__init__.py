@@ -54,7 +54,8 @@ def create_app(settings: Settings | None = None, *, finder: FaceFinder = faces_i
         limit = settings.max_upload_bytes + MULTIPART_OVERHEAD_BYTES
         if declared and declared.isdigit() and int(declared) > limit:
             return problem(
-                413, "image_too_large",
+                413,
+                "image_too_large",
                 f"The request is {declared} bytes; the limit is {limit} bytes.",
             )
         return await call_next(request)

@@ -69,7 +69,9 @@ def install_error_handlers(app: FastAPI) -> None:
             for err in exc.errors()
         ]
         summary = "; ".join(f"{p['field']}: {p['message']}" for p in problems)
-        return problem(422, "invalid_request", f"The request is invalid: {summary}", errors=problems)
+        return problem(
+            422, "invalid_request", f"The request is invalid: {summary}", errors=problems
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -7,7 +7,7 @@ FAISS never block the event loop.
 from __future__ import annotations
 
 from datetime import date
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, File, Form, Header, Query, Request, Response, UploadFile
 
@@ -19,9 +19,10 @@ from reunite.store import CaseFields
 
 router = APIRouter(prefix="/api/v1")
 
-PROBLEM = {"content": {"application/problem+json": {}}}
-CASE_ERRORS = {404: {"description": "No such case", **PROBLEM}}
-PHOTO_ERRORS = {
+Responses = dict[int | str, dict[str, Any]]
+PROBLEM: dict[str, Any] = {"content": {"application/problem+json": {}}}
+CASE_ERRORS: Responses = {404: {"description": "No such case", **PROBLEM}}
+PHOTO_ERRORS: Responses = {
     404: {"description": "No such case", **PROBLEM},
     413: {"description": "File or image too large", **PROBLEM},
     415: {"description": "Not a JPEG, PNG or WebP image", **PROBLEM},
@@ -56,7 +57,7 @@ def upload_bytes(upload: UploadFile, service: Reunite) -> bytes:
 
 @router.post("/cases", status_code=201, responses={409: {"description": "Duplicate", **PROBLEM}})
 def create_case(body: CaseFields, service: Service, actor: Actor) -> schemas.CaseOut:
-    """Create a case: ``missing`` (reported by family or police) or ``found`` (at a rescue center)."""
+    """Create a ``missing`` case (family or police report) or a ``found`` one (rescue center)."""
     return schemas.case_out(service.create_case(body.model_dump(), actor=actor))
 
 
@@ -70,7 +71,9 @@ def list_cases(
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> schemas.CasePage:
     """Cases, newest first, filtered by kind, status and agency."""
-    items, total = service.cases(kind=kind, status=status, agency=agency, limit=limit, offset=offset)
+    items, total = service.cases(
+        kind=kind, status=status, agency=agency, limit=limit, offset=offset
+    )
     return schemas.CasePage(
         items=[schemas.case_out(c) for c in items], total=total, limit=limit, offset=offset
     )
@@ -144,7 +147,7 @@ def search(
 ) -> schemas.SearchOut:
     """Search a photo against enrolled cases. Stores nothing but an audit record (ids only)."""
     data = upload_bytes(file, service)
-    kinds = list(KINDS) if kind == "all" else [kind]
+    kinds: list[str] = list(KINDS) if kind == "all" else [kind]
     k = k or service.settings.top_k
     tolerance = tolerance or service.settings.tolerance
     results = service.search_photo(data, actor=actor, kinds=kinds, k=k, tolerance=tolerance)
@@ -154,7 +157,10 @@ def search(
 @router.get(
     "/photos/{photo_id}/image",
     response_class=Response,
-    responses={200: {"content": {"image/jpeg": {}, "image/png": {}, "image/webp": {}}}, 404: PROBLEM},
+    responses={
+        200: {"content": {"image/jpeg": {}, "image/png": {}, "image/webp": {}}},
+        404: PROBLEM,
+    },
 )
 def photo_image(photo_id: int, service: Service) -> Response:
     """The photo's original bytes."""
@@ -171,6 +177,7 @@ def photo_image(photo_id: int, service: Service) -> Response:
 def face_crop(face_id: int, service: Service) -> Response:
     """A JPEG crop of one face from its upright photo, with a 25% margin."""
     return Response(
-        service.face_crop(face_id), media_type="image/jpeg",
+        service.face_crop(face_id),
+        media_type="image/jpeg",
         headers={"Cache-Control": "private, max-age=3600"},
     )

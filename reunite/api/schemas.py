@@ -70,10 +70,15 @@ class FaceOut(BaseModel):
     @classmethod
     def of(cls, face: FaceRow) -> FaceOut:
         return cls(
-            id=face.id, photo_id=face.photo_id, case_id=face.case_id,
+            id=face.id,
+            photo_id=face.photo_id,
+            case_id=face.case_id,
             box=BoxOut(top=face.top, right=face.right, bottom=face.bottom, left=face.left),
-            face_width_px=face.face_width_px, sharpness=face.sharpness,
-            model=face.model, pipeline=face.pipeline, crop_url=f"/api/v1/faces/{face.id}/crop",
+            face_width_px=face.face_width_px,
+            sharpness=face.sharpness,
+            model=face.model,
+            pipeline=face.pipeline,
+            crop_url=f"/api/v1/faces/{face.id}/crop",
         )
 
 
@@ -93,10 +98,17 @@ class PhotoOut(BaseModel):
     @classmethod
     def of(cls, photo: Photo, faces: list[FaceRow]) -> PhotoOut:
         return cls(
-            id=photo.id, case_id=photo.case_id, sha256=photo.sha256, format=photo.format,
-            width=photo.width, height=photo.height, byte_size=photo.byte_size,
-            taken_on=photo.taken_on, created_at=photo.created_at,
-            image_url=f"/api/v1/photos/{photo.id}/image", faces=[FaceOut.of(f) for f in faces],
+            id=photo.id,
+            case_id=photo.case_id,
+            sha256=photo.sha256,
+            format=photo.format,
+            width=photo.width,
+            height=photo.height,
+            byte_size=photo.byte_size,
+            taken_on=photo.taken_on,
+            created_at=photo.created_at,
+            image_url=f"/api/v1/photos/{photo.id}/image",
+            faces=[FaceOut.of(f) for f in faces],
         )
 
 
@@ -125,7 +137,9 @@ class CandidateOut(BaseModel):
 
 
 class EnrollmentOut(BaseModel):
-    created: bool = Field(description="False if these exact bytes were already a photo of the case.")
+    created: bool = Field(
+        description="False if these exact bytes were already a photo of the case."
+    )
     photo: PhotoOut
     new_candidates: list[CandidateOut]
 
@@ -164,7 +178,9 @@ class SearchOut(BaseModel):
         cls, results: list[FaceResult], *, kinds: list[str], k: int, tolerance: float
     ) -> SearchOut:
         return cls(
-            kinds=kinds, k=k, tolerance=tolerance,
+            kinds=kinds,
+            k=k,
+            tolerance=tolerance,
             faces=[
                 SearchFaceOut(
                     box=BoxOut(**r.face.box._asdict()),

@@ -45,8 +45,9 @@ def snapshot(client):
 
 
 def test_obama_matches_obama_and_not_biden(client, sample):
-    missing = create(client, "missing", name="Barack", sex="male", agency="SH-PSB",
-                     external_ref="M-1")
+    missing = create(
+        client, "missing", name="Barack", sex="male", agency="SH-PSB", external_ref="M-1"
+    )
     first = upload(client, missing["id"], sample("obama.jpg"))
     assert first.status_code == 201, first.text
     assert first.json()["new_candidates"] == []
@@ -91,7 +92,8 @@ def test_search_lists_candidates_per_face(client, sample):
     best = {f["candidates"][0]["case"]["id"] for f in body["faces"] if f["candidates"]}
     assert best == {obama["id"], biden["id"]}
     only_found = client.post(
-        f"{API}/search", files={"file": ("p.jpg", sample("obama_and_biden.jpg"), "image/jpeg")},
+        f"{API}/search",
+        files={"file": ("p.jpg", sample("obama_and_biden.jpg"), "image/jpeg")},
         data={"kind": "found"},
     ).json()
     assert {c["case"]["kind"] for f in only_found["faces"] for c in f["candidates"]} == {"found"}
@@ -106,7 +108,7 @@ def test_photo_image_and_face_crop(client, sample):
     face = photo["faces"][0]
     crop = client.get(face["crop_url"])
     assert crop.status_code == 200 and crop.headers["content-type"] == "image/jpeg"
-    width, height = Image.open(io.BytesIO(crop.content)).size
+    width, _ = Image.open(io.BytesIO(crop.content)).size
     box = face["box"]
     assert box["right"] - box["left"] < width < 2 * (box["right"] - box["left"])
     assert_problem(client.get(f"{API}/faces/999999/crop"), 404, "not_found")
@@ -114,8 +116,16 @@ def test_photo_image_and_face_crop(client, sample):
 
 
 def test_case_crud_and_listing(client):
-    a = create(client, "missing", name="张伟", agency="SH-PSB", external_ref="2024/001",
-               birth_year_min=1960, birth_year_max=1965, date_missing="2023-05-01")
+    a = create(
+        client,
+        "missing",
+        name="张伟",
+        agency="SH-PSB",
+        external_ref="2024/001",
+        birth_year_min=1960,
+        birth_year_max=1965,
+        date_missing="2023-05-01",
+    )
     b = create(client, "found", date_found="2024-02-02", place="上海市救助站")
     create(client, "missing", agency="BJ-PSB")
     assert client.get(f"{API}/cases/{a['id']}").json()["name"] == "张伟"
@@ -124,16 +134,25 @@ def test_case_crud_and_listing(client):
     assert page["total"] == 2 and len(page["items"]) == 1
     second = client.get(f"{API}/cases", params={"kind": "missing", "limit": 1, "offset": 1}).json()
     assert {page["items"][0]["id"], second["items"][0]["id"]} == {a["id"], a["id"] + 2}
-    assert [c["id"] for c in client.get(f"{API}/cases", params={"agency": "SH-PSB"}).json()["items"]] == [a["id"]]
+    assert [
+        c["id"] for c in client.get(f"{API}/cases", params={"agency": "SH-PSB"}).json()["items"]
+    ] == [a["id"]]
 
-    changed = client.patch(f"{API}/cases/{b['id']}", json={"name": "Unknown woman", "sex": "female"})
+    changed = client.patch(
+        f"{API}/cases/{b['id']}", json={"name": "Unknown woman", "sex": "female"}
+    )
     assert changed.status_code == 200 and changed.json()["sex"] == "female"
     assert changed.json()["place"] == "上海市救助站"
-    assert_problem(client.patch(f"{API}/cases/{b['id']}", json={"kind": "missing"}), 422, "invalid_request")
+    assert_problem(
+        client.patch(f"{API}/cases/{b['id']}", json={"kind": "missing"}), 422, "invalid_request"
+    )
     assert_problem(client.patch(f"{API}/cases/{b['id']}", json={"sex": "x"}), 422, "invalid_field")
     assert_problem(
-        client.post(f"{API}/cases", json={"kind": "missing", "agency": "SH-PSB", "external_ref": "2024/001"}),
-        409, "conflict",
+        client.post(
+            f"{API}/cases", json={"kind": "missing", "agency": "SH-PSB", "external_ref": "2024/001"}
+        ),
+        409,
+        "conflict",
     )
 
     assert client.delete(f"{API}/cases/{b['id']}").status_code == 204
@@ -178,8 +197,16 @@ def test_malformed_json_is_a_422(client):
         (lambda s: s("two_people.jpg"), 422, "multiple_faces"),
         (lambda s: images.encoded(Image.new("RGB", (64, 64)), "GIF"), 415, "unsupported_image"),
     ],
-    ids=["empty", "text-as-jpg", "truncated-jpeg", "1x1", "huge-png-header", "no-face",
-         "two-faces", "gif"],
+    ids=[
+        "empty",
+        "text-as-jpg",
+        "truncated-jpeg",
+        "1x1",
+        "huge-png-header",
+        "no-face",
+        "two-faces",
+        "gif",
+    ],
 )
 def test_bad_photos_get_a_clear_4xx_and_change_nothing(client, sample, make, status, code):
     missing = create(client, "missing")
@@ -190,7 +217,9 @@ def test_bad_photos_get_a_clear_4xx_and_change_nothing(client, sample, make, sta
 
     body = assert_problem(upload(client, found["id"], make(sample), name="photo.jpg"), status, code)
     if code == "multiple_faces":
-        assert len(body["boxes"]) == 2 and {"top", "right", "bottom", "left"} <= set(body["boxes"][0])
+        assert len(body["boxes"]) == 2 and {"top", "right", "bottom", "left"} <= set(
+            body["boxes"][0]
+        )
     assert snapshot(client) == before
     search = client.post(f"{API}/search", files={"file": ("p.jpg", make(sample), "image/jpeg")})
     if code == "multiple_faces":
@@ -208,7 +237,9 @@ def test_face_index_picks_one_of_several_faces(client, sample):
     case = create(client, "found")
     response = upload(client, case["id"], sample("two_people.jpg"), face_index="0")
     assert response.status_code == 201
-    assert_problem(upload(client, case["id"], sample("obama.jpg"), face_index="-1"), 422, "invalid_request")
+    assert_problem(
+        upload(client, case["id"], sample("obama.jpg"), face_index="-1"), 422, "invalid_request"
+    )
 
 
 def test_uploads_over_the_limit_are_413(tmp_path, finder, sample):
@@ -236,4 +267,6 @@ def test_health_and_docs(client):
     assert client.get("/healthz").json() == {"status": "ok"}
     assert client.get("/docs").status_code == 200
     spec = client.get("/openapi.json").json()
-    assert {"/api/v1/cases", "/api/v1/search", "/api/v1/cases/{case_id}/photos"} <= set(spec["paths"])
+    assert {"/api/v1/cases", "/api/v1/search", "/api/v1/cases/{case_id}/photos"} <= set(
+        spec["paths"]
+    )
