@@ -107,7 +107,7 @@ class FaceIndex:
             return sum(int(index.remove_ids(ids)) for index in indexes)
 
     def search(self, kind: str, vector: np.ndarray, k: int) -> list[tuple[int, float]]:
-        """The ``k`` faces of ``kind`` nearest ``vector``, as (face id, L2 distance), nearest first."""
+        """The ``k`` faces of ``kind`` nearest ``vector``: (face id, L2 distance), nearest first."""
         query = np.ascontiguousarray(np.asarray(vector, dtype=np.float32).reshape(1, self.dim))
         with self._lock:
             index = self._indexes[_checked_kind(kind)]
