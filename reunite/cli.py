@@ -1,7 +1,8 @@
 """The ``reunite`` command line: a thin layer over ``Reunite``; errors become exit codes here.
 
 Exit codes: 0 success; 1 some items of a batch failed (each is reported); 2 bad usage;
-3 not found; 4 invalid input (bad photo, no face, bad field); 5 conflict; 6 index unusable.
+3 not found; 4 invalid input (unreadable file, bad photo, no face, bad field); 5 conflict;
+6 index unusable.
 """
 
 from __future__ import annotations
@@ -63,6 +64,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except errors.ReuniteError as exc:
         print(f"error ({exc.code}): {exc.message}", file=sys.stderr)
         return exit_code_of(exc)
+    except OSError as exc:
+        print(f"error (unreadable_file): {exc}", file=sys.stderr)
+        return EXIT_CODES[errors.InvalidInput]
 
 
 def _parser() -> argparse.ArgumentParser:

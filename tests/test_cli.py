@@ -1,0 +1,108 @@
+"""The command line, run in-process against a real store in a temporary directory."""
+
+import csv
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from reunite.cli import main
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch):
+    monkeypatch.setenv("REUNITE_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("REUNITE_INDEX_DIR", str(tmp_path / "index"))
+    return tmp_path
+
+
+def copy_samples(faces_dir, folder, *names):
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        shutil.copy(faces_dir / "samples" / name, folder / name)
+    return folder
+
+
+def lines(text):
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def test_enroll_a_folder_then_search_and_reindex(workdir, faces_dir, capsys):
+    folder = copy_samples(faces_dir, workdir / "obama", "obama.jpg", "obama3.jpg")
+    assert main(["enroll", str(folder), "--kind", "missing", "--name", "Barack"]) == 0
+    enrolled = lines(capsys.readouterr().out)
+    assert [e["created"] for e in enrolled] == [True, True] and enrolled[0]["case_id"] == 1
+
+    assert main(["search", str(faces_dir / "samples" / "obama2.jpg"), "--json"]) == 0
+    [face] = json.loads(capsys.readouterr().out)
+    assert [c["case_id"] for c in face["candidates"]] == [1]
+    assert face["candidates"][0]["distance"] < 0.6
+
+    assert main(["search", str(faces_dir / "samples" / "biden.jpg")]) == 0
+    assert "no case within tolerance" in capsys.readouterr().out
+
+    assert main(["reindex"]) == 0
+    assert "2 missing, 0 found faces" in capsys.readouterr().out
+
+
+def test_enroll_a_manifest_twice_changes_nothing_the_second_time(workdir, faces_dir, capsys):
+    photos = copy_samples(faces_dir, workdir / "photos", "obama.jpg", "obama2.jpg")
+    manifest = workdir / "cases.csv"
+    with manifest.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["kind", "agency", "external_ref", "name", "sex", "photos"])
+        writer.writerow(["missing", "SH-PSB", "M-001", "张三", "male", "photos/obama.jpg"])
+        writer.writerow(["found", "SH-RC", "F-001", "", "male", "photos/obama2.jpg"])
+    assert photos.is_dir()
+    assert main(["enroll", "--manifest", str(manifest)]) == 0
+    first = lines(capsys.readouterr().out)
+    assert [e["created"] for e in first] == [True, True]
+    assert len(first[1]["new_candidate_ids"]) == 1
+
+    assert main(["enroll", "--manifest", str(manifest)]) == 0
+    second = lines(capsys.readouterr().out)
+    assert [e["created"] for e in second] == [False, False]
+    assert [e["case_id"] for e in second] == [e["case_id"] for e in first]
+
+
+def test_a_bad_photo_in_a_batch_is_reported_and_the_rest_enrolled(workdir, faces_dir, capsys):
+    folder = copy_samples(faces_dir, workdir / "mixed", "obama.jpg", "two_people.jpg")
+    (folder / "broken.jpg").write_bytes(b"not a photo")
+    assert main(["enroll", str(folder), "--kind", "found"]) == 1
+    outcomes = {e["photo"].rsplit("/", 1)[1]: e for e in lines(capsys.readouterr().out)}
+    assert outcomes["obama.jpg"]["created"] is True
+    assert outcomes["two_people.jpg"]["error"] == "multiple_faces"
+    assert outcomes["broken.jpg"]["error"] == "unsupported_image"
+
+
+@pytest.mark.parametrize(
+    ("argv", "code", "message"),
+    [
+        (["search", "/nonexistent/photo.jpg"], 4, "unreadable_file"),
+        (["enroll", "/tmp", "--name", "x"], 4, "--kind is required"),
+    ],
+)
+def test_errors_become_exit_codes_with_a_reason(workdir, capsys, argv, code, message):
+    assert main(argv) == code
+    assert message in capsys.readouterr().err
+
+
+def test_search_of_a_text_file_exits_4(workdir, capsys):
+    text = workdir / "notes.jpg"
+    text.write_text("not a photo")
+    assert main(["search", str(text)]) == 4
+    assert "unsupported_image" in capsys.readouterr().err
+
+
+def test_help_explains_each_command(capsys):
+    done = subprocess.run(
+        [sys.executable, "-m", "reunite.cli", "--help"], capture_output=True, text=True, check=True
+    )
+    for command in ("serve", "enroll", "search", "reindex"):
+        assert command in done.stdout
+        with pytest.raises(SystemExit) as exited:
+            main([command, "--help"])
+        assert exited.value.code == 0
+        assert f"usage: reunite {command}" in capsys.readouterr().out
