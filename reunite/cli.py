@@ -135,6 +135,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     from reunite.api import create_app
 
+    logging.getLogger("reunite").setLevel(logging.INFO)  # say how the index was made ready
     overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
     settings = Settings(**overrides)
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port)
