@@ -20,6 +20,7 @@ from typing import Any
 from reunite import errors
 from reunite.config import Settings
 from reunite.service import Reunite
+from reunite.store import Case
 
 EXIT_CODES: dict[type[errors.ReuniteError], int] = {
     errors.NotFound: 3,
@@ -187,12 +188,12 @@ def _manifest_jobs(path: Path) -> list[tuple[dict[str, str], list[Path]]]:
     return jobs
 
 
-def _existing_or_new_case(service: Reunite, fields: dict[str, Any]) -> Any:
+def _existing_or_new_case(service: Reunite, fields: dict[str, Any]) -> Case:
     if fields.get("agency") and fields.get("external_ref"):
-        found, _ = service.cases(agency=fields["agency"], limit=1_000_000)
-        for case in found:
-            if case.external_ref == fields["external_ref"]:
-                return case
+        try:
+            return service.case_by_external_ref(fields["agency"], fields["external_ref"])
+        except errors.NotFound:
+            pass
     return service.create_case(fields, actor=_actor())
 
 

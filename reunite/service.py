@@ -164,6 +164,16 @@ class Reunite:
         with self.store.transaction() as session:
             return self._case(session, case_id)
 
+    def case_by_external_ref(self, agency: str, external_ref: str) -> Case:
+        """The agency's case with this external reference. Raises ``NotFound``."""
+        with self.store.transaction() as session:
+            case = session.scalar(
+                select(Case).where(Case.agency == agency, Case.external_ref == external_ref)
+            )
+        if case is None:
+            raise NotFound(f"Agency {agency} has no case {external_ref!r}.")
+        return case
+
     def cases(
         self,
         *,
