@@ -95,7 +95,7 @@ def _parser() -> argparse.ArgumentParser:
         f"{', '.join(MANIFEST_CASE_COLUMNS)} and photos (paths relative to the manifest, "
         "separated by ';'). A case whose agency and external_ref already exist is reused, and "
         "photos already enrolled are skipped, so a run can be repeated safely. Each photo must "
-        "show one face. Prints one JSON line per photo; exits 1 if any photo failed.",
+        "show one face. Prints one JSON line per photo (or per bad row); exits 1 if any failed.",
     )
     source = enroll.add_mutually_exclusive_group(required=True)
     source.add_argument("folder", nargs="?", type=Path, help="folder of JPEG/PNG/WebP photos")
@@ -112,8 +112,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     search.add_argument("photo", type=Path, help="JPEG, PNG or WebP photo")
     search.add_argument("--kind", choices=["missing", "found", "all"], default="all")
-    search.add_argument("-k", type=int, default=None, help="cases per face (default 10)")
-    search.add_argument("--tolerance", type=float, default=None, help="max L2 distance (0.6)")
+    search.add_argument("-k", type=int, default=None, help="cases per face (REUNITE_TOP_K)")
+    search.add_argument(
+        "--tolerance", type=float, default=None, help="max L2 distance (REUNITE_TOLERANCE)"
+    )
     search.add_argument("--json", action="store_true", help="print JSON instead of a table")
     search.set_defaults(run=_search)
 
@@ -156,8 +158,13 @@ def _enroll(args: argparse.Namespace) -> int:
         jobs = [({"kind": args.kind, **fields}, photos)]
     failures = 0
     with Reunite.open(Settings()) as service:
-        for fields, photos in jobs:
-            case = _existing_or_new_case(service, fields)
+        for row, (fields, photos) in enumerate(jobs, start=1):
+            try:
+                case = _existing_or_new_case(service, fields)
+            except (errors.InvalidInput, errors.Conflict) as exc:
+                failures += 1
+                print(json.dumps({"row": row, "error": exc.code, "message": exc.message}))
+                continue
             for path in photos:
                 outcome: dict[str, Any] = {"case_id": case.id, "photo": str(path)}
                 try:

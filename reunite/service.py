@@ -39,7 +39,7 @@ from reunite.errors import (
 )
 from reunite.faces import EMBEDDING_DIM, MODEL_NAME, Face, FaceFinder, Pipeline, faces_in_image
 from reunite.files import write_atomically
-from reunite.index import KINDS, FaceIndex
+from reunite.index import KINDS, MANIFEST_NAME, FaceIndex
 from reunite.matching import CaseMatch, nearest_cases, other_kind
 from reunite.store import (
     AuditEvent,
@@ -472,10 +472,16 @@ class Reunite:
                     self.settings.index_dir, model=MODEL_NAME, dim=EMBEDDING_DIM
                 )
             except IndexUnusable as exc:
-                log.warning("index: rebuilding from the store: %s", exc)
+                first_start = not (self.settings.index_dir / MANIFEST_NAME).exists()
+                with self.store.transaction() as session:
+                    stored = session.scalar(select(func.count(FaceRow.id))) or 0
+                # A new installation (no index, no faces) is normal; anything else is news.
+                level = logging.INFO if first_start and not stored else logging.WARNING
+                log.log(level, "index: rebuilding from the store: %s", exc)
                 return self._rebuild(f"{exc}")
             added, removed = self._catch_up(index)
             self.index = index
+            self._unsaved_changes += added + removed
             if added or removed:
                 reason = f"{added} faces added and {removed} removed since the last save"
                 log.warning("index: loaded and caught up with the store: %s", reason)
@@ -492,7 +498,7 @@ class Reunite:
     def save_index(self) -> None:
         """Write the index files and manifest atomically (no-op if nothing changed)."""
         with self._write_lock:
-            if self._unsaved_changes or not (self.settings.index_dir / "manifest.json").exists():
+            if self._unsaved_changes or not (self.settings.index_dir / MANIFEST_NAME).exists():
                 self.index.save(self.settings.index_dir)
                 self._unsaved_changes = 0
 

@@ -77,6 +77,23 @@ def test_a_bad_photo_in_a_batch_is_reported_and_the_rest_enrolled(workdir, faces
     assert outcomes["broken.jpg"]["error"] == "unsupported_image"
 
 
+def test_a_bad_manifest_row_is_reported_and_the_other_rows_enrolled(workdir, faces_dir, capsys):
+    copy_samples(faces_dir, workdir / "photos", "obama.jpg", "obama2.jpg")
+    manifest = workdir / "cases.csv"
+    manifest.write_text(
+        "kind,agency,external_ref,date_found,photos\n"
+        "lost,SH-PSB,M-1,,photos/obama.jpg\n"
+        "missing,SH-PSB,M-2,2020-01-01,photos/obama.jpg\n"
+        "found,SH-RC,F-1,2024-01-01,photos/obama2.jpg\n",
+        encoding="utf-8",
+    )
+    assert main(["enroll", "--manifest", str(manifest)]) == 1
+    outcomes = lines(capsys.readouterr().out)
+    assert [o.get("row") for o in outcomes[:2]] == [1, 2]
+    assert {o["error"] for o in outcomes[:2]} == {"invalid_field"}
+    assert outcomes[2]["created"] is True
+
+
 @pytest.mark.parametrize(
     ("argv", "code", "message"),
     [

@@ -216,6 +216,8 @@ def test_an_index_behind_the_store_catches_up(tmp_path, finder, sample):
     with Reunite.open(settings, finder=finder) as service:
         assert service.index_report.how == "caught_up"
         assert service.index_report.counts == {"missing": 0, "found": 2}
+    with Reunite.open(settings, finder=finder) as service:
+        assert service.index_report.how == "loaded"  # the caught-up index was saved
 
 
 # ------------------------------------------------------------------- 1:N on real LFW people

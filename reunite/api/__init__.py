@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request, Response
+from fastapi_offline import FastAPIOffline
 from starlette.concurrency import run_in_threadpool
 
 from reunite import __version__
@@ -37,7 +38,7 @@ def create_app(settings: Settings | None = None, *, finder: FaceFinder = faces_i
         finally:
             await run_in_threadpool(service.close)
 
-    app = FastAPI(
+    app = FastAPIOffline(  # FastAPI, with the /docs assets served locally
         title="reunite",
         version=__version__,
         summary="Face matching to reunite lost people with their families.",

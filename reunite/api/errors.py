@@ -3,7 +3,7 @@
 Every error response, ours or the framework's, has the media type ``application/problem+json``
 and this shape::
 
-    {"type": "urn:reunite:error:no_face_found", "title": "Unprocessable Content", "status": 422,
+    {"type": "urn:reunite:error:no_face_found", "title": "Unprocessable Entity", "status": 422,
      "code": "no_face_found", "detail": "No face was found in this photo. ...", ...details}
 """
 
