@@ -172,7 +172,7 @@ def _enroll(args: argparse.Namespace) -> int:
                     outcome |= {
                         "photo_id": result.photo.id,
                         "created": result.created,
-                        "new_candidate_ids": [c.id for c in result.new_candidates],
+                        "new_candidate_ids": [v.candidate.id for v in result.new_candidates],
                     }
                 except (errors.InvalidInput, OSError) as exc:
                     failures += 1

@@ -47,6 +47,22 @@ class Settings(BaseSettings):
         200, ge=1, description="Save the index after this many face additions or removals."
     )
 
+    age_margin_years: int = Field(
+        5, ge=0, le=50, description="Slack, in years, before an age difference is flagged."
+    )
+    found_before_missing_days: int = Field(
+        30, ge=0, description="Days a person may be found before the report and not be flagged."
+    )
+
+    secret_key: str | None = Field(
+        None,
+        description="Signs session cookies. Default: a random key kept in <data_dir>/secret_key.",
+    )
+    session_max_age_s: int = Field(8 * 3600, ge=60, description="Staff session lifetime, seconds.")
+    secure_cookies: bool = Field(
+        False, description="Send session cookies over HTTPS only (set behind TLS)."
+    )
+
     host: str = "127.0.0.1"
     port: int = 8000
 

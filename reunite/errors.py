@@ -12,8 +12,12 @@ translate it in one place each::
     │   ├── ImageTooSmall        too few pixels to hold a face
     │   ├── NoFaceFound          a photo in which the detector found no face
     │   └── MultipleFaces        a case photo with several faces and no choice of one
-    ├── NotFound                 no such case, photo or face
-    ├── Conflict                 the request clashes with what is stored (duplicate external ref)
+    ├── AccessDenied
+    │   ├── NotAuthenticated     no valid session (or key), or a wrong password
+    │   └── Forbidden            signed in, but the role does not allow this action
+    ├── NotFound                 no such case, photo, face, candidate or user
+    ├── Conflict                 clashes with what is stored: a duplicate external ref, or a
+    │                            state change that is not allowed from the current state
     └── IndexUnusable            index files missing, corrupt or made by another model
 
 Each error has a stable machine-readable ``code`` and a message a person can act on; ``details``
@@ -70,6 +74,18 @@ class NoFaceFound(InvalidInput):
 
 class MultipleFaces(InvalidInput):
     code = "multiple_faces"
+
+
+class AccessDenied(ReuniteError):
+    code = "access_denied"
+
+
+class NotAuthenticated(AccessDenied):
+    code = "not_authenticated"
+
+
+class Forbidden(AccessDenied):
+    code = "forbidden"
 
 
 class NotFound(ReuniteError):

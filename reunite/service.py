@@ -18,7 +18,7 @@ import logging
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -27,7 +27,7 @@ import numpy as np
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from reunite import imaging
+from reunite import accounts, imaging, review
 from reunite.config import Settings
 from reunite.errors import (
     Conflict,
@@ -35,6 +35,7 @@ from reunite.errors import (
     InvalidField,
     MultipleFaces,
     NoFaceFound,
+    NotAuthenticated,
     NotFound,
 )
 from reunite.faces import EMBEDDING_DIM, MODEL_NAME, Face, FaceFinder, Pipeline, faces_in_image
@@ -44,9 +45,11 @@ from reunite.matching import CaseMatch, nearest_cases, other_kind
 from reunite.store import (
     AuditEvent,
     Candidate,
+    CandidateDecision,
     Case,
     Photo,
     Store,
+    User,
     embedding_bytes,
     embedding_vector,
     validated_case_fields,
@@ -65,9 +68,18 @@ class Enrollment:
 
     photo: Photo
     faces: list[FaceRow]
-    new_candidates: list[Candidate]
+    new_candidates: list[CandidateView]
     created: bool
     """False when the same bytes were already a photo of this case (nothing changed)."""
+
+
+@dataclass(frozen=True)
+class PreparedPhoto:
+    """A decoded case photo and the one face chosen in it, not yet stored."""
+
+    data: bytes
+    image: imaging.DecodedImage
+    face: Face
 
 
 @dataclass(frozen=True)
@@ -84,6 +96,17 @@ class FaceResult:
 
     face: Face
     ranked: list[RankedCase] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class CandidateView:
+    """A candidate as a reviewer sees it: both cases, consistency flags and past decisions."""
+
+    candidate: Candidate
+    found: Case
+    missing: Case
+    flags: list[review.Flag]
+    decisions: list[CandidateDecision]
 
 
 @dataclass(frozen=True)
@@ -199,8 +222,11 @@ class Reunite:
     def update_case(self, case_id: int, changes: Mapping[str, Any], *, actor: str) -> Case:
         """Change some facts of a case. The kind cannot change (delete and re-create instead).
 
+        A status change must be allowed from the current status (see ``reunite.review``).
+
         Raises:
-            NotFound, InvalidField, Conflict.
+            NotFound, InvalidField, Conflict (duplicate external_ref, or a status change that is
+            not allowed).
         """
         if "kind" in changes:
             raise InvalidField("A case's kind cannot change; create a new case instead.")
@@ -208,10 +234,17 @@ class Reunite:
             case = self._case(session, case_id)
             current = {name: getattr(case, name) for name in _CASE_FIELD_NAMES}
             fields = validated_case_fields({**current, **changes})
+            review.check_case_transition(case.status, fields.status)
             self._check_external_ref_free(session, fields.agency, fields.external_ref, case.id)
+            facts = sorted(name for name in changes if name != "status")
+            if fields.status != case.status:
+                self._audit(
+                    session, actor, "case.status", case.id, old=case.status, new=fields.status
+                )
+            if facts:
+                self._audit(session, actor, "case.update", case.id, fields=facts)
             for name, value in fields.model_dump().items():
                 setattr(case, name, value)
-            self._audit(session, actor, "case.update", case.id, fields=sorted(changes))
         return case
 
     def delete_case(self, case_id: int, *, actor: str) -> None:
@@ -274,10 +307,22 @@ class Reunite:
             NoFaceFound, MultipleFaces, InvalidField: no usable face, or a bad ``face_index``.
         """
         self.case(case_id)  # fail fast, before the costly detection
-        image = imaging.decoded_image(
-            data, max_bytes=self.settings.max_upload_bytes, max_pixels=self.settings.max_pixels
-        )
+        prepared = self.prepared_photo(data, face_index=face_index)
+        return self.enroll_prepared(case_id, prepared, actor=actor, taken_on=taken_on)
+
+    def prepared_photo(self, data: bytes, *, face_index: int | None = None) -> PreparedPhoto:
+        """Decode a case photo and find its one face, storing nothing (the costly half of
+        ``enroll_photo``). Raises the same photo errors as ``enroll_photo``."""
+        image = self.decoded_photo(data)
         face = _chosen_face(self._finder(image.pixels, self.pipeline), face_index)
+        return PreparedPhoto(data=data, image=image, face=face)
+
+    def enroll_prepared(
+        self, case_id: int, prepared: PreparedPhoto, *, actor: str, taken_on: date | None = None
+    ) -> Enrollment:
+        """Store a prepared photo in a case and its candidates (the quick half of
+        ``enroll_photo``). Raises ``NotFound``."""
+        data, image, face = prepared.data, prepared.image, prepared.face
         with self._write_lock:
             with self.store.transaction() as session:
                 case = self._case(session, case_id)
@@ -331,6 +376,7 @@ class Reunite:
                     face_ids=[row.id],
                     new_candidate_ids=[c.id for c in new_candidates],
                 )
+                new_views = self._views(session, new_candidates)
             self.index.add(case.kind, [row.id], face.embedding[None, :])
             self._count_changes(1)
         log.info(
@@ -340,7 +386,7 @@ class Reunite:
             row.id,
             len(new_candidates),
         )
-        return Enrollment(photo, [row], new_candidates, created=True)
+        return Enrollment(photo, [row], new_views, created=True)
 
     def photos(self, case_id: int) -> list[tuple[Photo, list[FaceRow]]]:
         """A case's photos, oldest first, each with its faces. Raises ``NotFound``."""
@@ -356,21 +402,27 @@ class Reunite:
             )
         return [(p, [f for f in faces if f.photo_id == p.id]) for p in photos]
 
-    def photo_file(self, photo_id: int) -> tuple[Photo, bytes]:
-        """A photo's row and its original bytes. Raises ``NotFound``."""
+    def photo_file(self, photo_id: int, *, actor: str) -> tuple[Photo, bytes]:
+        """A photo's row and its original bytes; the view is audited. Raises ``NotFound``."""
         with self.store.transaction() as session:
             photo = session.get(Photo, photo_id)
             if photo is None:
                 raise NotFound(f"There is no photo {photo_id}.")
+            self._audit(session, actor, "photo.view", photo.case_id, photo_id=photo_id)
         return photo, self._photo_path(photo.sha256, photo.format).read_bytes()
 
-    def face_crop(self, face_id: int) -> bytes:
-        """A JPEG of one face, with a 25% margin, cut from its upright photo."""
+    def face_crop(self, face_id: int, *, actor: str) -> bytes:
+        """A JPEG of one face, with a 25% margin, cut from its upright photo; the view is audited.
+
+        Cost: one decode of the stored photo.
+        """
         with self.store.transaction() as session:
             face = session.get(FaceRow, face_id)
             if face is None:
                 raise NotFound(f"There is no face {face_id}.")
-        _, data = self.photo_file(face.photo_id)
+            self._audit(session, actor, "face.view", face.case_id, face_id=face_id)
+            photo = session.get_one(Photo, face.photo_id)
+        data = self._photo_path(photo.sha256, photo.format).read_bytes()
         pixels = imaging.decoded_image(
             data, max_bytes=len(data), max_pixels=self.settings.max_pixels
         ).pixels
@@ -383,20 +435,144 @@ class Reunite:
 
     # ------------------------------------------------------------------------- candidates
 
-    def candidates(self, case_id: int) -> list[Candidate]:
-        """A case's candidates, nearest first. Raises ``NotFound``."""
+    def candidates(self, case_id: int) -> list[CandidateView]:
+        """A case's candidates, nearest first, with flags and decisions. Raises ``NotFound``."""
         with self.store.transaction() as session:
             self._case(session, case_id)
-            return list(
-                session.scalars(
-                    select(Candidate)
-                    .where(
-                        (Candidate.found_case_id == case_id)
-                        | (Candidate.missing_case_id == case_id)
-                    )
-                    .order_by(Candidate.distance, Candidate.id)
+            rows = session.scalars(
+                select(Candidate)
+                .where(
+                    (Candidate.found_case_id == case_id) | (Candidate.missing_case_id == case_id)
                 )
+                .order_by(Candidate.distance, Candidate.id)
             )
+            return self._views(session, list(rows))
+
+    def candidate(self, candidate_id: int) -> CandidateView:
+        """One candidate with both cases, flags and decisions. Raises ``NotFound``."""
+        with self.store.transaction() as session:
+            return self._views(session, [self._candidate(session, candidate_id)])[0]
+
+    def candidate_queue(
+        self, *, status: str = "pending", order: str = "closest", limit: int = 50, offset: int = 0
+    ) -> tuple[list[CandidateView], int]:
+        """Candidates with ``status``, and how many there are in all.
+
+        ``order`` is ``closest`` (distance, then newest) or ``newest`` (newest, then distance).
+        """
+        if order not in ("closest", "newest"):
+            raise InvalidField(f"order must be closest or newest, not {order!r}.")
+        newest = (Candidate.created_at.desc(), Candidate.id.desc())
+        by_order = (
+            (Candidate.distance, *newest) if order == "closest" else (*newest, Candidate.distance)
+        )
+        query = select(Candidate).where(Candidate.status == status)
+        with self.store.transaction() as session:
+            total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+            rows = session.scalars(query.order_by(*by_order).limit(limit).offset(offset))
+            return self._views(session, list(rows)), total
+
+    def decide(
+        self, candidate_id: int, status: str, *, actor: str, role: str, note: str | None = None
+    ) -> CandidateView:
+        """Record a person's decision on a candidate: ``confirmed``, ``rejected`` or ``pending``.
+
+        Confirming marks both cases ``matched``. Reopening (admin only, with a reason in
+        ``note``) a confirmed candidate sets a ``matched`` case back to ``open`` when it has no
+        other confirmed candidate. Every decision is kept with who, when and the note.
+
+        Raises:
+            NotFound, Conflict (not allowed from the current status, or a closed case),
+            Forbidden (role too low), InvalidField (reopening without a reason).
+        """
+        with self._write_lock, self.store.transaction() as session:
+            candidate = self._candidate(session, candidate_id)
+            review.check_candidate_transition(candidate.status, status, role=role, note=note)
+            cases = [
+                self._case(session, candidate.found_case_id),
+                self._case(session, candidate.missing_case_id),
+            ]
+            if status == "confirmed" and any(c.status == "closed" for c in cases):
+                raise Conflict("A closed case cannot be matched; reopen the case first.")
+            was_confirmed = candidate.status == "confirmed"
+            self._record_decision(session, candidate, status, actor=actor, note=note)
+            for case in cases:
+                new_status = case.status
+                if status == "confirmed":
+                    new_status = "matched"
+                elif (
+                    was_confirmed
+                    and case.status == "matched"
+                    and not _has_other_confirmed(session, candidate, case)
+                ):
+                    new_status = "open"
+                if new_status != case.status:
+                    self._audit(
+                        session,
+                        actor,
+                        "case.status",
+                        case.id,
+                        old=case.status,
+                        new=new_status,
+                        candidate_id=candidate.id,
+                    )
+                    case.status = new_status
+            session.flush()
+            return self._views(session, [candidate])[0]
+
+    # ---------------------------------------------------------------------------- audit
+
+    def audit_events(
+        self,
+        *,
+        action: str | None = None,
+        actor: str | None = None,
+        case_id: int | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        before_id: int | None = None,
+        limit: int = 100,
+    ) -> list[AuditEvent]:
+        """Audit events, newest first, filtered; page with ``before_id`` (the last id seen)."""
+        query = select(AuditEvent)
+        if action:
+            query = query.where(AuditEvent.action == action)
+        if actor:
+            query = query.where(AuditEvent.actor == actor)
+        if case_id is not None:
+            query = query.where(AuditEvent.case_id == case_id)
+        if since:
+            query = query.where(AuditEvent.at >= since)
+        if until:
+            query = query.where(AuditEvent.at < until)
+        if before_id is not None:
+            query = query.where(AuditEvent.id < before_id)
+        with self.store.transaction() as session:
+            return list(session.scalars(query.order_by(AuditEvent.id.desc()).limit(limit)))
+
+    # ---------------------------------------------------------------------------- users
+
+    def create_user(self, username: str, password: str, role: str, *, actor: str) -> User:
+        """Add a staff or admin account. Raises ``InvalidField`` or ``Conflict``."""
+        with self.store.transaction() as session:
+            user = accounts.new_user(session, username, password, role)
+            self._audit(session, actor, "user.create", None, user_id=user.id, role=role)
+        return user
+
+    def signed_in_user(self, username: str, password: str) -> User:
+        """The user with these credentials; the sign-in is audited. Raises ``NotAuthenticated``."""
+        with self.store.transaction() as session:
+            user = accounts.authenticated_user(session, username, password)
+            self._audit(session, f"user:{user.username}", "user.sign_in", None, user_id=user.id)
+        return user
+
+    def user(self, user_id: int) -> User:
+        """The enabled user with this id. Raises ``NotAuthenticated`` if absent or disabled."""
+        with self.store.transaction() as session:
+            user = session.get(User, user_id)
+        if user is None or user.disabled:
+            raise NotAuthenticated("Your session has ended; please sign in again.")
+        return user
 
     # ----------------------------------------------------------------------------- search
 
@@ -418,6 +594,26 @@ class Reunite:
             UnsupportedImage, ImageTooLarge, UnreadableImage, ImageTooSmall, NoFaceFound,
             InvalidField (unknown kind, bad k or tolerance).
         """
+        return self.search_image(
+            self.decoded_photo(data), actor=actor, kinds=kinds, k=k, tolerance=tolerance
+        )
+
+    def decoded_photo(self, data: bytes) -> imaging.DecodedImage:
+        """Photo bytes decoded under this service's size limits (see ``imaging.decoded_image``)."""
+        return imaging.decoded_image(
+            data, max_bytes=self.settings.max_upload_bytes, max_pixels=self.settings.max_pixels
+        )
+
+    def search_image(
+        self,
+        image: imaging.DecodedImage,
+        *,
+        actor: str,
+        kinds: Sequence[str] = KINDS,
+        k: int | None = None,
+        tolerance: float | None = None,
+    ) -> list[FaceResult]:
+        """``search_photo`` for a photo already decoded (by ``decoded_photo``)."""
         k = self.settings.top_k if k is None else k
         tolerance = self.settings.tolerance if tolerance is None else tolerance
         if not 1 <= k <= 200:
@@ -427,9 +623,6 @@ class Reunite:
         unknown = sorted(set(kinds) - set(KINDS))
         if unknown or not kinds:
             raise InvalidField(f"kinds must be among {list(KINDS)}, not {list(kinds)}.")
-        image = imaging.decoded_image(
-            data, max_bytes=self.settings.max_upload_bytes, max_pixels=self.settings.max_pixels
-        )
         faces = self._finder(image.pixels, self.pipeline)
         if not faces:
             raise NoFaceFound("No face was found in this photo. Try a clearer, front-facing photo.")
@@ -599,8 +792,9 @@ class Reunite:
     ) -> list[Candidate]:
         """Store a pending candidate for each near case of the other kind; returns the new ones.
 
-        An existing candidate for the same pair keeps its status; its distance and faces are
-        updated when the new face is closer.
+        An existing pending or confirmed candidate for the same pair keeps its status; its
+        distance and faces are updated when the new face is closer. A rejected one is proposed
+        again (back to pending) only by a pair of faces that was never rejected.
         """
         matches = self._nearest(
             session, embedding, other_kind(case.kind), self.settings.top_k, self.settings.tolerance
@@ -621,12 +815,98 @@ class Reunite:
                 candidate = Candidate(**pair, **faces, distance=match.distance, status="pending")
                 session.add(candidate)
                 created.append(candidate)
+            elif existing.status == "rejected":
+                if _face_pair_rejected(session, existing.id, **faces):
+                    continue
+                existing.distance = match.distance
+                existing.found_face_id = faces["found_face_id"]
+                existing.missing_face_id = faces["missing_face_id"]
+                self._record_decision(
+                    session,
+                    existing,
+                    "pending",
+                    actor="system",
+                    note="proposed again: a new photo matched with a pair of faces never rejected",
+                )
+                created.append(existing)
             elif match.distance < existing.distance:
                 existing.distance = match.distance
                 existing.found_face_id = faces["found_face_id"]
                 existing.missing_face_id = faces["missing_face_id"]
         session.flush()
         return created
+
+    def _candidate(self, session: Session, candidate_id: int) -> Candidate:
+        candidate = session.get(Candidate, candidate_id)
+        if candidate is None:
+            raise NotFound(f"There is no candidate {candidate_id}.")
+        return candidate
+
+    def _record_decision(
+        self, session: Session, candidate: Candidate, status: str, *, actor: str, note: str | None
+    ) -> None:
+        session.add(
+            CandidateDecision(
+                candidate_id=candidate.id,
+                from_status=candidate.status,
+                to_status=status,
+                actor=actor,
+                note=note,
+                found_face_id=candidate.found_face_id,
+                missing_face_id=candidate.missing_face_id,
+            )
+        )
+        self._audit(
+            session,
+            actor,
+            "candidate.decision",
+            candidate.found_case_id,
+            candidate_id=candidate.id,
+            missing_case_id=candidate.missing_case_id,
+            old=candidate.status,
+            new=status,
+        )
+        candidate.status = status
+
+    def _views(self, session: Session, candidates: list[Candidate]) -> list[CandidateView]:
+        """Candidates with both cases, consistency flags and decisions (oldest first)."""
+        if not candidates:
+            return []
+        ids = [c.id for c in candidates]
+        cases = _cases_by_id(
+            session, [i for c in candidates for i in (c.found_case_id, c.missing_case_id)]
+        )
+        decisions = list(
+            session.scalars(
+                select(CandidateDecision)
+                .where(CandidateDecision.candidate_id.in_(ids))
+                .order_by(CandidateDecision.id)
+            )
+        )
+        photo_dates = {
+            face_id: taken_on
+            for face_id, taken_on in session.execute(
+                select(FaceRow.id, Photo.taken_on)
+                .join(Photo, Photo.id == FaceRow.photo_id)
+                .where(FaceRow.id.in_([c.found_face_id for c in candidates]))
+            )
+        }
+        return [
+            CandidateView(
+                candidate=c,
+                found=cases[c.found_case_id],
+                missing=cases[c.missing_case_id],
+                flags=review.consistency_flags(
+                    cases[c.found_case_id],
+                    cases[c.missing_case_id],
+                    found_photo_taken_on=photo_dates.get(c.found_face_id),
+                    age_margin_years=self.settings.age_margin_years,
+                    found_before_missing_days=self.settings.found_before_missing_days,
+                ),
+                decisions=[d for d in decisions if d.candidate_id == c.id],
+            )
+            for c in candidates
+        ]
 
     def _audit(
         self, session: Session, actor: str, action: str, case_id: int | None, **details: Any
@@ -685,6 +965,34 @@ def _chosen_face(faces: list[Face], face_index: int | None) -> Face:
             boxes=boxes,
         )
     return faces[0]
+
+
+def _face_pair_rejected(
+    session: Session, candidate_id: int, *, found_face_id: int, missing_face_id: int
+) -> bool:
+    """Whether the latest decision on this candidate for exactly these faces was a rejection."""
+    latest = session.scalar(
+        select(CandidateDecision.to_status)
+        .where(
+            CandidateDecision.candidate_id == candidate_id,
+            CandidateDecision.found_face_id == found_face_id,
+            CandidateDecision.missing_face_id == missing_face_id,
+        )
+        .order_by(CandidateDecision.id.desc())
+        .limit(1)
+    )
+    return latest == "rejected"
+
+
+def _has_other_confirmed(session: Session, candidate: Candidate, case: Case) -> bool:
+    """Whether ``case`` has a confirmed candidate other than ``candidate``."""
+    column = Candidate.found_case_id if case.kind == "found" else Candidate.missing_case_id
+    other = session.scalar(
+        select(Candidate.id).where(
+            column == case.id, Candidate.status == "confirmed", Candidate.id != candidate.id
+        )
+    )
+    return other is not None
 
 
 def _cases_by_id(session: Session, case_ids: Iterable[int]) -> dict[int, Case]:

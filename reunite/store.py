@@ -4,7 +4,12 @@ SQLAlchemy 2 over SQLite by default; any SQLAlchemy URL works (PostgreSQL includ
 
     cases ─┬─< photos ─< faces          a case has photos; a photo has detected faces
            └─< candidates >─ cases      a candidate pairs a found case with a missing case
+               candidates ─< candidate_decisions   who moved it to which status, when, why
+    users                                staff and admin accounts (argon2 password hashes)
     audit_events                         append-only: who did what to which ids, never names
+
+``audit_events`` refuses UPDATE and DELETE at the database level (triggers), so no code path,
+ours or a careless one, can rewrite history.
 
 Embeddings are stored as 128 little-endian float32 values (512 bytes) in ``faces.embedding``.
 """
@@ -19,6 +24,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from sqlalchemy import (
+    DDL,
     JSON,
     CheckConstraint,
     Date,
@@ -172,6 +178,38 @@ class Candidate(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utc_now, onupdate=utc_now)
 
 
+class CandidateDecision(Base):
+    """One change of a candidate's status: from, to, who, when, an optional note, which faces."""
+
+    __tablename__ = "candidate_decisions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    candidate_id: Mapped[int] = mapped_column(
+        ForeignKey("candidates.id", ondelete="CASCADE"), index=True
+    )
+    from_status: Mapped[str] = mapped_column(String(9))
+    to_status: Mapped[str] = mapped_column(String(9))
+    actor: Mapped[str] = mapped_column(String(200))
+    note: Mapped[str | None] = mapped_column(Text)
+    found_face_id: Mapped[int] = mapped_column(Integer, index=True)
+    missing_face_id: Mapped[int] = mapped_column(Integer)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utc_now)
+
+
+class User(Base):
+    """A staff or admin account. Only an argon2 hash of the password is kept."""
+
+    __tablename__ = "users"
+    __table_args__ = (CheckConstraint("role IN ('staff', 'admin')", name="ck_users_role"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(5))
+    disabled: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utc_now)
+
+
 class AuditEvent(Base):
     """An append-only record: who did what, when, to which ids. Never names, images or vectors."""
 
@@ -183,6 +221,26 @@ class AuditEvent(Base):
     action: Mapped[str] = mapped_column(String(40), index=True)
     case_id: Mapped[int | None] = mapped_column(Integer, index=True)
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+_APPEND_ONLY_SQLITE = [
+    f"CREATE TRIGGER audit_events_no_{verb.lower()} BEFORE {verb} ON audit_events "
+    "BEGIN SELECT RAISE(ABORT, 'audit_events is append-only'); END"
+    for verb in ("UPDATE", "DELETE")
+]
+_APPEND_ONLY_POSTGRESQL = [
+    "CREATE OR REPLACE FUNCTION audit_events_append_only() RETURNS trigger LANGUAGE plpgsql AS "
+    "$$ BEGIN RAISE EXCEPTION 'audit_events is append-only'; END $$",
+    "CREATE TRIGGER audit_events_append_only BEFORE UPDATE OR DELETE ON audit_events "
+    "FOR EACH ROW EXECUTE FUNCTION audit_events_append_only()",
+]
+for _dialect, _statements in (
+    ("sqlite", _APPEND_ONLY_SQLITE),
+    ("postgresql", _APPEND_ONLY_POSTGRESQL),
+):
+    for _statement in _statements:
+        _ddl = DDL(_statement).execute_if(dialect=_dialect)  # type: ignore[no-untyped-call]
+        event.listen(AuditEvent.__table__, "after_create", _ddl)
 
 
 def embedding_bytes(vector: np.ndarray) -> bytes:

@@ -26,11 +26,12 @@ def test_matching_is_two_way(service, sample, first_kind):
     assert service.enroll_photo(first.id, sample("obama.jpg"), actor=ACTOR).new_candidates == []
     second = new_case(service, second_kind)
     enrollment = service.enroll_photo(second.id, sample("obama2.jpg"), actor=ACTOR)
-    [candidate] = enrollment.new_candidates
+    [view] = enrollment.new_candidates
+    candidate = view.candidate
     found, missing = (first, second) if first_kind == "found" else (second, first)
     assert (candidate.found_case_id, candidate.missing_case_id) == (found.id, missing.id)
     assert candidate.status == "pending" and candidate.distance < 0.6
-    assert [c.id for c in service.candidates(first.id)] == [candidate.id]
+    assert [v.candidate.id for v in service.candidates(first.id)] == [candidate.id]
 
 
 def test_a_case_with_several_photos_scores_by_its_closest_face(service, sample):
@@ -51,11 +52,13 @@ def test_a_closer_photo_improves_an_existing_candidate_without_duplicating_it(se
     service.enroll_photo(missing.id, sample("obama3.jpg"), actor=ACTOR)
     found = new_case(service, "found")
     [first] = service.enroll_photo(found.id, sample("obama2.jpg"), actor=ACTOR).new_candidates
+    first_distance = first.candidate.distance
     second = service.enroll_photo(missing.id, sample("obama.jpg"), actor=ACTOR)
     assert second.new_candidates == []
     [only] = service.candidates(found.id)
-    assert only.id == first.id
-    assert only.distance <= first.distance
+    assert only.candidate.id == first.candidate.id
+    assert only.candidate.distance < first_distance
+    assert only.candidate.missing_face_id == second.faces[0].id
 
 
 def test_reenrolling_the_same_photo_changes_nothing(service, sample):

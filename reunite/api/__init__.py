@@ -9,13 +9,16 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request, Response
 from fastapi_offline import FastAPIOffline
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware.sessions import SessionMiddleware
 
 from reunite import __version__
+from reunite.api import auth
 from reunite.api.errors import install_error_handlers, problem
 from reunite.api.routes import router
 from reunite.config import Settings
 from reunite.faces import FaceFinder, faces_in_image
 from reunite.service import Reunite
+from reunite.web import install_pages
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +29,7 @@ MULTIPART_OVERHEAD_BYTES = 1024 * 1024
 def create_app(settings: Settings | None = None, *, finder: FaceFinder = faces_in_image) -> FastAPI:
     """The FastAPI app. The service (store, index) opens at start-up and closes at shutdown."""
     settings = settings or Settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -45,7 +49,17 @@ def create_app(settings: Settings | None = None, *, finder: FaceFinder = faces_i
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    app.include_router(auth.router)
     app.include_router(router)
+    install_pages(app)
+    app.add_middleware(
+        SessionMiddleware,
+        secret_key=auth.session_secret(settings),
+        session_cookie=auth.SESSION_COOKIE,
+        max_age=settings.session_max_age_s,
+        same_site="lax",
+        https_only=settings.secure_cookies,
+    )
 
     @app.middleware("http")
     async def refuse_oversized_bodies(

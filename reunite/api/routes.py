@@ -6,16 +6,17 @@ FAISS never block the event loop.
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, File, Form, Header, Query, Request, Response, UploadFile
 
 from reunite.api import schemas
+from reunite.api.auth import actor_of, admin, csrf_header, service_of, signed_in
 from reunite.errors import ImageTooLarge
 from reunite.index import KINDS
 from reunite.service import Reunite
-from reunite.store import CaseFields
+from reunite.store import CaseFields, User
 
 router = APIRouter(prefix="/api/v1")
 
@@ -30,17 +31,16 @@ PHOTO_ERRORS: Responses = {
 }
 
 
-def service(request: Request) -> Reunite:
-    return request.app.state.service  # type: ignore[no-any-return]
+def actor(request: Request, x_actor: Annotated[str | None, Header(max_length=200)] = None) -> str:
+    """Who is acting, for the audit log: the signed-in user, else the ``X-Actor`` header."""
+    return actor_of(request, x_actor)
 
 
-def actor(x_actor: Annotated[str | None, Header(max_length=200)] = None) -> str:
-    """Who is acting, for the audit log. Until API keys exist this is the ``X-Actor`` header."""
-    return x_actor or "api"
-
-
-Service = Annotated[Reunite, Depends(service)]
+Service = Annotated[Reunite, Depends(service_of)]
 Actor = Annotated[str, Depends(actor)]
+Staff = Annotated[User, Depends(signed_in)]
+Admin = Annotated[User, Depends(admin)]
+CSRF = Depends(csrf_header)
 
 
 def upload_bytes(upload: UploadFile, service: Reunite) -> bytes:
@@ -131,8 +131,8 @@ def list_photos(case_id: int, service: Service) -> list[schemas.PhotoOut]:
 
 
 @router.get("/cases/{case_id}/candidates", responses=CASE_ERRORS)
-def list_candidates(case_id: int, service: Service) -> list[schemas.CandidateOut]:
-    """The case's candidates, nearest first."""
+def list_case_candidates(case_id: int, service: Service) -> list[schemas.CandidateOut]:
+    """The case's candidates, nearest first, with consistency flags and decisions."""
     return [schemas.CandidateOut.of(c) for c in service.candidates(case_id)]
 
 
@@ -162,9 +162,9 @@ def search(
         404: PROBLEM,
     },
 )
-def photo_image(photo_id: int, service: Service) -> Response:
-    """The photo's original bytes."""
-    photo, data = service.photo_file(photo_id)
+def photo_image(photo_id: int, service: Service, actor: Actor) -> Response:
+    """The photo's original bytes. Each view is audited."""
+    photo, data = service.photo_file(photo_id, actor=actor)
     media_type = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp"}[photo.format]
     return Response(data, media_type=media_type, headers={"Cache-Control": "private, max-age=3600"})
 
@@ -174,10 +174,83 @@ def photo_image(photo_id: int, service: Service) -> Response:
     response_class=Response,
     responses={200: {"content": {"image/jpeg": {}}}, 404: PROBLEM},
 )
-def face_crop(face_id: int, service: Service) -> Response:
-    """A JPEG crop of one face from its upright photo, with a 25% margin."""
+def face_crop(face_id: int, service: Service, actor: Actor) -> Response:
+    """A JPEG crop of one face from its upright photo, with a 25% margin. Each view is audited."""
     return Response(
-        service.face_crop(face_id),
+        service.face_crop(face_id, actor=actor),
         media_type="image/jpeg",
         headers={"Cache-Control": "private, max-age=3600"},
+    )
+
+
+AUTH_ERRORS: Responses = {
+    401: {"description": "Not signed in", **PROBLEM},
+    403: {"description": "Role too low, or CSRF token missing", **PROBLEM},
+}
+
+
+@router.get("/candidates", tags=["review"], responses=AUTH_ERRORS)
+def candidate_queue(
+    service: Service,
+    user: Staff,
+    status: Literal["pending", "confirmed", "rejected"] = "pending",
+    order: Literal["closest", "newest"] = "closest",
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> schemas.CandidatePage:
+    """The review queue: candidates with ``status``, closest (then newest) first by default."""
+    views, total = service.candidate_queue(status=status, order=order, limit=limit, offset=offset)
+    return schemas.CandidatePage(
+        items=[schemas.CandidateDetail.of(v) for v in views],
+        total=total,
+        limit=limit,
+        offset=offset,
+    )
+
+
+@router.get("/candidates/{candidate_id}", tags=["review"], responses=AUTH_ERRORS | CASE_ERRORS)
+def get_candidate(candidate_id: int, service: Service, user: Staff) -> schemas.CandidateDetail:
+    return schemas.CandidateDetail.of(service.candidate(candidate_id))
+
+
+@router.post(
+    "/candidates/{candidate_id}/decisions",
+    tags=["review"],
+    dependencies=[CSRF],
+    responses=AUTH_ERRORS | CASE_ERRORS | {409: {"description": "Not allowed now", **PROBLEM}},
+)
+def decide(
+    candidate_id: int, body: schemas.DecisionIn, service: Service, user: Staff, actor: Actor
+) -> schemas.CandidateDetail:
+    """Confirm or reject a pending candidate (staff), or reopen a decided one (admin, reason in
+    ``note``). Confirming marks both cases ``matched``."""
+    view = service.decide(candidate_id, body.status, actor=actor, role=user.role, note=body.note)
+    return schemas.CandidateDetail.of(view)
+
+
+@router.get("/audit", tags=["review"], responses=AUTH_ERRORS)
+def audit_log(
+    service: Service,
+    user: Admin,
+    action: str | None = None,
+    actor: str | None = None,
+    case_id: int | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    before_id: Annotated[int | None, Query(ge=1)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> schemas.AuditPage:
+    """The append-only audit log, newest first (admins only). Nothing can change it."""
+    events = service.audit_events(
+        action=action,
+        actor=actor,
+        case_id=case_id,
+        since=since,
+        until=until,
+        before_id=before_id,
+        limit=limit,
+    )
+    return schemas.AuditPage(
+        items=[schemas.AuditEventOut.model_validate(e) for e in events],
+        next_before_id=events[-1].id if len(events) == limit else None,
     )

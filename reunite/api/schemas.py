@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from datetime import date, datetime
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from reunite.faces import similarity as similarity_of
-from reunite.service import Enrollment, FaceResult
-from reunite.store import Candidate, Case, CaseFields, Photo
+from reunite.service import CandidateView, Enrollment, FaceResult
+from reunite.store import Case, CaseFields, Photo
 from reunite.store import Face as FaceRow
 
 
@@ -112,8 +113,27 @@ class PhotoOut(BaseModel):
         )
 
 
-class CandidateOut(BaseModel):
+class FlagOut(BaseModel):
+    """A consistency warning: ``sex_differs``, ``age_implausible`` or ``found_before_missing``."""
+
+    code: str
+    facts: dict[str, Any]
+
+
+class DecisionOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
+
+    from_status: str
+    to_status: str
+    actor: str
+    note: str | None
+    found_face_id: int
+    missing_face_id: int
+    at: datetime
+
+
+class CandidateOut(BaseModel):
+    """A found case paired with a missing case, for a person to review."""
 
     id: int
     found_case_id: int
@@ -123,17 +143,75 @@ class CandidateOut(BaseModel):
     distance: float = Field(description="L2 distance between the two faces' embeddings.")
     similarity: float = Field(description="clip(1 - distance / 1.2, 0, 1); uncalibrated.")
     status: str
+    flags: list[FlagOut]
+    decisions: list[DecisionOut] = Field(description="Oldest first.")
     created_at: datetime
     updated_at: datetime
 
     @classmethod
-    def of(cls, candidate: Candidate) -> CandidateOut:
-        return cls.model_validate(
-            {
-                **{k: getattr(candidate, k) for k in cls.model_fields if k != "similarity"},
-                "similarity": similarity_of(candidate.distance),
-            }
+    def of(cls, view: CandidateView) -> CandidateOut:
+        c = view.candidate
+        return cls(
+            id=c.id,
+            found_case_id=c.found_case_id,
+            missing_case_id=c.missing_case_id,
+            found_face_id=c.found_face_id,
+            missing_face_id=c.missing_face_id,
+            distance=c.distance,
+            similarity=similarity_of(c.distance),
+            status=c.status,
+            flags=[FlagOut(code=f.code, facts=f.facts) for f in view.flags],
+            decisions=[DecisionOut.model_validate(d) for d in view.decisions],
+            created_at=c.created_at,
+            updated_at=c.updated_at,
         )
+
+
+class CandidateDetail(CandidateOut):
+    """A candidate with the facts of both cases."""
+
+    found_case: CaseOut
+    missing_case: CaseOut
+
+    @classmethod
+    def of(cls, view: CandidateView) -> CandidateDetail:
+        return cls(
+            **CandidateOut.of(view).model_dump(),
+            found_case=CaseOut.model_validate(view.found),
+            missing_case=CaseOut.model_validate(view.missing),
+        )
+
+
+class CandidatePage(BaseModel):
+    items: list[CandidateDetail]
+    total: int
+    limit: int
+    offset: int
+
+
+class DecisionIn(BaseModel):
+    """``confirmed`` or ``rejected`` (staff), or ``pending`` to reopen (admin, note = reason)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    status: Literal["confirmed", "rejected", "pending"]
+    note: str | None = Field(None, max_length=2000)
+
+
+class AuditEventOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    at: datetime
+    actor: str
+    action: str
+    case_id: int | None
+    details: dict[str, Any]
+
+
+class AuditPage(BaseModel):
+    items: list[AuditEventOut]
+    next_before_id: int | None = Field(description="Pass as before_id for the next page.")
 
 
 class EnrollmentOut(BaseModel):

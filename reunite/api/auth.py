@@ -1,0 +1,140 @@
+"""Who is calling: staff sessions in signed, HTTP-only cookies, with CSRF tokens.
+
+A session cookie (Starlette's ``SessionMiddleware``, signed with itsdangerous) holds the user id
+and a CSRF token. Every state-changing request made with a session must carry that token: forms
+in a hidden ``csrf_token`` field, API calls in the ``X-CSRF-Token`` header. The cookie is
+``SameSite=Lax`` and HTTP-only.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+import secrets
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, Request, Response
+from pydantic import BaseModel, Field
+
+from reunite.config import Settings
+from reunite.errors import Forbidden, NotAuthenticated
+from reunite.files import write_atomically
+from reunite.service import Reunite
+from reunite.store import User
+
+SESSION_COOKIE = "reunite_session"
+CSRF_HEADER = "X-CSRF-Token"
+CSRF_FIELD = "csrf_token"
+
+router = APIRouter(prefix="/api/v1", tags=["session"])
+
+
+def session_secret(settings: Settings) -> str:
+    """``REUNITE_SECRET_KEY``, or a random key kept (mode 0600) in ``<data_dir>/secret_key``."""
+    if settings.secret_key:
+        return settings.secret_key
+    path = settings.data_dir / "secret_key"
+    if not path.exists():
+        write_atomically(path, secrets.token_urlsafe(48).encode("ascii"))
+        os.chmod(path, 0o600)
+    return Path(path).read_text(encoding="ascii").strip()
+
+
+def service_of(request: Request) -> Reunite:
+    return request.app.state.service  # type: ignore[no-any-return]
+
+
+def session_user(request: Request) -> User | None:
+    """The signed-in user, or None. A session whose user was disabled is cleared."""
+    user_id = request.session.get("user_id")
+    if user_id is None:
+        return None
+    try:
+        return service_of(request).user(int(user_id))
+    except NotAuthenticated:
+        request.session.clear()
+        return None
+
+
+def signed_in(request: Request) -> User:
+    """Dependency: the signed-in user (any role), else 401."""
+    user = session_user(request)
+    if user is None:
+        raise NotAuthenticated("Sign in first.")
+    return user
+
+
+def admin(user: Annotated[User, Depends(signed_in)]) -> User:
+    """Dependency: the signed-in user if an admin, else 403."""
+    if user.role != "admin":
+        raise Forbidden("Only an admin can do this.")
+    return user
+
+
+def csrf_token(request: Request) -> str:
+    """This session's CSRF token (made at sign-in)."""
+    return str(request.session.get("csrf", ""))
+
+
+def check_csrf(request: Request, sent: str | None) -> None:
+    """Raise ``Forbidden`` unless ``sent`` is this session's CSRF token."""
+    expected = csrf_token(request)
+    if not (expected and sent and hmac.compare_digest(expected, sent)):
+        raise Forbidden("The form or request is stale (CSRF token missing or wrong); reload it.")
+
+
+def csrf_header(
+    request: Request, x_csrf_token: Annotated[str | None, Header(alias=CSRF_HEADER)] = None
+) -> None:
+    """Dependency for API writes made with a session: the ``X-CSRF-Token`` header must match."""
+    check_csrf(request, x_csrf_token)
+
+
+def actor_of(request: Request, x_actor: str | None = None) -> str:
+    """Who acts, for the audit log: ``user:<name>`` when signed in, else ``X-Actor`` or ``api``."""
+    user = session_user(request)
+    if user is not None:
+        return f"user:{user.username}"
+    return x_actor or "api"
+
+
+def start_session(request: Request, user: User) -> str:
+    """Put ``user`` in a fresh session (new CSRF token); returns the token."""
+    request.session.clear()
+    token = secrets.token_urlsafe(32)
+    request.session.update({"user_id": user.id, "csrf": token})
+    return token
+
+
+class Credentials(BaseModel):
+    username: str = Field(min_length=1, max_length=64)
+    password: str = Field(min_length=1, max_length=1024)
+
+
+class SessionOut(BaseModel):
+    user_id: int
+    username: str
+    role: str
+    csrf_token: str
+
+
+@router.post("/session", responses={401: {"description": "Wrong username or password"}})
+def sign_in(body: Credentials, request: Request) -> SessionOut:
+    """Sign in; sets the session cookie. Send ``csrf_token`` back as ``X-CSRF-Token`` on writes."""
+    user = service_of(request).signed_in_user(body.username, body.password)
+    token = start_session(request, user)
+    return SessionOut(user_id=user.id, username=user.username, role=user.role, csrf_token=token)
+
+
+@router.get("/session")
+def current_session(request: Request, user: Annotated[User, Depends(signed_in)]) -> SessionOut:
+    return SessionOut(
+        user_id=user.id, username=user.username, role=user.role, csrf_token=csrf_token(request)
+    )
+
+
+@router.delete("/session", status_code=204)
+def sign_out(request: Request) -> Response:
+    request.session.clear()
+    return Response(status_code=204)

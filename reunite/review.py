@@ -1,0 +1,150 @@
+"""Human review: the rules for candidate and case status changes, and consistency flags.
+
+The service proposes; a person decides. Candidate states::
+
+    pending ──confirm (staff, admin)──> confirmed
+       │  ^                                 │
+       │  └──────reopen (admin, reason)─────┤
+       └──reject (staff, admin)──> rejected ┘
+
+Case states: ``open`` -> ``matched`` (when one of its candidates is confirmed) -> ``closed``
+(reunited); ``closed`` or ``matched`` can be reopened to ``open``, and an ``open`` case can be
+closed directly (found by other means). Closed cases get no new candidates.
+
+Consistency flags compare the two cases' facts. They warn a reviewer; they never hide a
+candidate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+from reunite.errors import Conflict, Forbidden, InvalidField
+from reunite.store import Case
+
+ROLES = ("staff", "admin")
+
+CANDIDATE_TRANSITIONS: dict[tuple[str, str], str] = {
+    ("pending", "confirmed"): "staff",
+    ("pending", "rejected"): "staff",
+    ("confirmed", "pending"): "admin",
+    ("rejected", "pending"): "admin",
+}
+"""Allowed (from, to) candidate status changes and the least role that may make each."""
+
+CASE_TRANSITIONS: dict[str, set[str]] = {
+    "open": {"closed"},
+    "matched": {"open", "closed"},
+    "closed": {"open"},
+}
+"""Case status changes a person may make directly; open -> matched happens by confirming."""
+
+
+def role_allows(role: str, least_role: str) -> bool:
+    """Whether ``role`` is at least ``least_role`` (staff < admin)."""
+    return ROLES.index(role) >= ROLES.index(least_role)
+
+
+def check_candidate_transition(current: str, target: str, *, role: str, note: str | None) -> None:
+    """Raise unless a user with ``role`` may move a candidate from ``current`` to ``target``.
+
+    Raises:
+        Conflict: the change is not allowed from the current status (HTTP 409).
+        Forbidden: the change needs a higher role (reopening needs an admin).
+        InvalidField: reopening without a reason in ``note``.
+    """
+    least_role = CANDIDATE_TRANSITIONS.get((current, target))
+    if least_role is None:
+        raise Conflict(
+            f"A {current} candidate cannot become {target}."
+            + (" An admin can reopen it to pending first." if current != "pending" else ""),
+            status=current,
+        )
+    if not role_allows(role, least_role):
+        raise Forbidden(f"Only an {least_role} can move a {current} candidate to {target}.")
+    if target == "pending" and not (note and note.strip()):
+        raise InvalidField("Reopening a candidate needs a reason in the note.")
+
+
+def check_case_transition(current: str, target: str) -> None:
+    """Raise ``Conflict`` unless a person may set a case from ``current`` to ``target``."""
+    if target != current and target not in CASE_TRANSITIONS.get(current, set()):
+        hint = " Confirm one of its candidates instead." if target == "matched" else ""
+        raise Conflict(f"A {current} case cannot be set to {target}.{hint}", status=current)
+
+
+@dataclass(frozen=True)
+class Flag:
+    """A warning about a candidate pair: a stable ``code`` and the facts behind it."""
+
+    code: str
+    facts: dict[str, Any] = field(default_factory=dict)
+
+
+def consistency_flags(
+    found: Case,
+    missing: Case,
+    *,
+    found_photo_taken_on: date | None,
+    age_margin_years: int,
+    found_before_missing_days: int,
+) -> list[Flag]:
+    """Warnings from the two cases' facts, in a fixed order. Unknown facts raise no flag.
+
+    - ``sex_differs``: both sexes known and different.
+    - ``age_implausible``: at the found photo's date (else the date found), the missing person's
+      age from their birth date (or birth-year range) is more than ``age_margin_years`` outside
+      the found person's apparent age (their estimated birth-year range, or birth date).
+    - ``found_before_missing``: found more than ``found_before_missing_days`` days before the
+      date reported missing.
+    """
+    flags = []
+    if "unknown" not in (found.sex, missing.sex) and found.sex != missing.sex:
+        flags.append(Flag("sex_differs", {"found": found.sex, "missing": missing.sex}))
+
+    on = found_photo_taken_on or found.date_found
+    missing_years = birth_years(missing)
+    found_years = birth_years(found)
+    if on and missing_years and found_years:
+        missing_age = (on.year - missing_years[1], on.year - missing_years[0])
+        apparent_age = (on.year - found_years[1], on.year - found_years[0])
+        gap = max(missing_age[0] - apparent_age[1], apparent_age[0] - missing_age[1], 0)
+        if gap > age_margin_years:
+            flags.append(
+                Flag(
+                    "age_implausible",
+                    {
+                        "on": on.isoformat(),
+                        "missing_age": list(missing_age),
+                        "apparent_age": list(apparent_age),
+                        "gap_years": gap,
+                    },
+                )
+            )
+
+    if found.date_found and missing.date_missing:
+        early_days = (missing.date_missing - found.date_found).days
+        if early_days > found_before_missing_days:
+            flags.append(
+                Flag(
+                    "found_before_missing",
+                    {
+                        "date_found": found.date_found.isoformat(),
+                        "date_missing": missing.date_missing.isoformat(),
+                        "days": early_days,
+                    },
+                )
+            )
+    return flags
+
+
+def birth_years(case: Case) -> tuple[int, int] | None:
+    """The (earliest, latest) possible birth year of a case's person, or None if unknown."""
+    if case.birth_date:
+        return case.birth_date.year, case.birth_date.year
+    low, high = case.birth_year_min, case.birth_year_max
+    if low is None and high is None:
+        return None
+    return (low if low is not None else high or 0), (high if high is not None else low or 0)

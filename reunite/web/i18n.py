@@ -1,0 +1,268 @@
+"""Simplified Chinese and English for the staff pages: words, dates and error messages.
+
+The language comes from the ``lang`` cookie (set by the switch on every page), else from the
+browser's ``Accept-Language``, else English. Messages are looked up by key; a key missing from
+one language is a bug that ``tests/web/test_i18n.py`` catches.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from reunite.errors import ReuniteError
+
+LANGUAGES = ("zh-CN", "en")
+DEFAULT_LANGUAGE = "en"
+LANGUAGE_COOKIE = "lang"
+
+_EN_MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+
+MESSAGES: dict[str, dict[str, str]] = {
+    "en": {
+        "app": "reunite",
+        "tagline": "Face matching to reunite lost people with their families",
+        "nav.review": "Review queue",
+        "nav.intake": "New intake",
+        "nav.search": "Search by photo",
+        "nav.sign_out": "Sign out",
+        "switch": "中文",
+        "signin.title": "Sign in",
+        "signin.username": "Username",
+        "signin.password": "Password",
+        "signin.submit": "Sign in",
+        "queue.title": "Candidates to review",
+        "queue.empty": "No candidates are waiting for review.",
+        "queue.closest": "Closest first",
+        "queue.newest": "Newest first",
+        "queue.total": "{total} waiting",
+        "queue.help": "The service proposes; you decide. A family visit or DNA still confirms.",
+        "candidate.distance": "Distance",
+        "candidate.similarity": "Similarity",
+        "candidate.note": "Note (optional)",
+        "candidate.reason": "Reason",
+        "candidate.confirm": "Confirm match",
+        "candidate.reject": "Not the same person",
+        "candidate.reopen": "Reopen",
+        "candidate.found": "Found person",
+        "candidate.missing": "Missing person",
+        "candidate.history": "Decisions",
+        "status.pending": "Pending",
+        "status.confirmed": "Confirmed",
+        "status.rejected": "Rejected",
+        "status.open": "Open",
+        "status.matched": "Matched",
+        "status.closed": "Closed",
+        "kind.missing": "Missing",
+        "kind.found": "Found",
+        "kind.all": "Both",
+        "sex.female": "Female",
+        "sex.male": "Male",
+        "sex.unknown": "Unknown",
+        "field.name": "Name",
+        "field.sex": "Sex",
+        "field.birth_date": "Birth date",
+        "field.birth_years": "Born (estimate)",
+        "field.age_min": "Apparent age from",
+        "field.age_max": "to",
+        "field.date_missing": "Missing since",
+        "field.date_found": "Date found",
+        "field.place": "Place",
+        "field.description": "Description",
+        "field.contact": "Contact",
+        "field.agency": "Agency",
+        "field.external_ref": "Agency case number",
+        "field.photos": "Photos (one face each)",
+        "field.status": "Status",
+        "field.kind": "Kind",
+        "age.years": "{low}–{high} years",
+        "age.at": "age {age}",
+        "flag.sex_differs": "Sex differs ({found} found, {missing} missing)",
+        "flag.age_implausible": (
+            "Age implausible: on {on} the missing person was {missing_low}–{missing_high}, "
+            "the found person looks {apparent_low}–{apparent_high}"
+        ),
+        "flag.found_before_missing": (
+            "Found on {date_found}, {days} days before reported missing on {date_missing}"
+        ),
+        "intake.title": "New intake: a person found",
+        "intake.help": "Enter what is known; leave the rest empty. Candidates appear at once.",
+        "intake.submit": "Save and find candidates",
+        "search.title": "Search by photo",
+        "search.help": "Nothing is stored except a record that you searched.",
+        "search.photo": "Photo",
+        "search.kind": "Search among",
+        "search.submit": "Search",
+        "search.face": "Face {number}",
+        "search.none": "No case within tolerance. This is not proof that the person is absent.",
+        "case.title.missing": "Missing case {id}",
+        "case.title.found": "Found case {id}",
+        "case.photos": "Photos",
+        "case.candidates": "Candidates",
+        "case.none": "No candidates yet.",
+        "case.created": "Saved. {count} candidate(s) found.",
+        "decision.saved": "Decision saved.",
+        "unknown": "—",
+        "error.form": "Please correct the fields marked below.",
+        "error.photo_required": "Choose at least one photo.",
+        "error.no_face_found": "No face was found in this photo. Use a clear, front-facing photo.",
+        "error.multiple_faces": (
+            "This photo shows {count} faces. Crop it to the one person and upload it again."
+        ),
+        "error.unsupported_image": "This file is not a JPEG, PNG or WebP photo.",
+        "error.unreadable_image": "This photo is damaged or incomplete and cannot be read.",
+        "error.image_too_small": "This image is too small to show a face.",
+        "error.image_too_large": "This photo is too large. Send a smaller copy.",
+        "error.not_authenticated": "Wrong username or password.",
+        "error.forbidden": "You are not allowed to do this.",
+        "error.conflict": "This cannot be done now: {detail}",
+        "error.not_found": "Not found.",
+        "error.invalid_field": "Please check the fields: {detail}",
+    },
+    "zh-CN": {
+        "app": "团圆",
+        "tagline": "人脸比对，帮助走失者与家人团聚",
+        "nav.review": "待审核",
+        "nav.intake": "新登记",
+        "nav.search": "以照片查找",
+        "nav.sign_out": "退出",
+        "switch": "English",
+        "signin.title": "登录",
+        "signin.username": "用户名",
+        "signin.password": "密码",
+        "signin.submit": "登录",
+        "queue.title": "待审核的候选匹配",
+        "queue.empty": "目前没有待审核的候选匹配。",
+        "queue.closest": "最相近优先",
+        "queue.newest": "最新优先",
+        "queue.total": "共 {total} 条待审核",
+        "queue.help": "系统只提出候选，由您决定。仍需家属见面或 DNA 确认。",
+        "candidate.distance": "距离",
+        "candidate.similarity": "相似度",
+        "candidate.note": "备注（可选）",
+        "candidate.reason": "原因",
+        "candidate.confirm": "确认匹配",
+        "candidate.reject": "不是同一人",
+        "candidate.reopen": "重新审核",
+        "candidate.found": "受助人员",
+        "candidate.missing": "走失人员",
+        "candidate.history": "审核记录",
+        "status.pending": "待审核",
+        "status.confirmed": "已确认",
+        "status.rejected": "已排除",
+        "status.open": "进行中",
+        "status.matched": "已匹配",
+        "status.closed": "已结案",
+        "kind.missing": "走失",
+        "kind.found": "受助",
+        "kind.all": "全部",
+        "sex.female": "女",
+        "sex.male": "男",
+        "sex.unknown": "不详",
+        "field.name": "姓名",
+        "field.sex": "性别",
+        "field.birth_date": "出生日期",
+        "field.birth_years": "出生年份（估计）",
+        "field.age_min": "估计年龄：从",
+        "field.age_max": "到",
+        "field.date_missing": "走失日期",
+        "field.date_found": "发现日期",
+        "field.place": "地点",
+        "field.description": "特征描述",
+        "field.contact": "联系方式",
+        "field.agency": "机构",
+        "field.external_ref": "机构案件编号",
+        "field.photos": "照片（每张一人）",
+        "field.status": "状态",
+        "field.kind": "类型",
+        "age.years": "{low}–{high} 岁",
+        "age.at": "{age} 岁",
+        "flag.sex_differs": "性别不符（受助：{found}，走失：{missing}）",
+        "flag.age_implausible": (
+            "年龄不符：{on} 时走失人员应为 {missing_low}–{missing_high} 岁，"
+            "受助人员看起来 {apparent_low}–{apparent_high} 岁"
+        ),
+        "flag.found_before_missing": (
+            "发现日期 {date_found} 比报失日期 {date_missing} 早 {days} 天"
+        ),
+        "intake.title": "新登记：受助人员",
+        "intake.help": "填写已知信息，其余留空。提交后立即显示候选匹配。",
+        "intake.submit": "保存并查找候选",
+        "search.title": "以照片查找",
+        "search.help": "除查询记录外，不保存任何内容。",
+        "search.photo": "照片",
+        "search.kind": "查找范围",
+        "search.submit": "查找",
+        "search.face": "第 {number} 张人脸",
+        "search.none": "没有在容差范围内的案件。这不能证明此人不在系统中。",
+        "case.title.missing": "走失案件 {id}",
+        "case.title.found": "受助案件 {id}",
+        "case.photos": "照片",
+        "case.candidates": "候选匹配",
+        "case.none": "暂无候选匹配。",
+        "case.created": "已保存。找到 {count} 个候选匹配。",
+        "decision.saved": "审核结果已保存。",
+        "unknown": "—",
+        "error.form": "请更正下方标出的内容。",
+        "error.photo_required": "请至少选择一张照片。",
+        "error.no_face_found": "照片中没有找到人脸。请使用清晰的正面照片。",
+        "error.multiple_faces": "这张照片中有 {count} 张人脸。请裁剪为一人后重新上传。",
+        "error.unsupported_image": "此文件不是 JPEG、PNG 或 WebP 照片。",
+        "error.unreadable_image": "照片已损坏或不完整，无法读取。",
+        "error.image_too_small": "图片太小，无法显示人脸。",
+        "error.image_too_large": "照片太大。请上传较小的版本。",
+        "error.not_authenticated": "用户名或密码错误。",
+        "error.forbidden": "您没有权限执行此操作。",
+        "error.conflict": "目前无法执行：{detail}",
+        "error.not_found": "未找到。",
+        "error.invalid_field": "请检查填写内容：{detail}",
+    },
+}
+
+
+def language_of(cookie: str | None, accept_language: str | None) -> str:
+    """The page language: a valid ``lang`` cookie, else the best Accept-Language match."""
+    if cookie in LANGUAGES:
+        return cookie
+    ranked = []
+    for position, part in enumerate((accept_language or "").split(",")):
+        tag, _, params = part.strip().partition(";")
+        quality = 1.0
+        if params.strip().startswith("q="):
+            try:
+                quality = float(params.strip()[2:])
+            except ValueError:
+                quality = 0.0
+        ranked.append((-quality, position, tag.strip().lower()))
+    for _, _, tag in sorted(ranked):
+        if tag.startswith("zh"):
+            return "zh-CN"
+        if tag.startswith("en"):
+            return "en"
+    return DEFAULT_LANGUAGE
+
+
+def text(lang: str, key: str, **values: Any) -> str:
+    """The message ``key`` in ``lang``, with ``values`` filled in."""
+    template = MESSAGES[lang].get(key) or MESSAGES[DEFAULT_LANGUAGE][key]
+    return template.format(**values) if values else template
+
+
+def date_text(lang: str, value: date | datetime | None) -> str:
+    """A date as people write it: ``2024年3月5日`` or ``5 Mar 2024``; ``—`` when unknown."""
+    if value is None:
+        return text(lang, "unknown")
+    if isinstance(value, datetime):
+        value = value.date()
+    if lang == "zh-CN":
+        return f"{value.year}年{value.month}月{value.day}日"
+    return f"{value.day} {_EN_MONTHS[value.month - 1]} {value.year}"
+
+
+def error_text(lang: str, error: ReuniteError) -> str:
+    """A library error as a sentence in ``lang`` (its English detail where no translation fits)."""
+    key = f"error.{error.code}"
+    if key not in MESSAGES[lang]:
+        return error.message
+    values = {"detail": error.message, "count": len(error.details.get("boxes", []))}
+    return text(lang, key, **values)

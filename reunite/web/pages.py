@@ -1,0 +1,426 @@
+"""Routes of the staff pages. Each handler calls ``Reunite`` and renders one template.
+
+Pages need a signed-in user (else a redirect to the sign-in page). Every form carries the
+session's CSRF token. When a form is refused, the page is shown again with the error next to
+the form, in the user's language, and every field the user typed still filled in (browsers do
+not allow a page to refill a file input, so photos must be chosen again).
+"""
+
+from __future__ import annotations
+
+import base64
+import secrets
+from datetime import date
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, FastAPI, File, Form, Request, UploadFile
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+
+from reunite.api.auth import (
+    CSRF_FIELD,
+    check_csrf,
+    csrf_token,
+    service_of,
+    session_user,
+    start_session,
+)
+from reunite.errors import InvalidInput, NotAuthenticated, ReuniteError
+from reunite.faces import similarity
+from reunite.review import birth_years
+from reunite.service import PreparedPhoto
+from reunite.store import Case, User
+from reunite.web import i18n
+
+TEMPLATES_DIR = Path(__file__).parent / "templates"
+STATIC_DIR = Path(__file__).parent / "static"
+templates = Jinja2Templates(directory=TEMPLATES_DIR)
+router = APIRouter(include_in_schema=False)
+
+
+class SignInFirst(Exception):
+    """Raised by a page that needs a user; answered with a redirect to the sign-in page."""
+
+
+def install_pages(app: FastAPI) -> None:
+    """Add the pages, their static files and the sign-in redirect to ``app``."""
+    app.include_router(router)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    @app.exception_handler(SignInFirst)
+    async def _sign_in_first(request: Request, _exc: SignInFirst) -> Response:
+        target = quote(request.url.path + (f"?{request.url.query}" if request.url.query else ""))
+        return RedirectResponse(f"/login?next={target}", status_code=303)
+
+
+def language(request: Request) -> str:
+    return i18n.language_of(
+        request.cookies.get(i18n.LANGUAGE_COOKIE), request.headers.get("accept-language")
+    )
+
+
+def page_user(request: Request) -> User:
+    user = session_user(request)
+    if user is None:
+        raise SignInFirst()
+    return user
+
+
+def ensure_csrf(request: Request) -> str:
+    """The session's CSRF token, made now for a visitor who has none (the sign-in form)."""
+    if not csrf_token(request):
+        request.session["csrf"] = secrets.token_urlsafe(32)
+    return csrf_token(request)
+
+
+def render(
+    request: Request, template: str, *, status_code: int = 200, **context: Any
+) -> HTMLResponse:
+    lang = language(request)
+
+    def t(key: str, **values: Any) -> str:
+        return i18n.text(lang, key, **values)
+
+    return templates.TemplateResponse(
+        request,
+        template,
+        {
+            "lang": lang,
+            "other_lang": "en" if lang == "zh-CN" else "zh-CN",
+            "t": t,
+            "d": lambda value: i18n.date_text(lang, value),
+            "facts": lambda case: case_facts(lang, case),
+            "flag_text": lambda flag: flag_text(lang, flag),
+            "similarity": similarity,
+            "user": session_user(request),
+            "csrf": ensure_csrf(request),
+            "csrf_field": CSRF_FIELD,
+            "notice": request.session.pop("notice", None),
+            "path": request.url.path,
+            **context,
+        },
+        status_code=status_code,
+    )
+
+
+def case_facts(lang: str, case: Case) -> list[tuple[str, str]]:
+    """The key facts of a case as (label, value) rows, in ``lang``."""
+    t = i18n.text
+    years = birth_years(case)
+    if case.birth_date:
+        born = i18n.date_text(lang, case.birth_date)
+    elif years:
+        born = f"{years[0]}\u2013{years[1]}" if years[0] != years[1] else str(years[0])
+    else:
+        born = t(lang, "unknown")
+    when_label = "field.date_missing" if case.kind == "missing" else "field.date_found"
+    when = case.date_missing if case.kind == "missing" else case.date_found
+    return [
+        (t(lang, "field.name"), case.name or t(lang, "unknown")),
+        (t(lang, "field.sex"), t(lang, f"sex.{case.sex}")),
+        (t(lang, "field.birth_years" if not case.birth_date else "field.birth_date"), born),
+        (t(lang, when_label), i18n.date_text(lang, when)),
+        (t(lang, "field.place"), case.place or t(lang, "unknown")),
+        (t(lang, "field.status"), t(lang, f"status.{case.status}")),
+    ]
+
+
+def flag_text(lang: str, flag: Any) -> str:
+    facts = dict(flag.facts)
+    if flag.code == "sex_differs":
+        facts = {k: i18n.text(lang, f"sex.{v}") for k, v in facts.items()}
+    if flag.code == "age_implausible":
+        facts |= {
+            "missing_low": facts["missing_age"][0],
+            "missing_high": facts["missing_age"][1],
+            "apparent_low": facts["apparent_age"][0],
+            "apparent_high": facts["apparent_age"][1],
+            "on": i18n.date_text(lang, date.fromisoformat(facts["on"])),
+        }
+    if flag.code == "found_before_missing":
+        facts |= {
+            k: i18n.date_text(lang, date.fromisoformat(facts[k]))
+            for k in ("date_found", "date_missing")
+        }
+    return i18n.text(lang, f"flag.{flag.code}", **facts)
+
+
+def safe_next(target: str | None, default: str = "/review") -> str:
+    """Only same-site paths may be redirect targets."""
+    if target and target.startswith("/") and not target.startswith("//"):
+        return target
+    return default
+
+
+# ------------------------------------------------------------------------------ sign in
+
+
+@router.get("/")
+def home() -> Response:
+    return RedirectResponse("/review", status_code=303)
+
+
+@router.get("/lang/{code}")
+def switch_language(code: str, next: str | None = None) -> Response:
+    response = RedirectResponse(safe_next(next), status_code=303)
+    if code in i18n.LANGUAGES:
+        response.set_cookie(i18n.LANGUAGE_COOKIE, code, max_age=365 * 86400, samesite="lax")
+    return response
+
+
+@router.get("/login")
+def sign_in_page(request: Request, next: str | None = None) -> Response:
+    return render(request, "login.html", next=safe_next(next), username="")
+
+
+@router.post("/login")
+def sign_in(
+    request: Request,
+    username: Annotated[str, Form(max_length=64)],
+    password: Annotated[str, Form(max_length=1024)],
+    csrf_token: Annotated[str, Form()] = "",
+    next: Annotated[str, Form()] = "/review",
+) -> Response:
+    try:
+        check_csrf(request, csrf_token)
+        user = service_of(request).signed_in_user(username, password)
+    except ReuniteError as exc:
+        return render(
+            request,
+            "login.html",
+            status_code=401 if isinstance(exc, NotAuthenticated) else 403,
+            error=i18n.error_text(language(request), exc),
+            next=safe_next(next),
+            username=username,
+        )
+    start_session(request, user)
+    return RedirectResponse(safe_next(next), status_code=303)
+
+
+@router.post("/logout")
+def sign_out(request: Request, csrf_token: Annotated[str, Form()] = "") -> Response:
+    check_csrf(request, csrf_token)
+    request.session.clear()
+    return RedirectResponse("/login", status_code=303)
+
+
+# ------------------------------------------------------------------------------- review
+
+
+@router.get("/review")
+def review_queue(request: Request, order: str = "closest") -> Response:
+    page_user(request)
+    order = order if order in ("closest", "newest") else "closest"
+    views, total = service_of(request).candidate_queue(status="pending", order=order, limit=50)
+    return render(request, "queue.html", views=views, total=total, order=order)
+
+
+@router.post("/candidates/{candidate_id}/decision")
+def decide(
+    request: Request,
+    candidate_id: int,
+    status: Annotated[str, Form()],
+    note: Annotated[str, Form(max_length=2000)] = "",
+    csrf_token: Annotated[str, Form()] = "",
+    next: Annotated[str, Form()] = "/review",
+) -> Response:
+    user = page_user(request)
+    lang = language(request)
+    try:
+        check_csrf(request, csrf_token)
+        service_of(request).decide(
+            candidate_id,
+            status,
+            actor=f"user:{user.username}",
+            role=user.role,
+            note=note.strip() or None,
+        )
+        request.session["notice"] = i18n.text(lang, "decision.saved")
+    except ReuniteError as exc:
+        request.session["notice"] = i18n.error_text(lang, exc)
+    return RedirectResponse(safe_next(next), status_code=303)
+
+
+# ------------------------------------------------------------------------------- intake
+
+
+@router.get("/intake")
+def intake_page(request: Request) -> Response:
+    page_user(request)
+    return render(request, "intake.html", values={}, errors=[], photo_errors=[])
+
+
+@router.post("/intake")
+def intake(
+    request: Request,
+    photos: Annotated[list[UploadFile], File()] = [],  # noqa: B006 (FastAPI reads, never mutates)
+    csrf_token: Annotated[str, Form()] = "",
+    name: Annotated[str, Form(max_length=200)] = "",
+    sex: Annotated[str, Form()] = "unknown",
+    age_min: Annotated[str, Form()] = "",
+    age_max: Annotated[str, Form()] = "",
+    date_found: Annotated[str, Form()] = "",
+    place: Annotated[str, Form(max_length=500)] = "",
+    description: Annotated[str, Form(max_length=5000)] = "",
+    contact: Annotated[str, Form(max_length=500)] = "",
+    agency: Annotated[str, Form(max_length=64)] = "",
+    external_ref: Annotated[str, Form(max_length=128)] = "",
+) -> Response:
+    """Create a found case from the form and enroll its photos, all or nothing."""
+    user = page_user(request)
+    service = service_of(request)
+    lang = language(request)
+    values = {
+        "name": name,
+        "sex": sex,
+        "age_min": age_min,
+        "age_max": age_max,
+        "date_found": date_found,
+        "place": place,
+        "description": description,
+        "contact": contact,
+        "agency": agency,
+        "external_ref": external_ref,
+    }
+
+    def refused(errors: list[str], photo_errors: list[tuple[str, str]]) -> Response:
+        return render(
+            request,
+            "intake.html",
+            status_code=422,
+            values=values,
+            errors=errors,
+            photo_errors=photo_errors,
+        )
+
+    try:
+        check_csrf(request, csrf_token)
+    except ReuniteError as exc:
+        return refused([i18n.error_text(lang, exc)], [])
+    fields, field_errors = _found_case_fields(lang, values)
+    uploads = [p for p in photos if p.filename]
+    if not uploads:
+        field_errors.append(i18n.text(lang, "error.photo_required"))
+    prepared: list[PreparedPhoto] = []
+    photo_errors = []
+    for upload in uploads:
+        try:
+            data = upload.file.read(service.settings.max_upload_bytes + 1)
+            prepared.append(service.prepared_photo(data))
+        except InvalidInput as exc:
+            photo_errors.append((upload.filename or "", i18n.error_text(lang, exc)))
+    if field_errors or photo_errors:
+        return refused(field_errors, photo_errors)
+    actor = f"user:{user.username}"
+    try:
+        case = service.create_case(fields, actor=actor)
+    except ReuniteError as exc:
+        return refused([i18n.error_text(lang, exc)], [])
+    found = 0
+    for photo in prepared:
+        found += len(service.enroll_prepared(case.id, photo, actor=actor).new_candidates)
+    request.session["notice"] = i18n.text(lang, "case.created", count=found)
+    return RedirectResponse(f"/cases/{case.id}", status_code=303)
+
+
+def _found_case_fields(lang: str, values: dict[str, str]) -> tuple[dict[str, Any], list[str]]:
+    """The ``CaseFields`` of a found case from the intake form, and problems in ``lang``."""
+    fields: dict[str, Any] = {"kind": "found"}
+    errors = []
+    for key in ("name", "place", "description", "contact", "agency", "external_ref"):
+        if values[key].strip():
+            fields[key] = values[key].strip()
+    fields["sex"] = values["sex"] if values["sex"] in ("female", "male") else "unknown"
+    try:
+        on = date.fromisoformat(values["date_found"]) if values["date_found"] else date.today()
+        if values["date_found"]:
+            fields["date_found"] = on
+    except ValueError:
+        errors.append(f"{i18n.text(lang, 'field.date_found')}: {values['date_found']}")
+        on = date.today()
+    ages = []
+    for key in ("age_min", "age_max"):
+        raw = values[key].strip()
+        if raw and not (raw.isdigit() and 0 <= int(raw) <= 120):
+            errors.append(f"{i18n.text(lang, 'field.' + key)}: {raw}")
+        ages.append(int(raw) if raw.isdigit() else None)
+    given = [age for age in ages if age is not None]
+    if given:  # an apparent age of 60-70 on the day found means born 70 to 60 years before
+        fields["birth_year_min"] = on.year - max(given)
+        fields["birth_year_max"] = on.year - min(given)
+    return fields, errors
+
+
+# ------------------------------------------------------------------------------- search
+
+
+@router.get("/search")
+def search_page(request: Request) -> Response:
+    page_user(request)
+    return render(request, "search.html", kind="all", results=None)
+
+
+@router.post("/search")
+def search(
+    request: Request,
+    photo: Annotated[UploadFile, File()],
+    csrf_token: Annotated[str, Form()] = "",
+    kind: Annotated[str, Form()] = "all",
+) -> Response:
+    user = page_user(request)
+    service = service_of(request)
+    lang = language(request)
+    kind = kind if kind in ("missing", "found", "all") else "all"
+    try:
+        check_csrf(request, csrf_token)
+        data = photo.file.read(service.settings.max_upload_bytes + 1)
+        image = service.decoded_photo(data)
+        results = service.search_image(
+            image,
+            actor=f"user:{user.username}",
+            kinds=["missing", "found"] if kind == "all" else [kind],
+        )
+    except ReuniteError as exc:
+        return render(
+            request,
+            "search.html",
+            status_code=422,
+            kind=kind,
+            results=None,
+            error=i18n.error_text(lang, exc),
+        )
+    shown = f"data:{image.media_type};base64,{base64.b64encode(data).decode('ascii')}"
+    return render(
+        request,
+        "search.html",
+        kind=kind,
+        results=results,
+        image_url=shown,
+        width=image.width,
+        height=image.height,
+    )
+
+
+# --------------------------------------------------------------------------------- case
+
+
+@router.get("/cases/{case_id}")
+def case_page(request: Request, case_id: int) -> Response:
+    page_user(request)
+    service = service_of(request)
+    try:
+        case = service.case(case_id)
+    except ReuniteError as exc:
+        return render(
+            request, "error.html", status_code=404, error=i18n.error_text(language(request), exc)
+        )
+    return render(
+        request,
+        "case.html",
+        case=case,
+        photos=service.photos(case_id),
+        views=service.candidates(case_id),
+    )
