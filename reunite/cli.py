@@ -119,6 +119,24 @@ def _parser() -> argparse.ArgumentParser:
     search.add_argument("--json", action="store_true", help="print JSON instead of a table")
     search.set_defaults(run=_search)
 
+    users = commands.add_parser(
+        "users", help="manage staff accounts", description="Manage staff and admin accounts."
+    )
+    user_commands = users.add_subparsers(required=True, metavar="ACTION")
+    create_user = user_commands.add_parser(
+        "create",
+        help="create an account",
+        description="Create a staff or admin account. The password is asked for twice on a "
+        "terminal, or read from standard input with --password-stdin. Only an argon2 hash of "
+        "it is stored.",
+    )
+    create_user.add_argument("username", help="2-64 letters, digits or _ . - @")
+    create_user.add_argument("--role", choices=["staff", "admin"], required=True)
+    create_user.add_argument(
+        "--password-stdin", action="store_true", help="read the password from standard input"
+    )
+    create_user.set_defaults(run=_create_user)
+
     reindex = commands.add_parser(
         "reindex",
         help="rebuild the FAISS index from the store",
@@ -165,6 +183,8 @@ def _enroll(args: argparse.Namespace) -> int:
                 failures += 1
                 print(json.dumps({"row": row, "error": exc.code, "message": exc.message}))
                 continue
+            if not photos:
+                print(json.dumps({"row": row, "case_id": case.id, "photos": 0}))
             for path in photos:
                 outcome: dict[str, Any] = {"case_id": case.id, "photo": str(path)}
                 try:
@@ -183,8 +203,14 @@ def _enroll(args: argparse.Namespace) -> int:
 
 
 def _manifest_jobs(path: Path) -> list[tuple[dict[str, str], list[Path]]]:
-    with path.open(newline="", encoding="utf-8-sig") as handle:
-        rows = list(csv.DictReader(handle))
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as handle:
+            rows = list(csv.DictReader(handle))
+    except UnicodeDecodeError as exc:
+        raise errors.InvalidInput(
+            f"The manifest {path} is not UTF-8 text ({exc.reason} at byte {exc.start}). "
+            "Save it as UTF-8 and run again."
+        ) from exc
     jobs = []
     for row in rows:
         fields = {c: row[c].strip() for c in MANIFEST_CASE_COLUMNS if (row.get(c) or "").strip()}
@@ -243,6 +269,19 @@ def _search(args: argparse.Namespace) -> int:
                 f"  {rank:>2}. case {rc.case.id} ({rc.case.kind}) distance {rc.match.distance:.3f} "
                 f"similarity {rc.match.similarity:.2f}"
             )
+    return 0
+
+
+def _create_user(args: argparse.Namespace) -> int:
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = getpass.getpass("Password: ")
+        if getpass.getpass("Password again: ") != password:
+            raise errors.InvalidField("The two passwords differ.")
+    with Reunite.open(Settings()) as service:
+        user = service.create_user(args.username, password, args.role, actor=_actor())
+    print(f"user {user.id} created: {user.username} ({user.role})")
     return 0
 
 

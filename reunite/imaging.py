@@ -13,7 +13,7 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 from reunite.errors import ImageTooLarge, ImageTooSmall, UnreadableImage, UnsupportedImage
 
@@ -78,12 +78,11 @@ def decoded_image(data: bytes, *, max_bytes: int, max_pixels: int) -> DecodedIma
     image = _opened_image(data, max_pixels=max_pixels)
     try:
         image.load()
-        image = ImageOps.exif_transpose(image)
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise UnreadableImage(
             f"The {image.format} file is truncated or corrupt and cannot be decoded ({exc})."
         ) from exc
-    pixels = rgb8_pixels(image)
+    pixels = rgb8_pixels(upright(image))
     height, width = pixels.shape[:2]
     if min(width, height) < MIN_SIDE_PX:
         raise ImageTooSmall(
@@ -94,15 +93,10 @@ def decoded_image(data: bytes, *, max_bytes: int, max_pixels: int) -> DecodedIma
         )
     return DecodedImage(
         pixels=pixels,
-        format=str(image.format or _format_of(data)),
+        format=str(image.format),
         sha256=sha256_hex(data),
         byte_size=len(data),
     )
-
-
-def _format_of(data: bytes) -> str:
-    with Image.open(io.BytesIO(data)) as image:
-        return str(image.format)
 
 
 def _opened_image(data: bytes, *, max_pixels: int) -> Image.Image:
@@ -141,6 +135,32 @@ def _opened_image(data: bytes, *, max_pixels: int) -> Image.Image:
             "Animated images are not accepted. Send a single still photo.", format=image.format
         )
     return image
+
+
+_ORIENTATION_TAG = 0x0112
+_TRANSPOSE_FOR_ORIENTATION = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+
+
+def upright(image: Image.Image) -> Image.Image:
+    """The image turned as its EXIF orientation tag says (1 or absent: unchanged).
+
+    Only the orientation tag is read: other EXIF fields, however malformed, do not matter.
+    Raises ``UnreadableImage`` if the EXIF block itself cannot be parsed.
+    """
+    try:
+        orientation = image.getexif().get(_ORIENTATION_TAG, 1)
+    except Exception as exc:  # Pillow raises many types on malformed EXIF; all mean "corrupt"
+        raise UnreadableImage(f"The photo's EXIF metadata is corrupt ({exc}).") from exc
+    method = _TRANSPOSE_FOR_ORIENTATION.get(orientation) if isinstance(orientation, int) else None
+    return image.transpose(method) if method is not None else image
 
 
 def rgb8_pixels(image: Image.Image) -> np.ndarray:

@@ -96,14 +96,15 @@ class FaceIndex:
             with self._lock:
                 self._indexes[_checked_kind(kind)].add_with_ids(matrix, ids)
 
-    def remove(self, face_ids: Iterable[int]) -> int:
-        """Remove faces by id, whatever their kind; returns how many were removed."""
+    def remove(self, face_ids: Iterable[int], kind: str | None = None) -> int:
+        """Remove faces by id from ``kind`` (or from both kinds); returns how many were removed."""
         ids = np.asarray(list(face_ids), dtype=np.int64)
         if not len(ids):
             return 0
+        kinds = KINDS if kind is None else (_checked_kind(kind),)
         with self._lock:
             # The SWIG signature names an IDSelector; FAISS accepts an id array and wraps it.
-            indexes: list[Any] = [self._indexes[k] for k in KINDS]
+            indexes: list[Any] = [self._indexes[k] for k in kinds]
             return sum(int(index.remove_ids(ids)) for index in indexes)
 
     def search(self, kind: str, vector: np.ndarray, k: int) -> list[tuple[int, float]]:

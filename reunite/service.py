@@ -43,6 +43,7 @@ from reunite.files import write_atomically
 from reunite.index import KINDS, MANIFEST_NAME, FaceIndex
 from reunite.matching import CaseMatch, nearest_cases, other_kind
 from reunite.store import (
+    EARLIEST_DATE,
     AuditEvent,
     Candidate,
     CandidateDecision,
@@ -149,7 +150,10 @@ class Reunite:
     def close(self) -> None:
         """Save the index and release the database connections."""
         with self._write_lock:
-            self.save_index()
+            try:
+                self.save_index()
+            except OSError:
+                log.exception("index: saving at shutdown failed; the next start catches it up")
         self.store.close()
 
     def __enter__(self) -> Self:
@@ -173,7 +177,7 @@ class Reunite:
             Conflict: the agency already has a case with this external_ref.
         """
         fields = validated_case_fields(dict(data))
-        with self.store.transaction() as session:
+        with self._write_lock, self.store.transaction() as session:
             self._check_external_ref_free(session, fields.agency, fields.external_ref, None)
             case = Case(**fields.model_dump())
             session.add(case)
@@ -222,7 +226,8 @@ class Reunite:
     def update_case(self, case_id: int, changes: Mapping[str, Any], *, actor: str) -> Case:
         """Change some facts of a case. The kind cannot change (delete and re-create instead).
 
-        A status change must be allowed from the current status (see ``reunite.review``).
+        A status change must be allowed from the current status (see ``reunite.review``). A
+        reopened case is matched again, so pairs missed while it was closed are proposed.
 
         Raises:
             NotFound, InvalidField, Conflict (duplicate external_ref, or a status change that is
@@ -243,8 +248,14 @@ class Reunite:
                 )
             if facts:
                 self._audit(session, actor, "case.update", case.id, fields=facts)
+            reopened = case.status == "closed" and fields.status != "closed"
             for name, value in fields.model_dump().items():
                 setattr(case, name, value)
+            if reopened:  # matching skipped it while closed: catch up on what arrived since
+                session.flush()
+                faces = session.scalars(select(FaceRow).where(FaceRow.case_id == case.id))
+                for face in list(faces):
+                    self._record_candidates(session, case, face, face.vector)
         return case
 
     def delete_case(self, case_id: int, *, actor: str) -> None:
@@ -299,14 +310,22 @@ class Reunite:
 
         The photo must show exactly one face, unless ``face_index`` (0-based, in the left-to-right
         order that ``MultipleFaces`` lists) says which one to use. Adding the same bytes to the
-        same case again changes nothing. Cost: one decode and one detection, then one search.
+        same case again changes nothing (and costs no detection when ``face_index`` is not
+        given). Cost: one decode and one detection, then one search.
 
         Raises:
             NotFound: no such case.
             UnsupportedImage, ImageTooLarge, UnreadableImage, ImageTooSmall: bad photo file.
-            NoFaceFound, MultipleFaces, InvalidField: no usable face, or a bad ``face_index``.
+            NoFaceFound, MultipleFaces, InvalidField: no usable face, a bad ``face_index`` or
+            ``taken_on``.
+            Conflict: these bytes are already enrolled in this case with another face.
         """
-        self.case(case_id)  # fail fast, before the costly detection
+        _check_taken_on(taken_on)
+        with self.store.transaction() as session:
+            self._case(session, case_id)  # fail fast, before the costly detection
+            existing = self._existing_enrollment(session, case_id, imaging.sha256_hex(data))
+        if existing is not None and face_index is None:
+            return existing
         prepared = self.prepared_photo(data, face_index=face_index)
         return self.enroll_prepared(case_id, prepared, actor=actor, taken_on=taken_on)
 
@@ -322,18 +341,21 @@ class Reunite:
     ) -> Enrollment:
         """Store a prepared photo in a case and its candidates (the quick half of
         ``enroll_photo``). Raises ``NotFound``."""
+        _check_taken_on(taken_on)
         data, image, face = prepared.data, prepared.image, prepared.face
         with self._write_lock:
             with self.store.transaction() as session:
                 case = self._case(session, case_id)
-                existing = session.scalar(
-                    select(Photo).where(Photo.case_id == case_id, Photo.sha256 == image.sha256)
-                )
+                existing = self._existing_enrollment(session, case_id, image.sha256)
                 if existing is not None:
-                    faces = list(
-                        session.scalars(select(FaceRow).where(FaceRow.photo_id == existing.id))
-                    )
-                    return Enrollment(existing, faces, [], created=False)
+                    if any(tuple(face.box) != _box_of(f) for f in existing.faces):
+                        raise Conflict(
+                            f"This photo is already photo {existing.photo.id} of case {case_id}, "
+                            "enrolled with another of its faces. Delete it first to change "
+                            "the face.",
+                            photo_id=existing.photo.id,
+                        )
+                    return existing
                 write_atomically(self._photo_path(image.sha256, image.format), data)
                 photo = Photo(
                     case_id=case_id,
@@ -387,6 +409,18 @@ class Reunite:
             len(new_candidates),
         )
         return Enrollment(photo, [row], new_views, created=True)
+
+    def _existing_enrollment(
+        self, session: Session, case_id: int, sha256: str
+    ) -> Enrollment | None:
+        """The case's photo with these bytes, as an unchanged ``Enrollment``, or None."""
+        photo = session.scalar(
+            select(Photo).where(Photo.case_id == case_id, Photo.sha256 == sha256)
+        )
+        if photo is None:
+            return None
+        faces = list(session.scalars(select(FaceRow).where(FaceRow.photo_id == photo.id)))
+        return Enrollment(photo, faces, [], created=False)
 
     def photos(self, case_id: int) -> list[tuple[Photo, list[FaceRow]]]:
         """A case's photos, oldest first, each with its faces. Raises ``NotFound``."""
@@ -638,7 +672,8 @@ class Reunite:
                     key=lambda m: (m.distance, m.case_id),
                 )[:k]
                 cases = _cases_by_id(session, [m.case_id for m in matches])
-                results.append(FaceResult(face, [RankedCase(cases[m.case_id], m) for m in matches]))
+                ranked = [RankedCase(cases[m.case_id], m) for m in matches if m.case_id in cases]
+                results.append(FaceResult(face, ranked))  # a case deleted meanwhile is left out
             self._audit(
                 session,
                 actor,
@@ -724,7 +759,7 @@ class Reunite:
                     )
                 )
                 held = set(index.face_ids(kind).tolist())
-                removed += index.remove(held - stored)
+                removed += index.remove(held - stored, kind)
                 missing = sorted(stored - held)
                 for start in range(0, len(missing), 10_000):
                     ids = missing[start : start + 10_000]
@@ -741,9 +776,17 @@ class Reunite:
         return {kind: self.index.count(kind) for kind in KINDS}
 
     def _count_changes(self, n: int) -> None:
+        """Count index changes and save the index every ``index_save_every`` of them.
+
+        A failed save does not fail the write that triggered it: the store already holds the
+        change, and the next start catches the index up from the store.
+        """
         self._unsaved_changes += n
         if self._unsaved_changes >= self.settings.index_save_every:
-            self.save_index()
+            try:
+                self.save_index()
+            except OSError:
+                log.exception("index: saving failed; will retry, and catch up at next start")
 
     # ---------------------------------------------------------------------------- helpers
 
@@ -941,6 +984,18 @@ _CASE_FIELD_NAMES = (
     "contact",
     "status",
 )
+
+
+def _check_taken_on(taken_on: date | None) -> None:
+    if taken_on is not None and not EARLIEST_DATE <= taken_on <= date.today():
+        raise InvalidField(
+            f"taken_on must be between {EARLIEST_DATE.isoformat()} and today, "
+            f"not {taken_on.isoformat()}."
+        )
+
+
+def _box_of(face: FaceRow) -> tuple[int, int, int, int]:
+    return (face.top, face.right, face.bottom, face.left)
 
 
 def _chosen_face(faces: list[Face], face_index: int | None) -> Face:

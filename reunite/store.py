@@ -22,7 +22,14 @@ from datetime import UTC, date, datetime
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from sqlalchemy import (
     DDL,
     JSON,
@@ -41,10 +48,11 @@ from sqlalchemy import (
     event,
 )
 from sqlalchemy.engine import Dialect, Engine
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
-from reunite.errors import InvalidField
+from reunite.errors import Conflict, InvalidField
 
 CaseKind = Literal["missing", "found"]
 Sex = Literal["female", "male", "unknown"]
@@ -78,6 +86,11 @@ class Base(DeclarativeBase):
     pass
 
 
+NEVER_REUSED_IDS: dict[str, Any] = {"sqlite_autoincrement": True}
+"""SQLite would otherwise hand a deleted row's id to the next row; the index and the audit log
+identify faces and cases by id, so an id must never mean two things."""
+
+
 class Case(Base):
     """One person: reported ``missing``, or ``found`` (unidentified, at a rescue center)."""
 
@@ -88,6 +101,7 @@ class Case(Base):
         CheckConstraint("sex IN ('female', 'male', 'unknown')", name="ck_cases_sex"),
         CheckConstraint("status IN ('open', 'matched', 'closed')", name="ck_cases_status"),
         Index("ix_cases_kind_status", "kind", "status"),
+        NEVER_REUSED_IDS,
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -113,7 +127,10 @@ class Photo(Base):
     """A photo of a case. The file lives once on disk, named by the SHA-256 of its bytes."""
 
     __tablename__ = "photos"
-    __table_args__ = (UniqueConstraint("case_id", "sha256", name="uq_photos_case_sha256"),)
+    __table_args__ = (
+        UniqueConstraint("case_id", "sha256", name="uq_photos_case_sha256"),
+        NEVER_REUSED_IDS,
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     case_id: Mapped[int] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"), index=True)
@@ -130,7 +147,7 @@ class Face(Base):
     """A face in a photo; box in pixels of the upright original (top, right, bottom, left)."""
 
     __tablename__ = "faces"
-    __table_args__ = (Index("ix_faces_kind_model", "kind", "model"),)
+    __table_args__ = (Index("ix_faces_kind_model", "kind", "model"), NEVER_REUSED_IDS)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     photo_id: Mapped[int] = mapped_column(ForeignKey("photos.id", ondelete="CASCADE"), index=True)
@@ -161,6 +178,7 @@ class Candidate(Base):
         CheckConstraint(
             "status IN ('pending', 'confirmed', 'rejected')", name="ck_candidates_status"
         ),
+        NEVER_REUSED_IDS,
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -182,6 +200,7 @@ class CandidateDecision(Base):
     """One change of a candidate's status: from, to, who, when, an optional note, which faces."""
 
     __tablename__ = "candidate_decisions"
+    __table_args__ = (NEVER_REUSED_IDS,)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     candidate_id: Mapped[int] = mapped_column(
@@ -200,7 +219,10 @@ class User(Base):
     """A staff or admin account. Only an argon2 hash of the password is kept."""
 
     __tablename__ = "users"
-    __table_args__ = (CheckConstraint("role IN ('staff', 'admin')", name="ck_users_role"),)
+    __table_args__ = (
+        CheckConstraint("role IN ('staff', 'admin')", name="ck_users_role"),
+        NEVER_REUSED_IDS,
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     username: Mapped[str] = mapped_column(String(64), unique=True)
@@ -214,6 +236,7 @@ class AuditEvent(Base):
     """An append-only record: who did what, when, to which ids. Never names, images or vectors."""
 
     __tablename__ = "audit_events"
+    __table_args__ = (NEVER_REUSED_IDS,)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utc_now, index=True)
@@ -253,6 +276,10 @@ def embedding_vector(data: bytes) -> np.ndarray:
     return np.frombuffer(data, dtype="<f4").astype(np.float32)
 
 
+EARLIEST_DATE = date(1900, 1, 1)
+"""No date of a case or photo may be earlier than this."""
+
+
 class CaseFields(BaseModel):
     """The facts of a case, as a person or an agency supplies them (validated)."""
 
@@ -273,6 +300,20 @@ class CaseFields(BaseModel):
     contact: str | None = Field(None, max_length=500)
     status: CaseStatus = "open"
 
+    @field_validator("agency", "external_ref", "name", "place", "description", "contact")
+    @classmethod
+    def _text(cls, value: str | None) -> str | None:
+        if value is not None and "\x00" in value:
+            raise ValueError("must not contain NUL characters")
+        return value or None  # blank means unknown
+
+    @field_validator("birth_date", "date_missing", "date_found")
+    @classmethod
+    def _plausible_date(cls, value: date | None) -> date | None:
+        if value is not None and value < EARLIEST_DATE:
+            raise ValueError(f"must be on or after {EARLIEST_DATE.isoformat()}")
+        return value
+
     @model_validator(mode="after")
     def _consistent(self) -> CaseFields:
         if self.external_ref and not self.agency:
@@ -289,6 +330,9 @@ class CaseFields(BaseModel):
             or (high is not None and self.birth_date.year > high)
         ):
             raise ValueError("birth_date is outside birth_year_min..birth_year_max")
+        event = self.date_missing or self.date_found
+        if self.birth_date and event and self.birth_date > event:
+            raise ValueError("birth_date is after the date missing or found")
         today = date.today()
         for label in ("birth_date", "date_missing", "date_found"):
             value = getattr(self, label)
@@ -323,9 +367,19 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:
-        """A session in one transaction: committed on success, rolled back on any error."""
-        with self._sessions() as session, session.begin():
-            yield session
+        """A session in one transaction: committed on success, rolled back on any error.
+
+        A constraint violation (two requests racing to create the same thing, or a write the
+        database refuses, such as changing the audit log) becomes ``Conflict``.
+        """
+        try:
+            with self._sessions() as session, session.begin():
+                yield session
+        except IntegrityError as exc:
+            raise Conflict(
+                "The change clashes with what is stored (perhaps another request made the same "
+                "change at the same moment). Reload and try again."
+            ) from exc
 
     def close(self) -> None:
         self.engine.dispose()
@@ -333,8 +387,11 @@ class Store:
 
 def _engine(url: str) -> Engine:
     if not url.startswith("sqlite"):
-        return create_engine(url, pool_pre_ping=True)
-    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        return create_engine(url, pool_pre_ping=True, hide_parameters=True)
+    # hide_parameters: an error message must never carry names or embedding bytes into a log.
+    engine = create_engine(
+        url, connect_args={"check_same_thread": False, "timeout": 30}, hide_parameters=True
+    )
 
     @event.listens_for(engine, "connect")
     def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

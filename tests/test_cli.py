@@ -106,6 +106,13 @@ def test_errors_become_exit_codes_with_a_reason(workdir, capsys, argv, code, mes
     assert message in capsys.readouterr().err
 
 
+def test_a_manifest_that_is_not_utf8_exits_4_with_the_reason(workdir, capsys):
+    manifest = workdir / "cases.csv"
+    manifest.write_bytes("kind,name,photos\nmissing,张三,a.jpg\n".encode("gb18030"))
+    assert main(["enroll", "--manifest", str(manifest)]) == 4
+    assert "not UTF-8" in capsys.readouterr().err
+
+
 def test_search_of_a_text_file_exits_4(workdir, capsys):
     text = workdir / "notes.jpg"
     text.write_text("not a photo")

@@ -76,14 +76,36 @@ def test_exif_orientation_is_applied(sample):
     assert np.abs(turned.astype(int) - upright.astype(int)).mean() < 4  # JPEG re-encoding only
 
 
-def test_rgba_is_laid_on_white(sample):
-    image = Image.open(io.BytesIO(sample("32bit.png")))
-    assert image.mode == "RGBA"
-    pixels = decode(sample("32bit.png")).pixels
-    alpha = np.asarray(image)[..., 3]
-    assert pixels.shape == (*alpha.shape, 3)
-    if (alpha == 0).any():
-        assert (pixels[alpha == 0] == 255).all()
+def test_transparent_pixels_are_laid_on_white(sample):
+    photo = Image.open(io.BytesIO(sample("obama_small.jpg"))).convert("RGBA")
+    alpha = np.full((photo.height, photo.width), 255, dtype=np.uint8)
+    alpha[:, : photo.width // 4] = 0  # the left quarter fully transparent
+    photo.putalpha(Image.fromarray(alpha))
+    pixels = decode(images.encoded(photo, "PNG")).pixels
+    assert (pixels[:, : photo.width // 4] == 255).all()
+    opaque = np.asarray(photo.convert("RGB"))[:, photo.width // 4 :]
+    assert (pixels[:, photo.width // 4 :] == opaque).all()
+
+
+def test_palette_with_transparency_is_laid_on_white(sample):
+    photo = Image.open(io.BytesIO(sample("obama_small.jpg"))).convert("RGB").quantize(64)
+    photo.info["transparency"] = 0
+    data = images.encoded(photo, "PNG", transparency=0)
+    assert Image.open(io.BytesIO(data)).mode == "P"
+    pixels = decode(data).pixels
+    index = np.asarray(photo)
+    assert (pixels[index == 0] == 255).all() and (index == 0).any()
+
+
+def test_malformed_exif_fields_do_not_stop_the_orientation(sample):
+    source = Image.open(io.BytesIO(sample("obama_small.jpg"))).convert("RGB")
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    exif[0x010F] = "x"
+    # Retag the text "Make" field as XResolution, which must be a rational number.
+    raw = exif.tobytes().replace(b"\x01\x0f\x00\x02", b"\x01\x1a\x00\x02")
+    pixels = decode(images.encoded(source.transpose(Image.Transpose.ROTATE_90), "JPEG", exif=raw))
+    assert pixels.pixels.shape == (source.height, source.width, 3)
 
 
 def test_sixteen_bit_gray_becomes_eight_bit_rgb(sample):

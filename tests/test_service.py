@@ -276,3 +276,95 @@ def test_an_lfw_person_is_ranked_first_among_200_other_people(tmp_path, finder, 
             results, key=lambda r: abs((r.face.box.left + r.face.box.right) / 2 - 125)
         )
         assert probe_result.ranked[0].case.id == target.id
+
+
+# --------------------------------------------------------- ids, races and failures (review)
+
+
+def test_ids_are_never_reused_after_a_delete(service, sample):
+    first = new_case(service, "missing")
+    enrolled = service.enroll_photo(first.id, sample("obama.jpg"), actor=ACTOR)
+    service.delete_case(first.id, actor=ACTOR)
+    second = new_case(service, "found")
+    again = service.enroll_photo(second.id, sample("biden.jpg"), actor=ACTOR)
+    assert second.id > first.id
+    assert again.photo.id > enrolled.photo.id and again.faces[0].id > enrolled.faces[0].id
+
+
+def test_a_reopened_case_is_matched_again(service, sample):
+    missing = new_case(service, "missing")
+    service.enroll_photo(missing.id, sample("obama.jpg"), actor=ACTOR)
+    service.update_case(missing.id, {"status": "closed"}, actor=ACTOR)
+    found = new_case(service, "found")
+    assert service.enroll_photo(found.id, sample("obama2.jpg"), actor=ACTOR).new_candidates == []
+    service.update_case(missing.id, {"status": "open"}, actor=ACTOR)
+    [view] = service.candidates(found.id)
+    assert (view.candidate.missing_case_id, view.candidate.status) == (missing.id, "pending")
+
+
+def test_the_same_photo_with_another_face_is_a_conflict(service, sample):
+    case = new_case(service, "found")
+    first = service.enroll_photo(case.id, sample("two_people.jpg"), actor=ACTOR, face_index=0)
+    assert not service.enroll_photo(case.id, sample("two_people.jpg"), actor=ACTOR).created
+    same = service.enroll_photo(case.id, sample("two_people.jpg"), actor=ACTOR, face_index=0)
+    assert not same.created and same.photo.id == first.photo.id
+    with pytest.raises(errors.Conflict):
+        service.enroll_photo(case.id, sample("two_people.jpg"), actor=ACTOR, face_index=1)
+
+
+@pytest.mark.parametrize("taken_on", ["1850-01-01", "2999-01-01"])
+def test_implausible_photo_dates_are_refused(service, sample, taken_on):
+    from datetime import date
+
+    case = new_case(service, "missing")
+    with pytest.raises(errors.InvalidField, match="taken_on"):
+        service.enroll_photo(
+            case.id, sample("obama.jpg"), actor=ACTOR, taken_on=date.fromisoformat(taken_on)
+        )
+    assert service.photos(case.id) == []
+
+
+def test_a_failed_index_save_does_not_fail_the_enrollment(tmp_path, finder, sample, caplog):
+    import shutil
+
+    settings = settings_in(tmp_path, index_save_every=1)
+    service = Reunite.open(settings, finder=finder)
+    shutil.rmtree(settings.index_dir)
+    settings.index_dir.write_text("a file where the index directory should be: saves fail")
+    with caplog.at_level(logging.ERROR):
+        case = new_case(service, "missing")
+        enrolled = service.enroll_photo(case.id, sample("obama.jpg"), actor=ACTOR)
+        assert enrolled.created and service.index.count("missing") == 1
+        service.close()
+    assert "saving failed" in caplog.text and "at shutdown failed" in caplog.text
+
+
+def test_racing_creates_of_one_external_ref_make_one_case(service):
+    from concurrent.futures import ThreadPoolExecutor
+
+    def create(_: int) -> str:
+        try:
+            new_case(service, "missing", agency="SH-PSB", external_ref="RACE-1")
+            return "created"
+        except errors.Conflict:
+            return "conflict"
+
+    with ThreadPoolExecutor(8) as pool:
+        outcomes = list(pool.map(create, range(32)))
+    assert outcomes.count("created") == 1 and outcomes.count("conflict") == 31
+
+
+def test_searching_while_cases_are_deleted_never_fails(service, sample):
+    from concurrent.futures import ThreadPoolExecutor
+
+    cases = [new_case(service, "missing") for _ in range(12)]
+    for case in cases:
+        service.enroll_photo(case.id, sample("obama.jpg"), actor=ACTOR)
+    with ThreadPoolExecutor(4) as pool:
+        searches = [
+            pool.submit(service.search_photo, sample("obama2.jpg"), actor=ACTOR) for _ in range(12)
+        ]
+        deletes = [pool.submit(service.delete_case, c.id, actor=ACTOR) for c in cases]
+        for future in searches + deletes:
+            future.result()  # raises if any of them failed
+    assert service.index.count() == 0

@@ -9,7 +9,18 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, File, Form, Header, Query, Request, Response, UploadFile
+from fastapi import (
+    APIRouter,
+    Depends,
+    File,
+    Form,
+    Header,
+    Path,
+    Query,
+    Request,
+    Response,
+    UploadFile,
+)
 
 from reunite.api import schemas
 from reunite.api.auth import actor_of, admin, csrf_header, service_of, signed_in
@@ -19,6 +30,10 @@ from reunite.service import Reunite
 from reunite.store import CaseFields, User
 
 router = APIRouter(prefix="/api/v1")
+
+MAX_ID = 2**63 - 1
+Id = Annotated[int, Path(ge=1, le=MAX_ID, description="A positive id.")]
+"""Ids are 64-bit: anything larger is a 422, never an overflow deeper down."""
 
 Responses = dict[int | str, dict[str, Any]]
 PROBLEM: dict[str, Any] = {"content": {"application/problem+json": {}}}
@@ -68,7 +83,7 @@ def list_cases(
     status: Literal["open", "matched", "closed"] | None = None,
     agency: str | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
 ) -> schemas.CasePage:
     """Cases, newest first, filtered by kind, status and agency."""
     items, total = service.cases(
@@ -80,13 +95,13 @@ def list_cases(
 
 
 @router.get("/cases/{case_id}", responses=CASE_ERRORS)
-def get_case(case_id: int, service: Service) -> schemas.CaseOut:
+def get_case(case_id: Id, service: Service) -> schemas.CaseOut:
     return schemas.case_out(service.case(case_id))
 
 
 @router.patch("/cases/{case_id}", responses=CASE_ERRORS)
 def update_case(
-    case_id: int, body: schemas.CaseUpdate, service: Service, actor: Actor
+    case_id: Id, body: schemas.CaseUpdate, service: Service, actor: Actor
 ) -> schemas.CaseOut:
     """Change some facts of a case; fields left out keep their values."""
     changes = body.model_dump(exclude_unset=True)
@@ -94,7 +109,7 @@ def update_case(
 
 
 @router.delete("/cases/{case_id}", status_code=204, responses=CASE_ERRORS)
-def delete_case(case_id: int, service: Service, actor: Actor) -> Response:
+def delete_case(case_id: Id, service: Service, actor: Actor) -> Response:
     """Delete a case with its photos, faces (from search too) and candidates."""
     service.delete_case(case_id, actor=actor)
     return Response(status_code=204)
@@ -102,7 +117,7 @@ def delete_case(case_id: int, service: Service, actor: Actor) -> Response:
 
 @router.post("/cases/{case_id}/photos", status_code=201, responses=PHOTO_ERRORS)
 def add_photo(
-    case_id: int,
+    case_id: Id,
     file: Annotated[UploadFile, File(description="JPEG, PNG or WebP with one face.")],
     service: Service,
     actor: Actor,
@@ -126,12 +141,12 @@ def add_photo(
 
 
 @router.get("/cases/{case_id}/photos", responses=CASE_ERRORS)
-def list_photos(case_id: int, service: Service) -> list[schemas.PhotoOut]:
+def list_photos(case_id: Id, service: Service) -> list[schemas.PhotoOut]:
     return [schemas.PhotoOut.of(p, faces) for p, faces in service.photos(case_id)]
 
 
 @router.get("/cases/{case_id}/candidates", responses=CASE_ERRORS)
-def list_case_candidates(case_id: int, service: Service) -> list[schemas.CandidateOut]:
+def list_case_candidates(case_id: Id, service: Service) -> list[schemas.CandidateOut]:
     """The case's candidates, nearest first, with consistency flags and decisions."""
     return [schemas.CandidateOut.of(c) for c in service.candidates(case_id)]
 
@@ -162,7 +177,7 @@ def search(
         404: PROBLEM,
     },
 )
-def photo_image(photo_id: int, service: Service, actor: Actor) -> Response:
+def photo_image(photo_id: Id, service: Service, actor: Actor) -> Response:
     """The photo's original bytes. Each view is audited."""
     photo, data = service.photo_file(photo_id, actor=actor)
     media_type = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp"}[photo.format]
@@ -174,7 +189,7 @@ def photo_image(photo_id: int, service: Service, actor: Actor) -> Response:
     response_class=Response,
     responses={200: {"content": {"image/jpeg": {}}}, 404: PROBLEM},
 )
-def face_crop(face_id: int, service: Service, actor: Actor) -> Response:
+def face_crop(face_id: Id, service: Service, actor: Actor) -> Response:
     """A JPEG crop of one face from its upright photo, with a 25% margin. Each view is audited."""
     return Response(
         service.face_crop(face_id, actor=actor),
@@ -196,7 +211,7 @@ def candidate_queue(
     status: Literal["pending", "confirmed", "rejected"] = "pending",
     order: Literal["closest", "newest"] = "closest",
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
 ) -> schemas.CandidatePage:
     """The review queue: candidates with ``status``, closest (then newest) first by default."""
     views, total = service.candidate_queue(status=status, order=order, limit=limit, offset=offset)
@@ -209,7 +224,7 @@ def candidate_queue(
 
 
 @router.get("/candidates/{candidate_id}", tags=["review"], responses=AUTH_ERRORS | CASE_ERRORS)
-def get_candidate(candidate_id: int, service: Service, user: Staff) -> schemas.CandidateDetail:
+def get_candidate(candidate_id: Id, service: Service, user: Staff) -> schemas.CandidateDetail:
     return schemas.CandidateDetail.of(service.candidate(candidate_id))
 
 
@@ -220,7 +235,7 @@ def get_candidate(candidate_id: int, service: Service, user: Staff) -> schemas.C
     responses=AUTH_ERRORS | CASE_ERRORS | {409: {"description": "Not allowed now", **PROBLEM}},
 )
 def decide(
-    candidate_id: int, body: schemas.DecisionIn, service: Service, user: Staff, actor: Actor
+    candidate_id: Id, body: schemas.DecisionIn, service: Service, user: Staff, actor: Actor
 ) -> schemas.CandidateDetail:
     """Confirm or reject a pending candidate (staff), or reopen a decided one (admin, reason in
     ``note``). Confirming marks both cases ``matched``."""
@@ -234,10 +249,10 @@ def audit_log(
     user: Admin,
     action: str | None = None,
     actor: str | None = None,
-    case_id: int | None = None,
+    case_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
     since: datetime | None = None,
     until: datetime | None = None,
-    before_id: Annotated[int | None, Query(ge=1)] = None,
+    before_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> schemas.AuditPage:
     """The append-only audit log, newest first (admins only). Nothing can change it."""

@@ -28,6 +28,7 @@ from reunite.api.auth import (
     session_user,
     start_session,
 )
+from reunite.api.routes import Id
 from reunite.errors import InvalidInput, NotAuthenticated, ReuniteError
 from reunite.faces import similarity
 from reunite.review import birth_years
@@ -221,7 +222,7 @@ def review_queue(request: Request, order: str = "closest") -> Response:
 @router.post("/candidates/{candidate_id}/decision")
 def decide(
     request: Request,
-    candidate_id: int,
+    candidate_id: Id,
     status: Annotated[str, Form()],
     note: Annotated[str, Form(max_length=2000)] = "",
     csrf_token: Annotated[str, Form()] = "",
@@ -408,7 +409,7 @@ def search(
 
 
 @router.get("/cases/{case_id}")
-def case_page(request: Request, case_id: int) -> Response:
+def case_page(request: Request, case_id: Id) -> Response:
     page_user(request)
     service = service_of(request)
     try:

@@ -273,3 +273,44 @@ def test_health_and_docs(client):
     assert {"/api/v1/cases", "/api/v1/search", "/api/v1/cases/{case_id}/photos"} <= set(
         spec["paths"]
     )
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        f"{API}/cases/9223372036854775808",
+        f"{API}/cases/0",
+        f"{API}/cases/1/photos?x=1".replace("/1/", "/99999999999999999999/"),
+        f"{API}/photos/9223372036854775808/image",
+        f"{API}/faces/-1/crop",
+        f"{API}/cases?offset=9223372036854775808",
+    ],
+)
+def test_out_of_range_ids_are_422_not_500(client, path):
+    assert_problem(client.get(path), 422, "invalid_request")
+
+
+def test_webp_and_exif_rotated_photos_are_enrolled_upright(client, sample):
+    source = Image.open(io.BytesIO(sample("obama.jpg")))
+    webp = images.encoded(source, "WEBP", quality=90)
+    case = create(client, "missing")
+    response = upload(client, case["id"], webp, name="obama.webp")
+    assert response.status_code == 201, response.text
+    assert response.json()["photo"]["format"] == "WEBP"
+
+    rotated = create(client, "found")
+    turned = upload(client, rotated["id"], images.rotated_with_exif(sample("obama.jpg")))
+    assert turned.status_code == 201, turned.text
+    photo = turned.json()["photo"]
+    assert (photo["width"], photo["height"]) == source.size  # upright, not as stored
+    [candidate] = turned.json()["new_candidates"]
+    assert candidate["distance"] < 0.1  # the same photo, turned back upright
+
+
+def test_the_same_photo_with_another_face_is_409(client, sample):
+    case = create(client, "found")
+    assert upload(client, case["id"], sample("two_people.jpg"), face_index="0").status_code == 201
+    assert upload(client, case["id"], sample("two_people.jpg")).status_code == 200
+    assert_problem(
+        upload(client, case["id"], sample("two_people.jpg"), face_index="1"), 409, "conflict"
+    )
