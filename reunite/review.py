@@ -60,7 +60,7 @@ def check_candidate_transition(current: str, target: str, *, role: str, note: st
         raise Conflict(
             f"A {current} candidate cannot become {target}."
             + (" An admin can reopen it to pending first." if current != "pending" else ""),
-            status=current,
+            current_status=current,
         )
     if not role_allows(role, least_role):
         raise Forbidden(f"Only an {least_role} can move a {current} candidate to {target}.")
@@ -72,7 +72,7 @@ def check_case_transition(current: str, target: str) -> None:
     """Raise ``Conflict`` unless a person may set a case from ``current`` to ``target``."""
     if target != current and target not in CASE_TRANSITIONS.get(current, set()):
         hint = " Confirm one of its candidates instead." if target == "matched" else ""
-        raise Conflict(f"A {current} case cannot be set to {target}.{hint}", status=current)
+        raise Conflict(f"A {current} case cannot be set to {target}.{hint}", current_status=current)
 
 
 @dataclass(frozen=True)

@@ -85,9 +85,12 @@ def check_csrf(request: Request, sent: str | None) -> None:
 
 
 def csrf_header(
-    request: Request, x_csrf_token: Annotated[str | None, Header(alias=CSRF_HEADER)] = None
+    request: Request,
+    _user: Annotated[User, Depends(signed_in)],
+    x_csrf_token: Annotated[str | None, Header(alias=CSRF_HEADER)] = None,
 ) -> None:
-    """Dependency for API writes made with a session: the ``X-CSRF-Token`` header must match."""
+    """Dependency for API writes made with a session (401 first if there is none): the
+    ``X-CSRF-Token`` header must match the session's token."""
     check_csrf(request, x_csrf_token)
 
 

@@ -28,6 +28,8 @@ STATUS_BY_ERROR: dict[type[errors.ReuniteError], int] = {
     errors.UnsupportedImage: 415,
     errors.ImageTooLarge: 413,
     errors.InvalidInput: 422,
+    errors.NotAuthenticated: 401,
+    errors.Forbidden: 403,
     errors.NotFound: 404,
     errors.Conflict: 409,
     errors.IndexUnusable: 503,
@@ -42,14 +44,20 @@ def status_of(error: errors.ReuniteError) -> int:
     return 500
 
 
-def problem(status: int, code: str, detail: str, **extra: Any) -> JSONResponse:
-    body = {
+RESERVED_MEMBERS = frozenset({"type", "title", "status", "code", "detail"})
+
+
+def problem(
+    status: int, code: str, detail: str, extra: dict[str, Any] | None = None
+) -> JSONResponse:
+    """An RFC 9457 problem response; ``extra`` members never replace the standard ones."""
+    body = {k: v for k, v in (extra or {}).items() if k not in RESERVED_MEMBERS}
+    body |= {
         "type": f"urn:reunite:error:{code}",
         "title": HTTPStatus(status).phrase,
         "status": status,
         "code": code,
         "detail": detail,
-        **extra,
     }
     return JSONResponse(body, status_code=status, media_type=PROBLEM_MEDIA_TYPE)
 
@@ -59,7 +67,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(errors.ReuniteError)
     async def _reunite_error(_request: Request, exc: errors.ReuniteError) -> JSONResponse:
-        return problem(status_of(exc), exc.code, exc.message, **exc.details)
+        return problem(status_of(exc), exc.code, exc.message, exc.details)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -70,7 +78,7 @@ def install_error_handlers(app: FastAPI) -> None:
         ]
         summary = "; ".join(f"{p['field']}: {p['message']}" for p in problems)
         return problem(
-            422, "invalid_request", f"The request is invalid: {summary}", errors=problems
+            422, "invalid_request", f"The request is invalid: {summary}", {"errors": problems}
         )
 
     @app.exception_handler(StarletteHTTPException)

@@ -1,0 +1,218 @@
+"""Review through the HTTP API: sessions, every candidate transition, flags, the audit log."""
+
+import pytest
+
+from tests.api.test_routes import API, assert_problem, create, upload
+
+PASSWORD = "correct horse battery"
+
+
+@pytest.fixture
+def accounts(client):
+    service = client.app.state.service
+    service.create_user("staff1", PASSWORD, "staff", actor="test")
+    service.create_user("admin1", PASSWORD, "admin", actor="test")
+
+
+def sign_in(client, username):
+    response = client.post(f"{API}/session", json={"username": username, "password": PASSWORD})
+    assert response.status_code == 200, response.text
+    return {"X-CSRF-Token": response.json()["csrf_token"]}
+
+
+def decide(client, headers, candidate_id, status, note=None):
+    return client.post(
+        f"{API}/candidates/{candidate_id}/decisions", json={"status": status, "note": note},
+        headers=headers,
+    )
+
+
+@pytest.fixture
+def candidate(client, sample, accounts):
+    missing = create(client, "missing", sex="male", birth_date="1961-08-04",
+                     date_missing="2024-03-01")
+    upload(client, missing["id"], sample("obama.jpg"))
+    found = create(client, "found", sex="male", birth_year_min=1955, birth_year_max=1965,
+                   date_found="2024-03-05")
+    [made] = upload(client, found["id"], sample("obama2.jpg")).json()["new_candidates"]
+    return made
+
+
+def case_status(client, case_id):
+    return client.get(f"{API}/cases/{case_id}").json()["status"]
+
+
+def test_sign_in_and_out(client, accounts):
+    assert_problem(
+        client.post(f"{API}/session", json={"username": "staff1", "password": "wrong password"}),
+        401, "not_authenticated",
+    )
+    assert_problem(
+        client.post(f"{API}/session", json={"username": "nobody", "password": PASSWORD}),
+        401, "not_authenticated",
+    )
+    assert_problem(client.get(f"{API}/session"), 401, "not_authenticated")
+    sign_in(client, "staff1")
+    assert client.get(f"{API}/session").json()["role"] == "staff"
+    assert client.delete(f"{API}/session").status_code == 204
+    assert_problem(client.get(f"{API}/candidates"), 401, "not_authenticated")
+
+
+def test_the_session_cookie_is_http_only_and_same_site(client, accounts):
+    response = client.post(f"{API}/session", json={"username": "staff1", "password": PASSWORD})
+    cookie = response.headers["set-cookie"].lower()
+    assert "reunite_session=" in cookie and "httponly" in cookie and "samesite=lax" in cookie
+
+
+def test_confirm_marks_both_cases_matched_and_admin_can_reopen(client, candidate):
+    staff = sign_in(client, "staff1")
+    queue = client.get(f"{API}/candidates").json()
+    assert [c["id"] for c in queue["items"]] == [candidate["id"]]
+    assert queue["items"][0]["found_case"]["id"] == candidate["found_case_id"]
+
+    confirmed = decide(client, staff, candidate["id"], "confirmed", "same scar on the left hand")
+    assert confirmed.status_code == 200, confirmed.text
+    body = confirmed.json()
+    assert body["status"] == "confirmed"
+    [decision] = body["decisions"]
+    assert decision["actor"] == "user:staff1" and decision["note"] == "same scar on the left hand"
+    assert (decision["from_status"], decision["to_status"]) == ("pending", "confirmed")
+    assert case_status(client, candidate["found_case_id"]) == "matched"
+    assert case_status(client, candidate["missing_case_id"]) == "matched"
+    assert client.get(f"{API}/candidates").json()["items"] == []
+
+    assert_problem(decide(client, staff, candidate["id"], "rejected"), 409, "conflict")
+    assert_problem(decide(client, staff, candidate["id"], "pending", "why"), 403, "forbidden")
+
+    admin = sign_in(client, "admin1")
+    assert_problem(decide(client, admin, candidate["id"], "pending"), 422, "invalid_field")
+    reopened = decide(client, admin, candidate["id"], "pending", "DNA test was negative")
+    assert reopened.status_code == 200 and reopened.json()["status"] == "pending"
+    assert len(reopened.json()["decisions"]) == 2
+    assert case_status(client, candidate["found_case_id"]) == "open"
+    assert case_status(client, candidate["missing_case_id"]) == "open"
+
+
+def test_reject_and_the_refused_transitions(client, candidate):
+    staff = sign_in(client, "staff1")
+    assert_problem(decide(client, staff, candidate["id"], "pending", "x"), 409, "conflict")
+    assert decide(client, staff, candidate["id"], "rejected").json()["status"] == "rejected"
+    assert case_status(client, candidate["found_case_id"]) == "open"
+    assert_problem(decide(client, staff, candidate["id"], "confirmed"), 409, "conflict")
+    assert_problem(decide(client, staff, candidate["id"], "rejected"), 409, "conflict")
+    admin = sign_in(client, "admin1")
+    assert decide(client, admin, candidate["id"], "pending", "wrong click").status_code == 200
+    assert decide(client, admin, candidate["id"], "confirmed").status_code == 200
+    assert_problem(decide(client, admin, 999999, "confirmed"), 404, "not_found")
+    assert_problem(
+        client.post(f"{API}/candidates/{candidate['id']}/decisions", json={"status": "maybe"},
+                    headers=admin),
+        422, "invalid_request",
+    )
+
+
+def test_decisions_need_a_session_and_its_csrf_token(client, candidate):
+    assert_problem(decide(client, {}, candidate["id"], "confirmed"), 401, "not_authenticated")
+    sign_in(client, "staff1")
+    assert_problem(decide(client, {}, candidate["id"], "confirmed"), 403, "forbidden")
+    wrong = {"X-CSRF-Token": "not-the-token"}
+    assert_problem(decide(client, wrong, candidate["id"], "confirmed"), 403, "forbidden")
+    assert client.get(f"{API}/candidates/{candidate['id']}").json()["status"] == "pending"
+
+
+def test_a_rejected_pair_comes_back_only_with_new_faces(client, candidate, sample):
+    staff = sign_in(client, "staff1")
+    decide(client, staff, candidate["id"], "rejected")
+    again = upload(client, candidate["found_case_id"], sample("obama2.jpg"))
+    assert again.status_code == 200 and again.json()["new_candidates"] == []
+    searched = client.post(
+        f"{API}/search", files={"file": ("p.jpg", sample("obama2.jpg"), "image/jpeg")}
+    )
+    assert searched.status_code == 200
+    assert client.get(f"{API}/candidates/{candidate['id']}").json()["status"] == "rejected"
+
+    newer = upload(client, candidate["found_case_id"], sample("obama3.jpg"))
+    [back] = newer.json()["new_candidates"]
+    assert back["id"] == candidate["id"] and back["status"] == "pending"
+    assert back["found_face_id"] == newer.json()["photo"]["faces"][0]["id"]
+    assert back["decisions"][-1]["actor"] == "system"
+
+
+def test_flags_warn_without_hiding(client, sample, accounts):
+    missing = create(client, "missing", sex="female", birth_date="1995-01-01",
+                     date_missing="2024-06-01")
+    upload(client, missing["id"], sample("obama.jpg"))
+    found = create(client, "found", sex="male", birth_year_min=1950, birth_year_max=1960,
+                   date_found="2024-01-10")
+    [flagged] = upload(client, found["id"], sample("obama2.jpg")).json()["new_candidates"]
+    assert [f["code"] for f in flagged["flags"]] == [
+        "sex_differs", "age_implausible", "found_before_missing",
+    ]
+    assert flagged["flags"][2]["facts"]["days"] == 143
+    sign_in(client, "staff1")
+    assert client.get(f"{API}/candidates").json()["total"] == 1  # still in the queue
+
+
+def test_case_status_changes_follow_the_rules(client, candidate):
+    found_id = candidate["found_case_id"]
+    assert_problem(client.patch(f"{API}/cases/{found_id}", json={"status": "matched"}), 409,
+                   "conflict")
+    staff = sign_in(client, "staff1")
+    decide(client, staff, candidate["id"], "confirmed")
+    assert client.patch(f"{API}/cases/{found_id}", json={"status": "closed"}).status_code == 200
+    assert client.patch(f"{API}/cases/{found_id}", json={"status": "open"}).status_code == 200
+
+
+def test_the_audit_log_records_every_action_and_only_admins_read_it(client, candidate, sample):
+    staff = sign_in(client, "staff1")
+    assert_problem(client.get(f"{API}/audit"), 403, "forbidden")
+    decide(client, staff, candidate["id"], "confirmed", "family visit booked")
+    client.get(f"{API}/faces/{candidate['found_face_id']}/crop")
+    client.post(f"{API}/search", files={"file": ("p.jpg", sample("biden.jpg"), "image/jpeg")})
+    client.patch(f"{API}/cases/{candidate['found_case_id']}", json={"status": "closed"})
+    client.delete(f"{API}/cases/{candidate['missing_case_id']}")
+
+    sign_in(client, "admin1")
+    events = client.get(f"{API}/audit", params={"limit": 1000}).json()["items"]
+    actions = [e["action"] for e in reversed(events)]
+    for action in ("user.create", "case.create", "photo.enroll", "user.sign_in",
+                   "candidate.decision", "case.status", "face.view", "search", "case.delete"):
+        assert action in actions, action
+    decision = next(e for e in events if e["action"] == "candidate.decision")
+    assert decision["actor"] == "user:staff1"
+    assert decision["details"]["candidate_id"] == candidate["id"]
+    text = str(events)
+    assert "family visit booked" not in text  # notes live with the decision, not in the log
+
+    only = client.get(f"{API}/audit", params={"action": "case.status"}).json()["items"]
+    assert only and {e["action"] for e in only} == {"case.status"}
+    by_case = client.get(f"{API}/audit", params={"case_id": candidate["missing_case_id"]}).json()
+    assert {e["case_id"] for e in by_case["items"]} == {candidate["missing_case_id"]}
+    page = client.get(f"{API}/audit", params={"limit": 2}).json()
+    older = client.get(f"{API}/audit", params={"limit": 2, "before_id": page["next_before_id"]})
+    assert [e["id"] for e in older.json()["items"]] == [e["id"] for e in events[2:4]]
+
+
+def test_nothing_can_change_the_audit_log(client, candidate):
+    admin = sign_in(client, "admin1")
+    before = client.get(f"{API}/audit", params={"limit": 1000}).json()["items"]
+    event_id = before[0]["id"]
+    for method in ("PUT", "PATCH", "DELETE", "POST"):
+        for path in (f"{API}/audit", f"{API}/audit/{event_id}"):
+            response = client.request(method, path, json={"actor": "x"}, headers=admin)
+            assert response.status_code in (404, 405), (method, path)
+    after = client.get(f"{API}/audit", params={"limit": 1000}).json()["items"]
+    assert [e for e in after if e["id"] <= event_id] == [e for e in before if e["id"] <= event_id]
+
+
+def test_the_database_refuses_to_rewrite_the_audit_log(client, candidate):
+    from sqlalchemy import delete, update
+
+    from reunite.errors import Conflict
+    from reunite.store import AuditEvent
+
+    store = client.app.state.service.store
+    with pytest.raises(Conflict), store.transaction() as session:
+        session.execute(update(AuditEvent).values(actor="someone else"))
+    with pytest.raises(Conflict), store.transaction() as session:
+        session.execute(delete(AuditEvent))
