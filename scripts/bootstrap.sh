@@ -50,3 +50,21 @@ ensure_venv() {
     UV_PROJECT_ENVIRONMENT="$PWD/.venv" .tools/bin/uv sync --frozen --python "$python" \
         --no-python-downloads "$@"
 }
+
+# Debian's chromium and a CJK font for the browser tests (never a browser download). Installs
+# them with apt-get when missing and running as root; otherwise says why the tests will skip.
+ensure_browser() {
+    local packages=()
+    [[ -x /usr/bin/chromium ]] || packages+=(chromium)
+    if ! fc-list :lang=zh 2>/dev/null | grep -q .; then
+        packages+=(fonts-wqy-microhei)
+    fi
+    [[ ${#packages[@]} -eq 0 ]] && return 0
+    if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
+        echo "${0##*/}: installing ${packages[*]} with apt-get (browser tests)" >&2
+        apt-get update -qq >&2
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${packages[@]}" >/dev/null
+    else
+        echo "${0##*/}: ${packages[*]} missing and not root: browser tests will be skipped" >&2
+    fi
+}

@@ -22,18 +22,26 @@ def sign_in(client, username):
 
 def decide(client, headers, candidate_id, status, note=None):
     return client.post(
-        f"{API}/candidates/{candidate_id}/decisions", json={"status": status, "note": note},
+        f"{API}/candidates/{candidate_id}/decisions",
+        json={"status": status, "note": note},
         headers=headers,
     )
 
 
 @pytest.fixture
 def candidate(client, sample, accounts):
-    missing = create(client, "missing", sex="male", birth_date="1961-08-04",
-                     date_missing="2024-03-01")
+    missing = create(
+        client, "missing", sex="male", birth_date="1961-08-04", date_missing="2024-03-01"
+    )
     upload(client, missing["id"], sample("obama.jpg"))
-    found = create(client, "found", sex="male", birth_year_min=1955, birth_year_max=1965,
-                   date_found="2024-03-05")
+    found = create(
+        client,
+        "found",
+        sex="male",
+        birth_year_min=1955,
+        birth_year_max=1965,
+        date_found="2024-03-05",
+    )
     [made] = upload(client, found["id"], sample("obama2.jpg")).json()["new_candidates"]
     return made
 
@@ -45,11 +53,13 @@ def case_status(client, case_id):
 def test_sign_in_and_out(client, accounts):
     assert_problem(
         client.post(f"{API}/session", json={"username": "staff1", "password": "wrong password"}),
-        401, "not_authenticated",
+        401,
+        "not_authenticated",
     )
     assert_problem(
         client.post(f"{API}/session", json={"username": "nobody", "password": PASSWORD}),
-        401, "not_authenticated",
+        401,
+        "not_authenticated",
     )
     assert_problem(client.get(f"{API}/session"), 401, "not_authenticated")
     sign_in(client, "staff1")
@@ -105,9 +115,11 @@ def test_reject_and_the_refused_transitions(client, candidate):
     assert decide(client, admin, candidate["id"], "confirmed").status_code == 200
     assert_problem(decide(client, admin, 999999, "confirmed"), 404, "not_found")
     assert_problem(
-        client.post(f"{API}/candidates/{candidate['id']}/decisions", json={"status": "maybe"},
-                    headers=admin),
-        422, "invalid_request",
+        client.post(
+            f"{API}/candidates/{candidate['id']}/decisions", json={"status": "maybe"}, headers=admin
+        ),
+        422,
+        "invalid_request",
     )
 
 
@@ -139,14 +151,23 @@ def test_a_rejected_pair_comes_back_only_with_new_faces(client, candidate, sampl
 
 
 def test_flags_warn_without_hiding(client, sample, accounts):
-    missing = create(client, "missing", sex="female", birth_date="1995-01-01",
-                     date_missing="2024-06-01")
+    missing = create(
+        client, "missing", sex="female", birth_date="1995-01-01", date_missing="2024-06-01"
+    )
     upload(client, missing["id"], sample("obama.jpg"))
-    found = create(client, "found", sex="male", birth_year_min=1950, birth_year_max=1960,
-                   date_found="2024-01-10")
+    found = create(
+        client,
+        "found",
+        sex="male",
+        birth_year_min=1950,
+        birth_year_max=1960,
+        date_found="2024-01-10",
+    )
     [flagged] = upload(client, found["id"], sample("obama2.jpg")).json()["new_candidates"]
     assert [f["code"] for f in flagged["flags"]] == [
-        "sex_differs", "age_implausible", "found_before_missing",
+        "sex_differs",
+        "age_implausible",
+        "found_before_missing",
     ]
     assert flagged["flags"][2]["facts"]["days"] == 143
     sign_in(client, "staff1")
@@ -155,8 +176,9 @@ def test_flags_warn_without_hiding(client, sample, accounts):
 
 def test_case_status_changes_follow_the_rules(client, candidate):
     found_id = candidate["found_case_id"]
-    assert_problem(client.patch(f"{API}/cases/{found_id}", json={"status": "matched"}), 409,
-                   "conflict")
+    assert_problem(
+        client.patch(f"{API}/cases/{found_id}", json={"status": "matched"}), 409, "conflict"
+    )
     staff = sign_in(client, "staff1")
     decide(client, staff, candidate["id"], "confirmed")
     assert client.patch(f"{API}/cases/{found_id}", json={"status": "closed"}).status_code == 200
@@ -175,8 +197,17 @@ def test_the_audit_log_records_every_action_and_only_admins_read_it(client, cand
     sign_in(client, "admin1")
     events = client.get(f"{API}/audit", params={"limit": 1000}).json()["items"]
     actions = [e["action"] for e in reversed(events)]
-    for action in ("user.create", "case.create", "photo.enroll", "user.sign_in",
-                   "candidate.decision", "case.status", "face.view", "search", "case.delete"):
+    for action in (
+        "user.create",
+        "case.create",
+        "photo.enroll",
+        "user.sign_in",
+        "candidate.decision",
+        "case.status",
+        "face.view",
+        "search",
+        "case.delete",
+    ):
         assert action in actions, action
     decision = next(e for e in events if e["action"] == "candidate.decision")
     assert decision["actor"] == "user:staff1"

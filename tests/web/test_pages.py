@@ -1,0 +1,218 @@
+"""The staff pages in a real headless Chromium (Debian's, driven by Playwright) against a real
+``reunite serve`` process, with real photos."""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx2
+import pytest
+
+from tests.images import no_face_jpeg
+from tests.server import Server
+
+CHROMIUM = Path(os.environ.get("REUNITE_CHROMIUM", "/usr/bin/chromium"))
+PASSWORD = "correct horse battery"
+DOCS_DIR = Path(__file__).resolve().parents[2] / "docs"
+
+pytestmark = pytest.mark.skipif(
+    not CHROMIUM.exists(), reason=f"{CHROMIUM} not installed (./run-tests installs it as root)"
+)
+
+
+def create_user(workdir: Path, username: str, role: str) -> None:
+    env = {
+        **os.environ,
+        "REUNITE_DATA_DIR": str(workdir / "data"),
+        "REUNITE_INDEX_DIR": str(workdir / "index"),
+    }
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "reunite.cli",
+            "users",
+            "create",
+            username,
+            "--role",
+            role,
+            "--password-stdin",
+        ],
+        input=PASSWORD + "\n",
+        text=True,
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, faces_dir):
+    workdir = tmp_path_factory.mktemp("web")
+    create_user(workdir, "staff1", "staff")
+    create_user(workdir, "admin1", "admin")
+    running = Server(workdir)
+    yield running
+    log = running.stop()
+    assert "Traceback" not in log and " 500 " not in log, log
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(
+            executable_path=str(CHROMIUM),
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        yield launched
+        launched.close()
+
+
+def missing_case_with_photo(server, faces_dir, name):
+    api = f"{server.url}/api/v1"
+    case = httpx2.post(
+        f"{api}/cases",
+        json={
+            "kind": "missing",
+            "name": name,
+            "sex": "male",
+            "birth_year_min": 1960,
+            "birth_year_max": 1962,
+            "date_missing": "2024-02-20",
+            "place": "杭州",
+        },
+    ).json()
+    photo = (faces_dir / "samples" / "obama.jpg").read_bytes()
+    enrolled = httpx2.post(
+        f"{api}/cases/{case['id']}/photos",
+        files={"file": ("o.jpg", photo, "image/jpeg")},
+        timeout=60,
+    )
+    assert enrolled.status_code == 201, enrolled.text
+    return case
+
+
+def signed_in_page(browser, server, username, locale="en-US"):
+    context = browser.new_context(locale=locale, viewport={"width": 1100, "height": 900})
+    page = context.new_page()
+    page.goto(f"{server.url}/review")
+    assert "/login" in page.url  # pages need a signed-in user
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("main button[type=submit]")
+    page.wait_for_url(f"{server.url}/review")
+    return page
+
+
+def test_intake_candidate_confirm_and_audit(browser, server, faces_dir, tmp_path):
+    missing = missing_case_with_photo(server, faces_dir, "李建国")
+    page = signed_in_page(browser, server, "staff1")
+    assert page.locator("#queue-total").inner_text() == "0 waiting"
+
+    page.click("text=New intake")
+    page.select_option("select[name=sex]", "male")
+    page.fill("input[name=age_min]", "55")
+    page.fill("input[name=age_max]", "70")
+    page.fill("input[name=date_found]", "2024-03-05")
+    page.fill("input[name=place]", "上海市救助管理站")
+    page.set_input_files("input[name=photos]", str(faces_dir / "samples" / "obama2.jpg"))
+    page.click("form.grid button[type=submit]")
+    page.wait_for_url(f"{server.url}/cases/*")
+    found_id = int(page.url.rsplit("/", 1)[1])
+    assert "1 candidate(s) found" in page.locator(".notice").inner_text()
+    card = page.locator("article.candidate")
+    assert card.count() == 1 and "李建国" in card.inner_text()
+    assert float(card.locator(".distance").inner_text()) < 0.6
+
+    page.click("text=Review queue")
+    card = page.locator("article.candidate")
+    assert card.count() == 1 and "上海市救助管理站" in card.inner_text()
+    assert "5 Mar 2024" in card.inner_text()
+    for img in card.locator("img.face").all():  # the two face crops really load
+        assert img.evaluate("i => i.complete && i.naturalWidth > 0")
+    DOCS_DIR.mkdir(exist_ok=True)
+    shot = (
+        DOCS_DIR / "review-queue.png"
+        if os.environ.get("REUNITE_UPDATE_SCREENSHOTS")
+        else (tmp_path / "review-queue.png")
+    )
+    page.screenshot(path=str(shot), full_page=False)
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    card.locator("input[name=note]").fill("Family recognised him; visit booked")
+    card.locator("button.confirm").click()
+    page.wait_for_url(f"{server.url}/review*")
+    assert page.locator(".notice").inner_text() == "Decision saved."
+    assert page.locator("article.candidate").count() == 0
+
+    for case_id in (found_id, missing["id"]):
+        page.goto(f"{server.url}/cases/{case_id}")
+        assert "Matched" in page.locator("#case-facts").inner_text()
+    assert "Family recognised him" in (page.locator("details.history").text_content() or "")
+
+    with httpx2.Client(base_url=server.url) as admin:
+        admin.post("/api/v1/session", json={"username": "admin1", "password": PASSWORD})
+        events = admin.get("/api/v1/audit", params={"action": "candidate.decision"}).json()
+    [decision] = events["items"]
+    assert decision["actor"] == "user:staff1" and decision["details"]["new"] == "confirmed"
+
+
+def test_no_face_error_in_chinese_keeps_what_was_typed(browser, server, faces_dir, tmp_path):
+    no_face = tmp_path / "背景.jpg"
+    no_face.write_bytes(no_face_jpeg((faces_dir / "samples" / "obama.jpg").read_bytes()))
+    page = signed_in_page(browser, server, "staff1", locale="zh-CN")
+    assert page.locator("html").get_attribute("lang") == "zh-CN"
+    page.click("text=新登记")
+    page.fill("input[name=name]", "王芳")
+    page.fill("textarea[name=description]", "左手有疤痕，说四川话")
+    page.set_input_files("input[name=photos]", str(no_face))
+    page.click("form.grid button[type=submit]")
+    errors = page.locator("#photo-errors")
+    assert "照片中没有找到人脸" in errors.inner_text() and "背景.jpg" in errors.inner_text()
+    assert page.locator("#form-errors").is_visible()
+    assert page.input_value("input[name=name]") == "王芳"
+    assert page.input_value("textarea[name=description]") == "左手有疤痕，说四川话"
+    page.click("#lang-switch")
+    assert page.locator("header nav").inner_text().split("\n")[0].strip() == "Review queue"
+
+
+def test_search_draws_a_box_on_every_face(browser, server, faces_dir):
+    page = signed_in_page(browser, server, "staff1")
+    page.click("text=Search by photo")
+    page.set_input_files("input[name=photo]", str(faces_dir / "samples" / "obama_and_biden.jpg"))
+    page.click("form.grid button[type=submit]")
+    page.wait_for_selector("figure.searched")
+    assert page.locator("svg rect.box").count() == 3
+    assert page.locator("section.face-results").count() == 3
+    assert page.locator("section.face-results .ranked").count() >= 1  # Obama is enrolled
+
+
+def test_admin_reopens_with_a_reason(browser, server, faces_dir):
+    page = signed_in_page(browser, server, "admin1")
+    with httpx2.Client(base_url=server.url) as staff:
+        token = staff.post(
+            "/api/v1/session", json={"username": "staff1", "password": PASSWORD}
+        ).json()["csrf_token"]
+        decided = staff.get("/api/v1/candidates", params={"status": "confirmed"}).json()
+    if not decided["items"]:
+        pytest.skip("needs the confirmed candidate of test_intake_candidate_confirm_and_audit")
+    found_id = decided["items"][0]["found_case_id"]
+    assert token
+    page.goto(f"{server.url}/cases/{found_id}")
+    card = page.locator("article.candidate")
+    card.locator("input[name=note]").fill("DNA negative")
+    card.locator("button[value=pending]").click()
+    page.wait_for_url(f"{server.url}/cases/{found_id}")
+    assert page.locator("article.candidate").get_attribute("data-status") == "pending"
+    assert "Open" in page.locator("#case-facts").inner_text()
+
+
+def test_chinese_text_has_a_font(browser):
+    if shutil.which("fc-list") is None:
+        pytest.skip("fontconfig not installed")
+    fonts = subprocess.run(["fc-list", ":lang=zh"], capture_output=True, text=True).stdout
+    assert fonts.strip(), "no CJK font: Chinese renders as boxes (install fonts-wqy-microhei)"
