@@ -18,7 +18,7 @@ from reunite.api.routes import router
 from reunite.config import Settings
 from reunite.faces import FaceFinder, faces_in_image
 from reunite.service import Reunite
-from reunite.web import install_pages
+from reunite.web import MAX_INTAKE_PHOTOS, install_pages
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,9 @@ def create_app(settings: Settings | None = None, *, finder: FaceFinder = faces_i
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
         declared = request.headers.get("content-length")
-        limit = settings.max_upload_bytes + MULTIPART_OVERHEAD_BYTES
+        # A page form may carry several photos; each is still held to max_upload_bytes.
+        photos = 1 if request.url.path.startswith("/api/") else MAX_INTAKE_PHOTOS
+        limit = settings.max_upload_bytes * photos + MULTIPART_OVERHEAD_BYTES
         if declared and declared.isdigit() and int(declared) > limit:
             return problem(
                 413,

@@ -105,6 +105,7 @@ MESSAGES: dict[str, dict[str, str]] = {
         "unknown": "—",
         "error.form": "Please correct the fields marked below.",
         "error.photo_required": "Choose at least one photo.",
+        "error.too_many_photos": "Choose at most {limit} photos at a time.",
         "error.no_face_found": "No face was found in this photo. Use a clear, front-facing photo.",
         "error.multiple_faces": (
             "This photo shows {count} faces. Crop it to the one person and upload it again."
@@ -205,6 +206,7 @@ MESSAGES: dict[str, dict[str, str]] = {
         "unknown": "—",
         "error.form": "请更正下方标出的内容。",
         "error.photo_required": "请至少选择一张照片。",
+        "error.too_many_photos": "每次最多选择 {limit} 张照片。",
         "error.no_face_found": "照片中没有找到人脸。请使用清晰的正面照片。",
         "error.multiple_faces": "这张照片中有 {count} 张人脸。请裁剪为一人后重新上传。",
         "error.unsupported_image": "此文件不是 JPEG、PNG 或 WebP 照片。",

@@ -41,6 +41,9 @@ STATIC_DIR = Path(__file__).parent / "static"
 templates = Jinja2Templates(directory=TEMPLATES_DIR)
 router = APIRouter(include_in_schema=False)
 
+MAX_INTAKE_PHOTOS = 10
+"""Most photos one intake form may carry."""
+
 
 class SignInFirst(Exception):
     """Raised by a page that needs a user; answered with a redirect to the sign-in page."""
@@ -305,6 +308,9 @@ def intake(
     uploads = [p for p in photos if p.filename]
     if not uploads:
         field_errors.append(i18n.text(lang, "error.photo_required"))
+    if len(uploads) > MAX_INTAKE_PHOTOS:
+        field_errors.append(i18n.text(lang, "error.too_many_photos", limit=MAX_INTAKE_PHOTOS))
+        uploads = []
     prepared: list[PreparedPhoto] = []
     photo_errors = []
     for upload in uploads:

@@ -53,7 +53,8 @@ def server(tmp_path_factory, faces_dir):
     workdir = tmp_path_factory.mktemp("web")
     create_user(workdir, "staff1", "staff")
     create_user(workdir, "admin1", "admin")
-    running = Server(workdir)
+    # obama3.jpg (596 kB) is over this limit; the other photos used here are under it.
+    running = Server(workdir, REUNITE_MAX_UPLOAD_BYTES="580000")
     yield running
     log = running.stop()
     assert "Traceback" not in log and " 500 " not in log, log
@@ -178,6 +179,20 @@ def test_no_face_error_in_chinese_keeps_what_was_typed(browser, server, faces_di
     assert page.input_value("textarea[name=description]") == "左手有疤痕，说四川话"
     page.click("#lang-switch")
     assert page.locator("header nav").inner_text().split("\n")[0].strip() == "Review queue"
+
+
+def test_a_photo_too_large_is_refused_next_to_the_form(browser, server, faces_dir):
+    page = signed_in_page(browser, server, "staff1", locale="zh-CN")
+    page.goto(f"{server.url}/intake")
+    page.fill("input[name=place]", "北京")
+    page.set_input_files(
+        "input[name=photos]",
+        [str(faces_dir / "samples" / "obama3.jpg"), str(faces_dir / "samples" / "biden.jpg")],
+    )
+    page.click("form.grid button[type=submit]")
+    errors = page.locator("#photo-errors").inner_text()
+    assert "obama3.jpg" in errors and "照片太大" in errors and "biden.jpg" not in errors
+    assert page.input_value("input[name=place]") == "北京"
 
 
 def test_search_draws_a_box_on_every_face(browser, server, faces_dir):

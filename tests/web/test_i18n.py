@@ -1,0 +1,54 @@
+import string
+from datetime import date
+
+import pytest
+
+from reunite import errors
+from reunite.web import i18n
+
+
+def placeholders(template: str) -> set[str]:
+    return {name for _, name, _, _ in string.Formatter().parse(template) if name}
+
+
+def test_every_message_exists_in_both_languages_with_the_same_placeholders():
+    english, chinese = i18n.MESSAGES["en"], i18n.MESSAGES["zh-CN"]
+    assert set(english) == set(chinese)
+    for key in english:
+        assert placeholders(english[key]) == placeholders(chinese[key]), key
+
+
+def test_every_error_a_photo_can_raise_has_a_translation():
+    for error in (
+        errors.NoFaceFound,
+        errors.MultipleFaces,
+        errors.UnsupportedImage,
+        errors.UnreadableImage,
+        errors.ImageTooSmall,
+        errors.ImageTooLarge,
+    ):
+        assert f"error.{error.code}" in i18n.MESSAGES["zh-CN"], error.code
+    text = i18n.error_text("zh-CN", errors.MultipleFaces("x", boxes=[{}, {}]))
+    assert "2" in text and "人脸" in text
+
+
+@pytest.mark.parametrize(
+    ("cookie", "header", "expected"),
+    [
+        (None, "zh-CN,zh;q=0.9,en;q=0.8", "zh-CN"),
+        (None, "en-US,en;q=0.9,zh-CN;q=0.8", "en"),
+        (None, "fr-FR,zh-TW;q=0.5", "zh-CN"),
+        (None, "en;q=0.2,zh;q=0.9", "zh-CN"),
+        (None, None, "en"),
+        ("en", "zh-CN", "en"),
+        ("xx", "zh-CN", "zh-CN"),
+    ],
+)
+def test_language_from_cookie_then_browser(cookie, header, expected):
+    assert i18n.language_of(cookie, header) == expected
+
+
+def test_dates_as_people_write_them():
+    assert i18n.date_text("zh-CN", date(2024, 3, 5)) == "2024年3月5日"
+    assert i18n.date_text("en", date(2024, 3, 5)) == "5 Mar 2024"
+    assert i18n.date_text("en", None) == "—"
