@@ -63,6 +63,18 @@ class Settings(BaseSettings):
         False, description="Send session cookies over HTTPS only (set behind TLS)."
     )
 
+    webhook_poll_interval_s: float = Field(
+        2.0, gt=0, description="How often the webhook worker looks for events to deliver."
+    )
+    webhook_timeout_s: float = Field(10.0, gt=0, description="Per delivery attempt, seconds.")
+    webhook_backoff_base_s: float = Field(
+        5.0, gt=0, description="Wait after the first failed attempt; doubles each time."
+    )
+    webhook_backoff_max_s: float = Field(600.0, gt=0, description="Longest wait between tries.")
+    webhook_max_attempts: int = Field(
+        50, ge=1, description="Attempts before an event is marked failed (admins can retry)."
+    )
+
     host: str = "127.0.0.1"
     port: int = 8000
 

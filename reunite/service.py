@@ -27,7 +27,7 @@ import numpy as np
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from reunite import accounts, imaging, review
+from reunite import accounts, imaging, review, webhooks
 from reunite.config import Settings
 from reunite.errors import (
     Conflict,
@@ -530,6 +530,7 @@ class Reunite:
                 raise Conflict("A closed case cannot be matched; reopen the case first.")
             was_confirmed = candidate.status == "confirmed"
             self._record_decision(session, candidate, status, actor=actor, note=note)
+            webhooks.enqueue_candidate_event(session, "candidate.decided", candidate, *cases)
             for case in cases:
                 new_status = case.status
                 if status == "confirmed":
@@ -877,6 +878,14 @@ class Reunite:
                 existing.found_face_id = faces["found_face_id"]
                 existing.missing_face_id = faces["missing_face_id"]
         session.flush()
+        for candidate in created:
+            webhooks.enqueue_candidate_event(
+                session,
+                "candidate.created",
+                candidate,
+                session.get_one(Case, candidate.found_case_id),
+                session.get_one(Case, candidate.missing_case_id),
+            )
         return created
 
     def _candidate(self, session: Session, candidate_id: int) -> Candidate:

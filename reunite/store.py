@@ -6,6 +6,8 @@ SQLAlchemy 2 over SQLite by default; any SQLAlchemy URL works (PostgreSQL includ
            └─< candidates >─ cases      a candidate pairs a found case with a missing case
                candidates ─< candidate_decisions   who moved it to which status, when, why
     users                                staff and admin accounts (argon2 password hashes)
+    api_keys                             machine clients (police systems): role, agency, hash
+    webhooks ─< outbox_events            agencies' endpoints; events waiting for delivery
     audit_events                         append-only: who did what to which ids, never names
 
 ``audit_events`` refuses UPDATE and DELETE at the database level (triggers), so no code path,
@@ -230,6 +232,70 @@ class User(Base):
     role: Mapped[str] = mapped_column(String(5))
     disabled: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utc_now)
+
+
+class Webhook(Base):
+    """An agency's endpoint for candidate events, with the secret that signs them."""
+
+    __tablename__ = "webhooks"
+    __table_args__ = (NEVER_REUSED_IDS,)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    agency: Mapped[str] = mapped_column(String(64), index=True)
+    url: Mapped[str] = mapped_column(String(2000))
+    secret: Mapped[str] = mapped_column(String(128))
+    active: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utc_now)
+
+
+class OutboxEvent(Base):
+    """A webhook event waiting for delivery (the transactional outbox).
+
+    Written in the same transaction as the change that causes it; marked ``delivered`` only when
+    the receiver answers 2xx; ``failed`` after the last attempt (an admin can retry it).
+    """
+
+    __tablename__ = "outbox_events"
+    __table_args__ = (
+        CheckConstraint(
+            "status IN ('pending', 'delivered', 'failed')", name="ck_outbox_events_status"
+        ),
+        Index("ix_outbox_events_due", "status", "next_attempt_at"),
+        NEVER_REUSED_IDS,
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    webhook_id: Mapped[int] = mapped_column(ForeignKey("webhooks.id", ondelete="CASCADE"))
+    event_id: Mapped[str] = mapped_column(String(36), unique=True)
+    type: Mapped[str] = mapped_column(String(40))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(9), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utc_now)
+    last_error: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utc_now)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class ApiKey(Base):
+    """A machine client's key. Only its SHA-256 is stored; ``prefix`` identifies it in lists."""
+
+    __tablename__ = "api_keys"
+    __table_args__ = (
+        CheckConstraint("role IN ('staff', 'admin', 'police')", name="ck_api_keys_role"),
+        NEVER_REUSED_IDS,
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    prefix: Mapped[str] = mapped_column(String(16), unique=True)
+    key_sha256: Mapped[str] = mapped_column(String(64))
+    role: Mapped[str] = mapped_column(String(6))
+    agency: Mapped[str | None] = mapped_column(String(64))
+    label: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utc_now)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class AuditEvent(Base):
