@@ -14,6 +14,7 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -136,6 +137,33 @@ def _parser() -> argparse.ArgumentParser:
         "--password-stdin", action="store_true", help="read the password from standard input"
     )
     create_user.set_defaults(run=_create_user)
+
+    keys = commands.add_parser(
+        "keys", help="manage API keys", description="Manage API keys for machine clients."
+    )
+    key_commands = keys.add_subparsers(required=True, metavar="ACTION")
+    create_key = key_commands.add_parser(
+        "create",
+        help="create a key (printed once)",
+        description="Create an API key and print it once; only its hash is stored. Clients "
+        "send it as 'Authorization: Bearer <key>'.",
+    )
+    create_key.add_argument("--role", choices=["police", "staff", "admin"], required=True)
+    create_key.add_argument("--agency", help="the police agency's code (police keys only)")
+    create_key.add_argument("--label", help="a note on who holds the key")
+    create_key.add_argument(
+        "--expires-in-days", type=int, default=None, help="the key stops working after this"
+    )
+    create_key.set_defaults(run=_create_key)
+    list_keys = key_commands.add_parser(
+        "list", help="list keys (prefixes only)", description="List keys by prefix and state."
+    )
+    list_keys.set_defaults(run=_list_keys)
+    revoke_key = key_commands.add_parser(
+        "revoke", help="revoke a key", description="Revoke a key by its prefix, at once."
+    )
+    revoke_key.add_argument("prefix", help="the 8 characters after 'rk_'")
+    revoke_key.set_defaults(run=_revoke_key)
 
     reindex = commands.add_parser(
         "reindex",
@@ -279,9 +307,59 @@ def _create_user(args: argparse.Namespace) -> int:
         password = getpass.getpass("Password: ")
         if getpass.getpass("Password again: ") != password:
             raise errors.InvalidField("The two passwords differ.")
-    with Reunite.open(Settings()) as service:
+    with Reunite.open(Settings(), load_index=False) as service:
         user = service.create_user(args.username, password, args.role, actor=_actor())
     print(f"user {user.id} created: {user.username} ({user.role})")
+    return 0
+
+
+def _create_key(args: argparse.Namespace) -> int:
+    expires_at = None
+    if args.expires_in_days is not None:
+        if args.expires_in_days < 1:
+            raise errors.InvalidField("--expires-in-days must be 1 or more.")
+        expires_at = datetime.now(UTC) + timedelta(days=args.expires_in_days)
+    with Reunite.open(Settings(), load_index=False) as service:
+        row, key = service.create_api_key(
+            args.role,
+            agency=args.agency,
+            label=args.label,
+            expires_at=expires_at,
+            actor=_actor(),
+        )
+    print(key)
+    print(
+        f"key {row.prefix} ({row.role}{', agency ' + row.agency if row.agency else ''}) "
+        "created; it is shown only now.",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _list_keys(args: argparse.Namespace) -> int:
+    with Reunite.open(Settings(), load_index=False) as service:
+        rows = service.api_keys()
+    now = datetime.now(UTC)
+    for row in rows:
+        state = (
+            "revoked"
+            if row.revoked_at
+            else "expired"
+            if row.expires_at and row.expires_at <= now
+            else "active"
+        )
+        expires = row.expires_at.date().isoformat() if row.expires_at else "never"
+        print(
+            f"{row.prefix}  {row.role:<6} {row.agency or '-':<12} {state:<8} "
+            f"expires {expires}  {row.label or ''}".rstrip()
+        )
+    return 0
+
+
+def _revoke_key(args: argparse.Namespace) -> int:
+    with Reunite.open(Settings(), load_index=False) as service:
+        row = service.revoke_api_key(args.prefix, actor=_actor())
+    print(f"key {row.prefix} revoked")
     return 0
 
 

@@ -63,6 +63,17 @@ class Settings(BaseSettings):
         False, description="Send session cookies over HTTPS only (set behind TLS)."
     )
 
+    rate_limit_per_minute: int = Field(
+        600, ge=1, description="Requests a minute allowed to one API key or user, sustained."
+    )
+    rate_limit_burst: int = Field(60, ge=1, description="Requests allowed at once above that.")
+    max_json_bytes: int = Field(
+        1024 * 1024, gt=0, description="Largest JSON request body, bytes (photos excepted)."
+    )
+    log_format: Literal["text", "json"] = Field(
+        "text", description="'json' writes one JSON object per log line, with the request id."
+    )
+
     webhook_poll_interval_s: float = Field(
         2.0, gt=0, description="How often the webhook worker looks for events to deliver."
     )

@@ -18,6 +18,9 @@ translate it in one place each::
     ├── NotFound                 no such case, photo, face, candidate or user
     ├── Conflict                 clashes with what is stored: a duplicate external ref, or a
     │                            state change that is not allowed from the current state
+    ├── RateLimited              too many requests from one key or user; ``retry_after_s`` says
+    │                            when to try again
+    ├── NotReady                 the service is still starting (loading the index)
     └── IndexUnusable            index files missing, corrupt or made by another model
 
 Each error has a stable machine-readable ``code`` and a message a person can act on; ``details``
@@ -94,6 +97,14 @@ class NotFound(ReuniteError):
 
 class Conflict(ReuniteError):
     code = "conflict"
+
+
+class RateLimited(ReuniteError):
+    code = "rate_limited"
+
+
+class NotReady(ReuniteError):
+    code = "not_ready"
 
 
 class IndexUnusable(ReuniteError):

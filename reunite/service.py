@@ -16,18 +16,19 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Generic, Self, TypeVar
 
 import numpy as np
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from reunite import accounts, imaging, review, webhooks
+from reunite import accounts, imaging, paging, review, webhooks
 from reunite.config import Settings
 from reunite.errors import (
     Conflict,
@@ -37,6 +38,7 @@ from reunite.errors import (
     NoFaceFound,
     NotAuthenticated,
     NotFound,
+    NotReady,
 )
 from reunite.faces import EMBEDDING_DIM, MODEL_NAME, Face, FaceFinder, Pipeline, faces_in_image
 from reunite.files import write_atomically
@@ -44,13 +46,16 @@ from reunite.index import KINDS, MANIFEST_NAME, FaceIndex
 from reunite.matching import CaseMatch, nearest_cases, other_kind
 from reunite.store import (
     EARLIEST_DATE,
+    ApiKey,
     AuditEvent,
     Candidate,
     CandidateDecision,
     Case,
+    OutboxEvent,
     Photo,
     Store,
     User,
+    Webhook,
     embedding_bytes,
     embedding_vector,
     validated_case_fields,
@@ -58,6 +63,8 @@ from reunite.store import (
 from reunite.store import Face as FaceRow
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 CROP_MARGIN = 0.25
 """Margin added on each side of a face box when cropping, as a fraction of the box size."""
@@ -100,6 +107,16 @@ class FaceResult:
 
 
 @dataclass(frozen=True)
+class Listing(Generic[T]):
+    """One page of a list: its rows, how many match in all, and where the next page starts."""
+
+    items: list[T]
+    total: int
+    next_after: list[Any] | None
+    """The last row's sort key when the page is full (pass it as ``after``), else None."""
+
+
+@dataclass(frozen=True)
 class CandidateView:
     """A candidate as a reviewer sees it: both cases, consistency flags and past decisions."""
 
@@ -135,23 +152,49 @@ class Reunite:
         self._finder = finder
         self._write_lock = threading.RLock()
         self._unsaved_changes = 0
+        self._ready = threading.Event()
+        self.stats: Counter[str] = Counter()
+        """Counts since start: ``enrollments``, ``searches``, ``candidates`` (for metrics)."""
         self.index = FaceIndex(MODEL_NAME, EMBEDDING_DIM)
         self.index_report = IndexReport("empty", "not opened yet", {k: 0 for k in KINDS})
 
     @classmethod
-    def open(cls, settings: Settings, *, finder: FaceFinder = faces_in_image) -> Reunite:
-        """Connect to the store, then load the index (or catch it up, or rebuild it)."""
+    def open(
+        cls, settings: Settings, *, finder: FaceFinder = faces_in_image, load_index: bool = True
+    ) -> Reunite:
+        """Connect to the store, then load the index (or catch it up, or rebuild it).
+
+        With ``load_index=False`` the caller loads it later with ``make_ready`` (a server does
+        so in the background, answering "not ready" meanwhile).
+        """
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         settings.photos_dir.mkdir(parents=True, exist_ok=True)
         service = cls(settings, store=Store(settings.resolved_database_url), finder=finder)
-        service.index_report = service.load_index()
+        if load_index:
+            service.make_ready()
         return service
 
+    def make_ready(self) -> IndexReport:
+        """Load the index (see ``load_index``); matching and search work from then on."""
+        self.index_report = self.load_index()
+        self._ready.set()
+        return self.index_report
+
+    @property
+    def ready(self) -> bool:
+        """Whether the index is loaded (matching, search and deletion need it)."""
+        return self._ready.is_set()
+
+    def _require_ready(self) -> None:
+        if not self._ready.is_set():
+            raise NotReady("The service is starting (loading the face index); retry shortly.")
+
     def close(self) -> None:
-        """Save the index and release the database connections."""
+        """Save the index (if it was loaded) and release the database connections."""
         with self._write_lock:
             try:
-                self.save_index()
+                if self.ready:
+                    self.save_index()
             except OSError:
                 log.exception("index: saving at shutdown failed; the next start catches it up")
         self.store.close()
@@ -207,10 +250,15 @@ class Reunite:
         kind: str | None = None,
         status: str | None = None,
         agency: str | None = None,
+        updated_since: datetime | None = None,
+        after: Sequence[Any] | None = None,
         limit: int = 50,
-        offset: int = 0,
-    ) -> tuple[list[Case], int]:
-        """A page of cases, newest first, and the total number that match the filters."""
+    ) -> Listing[Case]:
+        """Cases by last change, oldest first (so a sync client can follow them), filtered.
+
+        ``after`` is the ``next_after`` of the previous listing. ``total`` counts every case
+        that matches the filters.
+        """
         query = select(Case)
         if kind:
             query = query.where(Case.kind == kind)
@@ -218,10 +266,45 @@ class Reunite:
             query = query.where(Case.status == status)
         if agency:
             query = query.where(Case.agency == agency)
+        if updated_since:
+            query = query.where(Case.updated_at >= updated_since)
+        ordering = [(Case.updated_at, True), (Case.id, True)]
         with self.store.transaction() as session:
             total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-            page = session.scalars(query.order_by(Case.id.desc()).limit(limit).offset(offset))
-            return list(page), total
+            if after is not None:
+                query = query.where(paging.after_key(ordering, after))
+            rows = list(session.scalars(query.order_by(*paging.order_by(ordering)).limit(limit)))
+        next_after = paging.key_of(rows[-1], ("updated_at", "id")) if len(rows) == limit else None
+        return Listing(rows, total, next_after)
+
+    def put_case(
+        self, agency: str, external_ref: str, data: Mapping[str, Any], *, actor: str
+    ) -> tuple[Case, bool]:
+        """Create or replace the agency's case ``external_ref`` with ``data``; idempotent.
+
+        ``data`` is the whole record (fields left out become empty; ``status`` is kept unless
+        given). The same data again changes nothing, not even ``updated_at``. Returns the case
+        and whether it was created.
+
+        Raises:
+            InvalidField: bad facts, or a ``kind`` different from the stored case's.
+            Conflict: a status change that is not allowed.
+        """
+        record = {**data, "agency": agency, "external_ref": external_ref}
+        with self._write_lock:
+            try:
+                case = self.case_by_external_ref(agency, external_ref)
+            except NotFound:
+                return self.create_case(record, actor=actor), True
+            if record.get("kind") != case.kind:
+                raise InvalidField(
+                    f"Case {external_ref!r} is a {case.kind} case; its kind cannot change."
+                )
+            wanted = validated_case_fields({"status": case.status, **record}).model_dump()
+            changes = {k: v for k, v in wanted.items() if k != "kind" and getattr(case, k) != v}
+            if not changes:
+                return case, False
+            return self.update_case(case.id, changes, actor=actor), False
 
     def update_case(self, case_id: int, changes: Mapping[str, Any], *, actor: str) -> Case:
         """Change some facts of a case. The kind cannot change (delete and re-create instead).
@@ -235,6 +318,8 @@ class Reunite:
         """
         if "kind" in changes:
             raise InvalidField("A case's kind cannot change; create a new case instead.")
+        if "status" in changes:
+            self._require_ready()  # a reopened case is matched again
         with self._write_lock, self.store.transaction() as session:
             case = self._case(session, case_id)
             current = {name: getattr(case, name) for name in _CASE_FIELD_NAMES}
@@ -263,8 +348,9 @@ class Reunite:
         faces (from the store and the index) and its candidates.
 
         Raises:
-            NotFound.
+            NotFound, NotReady.
         """
+        self._require_ready()
         with self._write_lock:
             with self.store.transaction() as session:
                 case = self._case(session, case_id)
@@ -342,6 +428,7 @@ class Reunite:
         """Store a prepared photo in a case and its candidates (the quick half of
         ``enroll_photo``). Raises ``NotFound``."""
         _check_taken_on(taken_on)
+        self._require_ready()
         data, image, face = prepared.data, prepared.image, prepared.face
         with self._write_lock:
             with self.store.transaction() as session:
@@ -401,6 +488,8 @@ class Reunite:
                 new_views = self._views(session, new_candidates)
             self.index.add(case.kind, [row.id], face.embedding[None, :])
             self._count_changes(1)
+        self.stats["enrollments"] += 1
+        self.stats["candidates"] += len(new_views)
         log.info(
             "case %d: photo %d enrolled, face %d, %d new candidates",
             case_id,
@@ -435,6 +524,22 @@ class Reunite:
                 )
             )
         return [(p, [f for f in faces if f.photo_id == p.id]) for p in photos]
+
+    def photo(self, photo_id: int) -> Photo:
+        """A photo's row (no bytes, no audit). Raises ``NotFound``."""
+        with self.store.transaction() as session:
+            photo = session.get(Photo, photo_id)
+        if photo is None:
+            raise NotFound(f"There is no photo {photo_id}.")
+        return photo
+
+    def face(self, face_id: int) -> FaceRow:
+        """A face's row. Raises ``NotFound``."""
+        with self.store.transaction() as session:
+            face = session.get(FaceRow, face_id)
+        if face is None:
+            raise NotFound(f"There is no face {face_id}.")
+        return face
 
     def photo_file(self, photo_id: int, *, actor: str) -> tuple[Photo, bytes]:
         """A photo's row and its original bytes; the view is audited. Raises ``NotFound``."""
@@ -488,23 +593,45 @@ class Reunite:
             return self._views(session, [self._candidate(session, candidate_id)])[0]
 
     def candidate_queue(
-        self, *, status: str = "pending", order: str = "closest", limit: int = 50, offset: int = 0
-    ) -> tuple[list[CandidateView], int]:
-        """Candidates with ``status``, and how many there are in all.
+        self,
+        *,
+        status: str | None = "pending",
+        order: str = "closest",
+        agency: str | None = None,
+        updated_since: datetime | None = None,
+        after: Sequence[Any] | None = None,
+        limit: int = 50,
+    ) -> Listing[CandidateView]:
+        """Candidates with ``status`` (None: any), with flags and decisions.
 
-        ``order`` is ``closest`` (distance, then newest) or ``newest`` (newest, then distance).
+        ``order``: ``closest`` (distance, then id), ``newest`` (newest first) or ``updated``
+        (by last change, oldest first, for sync clients). ``agency`` keeps candidates whose
+        missing case is that agency's. ``after`` is the previous listing's ``next_after``.
         """
-        if order not in ("closest", "newest"):
-            raise InvalidField(f"order must be closest or newest, not {order!r}.")
-        newest = (Candidate.created_at.desc(), Candidate.id.desc())
-        by_order = (
-            (Candidate.distance, *newest) if order == "closest" else (*newest, Candidate.distance)
-        )
-        query = select(Candidate).where(Candidate.status == status)
+        orderings: dict[str, tuple[paging.SortKey, tuple[str, ...]]] = {
+            "closest": ([(Candidate.distance, True), (Candidate.id, True)], ("distance", "id")),
+            "newest": ([(Candidate.id, False)], ("id",)),
+            "updated": ([(Candidate.updated_at, True), (Candidate.id, True)], ("updated_at", "id")),
+        }
+        if order not in orderings:
+            raise InvalidField(f"order must be one of {sorted(orderings)}, not {order!r}.")
+        ordering, names = orderings[order]
+        query = select(Candidate)
+        if status:
+            query = query.where(Candidate.status == status)
+        if agency:
+            query = query.join(Case, Case.id == Candidate.missing_case_id).where(
+                Case.agency == agency
+            )
+        if updated_since:
+            query = query.where(Candidate.updated_at >= updated_since)
         with self.store.transaction() as session:
             total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-            rows = session.scalars(query.order_by(*by_order).limit(limit).offset(offset))
-            return self._views(session, list(rows)), total
+            if after is not None:
+                query = query.where(paging.after_key(ordering, after))
+            rows = list(session.scalars(query.order_by(*paging.order_by(ordering)).limit(limit)))
+            next_after = paging.key_of(rows[-1], names) if len(rows) == limit else None
+            return Listing(self._views(session, rows), total, next_after)
 
     def decide(
         self, candidate_id: int, status: str, *, actor: str, role: str, note: str | None = None
@@ -585,6 +712,85 @@ class Reunite:
         with self.store.transaction() as session:
             return list(session.scalars(query.order_by(AuditEvent.id.desc()).limit(limit)))
 
+    # ------------------------------------------------------------------------- API keys
+
+    def create_api_key(
+        self,
+        role: str,
+        *,
+        agency: str | None,
+        actor: str,
+        label: str | None = None,
+        expires_at: datetime | None = None,
+    ) -> tuple[ApiKey, str]:
+        """A new API key row and the key itself, which is shown once and never stored."""
+        with self.store.transaction() as session:
+            row, key = accounts.new_api_key(
+                session, role, agency=agency, label=label, expires_at=expires_at
+            )
+            self._audit(
+                session,
+                actor,
+                "key.create",
+                None,
+                key_id=row.id,
+                prefix=row.prefix,
+                role=role,
+                agency=agency,
+            )
+        return row, key
+
+    def api_key(self, key: str) -> ApiKey:
+        """The usable key row for a presented key. Raises ``NotAuthenticated``."""
+        with self.store.transaction() as session:
+            return accounts.api_key_for(session, key)
+
+    def revoke_api_key(self, prefix: str, *, actor: str) -> ApiKey:
+        """Revoke a key by prefix; it stops working at once. Raises ``NotFound``."""
+        with self.store.transaction() as session:
+            row = accounts.revoke_api_key(session, prefix)
+            self._audit(session, actor, "key.revoke", None, key_id=row.id, prefix=prefix)
+        return row
+
+    def api_keys(self) -> list[ApiKey]:
+        with self.store.transaction() as session:
+            return accounts.api_keys(session)
+
+    # ------------------------------------------------------------------------- webhooks
+
+    def register_webhook(self, agency: str, url: str, *, actor: str) -> tuple[Webhook, str]:
+        """Register an agency's webhook URL; returns it and its signing secret (shown once)."""
+        with self.store.transaction() as session:
+            hook, secret = webhooks.register_webhook(session, agency, url)
+            self._audit(session, actor, "webhook.create", None, webhook_id=hook.id, agency=agency)
+        return hook, secret
+
+    def webhooks(self, agency: str) -> list[Webhook]:
+        with self.store.transaction() as session:
+            return webhooks.agency_webhooks(session, agency)
+
+    def deactivate_webhook(self, webhook_id: int, *, agency: str, actor: str) -> Webhook:
+        with self.store.transaction() as session:
+            hook = webhooks.deactivate_webhook(session, webhook_id, agency)
+            self._audit(session, actor, "webhook.deactivate", None, webhook_id=hook.id)
+        return hook
+
+    def webhook_deliveries(
+        self, *, status: str | None, limit: int, before_id: int | None
+    ) -> list[OutboxEvent]:
+        with self.store.transaction() as session:
+            return webhooks.deliveries(session, status=status, limit=limit, before_id=before_id)
+
+    def retry_webhook_delivery(self, event_row_id: int, *, actor: str) -> OutboxEvent:
+        with self.store.transaction() as session:
+            event = webhooks.retry_delivery(session, event_row_id)
+            self._audit(session, actor, "webhook.retry", None, outbox_event_id=event.id)
+        return event
+
+    def webhook_backlog(self) -> int:
+        with self.store.transaction() as session:
+            return webhooks.backlog(session)
+
     # ---------------------------------------------------------------------------- users
 
     def create_user(self, username: str, password: str, role: str, *, actor: str) -> User:
@@ -649,6 +855,7 @@ class Reunite:
         tolerance: float | None = None,
     ) -> list[FaceResult]:
         """``search_photo`` for a photo already decoded (by ``decoded_photo``)."""
+        self._require_ready()
         k = self.settings.top_k if k is None else k
         tolerance = self.settings.tolerance if tolerance is None else tolerance
         if not 1 <= k <= 200:
@@ -684,6 +891,7 @@ class Reunite:
                 photo_sha256=image.sha256,
                 results=[[r.case.id for r in fr.ranked] for fr in results],
             )
+        self.stats["searches"] += 1
         return results
 
     # ------------------------------------------------------------------------------ index

@@ -73,7 +73,37 @@ def service(settings: Settings, finder: MemoFinder) -> Iterator[Reunite]:
         yield opened
 
 
+def ready_client(app, timeout_s: float = 60.0) -> TestClient:
+    """Enter the app's lifespan and wait until its index is loaded (``/readyz``)."""
+    import time
+
+    client = TestClient(app, raise_server_exceptions=False)
+    client.__enter__()
+    deadline = time.monotonic() + timeout_s
+    while not app.state.service.ready:
+        if time.monotonic() > deadline:
+            raise TimeoutError("the index did not load")
+        time.sleep(0.01)
+    return client
+
+
 @pytest.fixture
-def client(settings: Settings, finder: MemoFinder) -> Iterator[TestClient]:
-    with TestClient(create_app(settings, finder=finder), raise_server_exceptions=False) as c:
-        yield c
+def app_client(settings: Settings, finder: MemoFinder) -> Iterator[TestClient]:
+    """The real app through its ASGI stack, ready, with no credentials."""
+    client = ready_client(create_app(settings, finder=finder))
+    try:
+        yield client
+    finally:
+        client.__exit__(None, None, None)
+
+
+def key_headers(client: TestClient, role: str = "admin", agency: str | None = None) -> dict:
+    _, key = client.app.state.service.create_api_key(role, agency=agency, actor="test")
+    return {"Authorization": f"Bearer {key}"}
+
+
+@pytest.fixture
+def client(app_client: TestClient) -> TestClient:
+    """``app_client`` sending an admin API key on every request."""
+    app_client.headers.update(key_headers(app_client))
+    return app_client

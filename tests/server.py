@@ -18,17 +18,38 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def cli(workdir: Path, *args: str, stdin: str | None = None, **env_settings: str) -> str:
+    """Run ``reunite ARGS`` on the store in ``workdir``; returns its standard output."""
+    done = subprocess.run(
+        [sys.executable, "-m", "reunite.cli", *args],
+        input=stdin,
+        text=True,
+        capture_output=True,
+        check=True,
+        env=settings_env(workdir, **env_settings),
+    )
+    return done.stdout
+
+
+def settings_env(workdir: Path, **env_settings: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "REUNITE_DATA_DIR": str(workdir / "data"),
+        "REUNITE_INDEX_DIR": str(workdir / "index"),
+        **env_settings,
+    }
+
+
 class Server:
+    """``reunite serve`` on a free port; ``auth`` holds an admin key's header for API calls."""
+
     def __init__(self, workdir: Path, **env_settings: str) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = workdir / f"server-{self.port}.log"
-        env = {
-            **os.environ,
-            "REUNITE_DATA_DIR": str(workdir / "data"),
-            "REUNITE_INDEX_DIR": str(workdir / "index"),
-            **env_settings,
-        }
+        key = cli(workdir, "keys", "create", "--role", "admin").strip()
+        self.auth = {"Authorization": f"Bearer {key}"}
+        env = settings_env(workdir, **env_settings)
         self.log = self.log_path.open("wb")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "reunite.cli", "serve", "--port", str(self.port)],
@@ -41,7 +62,8 @@ class Server:
             if self.process.poll() is not None:
                 pytest.fail(f"server exited: {self.log_path.read_text()}")
             try:
-                if httpx2.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                ready = httpx2.get(f"{self.url}/readyz", headers=self.auth, timeout=1)
+                if ready.status_code == 200:
                     return
             except httpx2.TransportError:
                 time.sleep(0.2)

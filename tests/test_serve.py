@@ -9,9 +9,11 @@ def test_serve_enroll_restart_and_find_again(tmp_path, sample):
     server = Server(tmp_path)
     try:
         api = f"{server.url}/api/v1"
-        case = httpx2.post(f"{api}/cases", json={"kind": "missing"}).json()
+        case = httpx2.post(f"{api}/cases", json={"kind": "missing"}, headers=server.auth).json()
         files = {"file": ("obama.jpg", sample("obama.jpg"), "image/jpeg")}
-        enrolled = httpx2.post(f"{api}/cases/{case['id']}/photos", files=files, timeout=60)
+        enrolled = httpx2.post(
+            f"{api}/cases/{case['id']}/photos", files=files, timeout=60, headers=server.auth
+        )
         assert enrolled.status_code == 201, enrolled.text
     finally:
         first_log = server.stop()
@@ -20,7 +22,9 @@ def test_serve_enroll_restart_and_find_again(tmp_path, sample):
     server = Server(tmp_path)
     try:
         files = {"file": ("obama2.jpg", sample("obama2.jpg"), "image/jpeg")}
-        found = httpx2.post(f"{server.url}/api/v1/search", files=files, timeout=60).json()
+        found = httpx2.post(
+            f"{server.url}/api/v1/search", files=files, timeout=60, headers=server.auth
+        ).json()
         assert [c["case"]["id"] for c in found["faces"][0]["candidates"]] == [case["id"]]
     finally:
         second_log = server.stop()

@@ -3,22 +3,31 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request, Response
+from fastapi.responses import PlainTextResponse
 from fastapi_offline import FastAPIOffline
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware.sessions import SessionMiddleware
 
-from reunite import __version__
+from reunite import __version__, access
 from reunite.api import auth
 from reunite.api.errors import install_error_handlers, problem
-from reunite.api.routes import router
+from reunite.api.limits import RateLimiter
+from reunite.api.observability import install_observability
+from reunite.api.openapi import install_openapi
+from reunite.api.routes import Caller, router
+from reunite.api.schemas import ReadyOut
 from reunite.config import Settings
+from reunite.errors import NotReady
 from reunite.faces import FaceFinder, faces_in_image
 from reunite.service import Reunite
 from reunite.web import MAX_INTAKE_PHOTOS, install_pages
+from reunite.webhooks import WebhookWorker
 
 log = logging.getLogger(__name__)
 
@@ -27,31 +36,62 @@ MULTIPART_OVERHEAD_BYTES = 1024 * 1024
 
 
 def create_app(settings: Settings | None = None, *, finder: FaceFinder = faces_in_image) -> FastAPI:
-    """The FastAPI app. The service (store, index) opens at start-up and closes at shutdown."""
+    """The FastAPI app: API, staff pages, metrics, and the webhook worker.
+
+    At start-up the store opens at once and the index loads in the background: ``/healthz``
+    answers from the start, ``/readyz`` and the endpoints that need the index answer 503 until
+    it is loaded. At shutdown the worker stops and the index is saved.
+    """
     settings = settings or Settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        service = await run_in_threadpool(Reunite.open, settings, finder=finder)
-        report = service.index_report
-        log.info("index ready (%s: %s), counts %s", report.how, report.reason, report.counts)
+        service = await run_in_threadpool(Reunite.open, settings, finder=finder, load_index=False)
         app.state.service = service
+        loader = threading.Thread(target=_load_index, args=(service,), name="index-loader")
+        loader.start()
+        worker = WebhookWorker(service.store, settings)
+        app.state.webhook_worker = worker
+        worker.start()
         try:
             yield
         finally:
+            await run_in_threadpool(worker.stop)
+            await run_in_threadpool(loader.join)
             await run_in_threadpool(service.close)
 
     app = FastAPIOffline(  # FastAPI, with the /docs assets served locally
         title="reunite",
         version=__version__,
         summary="Face matching to reunite lost people with their families.",
+        description=API_DESCRIPTION,
         lifespan=lifespan,
+    )
+    app.state.rate_limiter = RateLimiter(
+        per_minute=settings.rate_limit_per_minute, burst=settings.rate_limit_burst
     )
     install_error_handlers(app)
     app.include_router(auth.router)
     app.include_router(router)
     install_pages(app)
+    install_openapi(app)
+    registry = install_observability(app)
+
+    @app.middleware("http")
+    async def refuse_oversized_bodies(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > _body_limit(request, settings):
+            return problem(
+                413,
+                "request_too_large",
+                f"The request is {declared} bytes; the limit is "
+                f"{_body_limit(request, settings)} bytes.",
+            )
+        return await call_next(request)
+
     app.add_middleware(
         SessionMiddleware,
         secret_key=auth.session_secret(settings),
@@ -61,25 +101,55 @@ def create_app(settings: Settings | None = None, *, finder: FaceFinder = faces_i
         https_only=settings.secure_cookies,
     )
 
-    @app.middleware("http")
-    async def refuse_oversized_bodies(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        declared = request.headers.get("content-length")
-        # A page form may carry several photos; each is still held to max_upload_bytes.
-        photos = 1 if request.url.path.startswith("/api/") else MAX_INTAKE_PHOTOS
-        limit = settings.max_upload_bytes * photos + MULTIPART_OVERHEAD_BYTES
-        if declared and declared.isdigit() and int(declared) > limit:
-            return problem(
-                413,
-                "image_too_large",
-                f"The request is {declared} bytes; the limit is {limit} bytes.",
-            )
-        return await call_next(request)
-
     @app.get("/healthz", tags=["operations"])
     def healthz() -> dict[str, str]:
-        """Liveness: answers while the process serves."""
+        """Liveness: answers while the process serves (no key needed)."""
         return {"status": "ok"}
 
+    @app.get("/readyz", tags=["operations"])
+    def readyz(request: Request, _caller: Caller) -> ReadyOut:
+        """Readiness: 503 until the face index is loaded, then 200."""
+        service: Reunite = request.app.state.service
+        if not service.ready:
+            raise NotReady("The face index is still loading.")
+        return ReadyOut(status="ready", index_faces=service.index.count())
+
+    @app.get(
+        "/metrics",
+        tags=["operations"],
+        response_class=PlainTextResponse,
+        responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Metrics"}},
+    )
+    def metrics(caller: Caller) -> PlainTextResponse:
+        """Prometheus metrics (admins): requests, latencies, enrollments, searches, index size,
+        webhook backlog."""
+        access.check_role(caller)
+        return PlainTextResponse(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
     return app
+
+
+API_DESCRIPTION = """\
+Machine clients (police systems) authenticate with an API key: `Authorization: Bearer rk_...`
+(made with `reunite keys create`). Staff may use a session instead (`POST /api/v1/session`).
+Errors are RFC 9457 problem details (`application/problem+json`) with a stable `code`.
+List endpoints page with `cursor`/`next_cursor` and filter with `updated_since` for sync.
+"""
+
+
+def _body_limit(request: Request, settings: Settings) -> int:
+    """Largest request body, bytes: a photo (or several on a page form), or a JSON body."""
+    content_type = request.headers.get("content-type", "")
+    if not content_type.startswith("multipart/"):
+        return settings.max_json_bytes
+    photos = 1 if request.url.path.startswith("/api/") else MAX_INTAKE_PHOTOS
+    return settings.max_upload_bytes * photos + MULTIPART_OVERHEAD_BYTES
+
+
+def _load_index(service: Reunite) -> None:
+    try:
+        report = service.make_ready()
+    except Exception:  # the thread must say why, or the service would stay "not ready" silently
+        log.exception("index: loading failed; the service stays not ready")
+        return
+    log.info("index ready (%s: %s), counts %s", report.how, report.reason, report.counts)

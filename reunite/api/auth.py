@@ -1,9 +1,13 @@
-"""Who is calling: staff sessions in signed, HTTP-only cookies, with CSRF tokens.
+"""Who is calling: an API key (``Authorization: Bearer rk_...``) or a staff session.
 
-A session cookie (Starlette's ``SessionMiddleware``, signed with itsdangerous) holds the user id
-and a CSRF token. Every state-changing request made with a session must carry that token: forms
-in a hidden ``csrf_token`` field, API calls in the ``X-CSRF-Token`` header. The cookie is
-``SameSite=Lax`` and HTTP-only.
+Machine clients send a key; people sign in and get a session cookie (Starlette's
+``SessionMiddleware``, signed with itsdangerous, ``SameSite=Lax``, HTTP-only) that holds the user
+id and a CSRF token. Every state-changing request made with a session must carry that token:
+forms in a hidden ``csrf_token`` field, API calls in the ``X-CSRF-Token`` header. Requests with
+a key need no CSRF token (a browser never sends one on its own).
+
+``principal`` is the one dependency every ``/api/v1`` endpoint uses: it authenticates, spends one
+request from the caller's rate limit, and checks the CSRF token where one is due.
 """
 
 from __future__ import annotations
@@ -15,8 +19,11 @@ from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Request, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 
+from reunite.access import Principal
+from reunite.api.limits import RateLimiter
 from reunite.config import Settings
 from reunite.errors import Forbidden, NotAuthenticated
 from reunite.files import write_atomically
@@ -43,6 +50,39 @@ def session_secret(settings: Settings) -> str:
 
 def service_of(request: Request) -> Reunite:
     return request.app.state.service  # type: ignore[no-any-return]
+
+
+bearer = HTTPBearer(
+    auto_error=False,
+    scheme_name="ApiKey",
+    description="An API key from `reunite keys create`, sent as `Authorization: Bearer rk_...`.",
+)
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def principal(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    x_csrf_token: Annotated[str | None, Header(alias=CSRF_HEADER, include_in_schema=False)] = None,
+) -> Principal:
+    """Dependency: the authenticated caller (401 if none), within its rate limit (429)."""
+    service = service_of(request)
+    if credentials is not None:
+        key = service.api_key(credentials.credentials)
+        who = Principal(name=f"key:{key.prefix}", role=key.role, agency=key.agency)
+    else:
+        user = session_user(request)
+        if user is None:
+            raise NotAuthenticated(
+                "Send an API key (Authorization: Bearer rk_...) or sign in first."
+            )
+        who = Principal(name=f"user:{user.username}", role=user.role)
+        if request.method not in SAFE_METHODS:
+            check_csrf(request, x_csrf_token)
+    limiter: RateLimiter = request.app.state.rate_limiter
+    limiter.take(who.name)
+    request.state.principal = who
+    return who
 
 
 def session_user(request: Request) -> User | None:

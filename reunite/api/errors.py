@@ -32,6 +32,8 @@ STATUS_BY_ERROR: dict[type[errors.ReuniteError], int] = {
     errors.Forbidden: 403,
     errors.NotFound: 404,
     errors.Conflict: 409,
+    errors.RateLimited: 429,
+    errors.NotReady: 503,
     errors.IndexUnusable: 503,
 }
 """HTTP status per error class; the most specific class listed in an error's MRO wins."""
@@ -48,7 +50,11 @@ RESERVED_MEMBERS = frozenset({"type", "title", "status", "code", "detail"})
 
 
 def problem(
-    status: int, code: str, detail: str, extra: dict[str, Any] | None = None
+    status: int,
+    code: str,
+    detail: str,
+    extra: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
 ) -> JSONResponse:
     """An RFC 9457 problem response; ``extra`` members never replace the standard ones."""
     body = {k: v for k, v in (extra or {}).items() if k not in RESERVED_MEMBERS}
@@ -59,7 +65,18 @@ def problem(
         "code": code,
         "detail": detail,
     }
-    return JSONResponse(body, status_code=status, media_type=PROBLEM_MEDIA_TYPE)
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_MEDIA_TYPE, headers=headers)
+
+
+def headers_for(error: errors.ReuniteError) -> dict[str, str]:
+    """HTTP headers an error calls for: when to retry, or how to authenticate."""
+    if isinstance(error, errors.RateLimited):
+        return {"Retry-After": str(error.details.get("retry_after_s", 1))}
+    if isinstance(error, errors.NotReady):
+        return {"Retry-After": "1"}
+    if isinstance(error, errors.NotAuthenticated):
+        return {"WWW-Authenticate": 'Bearer realm="reunite"'}
+    return {}
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -67,7 +84,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(errors.ReuniteError)
     async def _reunite_error(_request: Request, exc: errors.ReuniteError) -> JSONResponse:
-        return problem(status_of(exc), exc.code, exc.message, exc.details)
+        return problem(status_of(exc), exc.code, exc.message, exc.details, headers_for(exc))
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:

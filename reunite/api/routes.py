@@ -1,33 +1,30 @@
-"""HTTP endpoints under ``/api/v1``: thin wrappers that call ``Reunite`` and shape responses.
+"""HTTP endpoints under ``/api/v1``: thin wrappers that check access, call ``Reunite`` and shape
+responses.
 
-Endpoints are plain ``def`` functions, so FastAPI runs them in its thread pool: decoding, dlib and
-FAISS never block the event loop.
+Every endpoint depends on ``principal`` (an API key or a staff session; see ``api.auth``) and
+checks the role rules of ``reunite.access`` before it acts. Endpoints are plain ``def``
+functions, so FastAPI runs them in its thread pool: decoding, dlib and FAISS never block the
+event loop.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import (
-    APIRouter,
-    Depends,
-    File,
-    Form,
-    Header,
-    Path,
-    Query,
-    Request,
-    Response,
-    UploadFile,
-)
+from fastapi import APIRouter, Depends, File, Form, Path, Query, Request, Response, UploadFile
 
+from reunite import access
+from reunite.access import Principal
 from reunite.api import schemas
-from reunite.api.auth import actor_of, admin, csrf_header, service_of, signed_in
-from reunite.errors import ImageTooLarge
+from reunite.api.auth import principal, service_of
+from reunite.errors import Forbidden, ImageTooLarge, InvalidField, NotFound
 from reunite.index import KINDS
 from reunite.service import Reunite
-from reunite.store import CaseFields, User
+from reunite.store import CaseFields
 
 router = APIRouter(prefix="/api/v1")
 
@@ -35,27 +32,54 @@ MAX_ID = 2**63 - 1
 Id = Annotated[int, Path(ge=1, le=MAX_ID, description="A positive id.")]
 """Ids are 64-bit: anything larger is a 422, never an overflow deeper down."""
 
-Responses = dict[int | str, dict[str, Any]]
-PROBLEM: dict[str, Any] = {"content": {"application/problem+json": {}}}
-CASE_ERRORS: Responses = {404: {"description": "No such case", **PROBLEM}}
-PHOTO_ERRORS: Responses = {
-    404: {"description": "No such case", **PROBLEM},
-    413: {"description": "File or image too large", **PROBLEM},
-    415: {"description": "Not a JPEG, PNG or WebP image", **PROBLEM},
-    422: {"description": "Unreadable image, no face, several faces, bad field", **PROBLEM},
-}
-
-
-def actor(request: Request, x_actor: Annotated[str | None, Header(max_length=200)] = None) -> str:
-    """Who is acting, for the audit log: the signed-in user, else the ``X-Actor`` header."""
-    return actor_of(request, x_actor)
-
-
 Service = Annotated[Reunite, Depends(service_of)]
-Actor = Annotated[str, Depends(actor)]
-Staff = Annotated[User, Depends(signed_in)]
-Admin = Annotated[User, Depends(admin)]
-CSRF = Depends(csrf_header)
+Caller = Annotated[Principal, Depends(principal)]
+Cursor = Annotated[
+    str | None, Query(max_length=500, description="`next_cursor` of the previous page.")
+]
+Limit = Annotated[int, Query(ge=1, le=500)]
+
+Responses = dict[int | str, dict[str, Any]]
+
+
+def errors(*statuses: int) -> Responses:
+    """OpenAPI entries for error statuses (the shape is added for all of them in one place)."""
+    described = {
+        404: "No such resource, or one this caller may not see",
+        409: "Not allowed in the current state, or a duplicate",
+        413: "File, image or request too large",
+        415: "Not a JPEG, PNG or WebP image",
+    }
+    return {status: {"description": described[status]} for status in statuses}
+
+
+# ----------------------------------------------------------------------------------- cursors
+
+
+def encoded_cursor(key: list[Any] | None) -> str | None:
+    """An opaque cursor for a sort key (dates become ISO text)."""
+    if key is None:
+        return None
+    values = [v.isoformat() if isinstance(v, datetime) else v for v in key]
+    return base64.urlsafe_b64encode(json.dumps(values).encode()).decode().rstrip("=")
+
+
+def decoded_cursor(cursor: str | None, *, timestamp_at: int | None) -> list[Any] | None:
+    """The sort key in a cursor; ``timestamp_at`` is the position of a datetime, if any."""
+    if not cursor:
+        return None
+    try:
+        values = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        if not isinstance(values, list):
+            raise ValueError("not a list")
+        if timestamp_at is not None:
+            values[timestamp_at] = datetime.fromisoformat(values[timestamp_at])
+        return values
+    except (ValueError, TypeError, IndexError, binascii.Error, UnicodeDecodeError) as exc:
+        raise InvalidField("The cursor is not one this service gave out.") from exc
+
+
+# ------------------------------------------------------------------------------------ cases
 
 
 def upload_bytes(upload: UploadFile, service: Reunite) -> bytes:
@@ -70,185 +94,294 @@ def upload_bytes(upload: UploadFile, service: Reunite) -> bytes:
     return data
 
 
-@router.post("/cases", status_code=201, responses={409: {"description": "Duplicate", **PROBLEM}})
-def create_case(body: CaseFields, service: Service, actor: Actor) -> schemas.CaseOut:
-    """Create a ``missing`` case (family or police report) or a ``found`` one (rescue center)."""
-    return schemas.case_out(service.create_case(body.model_dump(), actor=actor))
+def readable_case(service: Reunite, caller: Principal, case_id: int) -> Any:
+    case = service.case(case_id)
+    access.check_read_case(caller, case)
+    return case
 
 
-@router.get("/cases")
+def writable_case(service: Reunite, caller: Principal, case_id: int) -> Any:
+    case = service.case(case_id)
+    access.check_write_case(caller, case)
+    return case
+
+
+@router.post("/cases", status_code=201, tags=["cases"], responses=errors(409))
+def create_case(body: CaseFields, service: Service, caller: Caller) -> schemas.CaseOut:
+    """Create a ``missing`` case (family or police report) or a ``found`` one (rescue center).
+
+    Staff create found cases; a police key creates its own agency's missing cases.
+    """
+    fields = access.checked_new_case_fields(caller, body.model_dump())
+    return schemas.case_out(service.create_case(fields, actor=caller.name), caller)
+
+
+@router.get("/cases", tags=["cases"])
 def list_cases(
     service: Service,
+    caller: Caller,
     kind: Literal["missing", "found"] | None = None,
     status: Literal["open", "matched", "closed"] | None = None,
-    agency: str | None = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
+    agency: Annotated[str | None, Query(max_length=64)] = None,
+    updated_since: datetime | None = None,
+    cursor: Cursor = None,
+    limit: Limit = 50,
 ) -> schemas.CasePage:
-    """Cases, newest first, filtered by kind, status and agency."""
-    items, total = service.cases(
-        kind=kind, status=status, agency=agency, limit=limit, offset=offset
+    """Cases by last change, oldest first, filtered; follow `next_cursor` page by page.
+
+    To sync: pass the time of your last sync as `updated_since`. A police key sees its own
+    agency's missing cases only.
+    """
+    if caller.is_police:
+        if agency not in (None, caller.agency) or kind == "found":
+            return schemas.CasePage(items=[], total=0, next_cursor=None)
+        agency, kind = caller.agency, "missing"
+    listing = service.cases(
+        kind=kind,
+        status=status,
+        agency=agency,
+        updated_since=updated_since,
+        after=decoded_cursor(cursor, timestamp_at=0),
+        limit=limit,
     )
     return schemas.CasePage(
-        items=[schemas.case_out(c) for c in items], total=total, limit=limit, offset=offset
+        items=[schemas.case_out(c, caller) for c in listing.items],
+        total=listing.total,
+        next_cursor=encoded_cursor(listing.next_after),
     )
 
 
-@router.get("/cases/{case_id}", responses=CASE_ERRORS)
-def get_case(case_id: Id, service: Service) -> schemas.CaseOut:
-    return schemas.case_out(service.case(case_id))
+@router.get("/cases/{case_id}", tags=["cases"], responses=errors(404))
+def get_case(case_id: Id, service: Service, caller: Caller) -> schemas.CaseOut:
+    return schemas.case_out(readable_case(service, caller, case_id), caller)
 
 
-@router.patch("/cases/{case_id}", responses=CASE_ERRORS)
+@router.patch("/cases/{case_id}", tags=["cases"], responses=errors(404, 409))
 def update_case(
-    case_id: Id, body: schemas.CaseUpdate, service: Service, actor: Actor
+    case_id: Id, body: schemas.CaseUpdate, service: Service, caller: Caller
 ) -> schemas.CaseOut:
     """Change some facts of a case; fields left out keep their values."""
+    writable_case(service, caller, case_id)
     changes = body.model_dump(exclude_unset=True)
-    return schemas.case_out(service.update_case(case_id, changes, actor=actor))
+    if caller.is_police and changes.get("agency", caller.agency) != caller.agency:
+        raise Forbidden("A police key cannot move a case to another agency.")
+    return schemas.case_out(service.update_case(case_id, changes, actor=caller.name), caller)
 
 
-@router.delete("/cases/{case_id}", status_code=204, responses=CASE_ERRORS)
-def delete_case(case_id: Id, service: Service, actor: Actor) -> Response:
+@router.delete("/cases/{case_id}", status_code=204, tags=["cases"], responses=errors(404))
+def delete_case(case_id: Id, service: Service, caller: Caller) -> Response:
     """Delete a case with its photos, faces (from search too) and candidates."""
-    service.delete_case(case_id, actor=actor)
+    writable_case(service, caller, case_id)
+    service.delete_case(case_id, actor=caller.name)
     return Response(status_code=204)
 
 
-@router.post("/cases/{case_id}/photos", status_code=201, responses=PHOTO_ERRORS)
+@router.put(
+    "/agencies/{agency}/cases/{external_ref}",
+    tags=["sync"],
+    responses=errors(409),
+    status_code=200,
+)
+def put_agency_case(
+    agency: Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")],
+    external_ref: Annotated[str, Path(min_length=1, max_length=128)],
+    body: schemas.CaseRecord,
+    service: Service,
+    caller: Caller,
+    response: Response,
+) -> schemas.CaseOut:
+    """Create or update the agency's case with this reference, idempotently.
+
+    The body is the whole record. The same body again changes nothing (200); a changed body
+    updates the case (200); a new reference creates it (201). For police keys of that agency
+    and admins.
+    """
+    access.check_agency(caller, agency)
+    if caller.is_police and body.kind != "missing":
+        raise Forbidden("Police keys sync missing cases only.")
+    case, created = service.put_case(
+        agency, external_ref, body.model_dump(exclude_unset=True), actor=caller.name
+    )
+    if created:
+        response.status_code = 201
+    return schemas.case_out(case, caller)
+
+
+@router.post(
+    "/cases/{case_id}/photos",
+    status_code=201,
+    tags=["photos"],
+    responses=errors(404, 409, 413, 415),
+)
 def add_photo(
     case_id: Id,
     file: Annotated[UploadFile, File(description="JPEG, PNG or WebP with one face.")],
     service: Service,
-    actor: Actor,
+    caller: Caller,
     response: Response,
     taken_on: Annotated[date | None, Form(description="When the photo was taken.")] = None,
     face_index: Annotated[
-        int | None, Form(ge=0, description="Which face to use when the photo shows several.")
+        int | None,
+        Form(ge=0, le=1000, description="Which face to use when the photo shows several."),
     ] = None,
 ) -> schemas.EnrollmentOut:
     """Add a photo to a case, embed its face, and return the new candidates it produced.
 
     The same bytes sent again for the same case change nothing and answer 200.
     """
+    writable_case(service, caller, case_id)
     data = upload_bytes(file, service)
     enrollment = service.enroll_photo(
-        case_id, data, actor=actor, taken_on=taken_on, face_index=face_index
+        case_id, data, actor=caller.name, taken_on=taken_on, face_index=face_index
     )
     if not enrollment.created:
         response.status_code = 200
     return schemas.EnrollmentOut.of(enrollment)
 
 
-@router.get("/cases/{case_id}/photos", responses=CASE_ERRORS)
-def list_photos(case_id: Id, service: Service) -> list[schemas.PhotoOut]:
+@router.get("/cases/{case_id}/photos", tags=["photos"], responses=errors(404))
+def list_photos(case_id: Id, service: Service, caller: Caller) -> list[schemas.PhotoOut]:
+    readable_case(service, caller, case_id)
     return [schemas.PhotoOut.of(p, faces) for p, faces in service.photos(case_id)]
 
 
-@router.get("/cases/{case_id}/candidates", responses=CASE_ERRORS)
-def list_case_candidates(case_id: Id, service: Service) -> list[schemas.CandidateOut]:
-    """The case's candidates, nearest first, with consistency flags and decisions."""
-    return [schemas.CandidateOut.of(c) for c in service.candidates(case_id)]
+@router.get("/cases/{case_id}/candidates", tags=["review"], responses=errors(404))
+def list_case_candidates(
+    case_id: Id, service: Service, caller: Caller
+) -> list[schemas.CandidateDetail]:
+    """The case's candidates, nearest first, with both cases, flags and decisions."""
+    readable_case(service, caller, case_id)
+    return [schemas.CandidateDetail.of(v, caller) for v in service.candidates(case_id)]
 
 
-@router.post("/search", responses={k: v for k, v in PHOTO_ERRORS.items() if k != 404})
+# ----------------------------------------------------------------------------------- search
+
+
+@router.post("/search", tags=["search"], responses=errors(413, 415))
 def search(
     file: Annotated[UploadFile, File(description="JPEG, PNG or WebP; every face is searched.")],
     service: Service,
-    actor: Actor,
+    caller: Caller,
     kind: Annotated[Literal["missing", "found", "all"], Form()] = "all",
     k: Annotated[int | None, Form(ge=1, le=200)] = None,
     tolerance: Annotated[float | None, Form(gt=0, le=2)] = None,
 ) -> schemas.SearchOut:
-    """Search a photo against enrolled cases. Stores nothing but an audit record (ids only)."""
+    """Search a photo against enrolled cases. Stores nothing but an audit record (ids only).
+
+    A police key sees other agencies' cases redacted (what a candidate shows).
+    """
     data = upload_bytes(file, service)
     kinds: list[str] = list(KINDS) if kind == "all" else [kind]
     k = k or service.settings.top_k
     tolerance = tolerance or service.settings.tolerance
-    results = service.search_photo(data, actor=actor, kinds=kinds, k=k, tolerance=tolerance)
-    return schemas.SearchOut.of(results, kinds=kinds, k=k, tolerance=tolerance)
+    results = service.search_photo(data, actor=caller.name, kinds=kinds, k=k, tolerance=tolerance)
+    return schemas.SearchOut.of(results, kinds=kinds, k=k, tolerance=tolerance, principal=caller)
+
+
+# ----------------------------------------------------------------------------------- images
+
+IMAGE_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp"}
+
+
+def visible_case_of(service: Reunite, caller: Principal, case_id: int, what: str) -> None:
+    if not access.may_see_face_of(caller, service.case(case_id)):
+        raise NotFound(f"There is no {what}.")
 
 
 @router.get(
     "/photos/{photo_id}/image",
     response_class=Response,
+    tags=["photos"],
     responses={
-        200: {"content": {"image/jpeg": {}, "image/png": {}, "image/webp": {}}},
-        404: PROBLEM,
+        200: {"content": {t: {} for t in IMAGE_TYPES.values()}, "description": "The photo"},
+        **errors(404),
     },
 )
-def photo_image(photo_id: Id, service: Service, actor: Actor) -> Response:
+def photo_image(photo_id: Id, service: Service, caller: Caller) -> Response:
     """The photo's original bytes. Each view is audited."""
-    photo, data = service.photo_file(photo_id, actor=actor)
-    media_type = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp"}[photo.format]
-    return Response(data, media_type=media_type, headers={"Cache-Control": "private, max-age=3600"})
+    visible_case_of(service, caller, service.photo(photo_id).case_id, f"photo {photo_id}")
+    photo, data = service.photo_file(photo_id, actor=caller.name)
+    return Response(
+        data, media_type=IMAGE_TYPES[photo.format], headers={"Cache-Control": "private"}
+    )
 
 
 @router.get(
     "/faces/{face_id}/crop",
     response_class=Response,
-    responses={200: {"content": {"image/jpeg": {}}}, 404: PROBLEM},
+    tags=["photos"],
+    responses={
+        200: {"content": {"image/jpeg": {}}, "description": "The face, cut out"},
+        **errors(404),
+    },
 )
-def face_crop(face_id: Id, service: Service, actor: Actor) -> Response:
+def face_crop(face_id: Id, service: Service, caller: Caller) -> Response:
     """A JPEG crop of one face from its upright photo, with a 25% margin. Each view is audited."""
+    visible_case_of(service, caller, service.face(face_id).case_id, f"face {face_id}")
     return Response(
-        service.face_crop(face_id, actor=actor),
+        service.face_crop(face_id, actor=caller.name),
         media_type="image/jpeg",
-        headers={"Cache-Control": "private, max-age=3600"},
+        headers={"Cache-Control": "private"},
     )
 
 
-AUTH_ERRORS: Responses = {
-    401: {"description": "Not signed in", **PROBLEM},
-    403: {"description": "Role too low, or CSRF token missing", **PROBLEM},
-}
+# ----------------------------------------------------------------------------------- review
 
 
-@router.get("/candidates", tags=["review"], responses=AUTH_ERRORS)
+@router.get("/candidates", tags=["review"])
 def candidate_queue(
     service: Service,
-    user: Staff,
-    status: Literal["pending", "confirmed", "rejected"] = "pending",
-    order: Literal["closest", "newest"] = "closest",
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
+    caller: Caller,
+    status: Literal["pending", "confirmed", "rejected", "any"] = "pending",
+    order: Literal["closest", "newest", "updated"] = "closest",
+    updated_since: datetime | None = None,
+    cursor: Cursor = None,
+    limit: Limit = 50,
 ) -> schemas.CandidatePage:
-    """The review queue: candidates with ``status``, closest (then newest) first by default."""
-    views, total = service.candidate_queue(status=status, order=order, limit=limit, offset=offset)
-    return schemas.CandidatePage(
-        items=[schemas.CandidateDetail.of(v) for v in views],
-        total=total,
+    """Candidates: the review queue (pending, closest first), or any status for sync clients
+    (`order=updated` with `updated_since`). A police key sees those of its own cases."""
+    listing = service.candidate_queue(
+        status=None if status == "any" else status,
+        order=order,
+        agency=caller.agency if caller.is_police else None,
+        updated_since=updated_since,
+        after=decoded_cursor(cursor, timestamp_at=0 if order == "updated" else None),
         limit=limit,
-        offset=offset,
+    )
+    return schemas.CandidatePage(
+        items=[schemas.CandidateDetail.of(v, caller) for v in listing.items],
+        total=listing.total,
+        next_cursor=encoded_cursor(listing.next_after),
     )
 
 
-@router.get("/candidates/{candidate_id}", tags=["review"], responses=AUTH_ERRORS | CASE_ERRORS)
-def get_candidate(candidate_id: Id, service: Service, user: Staff) -> schemas.CandidateDetail:
-    return schemas.CandidateDetail.of(service.candidate(candidate_id))
+@router.get("/candidates/{candidate_id}", tags=["review"], responses=errors(404))
+def get_candidate(candidate_id: Id, service: Service, caller: Caller) -> schemas.CandidateDetail:
+    view = service.candidate(candidate_id)
+    if caller.is_police and not access.owns(caller, view.missing):
+        raise NotFound(f"There is no candidate {candidate_id}.")
+    return schemas.CandidateDetail.of(view, caller)
 
 
-@router.post(
-    "/candidates/{candidate_id}/decisions",
-    tags=["review"],
-    dependencies=[CSRF],
-    responses=AUTH_ERRORS | CASE_ERRORS | {409: {"description": "Not allowed now", **PROBLEM}},
-)
+@router.post("/candidates/{candidate_id}/decisions", tags=["review"], responses=errors(404, 409))
 def decide(
-    candidate_id: Id, body: schemas.DecisionIn, service: Service, user: Staff, actor: Actor
+    candidate_id: Id, body: schemas.DecisionIn, service: Service, caller: Caller
 ) -> schemas.CandidateDetail:
     """Confirm or reject a pending candidate (staff), or reopen a decided one (admin, reason in
     ``note``). Confirming marks both cases ``matched``."""
-    view = service.decide(candidate_id, body.status, actor=actor, role=user.role, note=body.note)
-    return schemas.CandidateDetail.of(view)
+    access.check_role(caller, "staff")
+    view = service.decide(
+        candidate_id, body.status, actor=caller.name, role=caller.role, note=body.note
+    )
+    return schemas.CandidateDetail.of(view, caller)
 
 
-@router.get("/audit", tags=["review"], responses=AUTH_ERRORS)
+@router.get("/audit", tags=["admin"])
 def audit_log(
     service: Service,
-    user: Admin,
-    action: str | None = None,
-    actor: str | None = None,
+    caller: Caller,
+    action: Annotated[str | None, Query(max_length=40)] = None,
+    actor: Annotated[str | None, Query(max_length=200)] = None,
     case_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
     since: datetime | None = None,
     until: datetime | None = None,
@@ -256,6 +389,7 @@ def audit_log(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> schemas.AuditPage:
     """The append-only audit log, newest first (admins only). Nothing can change it."""
+    access.check_role(caller)
     events = service.audit_events(
         action=action,
         actor=actor,
@@ -269,3 +403,72 @@ def audit_log(
         items=[schemas.AuditEventOut.model_validate(e) for e in events],
         next_before_id=events[-1].id if len(events) == limit else None,
     )
+
+
+# --------------------------------------------------------------------------------- webhooks
+
+Agency = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")]
+
+
+@router.post("/agencies/{agency}/webhooks", status_code=201, tags=["webhooks"])
+def register_webhook(
+    agency: Agency, body: schemas.WebhookIn, service: Service, caller: Caller
+) -> schemas.WebhookCreated:
+    """Register a URL to receive the agency's candidate events, signed with the returned secret
+    (shown once). See the README for the event format and the signature header."""
+    access.check_agency(caller, agency)
+    hook, secret = service.register_webhook(agency, body.url, actor=caller.name)
+    return schemas.WebhookCreated(
+        **schemas.WebhookOut.model_validate(hook).model_dump(), secret=secret
+    )
+
+
+@router.get("/agencies/{agency}/webhooks", tags=["webhooks"])
+def list_webhooks(agency: Agency, service: Service, caller: Caller) -> list[schemas.WebhookOut]:
+    access.check_agency(caller, agency)
+    return [schemas.WebhookOut.model_validate(h) for h in service.webhooks(agency)]
+
+
+@router.delete(
+    "/agencies/{agency}/webhooks/{webhook_id}",
+    status_code=204,
+    tags=["webhooks"],
+    responses=errors(404),
+)
+def deactivate_webhook(
+    agency: Agency, webhook_id: Id, service: Service, caller: Caller
+) -> Response:
+    """Stop sending events to this webhook; its undelivered events are marked failed."""
+    access.check_agency(caller, agency)
+    service.deactivate_webhook(webhook_id, agency=agency, actor=caller.name)
+    return Response(status_code=204)
+
+
+@router.get("/webhook-deliveries", tags=["webhooks"])
+def webhook_deliveries(
+    service: Service,
+    caller: Caller,
+    status: Literal["pending", "delivered", "failed"] | None = None,
+    before_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> schemas.DeliveryPage:
+    """Webhook events and their delivery state, newest first (admins)."""
+    access.check_role(caller)
+    rows = service.webhook_deliveries(status=status, limit=limit, before_id=before_id)
+    return schemas.DeliveryPage(
+        items=[schemas.DeliveryOut.model_validate(r) for r in rows],
+        next_before_id=rows[-1].id if len(rows) == limit else None,
+    )
+
+
+@router.post(
+    "/webhook-deliveries/{delivery_id}/retry", tags=["webhooks"], responses=errors(404, 409)
+)
+def retry_webhook_delivery(
+    delivery_id: Id, service: Service, caller: Caller, request: Request
+) -> schemas.DeliveryOut:
+    """Send a failed event again (admins)."""
+    access.check_role(caller)
+    event = service.retry_webhook_delivery(delivery_id, actor=caller.name)
+    request.app.state.webhook_worker.wake()
+    return schemas.DeliveryOut.model_validate(event)

@@ -7,18 +7,119 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from reunite.access import Principal, owns
 from reunite.faces import similarity as similarity_of
+from reunite.review import birth_years
 from reunite.service import CandidateView, Enrollment, FaceResult
-from reunite.store import Case, CaseFields, Photo
+from reunite.store import Case, CaseKind, CaseStatus, Photo, Sex
 from reunite.store import Face as FaceRow
 
 
-class CaseOut(CaseFields):
-    model_config = ConfigDict(from_attributes=True, extra="ignore")
+class CaseOut(BaseModel):
+    """A case as stored. ``redacted`` cases (another agency's, shown to a police key) carry only
+    what a candidate shows: no name, case number, birth date, description or contact."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": 42,
+                    "kind": "missing",
+                    "agency": "SH-PSB",
+                    "external_ref": "2024-0042",
+                    "name": "李建国",
+                    "sex": "male",
+                    "birth_date": None,
+                    "birth_year_min": 1960,
+                    "birth_year_max": 1962,
+                    "date_missing": "2024-02-20",
+                    "date_found": None,
+                    "place": "杭州",
+                    "description": None,
+                    "contact": None,
+                    "status": "open",
+                    "redacted": False,
+                    "created_at": "2024-02-21T08:00:00Z",
+                    "updated_at": "2024-02-21T08:00:00Z",
+                }
+            ]
+        }
+    )
 
     id: int
+    kind: CaseKind
+    agency: str | None
+    external_ref: str | None
+    name: str | None
+    sex: Sex
+    birth_date: date | None
+    birth_year_min: int | None
+    birth_year_max: int | None
+    date_missing: date | None
+    date_found: date | None
+    place: str | None
+    description: str | None
+    contact: str | None
+    status: CaseStatus
+    redacted: bool = False
     created_at: datetime
     updated_at: datetime
+
+
+def case_out(case: Case, principal: Principal | None = None) -> CaseOut:
+    """A case for ``principal``: whole, or redacted when it is another agency's (police)."""
+    whole = {name: getattr(case, name) for name in CaseOut.model_fields if name != "redacted"}
+    if principal is None or not principal.is_police or owns(principal, case):
+        return CaseOut(**whole)
+    years = birth_years(case)
+    return CaseOut(
+        **whole
+        | {
+            "name": None,
+            "external_ref": None,
+            "birth_date": None,
+            "description": None,
+            "contact": None,
+            "birth_year_min": years[0] if years else None,
+            "birth_year_max": years[1] if years else None,
+            "redacted": True,
+        }
+    )
+
+
+class CaseRecord(BaseModel):
+    """A whole case record for ``PUT /agencies/{agency}/cases/{external_ref}`` (the agency and
+    reference come from the path). Fields left out are empty."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "kind": "missing",
+                    "name": "李建国",
+                    "sex": "male",
+                    "birth_year_min": 1960,
+                    "birth_year_max": 1962,
+                    "date_missing": "2024-02-20",
+                    "place": "杭州",
+                }
+            ]
+        },
+    )
+
+    kind: CaseKind
+    name: str | None = Field(None, max_length=200)
+    sex: Sex = "unknown"
+    birth_date: date | None = None
+    birth_year_min: int | None = Field(None, ge=1900, le=2100)
+    birth_year_max: int | None = Field(None, ge=1900, le=2100)
+    date_missing: date | None = None
+    date_found: date | None = None
+    place: str | None = Field(None, max_length=500)
+    description: str | None = Field(None, max_length=5000)
+    contact: str | None = Field(None, max_length=500)
+    status: CaseStatus | None = Field(None, description="Left out: the stored status is kept.")
 
 
 class CaseUpdate(BaseModel):
@@ -43,9 +144,8 @@ class CaseUpdate(BaseModel):
 
 class CasePage(BaseModel):
     items: list[CaseOut]
-    total: int
-    limit: int
-    offset: int
+    total: int = Field(description="Cases matching the filters, all pages together.")
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null: done.")
 
 
 class BoxOut(BaseModel):
@@ -174,19 +274,18 @@ class CandidateDetail(CandidateOut):
     missing_case: CaseOut
 
     @classmethod
-    def of(cls, view: CandidateView) -> CandidateDetail:
+    def of(cls, view: CandidateView, principal: Principal | None = None) -> CandidateDetail:
         return cls(
             **CandidateOut.of(view).model_dump(),
-            found_case=CaseOut.model_validate(view.found),
-            missing_case=CaseOut.model_validate(view.missing),
+            found_case=case_out(view.found, principal),
+            missing_case=case_out(view.missing, principal),
         )
 
 
 class CandidatePage(BaseModel):
     items: list[CandidateDetail]
-    total: int
-    limit: int
-    offset: int
+    total: int = Field(description="Candidates matching the filters, all pages together.")
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null: done.")
 
 
 class DecisionIn(BaseModel):
@@ -253,7 +352,13 @@ class SearchOut(BaseModel):
 
     @classmethod
     def of(
-        cls, results: list[FaceResult], *, kinds: list[str], k: int, tolerance: float
+        cls,
+        results: list[FaceResult],
+        *,
+        kinds: list[str],
+        k: int,
+        tolerance: float,
+        principal: Principal | None = None,
     ) -> SearchOut:
         return cls(
             kinds=kinds,
@@ -266,7 +371,7 @@ class SearchOut(BaseModel):
                     sharpness=r.face.sharpness,
                     candidates=[
                         RankedCaseOut(
-                            case=CaseOut.model_validate(rc.case),
+                            case=case_out(rc.case, principal),
                             face_id=rc.match.face_id,
                             distance=rc.match.distance,
                             similarity=rc.match.similarity,
@@ -280,5 +385,73 @@ class SearchOut(BaseModel):
         )
 
 
-def case_out(case: Case) -> CaseOut:
-    return CaseOut.model_validate(case)
+class Problem(BaseModel):
+    """An error (RFC 9457 problem details). ``code`` is stable; other members vary by code."""
+
+    model_config = ConfigDict(
+        extra="allow",
+        json_schema_extra={
+            "examples": [
+                {
+                    "type": "urn:reunite:error:no_face_found",
+                    "title": "Unprocessable Entity",
+                    "status": 422,
+                    "code": "no_face_found",
+                    "detail": "No face was found in this photo. Use a clear photo ...",
+                }
+            ]
+        },
+    )
+
+    type: str
+    title: str
+    status: int
+    code: str
+    detail: str
+
+
+class WebhookIn(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"url": "https://police.example/hooks"}]}
+    )
+
+    url: str = Field(min_length=8, max_length=2000)
+
+
+class WebhookOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    agency: str
+    url: str
+    active: bool
+    created_at: datetime
+
+
+class WebhookCreated(WebhookOut):
+    secret: str = Field(description="Signs every event (HMAC-SHA256). Shown only this once.")
+
+
+class DeliveryOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    webhook_id: int
+    event_id: str
+    type: str
+    status: str
+    attempts: int
+    next_attempt_at: datetime
+    last_error: str | None
+    created_at: datetime
+    delivered_at: datetime | None
+
+
+class DeliveryPage(BaseModel):
+    items: list[DeliveryOut]
+    next_before_id: int | None
+
+
+class ReadyOut(BaseModel):
+    status: Literal["ready"]
+    index_faces: int

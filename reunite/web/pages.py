@@ -218,8 +218,8 @@ def sign_out(request: Request, csrf_token: Annotated[str, Form()] = "") -> Respo
 def review_queue(request: Request, order: str = "closest") -> Response:
     page_user(request)
     order = order if order in ("closest", "newest") else "closest"
-    views, total = service_of(request).candidate_queue(status="pending", order=order, limit=50)
-    return render(request, "queue.html", views=views, total=total, order=order)
+    listing = service_of(request).candidate_queue(status="pending", order=order, limit=50)
+    return render(request, "queue.html", views=listing.items, total=listing.total, order=order)
 
 
 @router.post("/candidates/{candidate_id}/decision")

@@ -5,6 +5,7 @@ import pytest
 from tests.api.test_routes import API, assert_problem, create, upload
 
 PASSWORD = "correct horse battery"
+NO_KEY = {"Authorization": ""}  # the client sends an admin key unless told otherwise
 
 
 @pytest.fixture
@@ -17,7 +18,7 @@ def accounts(client):
 def sign_in(client, username):
     response = client.post(f"{API}/session", json={"username": username, "password": PASSWORD})
     assert response.status_code == 200, response.text
-    return {"X-CSRF-Token": response.json()["csrf_token"]}
+    return {"X-CSRF-Token": response.json()["csrf_token"], **NO_KEY}
 
 
 def decide(client, headers, candidate_id, status, note=None):
@@ -61,11 +62,11 @@ def test_sign_in_and_out(client, accounts):
         401,
         "not_authenticated",
     )
-    assert_problem(client.get(f"{API}/session"), 401, "not_authenticated")
-    sign_in(client, "staff1")
-    assert client.get(f"{API}/session").json()["role"] == "staff"
+    assert_problem(client.get(f"{API}/session", headers=NO_KEY), 401, "not_authenticated")
+    staff = sign_in(client, "staff1")
+    assert client.get(f"{API}/session", headers=staff).json()["role"] == "staff"
     assert client.delete(f"{API}/session").status_code == 204
-    assert_problem(client.get(f"{API}/candidates"), 401, "not_authenticated")
+    assert_problem(client.get(f"{API}/candidates", headers=NO_KEY), 401, "not_authenticated")
 
 
 def test_the_session_cookie_is_http_only_and_same_site(client, accounts):
@@ -124,10 +125,10 @@ def test_reject_and_the_refused_transitions(client, candidate):
 
 
 def test_decisions_need_a_session_and_its_csrf_token(client, candidate):
-    assert_problem(decide(client, {}, candidate["id"], "confirmed"), 401, "not_authenticated")
+    assert_problem(decide(client, NO_KEY, candidate["id"], "confirmed"), 401, "not_authenticated")
     sign_in(client, "staff1")
-    assert_problem(decide(client, {}, candidate["id"], "confirmed"), 403, "forbidden")
-    wrong = {"X-CSRF-Token": "not-the-token"}
+    assert_problem(decide(client, NO_KEY, candidate["id"], "confirmed"), 403, "forbidden")
+    wrong = {"X-CSRF-Token": "not-the-token", **NO_KEY}
     assert_problem(decide(client, wrong, candidate["id"], "confirmed"), 403, "forbidden")
     assert client.get(f"{API}/candidates/{candidate['id']}").json()["status"] == "pending"
 
@@ -187,7 +188,7 @@ def test_case_status_changes_follow_the_rules(client, candidate):
 
 def test_the_audit_log_records_every_action_and_only_admins_read_it(client, candidate, sample):
     staff = sign_in(client, "staff1")
-    assert_problem(client.get(f"{API}/audit"), 403, "forbidden")
+    assert_problem(client.get(f"{API}/audit", headers=staff), 403, "forbidden")
     decide(client, staff, candidate["id"], "confirmed", "family visit booked")
     client.get(f"{API}/faces/{candidate['found_face_id']}/crop")
     client.post(f"{API}/search", files={"file": ("p.jpg", sample("biden.jpg"), "image/jpeg")})

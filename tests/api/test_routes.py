@@ -62,7 +62,9 @@ def test_obama_matches_obama_and_not_biden(client, sample):
     assert candidate["missing_case_id"] == missing["id"]
     assert candidate["distance"] < 0.6 and candidate["status"] == "pending"
     assert candidate["similarity"] == pytest.approx(1 - candidate["distance"] / 1.2)
-    assert client.get(f"{API}/cases/{missing['id']}/candidates").json() == [candidate]
+    [listed] = client.get(f"{API}/cases/{missing['id']}/candidates").json()
+    assert {k: listed[k] for k in candidate} == candidate
+    assert listed["found_case"]["id"] == found["id"] and listed["missing_case"]["name"] == "Barack"
 
     other = create(client, "found")
     third = upload(client, other["id"], sample("biden.jpg"))
@@ -132,8 +134,18 @@ def test_case_crud_and_listing(client):
 
     page = client.get(f"{API}/cases", params={"kind": "missing", "limit": 1}).json()
     assert page["total"] == 2 and len(page["items"]) == 1
-    second = client.get(f"{API}/cases", params={"kind": "missing", "limit": 1, "offset": 1}).json()
+    assert page["next_cursor"]
+    second = client.get(
+        f"{API}/cases", params={"kind": "missing", "limit": 1, "cursor": page["next_cursor"]}
+    ).json()
     assert {page["items"][0]["id"], second["items"][0]["id"]} == {a["id"], a["id"] + 2}
+    assert (
+        second["next_cursor"] is None
+        or not client.get(
+            f"{API}/cases", params={"kind": "missing", "cursor": second["next_cursor"]}
+        ).json()["items"]
+    )
+    assert_problem(client.get(f"{API}/cases", params={"cursor": "garbage!"}), 422, "invalid_field")
     assert [
         c["id"] for c in client.get(f"{API}/cases", params={"agency": "SH-PSB"}).json()["items"]
     ] == [a["id"]]
@@ -243,17 +255,18 @@ def test_face_index_picks_one_of_several_faces(client, sample):
 
 
 def test_uploads_over_the_limit_are_413(tmp_path, finder, sample):
-    from fastapi.testclient import TestClient
-
     from reunite.api import create_app
-    from tests.conftest import settings_in
+    from tests.conftest import key_headers, ready_client, settings_in
 
-    app = create_app(settings_in(tmp_path, max_upload_bytes=50_000), finder=finder)
-    with TestClient(app) as small:
+    small = ready_client(create_app(settings_in(tmp_path, max_upload_bytes=50_000), finder=finder))
+    try:
+        small.headers.update(key_headers(small))
         case = create(small, "missing")
         assert_problem(upload(small, case["id"], sample("obama.jpg")), 413, "image_too_large")
         huge = b"\xff" * (2 * 1024 * 1024)
-        assert_problem(upload(small, case["id"], huge), 413, "image_too_large")
+        assert_problem(upload(small, case["id"], huge), 413, "request_too_large")
+    finally:
+        small.__exit__(None, None, None)
 
 
 def test_missing_file_field_and_unknown_routes(client):
@@ -283,7 +296,7 @@ def test_health_and_docs(client):
         f"{API}/cases/1/photos?x=1".replace("/1/", "/99999999999999999999/"),
         f"{API}/photos/9223372036854775808/image",
         f"{API}/faces/-1/crop",
-        f"{API}/cases?offset=9223372036854775808",
+        f"{API}/candidates?limit=9223372036854775808",
     ],
 )
 def test_out_of_range_ids_are_422_not_500(client, path):

@@ -4,14 +4,13 @@
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import httpx2
 import pytest
 
 from tests.images import no_face_jpeg
-from tests.server import Server
+from tests.server import Server, cli
 
 CHROMIUM = Path(os.environ.get("REUNITE_CHROMIUM", "/usr/bin/chromium"))
 PASSWORD = "correct horse battery"
@@ -23,28 +22,15 @@ pytestmark = pytest.mark.skipif(
 
 
 def create_user(workdir: Path, username: str, role: str) -> None:
-    env = {
-        **os.environ,
-        "REUNITE_DATA_DIR": str(workdir / "data"),
-        "REUNITE_INDEX_DIR": str(workdir / "index"),
-    }
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "reunite.cli",
-            "users",
-            "create",
-            username,
-            "--role",
-            role,
-            "--password-stdin",
-        ],
-        input=PASSWORD + "\n",
-        text=True,
-        env=env,
-        check=True,
-        capture_output=True,
+    cli(
+        workdir,
+        "users",
+        "create",
+        username,
+        "--role",
+        role,
+        "--password-stdin",
+        stdin=PASSWORD + "\n",
     )
 
 
@@ -77,6 +63,7 @@ def missing_case_with_photo(server, faces_dir, name):
     api = f"{server.url}/api/v1"
     case = httpx2.post(
         f"{api}/cases",
+        headers=server.auth,
         json={
             "kind": "missing",
             "name": name,
@@ -91,6 +78,7 @@ def missing_case_with_photo(server, faces_dir, name):
     enrolled = httpx2.post(
         f"{api}/cases/{case['id']}/photos",
         files={"file": ("o.jpg", photo, "image/jpeg")},
+        headers=server.auth,
         timeout=60,
     )
     assert enrolled.status_code == 201, enrolled.text
