@@ -137,6 +137,13 @@ def _parser() -> argparse.ArgumentParser:
         "--password-stdin", action="store_true", help="read the password from standard input"
     )
     create_user.set_defaults(run=_create_user)
+    disable_user = user_commands.add_parser(
+        "disable",
+        help="disable an account",
+        description="Disable an account and end its sessions at once.",
+    )
+    disable_user.add_argument("username")
+    disable_user.set_defaults(run=_disable_user)
 
     keys = commands.add_parser(
         "keys", help="manage API keys", description="Manage API keys for machine clients."
@@ -310,6 +317,13 @@ def _create_user(args: argparse.Namespace) -> int:
     with Reunite.open(Settings(), load_index=False) as service:
         user = service.create_user(args.username, password, args.role, actor=_actor())
     print(f"user {user.id} created: {user.username} ({user.role})")
+    return 0
+
+
+def _disable_user(args: argparse.Namespace) -> int:
+    with Reunite.open(Settings(), load_index=False) as service:
+        user = service.disable_user(args.username, actor=_actor())
+    print(f"user {user.id} disabled: {user.username}")
     return 0
 
 

@@ -54,6 +54,13 @@ class Settings(BaseSettings):
         30, ge=0, description="Days a person may be found before the report and not be flagged."
     )
 
+    photo_age_gap_years: int = Field(
+        10, ge=1, le=100, description="Age gap between the two photos, years, that is flagged."
+    )
+    display_timezone: str = Field(
+        "UTC", description="Time zone the staff pages show times in (e.g. Asia/Shanghai)."
+    )
+
     secret_key: str | None = Field(
         None,
         description="Signs session cookies. Default: a random key kept in <data_dir>/secret_key.",

@@ -7,9 +7,11 @@ The service proposes; a person decides. Candidate states::
        │  └──────reopen (admin, reason)─────┤
        └──reject (staff, admin)──> rejected ┘
 
-Case states: ``open`` -> ``matched`` (when one of its candidates is confirmed) -> ``closed``
-(reunited); ``closed`` or ``matched`` can be reopened to ``open``, and an ``open`` case can be
-closed directly (found by other means). Closed cases get no new candidates.
+Case states: ``open`` -> ``matched`` (when one of its candidates is confirmed; back to ``open``
+when an admin reopens that candidate) -> ``closed`` (reunited); a ``closed`` case can be
+reopened, and an ``open`` one closed directly (found by other means). A closed case gets no new
+candidates, its pending ones leave the review queue, and no decision can be made on them.
+A case has at most one confirmed candidate.
 
 Consistency flags compare the two cases' facts. They warn a reviewer; they never hide a
 candidate.
@@ -36,10 +38,12 @@ CANDIDATE_TRANSITIONS: dict[tuple[str, str], str] = {
 
 CASE_TRANSITIONS: dict[str, set[str]] = {
     "open": {"closed"},
-    "matched": {"open", "closed"},
+    "matched": {"closed"},
     "closed": {"open"},
 }
-"""Case status changes a person may make directly; open -> matched happens by confirming."""
+"""Case status changes a person may make directly. open -> matched happens by confirming a
+candidate, and matched -> open by an admin reopening that candidate (so a case's status and its
+confirmed candidate never disagree)."""
 
 
 def role_allows(role: str, least_role: str) -> bool:
@@ -90,6 +94,8 @@ def consistency_flags(
     found_photo_taken_on: date | None,
     age_margin_years: int,
     found_before_missing_days: int,
+    missing_photo_taken_on: date | None = None,
+    photo_age_gap_years: int = 10,
 ) -> list[Flag]:
     """Warnings from the two cases' facts, in a fixed order. Unknown facts raise no flag.
 
@@ -99,6 +105,10 @@ def consistency_flags(
       the found person's apparent age (their estimated birth-year range, or birth date).
     - ``found_before_missing``: found more than ``found_before_missing_days`` days before the
       date reported missing.
+    - ``photo_age_gap``: the person is at least ``photo_age_gap_years`` older in one photo than
+      in the other (from the photo dates, else the date found, and the birth years): the model
+      is much less reliable across such gaps, so a small distance means less and a large one
+      rules out less.
     """
     flags = []
     if "unknown" not in (found.sex, missing.sex) and found.sex != missing.sex:
@@ -119,6 +129,26 @@ def consistency_flags(
                         "on": on.isoformat(),
                         "missing_age": list(missing_age),
                         "apparent_age": list(apparent_age),
+                        "gap_years": gap,
+                    },
+                )
+            )
+
+    found_on = found_photo_taken_on or found.date_found
+    if missing_photo_taken_on and found_on and missing_years and found_years:
+        in_missing_photo = (
+            missing_photo_taken_on.year - missing_years[1],
+            missing_photo_taken_on.year - missing_years[0],
+        )
+        in_found_photo = (found_on.year - found_years[1], found_on.year - found_years[0])
+        gap = max(in_found_photo[0] - in_missing_photo[1], in_missing_photo[0] - in_found_photo[1])
+        if gap >= photo_age_gap_years:
+            flags.append(
+                Flag(
+                    "photo_age_gap",
+                    {
+                        "missing_photo_age": list(in_missing_photo),
+                        "found_photo_age": list(in_found_photo),
                         "gap_years": gap,
                     },
                 )

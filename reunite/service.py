@@ -23,9 +23,10 @@ from datetime import date, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Generic, Self, TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from reunite import accounts, imaging, paging, review, webhooks
@@ -58,6 +59,7 @@ from reunite.store import (
     Webhook,
     embedding_bytes,
     embedding_vector,
+    utc_now,
     validated_case_fields,
 )
 from reunite.store import Face as FaceRow
@@ -153,6 +155,7 @@ class Reunite:
         self._write_lock = threading.RLock()
         self._unsaved_changes = 0
         self._ready = threading.Event()
+        self.display_zone = _zone(settings.display_timezone)
         self.stats: Counter[str] = Counter()
         """Counts since start: ``enrollments``, ``searches``, ``candidates`` (for metrics)."""
         self.index = FaceIndex(MODEL_NAME, EMBEDDING_DIM)
@@ -619,6 +622,11 @@ class Reunite:
         query = select(Candidate)
         if status:
             query = query.where(Candidate.status == status)
+        if status == "pending":  # a closed case's candidates wait for nobody
+            closed = select(Case.id).where(Case.status == "closed")
+            query = query.where(
+                Candidate.found_case_id.not_in(closed), Candidate.missing_case_id.not_in(closed)
+            )
         if agency:
             query = query.join(Case, Case.id == Candidate.missing_case_id).where(
                 Case.agency == agency
@@ -653,8 +661,15 @@ class Reunite:
                 self._case(session, candidate.found_case_id),
                 self._case(session, candidate.missing_case_id),
             ]
-            if status == "confirmed" and any(c.status == "closed" for c in cases):
-                raise Conflict("A closed case cannot be matched; reopen the case first.")
+            if any(c.status == "closed" for c in cases):
+                raise Conflict("One of the two cases is closed; reopen the case first.")
+            if status == "confirmed":
+                for case in cases:
+                    if _has_other_confirmed(session, candidate, case):
+                        raise Conflict(
+                            f"Case {case.id} is already matched by another confirmed "
+                            "candidate; an admin must reopen that one first."
+                        )
             was_confirmed = candidate.status == "confirmed"
             self._record_decision(session, candidate, status, actor=actor, note=note)
             webhooks.enqueue_candidate_event(session, "candidate.decided", candidate, *cases)
@@ -801,10 +816,41 @@ class Reunite:
         return user
 
     def signed_in_user(self, username: str, password: str) -> User:
-        """The user with these credentials; the sign-in is audited. Raises ``NotAuthenticated``."""
+        """The user with these credentials; sign-ins and failed ones are audited (by user id
+        where the name exists; never the typed name, which may be a mistyped password).
+
+        Raises ``NotAuthenticated``.
+        """
+        try:
+            with self.store.transaction() as session:
+                user = accounts.authenticated_user(session, username, password)
+                self._audit(session, f"user:{user.username}", "user.sign_in", None, user_id=user.id)
+            return user
+        except NotAuthenticated:
+            with self.store.transaction() as session:
+                known = session.scalar(select(User.id).where(User.username == username))
+                self._audit(session, "anonymous", "user.sign_in_failed", None, user_id=known)
+            raise
+
+    def sign_out(self, user_id: int) -> None:
+        """End every session of the user (the session cookies carry an epoch this bumps)."""
         with self.store.transaction() as session:
-            user = accounts.authenticated_user(session, username, password)
-            self._audit(session, f"user:{user.username}", "user.sign_in", None, user_id=user.id)
+            user = session.get(User, user_id)
+            if user is not None:
+                user.session_epoch += 1
+                self._audit(
+                    session, f"user:{user.username}", "user.sign_out", None, user_id=user_id
+                )
+
+    def disable_user(self, username: str, *, actor: str) -> User:
+        """Disable an account and end its sessions. Raises ``NotFound``."""
+        with self.store.transaction() as session:
+            user = session.scalar(select(User).where(User.username == username))
+            if user is None:
+                raise NotFound(f"There is no user {username!r}.")
+            user.disabled = True
+            user.session_epoch += 1
+            self._audit(session, actor, "user.disable", None, user_id=user.id)
         return user
 
     def user(self, user_id: int) -> User:
@@ -867,6 +913,16 @@ class Reunite:
             raise InvalidField(f"kinds must be among {list(KINDS)}, not {list(kinds)}.")
         faces = self._finder(image.pixels, self.pipeline)
         if not faces:
+            with self.store.transaction() as session:
+                self._audit(
+                    session,
+                    actor,
+                    "search",
+                    None,
+                    kinds=list(kinds),
+                    photo_sha256=image.sha256,
+                    results=[],
+                )
             raise NoFaceFound("No face was found in this photo. Try a clearer, front-facing photo.")
         results = []
         with self.store.transaction() as session:
@@ -1067,9 +1123,9 @@ class Reunite:
                 candidate = Candidate(**pair, **faces, distance=match.distance, status="pending")
                 session.add(candidate)
                 created.append(candidate)
+            elif not _is_new_evidence(session, existing.id, **faces):
+                continue  # both faces were there when a person rejected this pair
             elif existing.status == "rejected":
-                if _face_pair_rejected(session, existing.id, **faces):
-                    continue
                 existing.distance = match.distance
                 existing.found_face_id = faces["found_face_id"]
                 existing.missing_face_id = faces["missing_face_id"]
@@ -1078,7 +1134,7 @@ class Reunite:
                     existing,
                     "pending",
                     actor="system",
-                    note="proposed again: a new photo matched with a pair of faces never rejected",
+                    note="proposed again: a photo added after the rejection matched",
                 )
                 created.append(existing)
             elif match.distance < existing.distance:
@@ -1087,6 +1143,15 @@ class Reunite:
                 existing.missing_face_id = faces["missing_face_id"]
         session.flush()
         for candidate in created:
+            self._audit(
+                session,
+                "system",
+                "candidate.propose",
+                candidate.found_case_id,
+                candidate_id=candidate.id,
+                missing_case_id=candidate.missing_case_id,
+                face_id=face.id,
+            )
             webhooks.enqueue_candidate_event(
                 session,
                 "candidate.created",
@@ -1116,6 +1181,16 @@ class Reunite:
                 missing_face_id=candidate.missing_face_id,
             )
         )
+        # A conditional update: of two people deciding at once (in any process), one wins and
+        # the other gets a Conflict, even without this process's lock.
+        changed = session.execute(
+            update(Candidate)
+            .where(Candidate.id == candidate.id, Candidate.status == candidate.status)
+            .values(status=status, updated_at=utc_now())
+            .execution_options(synchronize_session=False)
+        )
+        if changed.rowcount != 1:  # type: ignore[attr-defined]
+            raise Conflict("Someone else decided on this candidate at the same moment; reload.")
         self._audit(
             session,
             actor,
@@ -1148,7 +1223,12 @@ class Reunite:
             for face_id, taken_on in session.execute(
                 select(FaceRow.id, Photo.taken_on)
                 .join(Photo, Photo.id == FaceRow.photo_id)
-                .where(FaceRow.id.in_([c.found_face_id for c in candidates]))
+                .where(
+                    FaceRow.id.in_(
+                        [c.found_face_id for c in candidates]
+                        + [c.missing_face_id for c in candidates]
+                    )
+                )
             )
         }
         return [
@@ -1162,6 +1242,8 @@ class Reunite:
                     found_photo_taken_on=photo_dates.get(c.found_face_id),
                     age_margin_years=self.settings.age_margin_years,
                     found_before_missing_days=self.settings.found_before_missing_days,
+                    missing_photo_taken_on=photo_dates.get(c.missing_face_id),
+                    photo_age_gap_years=self.settings.photo_age_gap_years,
                 ),
                 decisions=[d for d in decisions if d.candidate_id == c.id],
             )
@@ -1203,6 +1285,13 @@ _CASE_FIELD_NAMES = (
 )
 
 
+def _zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise InvalidField(f"REUNITE_DISPLAY_TIMEZONE {name!r} is not a known time zone.") from exc
+
+
 def _check_taken_on(taken_on: date | None) -> None:
     if taken_on is not None and not EARLIEST_DATE <= taken_on <= date.today():
         raise InvalidField(
@@ -1239,21 +1328,24 @@ def _chosen_face(faces: list[Face], face_index: int | None) -> Face:
     return faces[0]
 
 
-def _face_pair_rejected(
+def _is_new_evidence(
     session: Session, candidate_id: int, *, found_face_id: int, missing_face_id: int
 ) -> bool:
-    """Whether the latest decision on this candidate for exactly these faces was a rejection."""
-    latest = session.scalar(
-        select(CandidateDecision.to_status)
-        .where(
+    """Whether a pair of faces may be shown for a candidate: true unless a person rejected the
+    candidate after both faces were enrolled (a rejection covers every face it saw; only a
+    photo added later can bring the pair back)."""
+    rejected_at = session.scalar(
+        select(func.max(CandidateDecision.at)).where(
             CandidateDecision.candidate_id == candidate_id,
-            CandidateDecision.found_face_id == found_face_id,
-            CandidateDecision.missing_face_id == missing_face_id,
+            CandidateDecision.to_status == "rejected",
         )
-        .order_by(CandidateDecision.id.desc())
-        .limit(1)
     )
-    return latest == "rejected"
+    if rejected_at is None:
+        return True
+    newest_face = session.scalar(
+        select(func.max(FaceRow.created_at)).where(FaceRow.id.in_([found_face_id, missing_face_id]))
+    )
+    return newest_face is not None and newest_face > rejected_at
 
 
 def _has_other_confirmed(session: Session, candidate: Candidate, case: Case) -> bool:

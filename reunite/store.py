@@ -231,6 +231,8 @@ class User(Base):
     password_hash: Mapped[str] = mapped_column(String(200))
     role: Mapped[str] = mapped_column(String(5))
     disabled: Mapped[bool] = mapped_column(default=False)
+    session_epoch: Mapped[int] = mapped_column(Integer, default=0)
+    """Sessions carry the epoch they began in; signing out or disabling bumps it, ending them."""
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utc_now)
 
 

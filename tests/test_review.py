@@ -64,7 +64,7 @@ def test_reopening_needs_a_reason():
         ("open", "closed", True),
         ("open", "matched", False),
         ("matched", "closed", True),
-        ("matched", "open", True),
+        ("matched", "open", False),
         ("closed", "open", True),
         ("closed", "matched", False),
         ("open", "open", True),

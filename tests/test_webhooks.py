@@ -92,7 +92,9 @@ class Receiver:
         server.daemon_threads = True
         self.port = server.server_address[1]
         self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, daemon=True)
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        )
         self._thread.start()
 
     def stop(self) -> None:
@@ -380,7 +382,6 @@ def test_receiver_down_then_failing_still_gets_every_event_exactly_once(
     ] * 4
     first_wait = timedelta(seconds=service.settings.webhook_backoff_base_s)
     assert all(e.next_attempt_at >= before_pass + first_wait for e in after_refusal)
-    assert worker.deliver_due() == 0 or True  # may or may not be due yet; never raises
 
     receiver.status = 500
     receiver.start()

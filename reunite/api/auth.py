@@ -91,10 +91,14 @@ def session_user(request: Request) -> User | None:
     if user_id is None:
         return None
     try:
-        return service_of(request).user(int(user_id))
+        user = service_of(request).user(int(user_id))
     except NotAuthenticated:
         request.session.clear()
         return None
+    if request.session.get("epoch") != user.session_epoch:  # signed out since, or disabled
+        request.session.clear()
+        return None
+    return user
 
 
 def signed_in(request: Request) -> User:
@@ -146,7 +150,7 @@ def start_session(request: Request, user: User) -> str:
     """Put ``user`` in a fresh session (new CSRF token); returns the token."""
     request.session.clear()
     token = secrets.token_urlsafe(32)
-    request.session.update({"user_id": user.id, "csrf": token})
+    request.session.update({"user_id": user.id, "epoch": user.session_epoch, "csrf": token})
     return token
 
 
@@ -179,5 +183,13 @@ def current_session(request: Request, user: Annotated[User, Depends(signed_in)])
 
 @router.delete("/session", status_code=204)
 def sign_out(request: Request) -> Response:
-    request.session.clear()
+    """Sign out: ends every session of this user, on every device."""
+    end_session(request)
     return Response(status_code=204)
+
+
+def end_session(request: Request) -> None:
+    user = session_user(request)
+    if user is not None:
+        service_of(request).sign_out(user.id)
+    request.session.clear()

@@ -15,7 +15,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from reunite import errors
@@ -82,12 +82,25 @@ def headers_for(error: errors.ReuniteError) -> dict[str, str]:
 def install_error_handlers(app: FastAPI) -> None:
     """Route library, validation, HTTP and unexpected errors to ``problem`` responses."""
 
+    def on_page(request: Request) -> bool:
+        """Whether the request is for a staff page (answered as a page, not JSON)."""
+        path = request.url.path
+        return (
+            not path.startswith(("/api/", "/static/", "/docs", "/openapi"))
+            and hasattr(app.state, "page_error")
+            and path not in ("/healthz", "/readyz", "/metrics")
+        )
+
     @app.exception_handler(errors.ReuniteError)
-    async def _reunite_error(_request: Request, exc: errors.ReuniteError) -> JSONResponse:
+    async def _reunite_error(request: Request, exc: errors.ReuniteError) -> Response:
+        if on_page(request):
+            return app.state.page_error(request, exc, status_of(exc))  # type: ignore[no-any-return]
         return problem(status_of(exc), exc.code, exc.message, exc.details, headers_for(exc))
 
     @app.exception_handler(RequestValidationError)
-    async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
+        if on_page(request):
+            return app.state.page_error(request, None, 404)  # type: ignore[no-any-return]
         # Echoing "input" back could repeat names or bytes; keep where and what only.
         problems = [
             {"field": ".".join(str(p) for p in err.get("loc", ())), "message": err.get("msg", "")}

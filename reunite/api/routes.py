@@ -16,6 +16,7 @@ from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, File, Form, Path, Query, Request, Response, UploadFile
+from pydantic import AwareDatetime
 
 from reunite import access
 from reunite.access import Principal
@@ -123,7 +124,7 @@ def list_cases(
     kind: Literal["missing", "found"] | None = None,
     status: Literal["open", "matched", "closed"] | None = None,
     agency: Annotated[str | None, Query(max_length=64)] = None,
-    updated_since: datetime | None = None,
+    updated_since: AwareDatetime | None = None,
     cursor: Cursor = None,
     limit: Limit = 50,
 ) -> schemas.CasePage:
@@ -334,7 +335,7 @@ def candidate_queue(
     caller: Caller,
     status: Literal["pending", "confirmed", "rejected", "any"] = "pending",
     order: Literal["closest", "newest", "updated"] = "closest",
-    updated_since: datetime | None = None,
+    updated_since: AwareDatetime | None = None,
     cursor: Cursor = None,
     limit: Limit = 50,
 ) -> schemas.CandidatePage:
@@ -383,8 +384,8 @@ def audit_log(
     action: Annotated[str | None, Query(max_length=40)] = None,
     actor: Annotated[str | None, Query(max_length=200)] = None,
     case_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    since: AwareDatetime | None = None,
+    until: AwareDatetime | None = None,
     before_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> schemas.AuditPage:

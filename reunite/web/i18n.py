@@ -7,7 +7,7 @@ one language is a bug that ``tests/web/test_i18n.py`` catches.
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, tzinfo
 from typing import Any
 
 from reunite.errors import ReuniteError
@@ -67,6 +67,7 @@ MESSAGES: dict[str, dict[str, str]] = {
         "field.age_max": "to",
         "field.date_missing": "Missing since",
         "field.date_found": "Date found",
+        "field.taken_on": "Photos taken on",
         "field.place": "Place",
         "field.description": "Description",
         "field.contact": "Contact",
@@ -84,6 +85,11 @@ MESSAGES: dict[str, dict[str, str]] = {
         ),
         "flag.found_before_missing": (
             "Found on {date_found}, {days} days before reported missing on {date_missing}"
+        ),
+        "flag.photo_age_gap": (
+            "The photos are about {gap_years} years apart in age ({missing_low}–{missing_high} "
+            "in the missing person's photo, {found_low}–{found_high} in the found person's): "
+            "face matching is much less reliable across such a gap"
         ),
         "intake.title": "New intake: a person found",
         "intake.help": "Enter what is known; leave the rest empty. Candidates appear at once.",
@@ -105,6 +111,12 @@ MESSAGES: dict[str, dict[str, str]] = {
         "unknown": "—",
         "error.form": "Please correct the fields marked below.",
         "error.photo_required": "Choose at least one photo.",
+        "error.bad_age": "{field}: enter a whole number of years, 0 to 120.",
+        "error.bad_date": "{field}: {value} is not a date between 1900 and today.",
+        "error.field": "{field}: please check this field.",
+        "error.note_too_long": "The note is too long (at most 2000 characters).",
+        "error.not_ready": "The service is starting; try again in a moment.",
+        "error.rate_limited": "Too many requests; wait a moment and try again.",
         "error.too_many_photos": "Choose at most {limit} photos at a time.",
         "error.no_face_found": "No face was found in this photo. Use a clear, front-facing photo.",
         "error.multiple_faces": (
@@ -168,6 +180,7 @@ MESSAGES: dict[str, dict[str, str]] = {
         "field.age_max": "到",
         "field.date_missing": "走失日期",
         "field.date_found": "发现日期",
+        "field.taken_on": "拍摄日期",
         "field.place": "地点",
         "field.description": "特征描述",
         "field.contact": "联系方式",
@@ -185,6 +198,12 @@ MESSAGES: dict[str, dict[str, str]] = {
         ),
         "flag.found_before_missing": (
             "发现日期 {date_found} 比报失日期 {date_missing} 早 {days} 天"
+        ),
+        "flag.photo_age_gap": (
+            "两张照片中的年龄相差约 {gap_years} 岁"
+            "（走失人员照片中 {missing_low}–{missing_high} 岁，"
+            "受助人员照片中 {found_low}–{found_high} 岁）："
+            "跨越这样的年龄差，人脸比对可靠性大大降低"
         ),
         "intake.title": "新登记：受助人员",
         "intake.help": "填写已知信息，其余留空。提交后立即显示候选匹配。",
@@ -206,6 +225,12 @@ MESSAGES: dict[str, dict[str, str]] = {
         "unknown": "—",
         "error.form": "请更正下方标出的内容。",
         "error.photo_required": "请至少选择一张照片。",
+        "error.bad_age": "{field}：请填写 0 到 120 之间的整数岁数。",
+        "error.bad_date": "{field}：{value} 不是 1900 年到今天之间的日期。",
+        "error.field": "{field}：填写有误",
+        "error.note_too_long": "备注太长（最多 2000 字）。",
+        "error.not_ready": "系统正在启动，请稍后再试。",
+        "error.rate_limited": "请求过于频繁，请稍后再试。",
         "error.too_many_photos": "每次最多选择 {limit} 张照片。",
         "error.no_face_found": "照片中没有找到人脸。请使用清晰的正面照片。",
         "error.multiple_faces": "这张照片中有 {count} 张人脸。请裁剪为一人后重新上传。",
@@ -261,10 +286,39 @@ def date_text(lang: str, value: date | datetime | None) -> str:
     return f"{value.day} {_EN_MONTHS[value.month - 1]} {value.year}"
 
 
+def time_text(lang: str, value: datetime, zone: tzinfo) -> str:
+    """A moment in ``zone``, as people write it: ``2024年3月5日 14:05`` or ``5 Mar 2024 14:05``."""
+    local = value.astimezone(zone)
+    return f"{date_text(lang, local.date())} {local:%H:%M}"
+
+
 def error_text(lang: str, error: ReuniteError) -> str:
-    """A library error as a sentence in ``lang`` (its English detail where no translation fits)."""
+    """A library error as a sentence in ``lang``.
+
+    Field errors name each field in ``lang`` (with the validator's English words only in
+    English); errors with no translation keep their English detail.
+    """
+    problems = error.details.get("errors")
+    if error.code == "invalid_field" and problems:
+        return " ".join(
+            text(
+                lang,
+                "error.field",
+                field=field_label(lang, p.get("field")),
+                message=p.get("message", ""),
+            )
+            for p in problems
+        )
     key = f"error.{error.code}"
     if key not in MESSAGES[lang]:
         return error.message
     values = {"detail": error.message, "count": len(error.details.get("boxes", []))}
     return text(lang, key, **values)
+
+
+def field_label(lang: str, field: str | None) -> str:
+    """A case field's label in ``lang`` (its name when there is no label)."""
+    if not field:
+        return text(lang, "error.form")
+    key = f"field.{field}"
+    return text(lang, key) if key in MESSAGES[lang] else field

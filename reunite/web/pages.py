@@ -24,6 +24,7 @@ from reunite.api.auth import (
     CSRF_FIELD,
     check_csrf,
     csrf_token,
+    end_session,
     service_of,
     session_user,
     start_session,
@@ -33,7 +34,7 @@ from reunite.errors import InvalidInput, NotAuthenticated, ReuniteError
 from reunite.faces import similarity
 from reunite.review import birth_years
 from reunite.service import PreparedPhoto
-from reunite.store import Case, User
+from reunite.store import EARLIEST_DATE, Case, User
 from reunite.web import i18n
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
@@ -43,6 +44,7 @@ router = APIRouter(include_in_schema=False)
 
 MAX_INTAKE_PHOTOS = 10
 """Most photos one intake form may carry."""
+MAX_NOTE_CHARS = 2000
 
 
 class SignInFirst(Exception):
@@ -53,6 +55,7 @@ def install_pages(app: FastAPI) -> None:
     """Add the pages, their static files and the sign-in redirect to ``app``."""
     app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    app.state.page_error = page_error
 
     @app.exception_handler(SignInFirst)
     async def _sign_in_first(request: Request, _exc: SignInFirst) -> Response:
@@ -96,6 +99,7 @@ def render(
             "other_lang": "en" if lang == "zh-CN" else "zh-CN",
             "t": t,
             "d": lambda value: i18n.date_text(lang, value),
+            "when": lambda value: i18n.time_text(lang, value, service_of(request).display_zone),
             "facts": lambda case: case_facts(lang, case),
             "flag_text": lambda flag: flag_text(lang, flag),
             "similarity": similarity,
@@ -108,6 +112,13 @@ def render(
         },
         status_code=status_code,
     )
+
+
+def page_error(request: Request, error: ReuniteError | None, status_code: int) -> Response:
+    """An error on a page, as a page in the user's language (not JSON)."""
+    lang = language(request)
+    message = i18n.error_text(lang, error) if error else i18n.text(lang, "error.not_found")
+    return render(request, "error.html", status_code=status_code, error=message)
 
 
 def case_facts(lang: str, case: Case) -> list[tuple[str, str]]:
@@ -143,6 +154,13 @@ def flag_text(lang: str, flag: Any) -> str:
             "apparent_low": facts["apparent_age"][0],
             "apparent_high": facts["apparent_age"][1],
             "on": i18n.date_text(lang, date.fromisoformat(facts["on"])),
+        }
+    if flag.code == "photo_age_gap":
+        facts |= {
+            "missing_low": facts["missing_photo_age"][0],
+            "missing_high": facts["missing_photo_age"][1],
+            "found_low": facts["found_photo_age"][0],
+            "found_high": facts["found_photo_age"][1],
         }
     if flag.code == "found_before_missing":
         facts |= {
@@ -207,7 +225,7 @@ def sign_in(
 @router.post("/logout")
 def sign_out(request: Request, csrf_token: Annotated[str, Form()] = "") -> Response:
     check_csrf(request, csrf_token)
-    request.session.clear()
+    end_session(request)
     return RedirectResponse("/login", status_code=303)
 
 
@@ -227,12 +245,15 @@ def decide(
     request: Request,
     candidate_id: Id,
     status: Annotated[str, Form()],
-    note: Annotated[str, Form(max_length=2000)] = "",
+    note: Annotated[str, Form()] = "",
     csrf_token: Annotated[str, Form()] = "",
     next: Annotated[str, Form()] = "/review",
 ) -> Response:
     user = page_user(request)
     lang = language(request)
+    if len(note) > MAX_NOTE_CHARS:
+        request.session["notice"] = i18n.text(lang, "error.note_too_long")
+        return RedirectResponse(safe_next(next), status_code=303)
     try:
         check_csrf(request, csrf_token)
         service_of(request).decide(
@@ -262,16 +283,17 @@ def intake(
     request: Request,
     photos: Annotated[list[UploadFile], File()] = [],  # noqa: B006 (FastAPI reads, never mutates)
     csrf_token: Annotated[str, Form()] = "",
-    name: Annotated[str, Form(max_length=200)] = "",
+    name: Annotated[str, Form()] = "",
     sex: Annotated[str, Form()] = "unknown",
     age_min: Annotated[str, Form()] = "",
     age_max: Annotated[str, Form()] = "",
     date_found: Annotated[str, Form()] = "",
-    place: Annotated[str, Form(max_length=500)] = "",
-    description: Annotated[str, Form(max_length=5000)] = "",
-    contact: Annotated[str, Form(max_length=500)] = "",
-    agency: Annotated[str, Form(max_length=64)] = "",
-    external_ref: Annotated[str, Form(max_length=128)] = "",
+    taken_on: Annotated[str, Form()] = "",
+    place: Annotated[str, Form()] = "",
+    description: Annotated[str, Form()] = "",
+    contact: Annotated[str, Form()] = "",
+    agency: Annotated[str, Form()] = "",
+    external_ref: Annotated[str, Form()] = "",
 ) -> Response:
     """Create a found case from the form and enroll its photos, all or nothing."""
     user = page_user(request)
@@ -283,6 +305,7 @@ def intake(
         "age_min": age_min,
         "age_max": age_max,
         "date_found": date_found,
+        "taken_on": taken_on,
         "place": place,
         "description": description,
         "contact": contact,
@@ -305,6 +328,7 @@ def intake(
     except ReuniteError as exc:
         return refused([i18n.error_text(lang, exc)], [])
     fields, field_errors = _found_case_fields(lang, values)
+    photo_date = _form_date(lang, values, "taken_on", field_errors)
     uploads = [p for p in photos if p.filename]
     if not uploads:
         field_errors.append(i18n.text(lang, "error.photo_required"))
@@ -328,7 +352,8 @@ def intake(
         return refused([i18n.error_text(lang, exc)], [])
     found = 0
     for photo in prepared:
-        found += len(service.enroll_prepared(case.id, photo, actor=actor).new_candidates)
+        enrolled = service.enroll_prepared(case.id, photo, actor=actor, taken_on=photo_date)
+        found += len(enrolled.new_candidates)
     request.session["notice"] = i18n.text(lang, "case.created", count=found)
     return RedirectResponse(f"/cases/{case.id}", status_code=303)
 
@@ -336,29 +361,42 @@ def intake(
 def _found_case_fields(lang: str, values: dict[str, str]) -> tuple[dict[str, Any], list[str]]:
     """The ``CaseFields`` of a found case from the intake form, and problems in ``lang``."""
     fields: dict[str, Any] = {"kind": "found"}
-    errors = []
+    errors: list[str] = []
     for key in ("name", "place", "description", "contact", "agency", "external_ref"):
         if values[key].strip():
             fields[key] = values[key].strip()
     fields["sex"] = values["sex"] if values["sex"] in ("female", "male") else "unknown"
-    try:
-        on = date.fromisoformat(values["date_found"]) if values["date_found"] else date.today()
-        if values["date_found"]:
-            fields["date_found"] = on
-    except ValueError:
-        errors.append(f"{i18n.text(lang, 'field.date_found')}: {values['date_found']}")
-        on = date.today()
+    found_on = _form_date(lang, values, "date_found", errors)
+    if found_on:
+        fields["date_found"] = found_on
     ages = []
     for key in ("age_min", "age_max"):
         raw = values[key].strip()
-        if raw and not (raw.isdigit() and 0 <= int(raw) <= 120):
-            errors.append(f"{i18n.text(lang, 'field.' + key)}: {raw}")
-        ages.append(int(raw) if raw.isdigit() else None)
-    given = [age for age in ages if age is not None]
-    if given:  # an apparent age of 60-70 on the day found means born 70 to 60 years before
-        fields["birth_year_min"] = on.year - max(given)
-        fields["birth_year_max"] = on.year - min(given)
+        if raw and not (raw.isascii() and raw.isdigit() and int(raw) <= 120):
+            errors.append(i18n.text(lang, "error.bad_age", field=i18n.text(lang, f"field.{key}")))
+        elif raw:
+            ages.append(int(raw))
+    if ages:  # an apparent age of 60-70 on the day found means born 70 to 60 years before
+        year = (found_on or date.today()).year
+        fields["birth_year_min"] = year - max(ages)
+        fields["birth_year_max"] = year - min(ages)
     return fields, errors
+
+
+def _form_date(lang: str, values: dict[str, str], key: str, errors: list[str]) -> date | None:
+    """A date typed in a form (YYYY-MM-DD, 1900 to today), or None; problems go to ``errors``."""
+    raw = values[key].strip()
+    if not raw:
+        return None
+    try:
+        value = date.fromisoformat(raw)
+    except ValueError:
+        value = None
+    if value is None or not EARLIEST_DATE <= value <= date.today():
+        label = i18n.text(lang, f"field.{key}")
+        errors.append(i18n.text(lang, "error.bad_date", field=label, value=raw))
+        return None
+    return value
 
 
 # ------------------------------------------------------------------------------- search
@@ -373,7 +411,7 @@ def search_page(request: Request) -> Response:
 @router.post("/search")
 def search(
     request: Request,
-    photo: Annotated[UploadFile, File()],
+    photo: Annotated[UploadFile | None, File()] = None,
     csrf_token: Annotated[str, Form()] = "",
     kind: Annotated[str, Form()] = "all",
 ) -> Response:
@@ -381,6 +419,15 @@ def search(
     service = service_of(request)
     lang = language(request)
     kind = kind if kind in ("missing", "found", "all") else "all"
+    if photo is None or not photo.filename:
+        return render(
+            request,
+            "search.html",
+            status_code=422,
+            kind=kind,
+            results=None,
+            error=i18n.text(lang, "error.photo_required"),
+        )
     try:
         check_csrf(request, csrf_token)
         data = photo.file.read(service.settings.max_upload_bytes + 1)
