@@ -190,11 +190,18 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from reunite.api import create_app
+    from reunite.api.observability import configure_logging
 
-    logging.getLogger("reunite").setLevel(logging.INFO)  # say how the index was made ready
     overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
     settings = Settings(**overrides)
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port)
+    configure_logging(settings.log_format)  # INFO: says how the index was made ready
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        access_log=False,
+        log_config=None,
+    )
     return 0
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
@@ -156,6 +156,8 @@ class Reunite:
         self._unsaved_changes = 0
         self._ready = threading.Event()
         self.display_zone = _zone(settings.display_timezone)
+        self.on_outbox: Callable[[], None] = lambda: None
+        """Called after a change that may have written webhook events (a worker's ``wake``)."""
         self.stats: Counter[str] = Counter()
         """Counts since start: ``enrollments``, ``searches``, ``candidates`` (for metrics)."""
         self.index = FaceIndex(MODEL_NAME, EMBEDDING_DIM)
@@ -361,6 +363,20 @@ class Reunite:
                     session.scalars(select(FaceRow.id).where(FaceRow.case_id == case_id))
                 )
                 photos = list(session.scalars(select(Photo).where(Photo.case_id == case_id)))
+                doomed = session.scalars(
+                    select(Candidate).where(
+                        (Candidate.found_case_id == case_id)
+                        | (Candidate.missing_case_id == case_id)
+                    )
+                )
+                for candidate in list(doomed):
+                    webhooks.enqueue_candidate_event(
+                        session,
+                        "candidate.deleted",
+                        candidate,
+                        session.get_one(Case, candidate.found_case_id),
+                        session.get_one(Case, candidate.missing_case_id),
+                    )
                 session.execute(
                     delete(Candidate).where(
                         (Candidate.found_case_id == case_id)
@@ -382,6 +398,7 @@ class Reunite:
             self._count_changes(len(face_ids))
             for photo in photos:
                 self._forget_photo_file(photo)
+        self.on_outbox()
         log.info("case %d deleted with %d faces", case_id, len(face_ids))
 
     # ---------------------------------------------------------------------------- photos
@@ -491,6 +508,7 @@ class Reunite:
                 new_views = self._views(session, new_candidates)
             self.index.add(case.kind, [row.id], face.embedding[None, :])
             self._count_changes(1)
+        self.on_outbox()
         self.stats["enrollments"] += 1
         self.stats["candidates"] += len(new_views)
         log.info(
@@ -695,7 +713,9 @@ class Reunite:
                     )
                     case.status = new_status
             session.flush()
-            return self._views(session, [candidate])[0]
+            view = self._views(session, [candidate])[0]
+        self.on_outbox()
+        return view
 
     # ---------------------------------------------------------------------------- audit
 
@@ -1107,7 +1127,8 @@ class Reunite:
         matches = self._nearest(
             session, embedding, other_kind(case.kind), self.settings.top_k, self.settings.tolerance
         )
-        created = []
+        created: list[Candidate] = []
+        reproposed: list[Candidate] = []
         for match in matches:
             found_side = case.kind == "found"
             pair = {
@@ -1126,6 +1147,7 @@ class Reunite:
             elif not _is_new_evidence(session, existing.id, **faces):
                 continue  # both faces were there when a person rejected this pair
             elif existing.status == "rejected":
+                reproposed.append(existing)
                 existing.distance = match.distance
                 existing.found_face_id = faces["found_face_id"]
                 existing.missing_face_id = faces["missing_face_id"]
@@ -1154,7 +1176,7 @@ class Reunite:
             )
             webhooks.enqueue_candidate_event(
                 session,
-                "candidate.created",
+                "candidate.decided" if candidate in reproposed else "candidate.created",
                 candidate,
                 session.get_one(Case, candidate.found_case_id),
                 session.get_one(Case, candidate.missing_case_id),

@@ -64,7 +64,9 @@ from reunite.store import Candidate, Case, OutboxEvent, Store, Webhook, utc_now
 
 log = logging.getLogger(__name__)
 
-EVENT_TYPES = ("candidate.created", "candidate.decided")
+EVENT_TYPES = ("candidate.created", "candidate.decided", "candidate.deleted")
+"""``created``: a new candidate (or a rejected one proposed again by a new photo);
+``decided``: its status changed; ``deleted``: it went away with one of its cases."""
 DELIVERY_STATUSES = ("pending", "delivered", "failed")
 
 SIGNATURE_HEADER = "X-Reunite-Signature"
@@ -152,13 +154,13 @@ def enqueue_candidate_event(
     never names, photos or embeddings. Returns how many events were written.
     """
     written = 0
-    agencies_done: set[str] = set()
+    own_cases: dict[str, list[Case]] = {}
     for case in (found, missing):
-        if not case.agency or case.agency in agencies_done:
-            continue
-        agencies_done.add(case.agency)
+        if case.agency:
+            own_cases.setdefault(case.agency, []).append(case)
+    for agency, cases in own_cases.items():
         hooks = session.scalars(
-            select(Webhook).where(Webhook.agency == case.agency, Webhook.active.is_(True))
+            select(Webhook).where(Webhook.agency == agency, Webhook.active.is_(True))
         )
         for hook in hooks:
             event_id = str(uuid.uuid4())
@@ -167,14 +169,22 @@ def enqueue_candidate_event(
                     webhook_id=hook.id,
                     event_id=event_id,
                     type=event_type,
-                    payload=_payload(event_id, event_type, candidate, case),
+                    payload=_payload(event_id, event_type, candidate, cases),
                 )
             )
             written += 1
     return written
 
 
-def _payload(event_id: str, event_type: str, candidate: Candidate, own: Case) -> dict[str, Any]:
+def _payload(
+    event_id: str, event_type: str, candidate: Candidate, own: list[Case]
+) -> dict[str, Any]:
+    """The event body. ``case`` is the receiving agency's case in the pair (``cases`` lists
+    both when both are the agency's)."""
+    summaries = [
+        {"id": c.id, "kind": c.kind, "agency": c.agency, "external_ref": c.external_ref}
+        for c in own
+    ]
     return {
         "id": event_id,
         "type": event_type,
@@ -187,12 +197,8 @@ def _payload(event_id: str, event_type: str, candidate: Candidate, own: Case) ->
             "similarity": similarity(candidate.distance),
             "status": candidate.status,
         },
-        "case": {
-            "id": own.id,
-            "kind": own.kind,
-            "agency": own.agency,
-            "external_ref": own.external_ref,
-        },
+        "case": summaries[-1],
+        "cases": summaries,
     }
 
 

@@ -53,11 +53,13 @@ def create_app(settings: Settings | None = None, *, finder: FaceFinder = faces_i
         loader.start()
         worker = WebhookWorker(service.store, settings)
         app.state.webhook_worker = worker
+        service.on_outbox = worker.wake
         worker.start()
         try:
             yield
         finally:
-            await run_in_threadpool(worker.stop)
+            # One delivery may take up to four timeouts (connect, write, read, pool).
+            await run_in_threadpool(worker.stop, 4 * settings.webhook_timeout_s + 5)
             await run_in_threadpool(loader.join)
             await run_in_threadpool(service.close)
 
