@@ -130,3 +130,30 @@ def test_help_explains_each_command(capsys):
             main([command, "--help"])
         assert exited.value.code == 0
         assert f"usage: reunite {command}" in capsys.readouterr().out
+
+
+def test_keys_create_list_and_revoke(workdir, capsys):
+    assert main(["keys", "create", "--role", "police", "--agency", "SH-PSB", "--label", "PSB"]) == 0
+    captured = capsys.readouterr()
+    key = captured.out.strip()
+    assert key.startswith("rk_") and "shown only now" in captured.err
+    prefix = key.split("_")[1]
+    assert main(["keys", "list"]) == 0
+    listed = capsys.readouterr().out
+    assert prefix in listed and "active" in listed and key not in listed
+    assert main(["keys", "revoke", prefix]) == 0
+    capsys.readouterr()
+    assert main(["keys", "list"]) == 0
+    assert "revoked" in capsys.readouterr().out
+    assert main(["keys", "create", "--role", "police"]) == 4  # a police key needs an agency
+    assert main(["keys", "revoke", "00000000"]) == 3
+
+
+def test_users_create_and_disable(workdir, capsys, monkeypatch):
+    import io
+
+    monkeypatch.setattr("sys.stdin", io.StringIO("a long enough password\n"))
+    assert main(["users", "create", "anna", "--role", "staff", "--password-stdin"]) == 0
+    assert "anna (staff)" in capsys.readouterr().out
+    assert main(["users", "disable", "anna"]) == 0
+    assert main(["users", "disable", "nobody"]) == 3
