@@ -125,7 +125,10 @@ def check_csrf(request: Request, sent: str | None) -> None:
     """Raise ``Forbidden`` unless ``sent`` is this session's CSRF token."""
     expected = csrf_token(request)
     if not (expected and sent and hmac.compare_digest(expected, sent)):
-        raise Forbidden("The form or request is stale (CSRF token missing or wrong); reload it.")
+        raise Forbidden(
+            "The form or request is stale (CSRF token missing or wrong); reload it.",
+            reason="csrf",
+        )
 
 
 def csrf_header(

@@ -115,6 +115,7 @@ MESSAGES: dict[str, dict[str, str]] = {
         "error.bad_date": "{field}: {value} is not a date between 1900 and today.",
         "error.field": "{field}: please check this field.",
         "error.note_too_long": "The note is too long (at most 2000 characters).",
+        "error.stale_form": "This form is stale; reload the page and try again.",
         "error.not_ready": "The service is starting; try again in a moment.",
         "error.rate_limited": "Too many requests; wait a moment and try again.",
         "error.too_many_photos": "Choose at most {limit} photos at a time.",
@@ -229,6 +230,7 @@ MESSAGES: dict[str, dict[str, str]] = {
         "error.bad_date": "{field}：{value} 不是 1900 年到今天之间的日期。",
         "error.field": "{field}：填写有误",
         "error.note_too_long": "备注太长（最多 2000 字）。",
+        "error.stale_form": "此表单已过期，请刷新页面后重试。",
         "error.not_ready": "系统正在启动，请稍后再试。",
         "error.rate_limited": "请求过于频繁，请稍后再试。",
         "error.too_many_photos": "每次最多选择 {limit} 张照片。",
@@ -310,6 +312,8 @@ def error_text(lang: str, error: ReuniteError) -> str:
             for p in problems
         )
     key = f"error.{error.code}"
+    if error.details.get("reason") == "csrf":
+        key = "error.stale_form"
     if key not in MESSAGES[lang]:
         return error.message
     values = {"detail": error.message, "count": len(error.details.get("boxes", []))}

@@ -30,11 +30,11 @@ from reunite.api.auth import (
     start_session,
 )
 from reunite.api.routes import Id
-from reunite.errors import InvalidInput, NotAuthenticated, ReuniteError
+from reunite.errors import InvalidField, InvalidInput, NotAuthenticated, ReuniteError
 from reunite.faces import similarity
 from reunite.review import birth_years
 from reunite.service import PreparedPhoto
-from reunite.store import EARLIEST_DATE, Case, User
+from reunite.store import EARLIEST_DATE, Case, User, validated_case_fields
 from reunite.web import i18n
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
@@ -328,6 +328,10 @@ def intake(
     except ReuniteError as exc:
         return refused([i18n.error_text(lang, exc)], [])
     fields, field_errors = _found_case_fields(lang, values)
+    try:
+        validated_case_fields(fields)
+    except InvalidField as exc:
+        field_errors.append(i18n.error_text(lang, exc))
     photo_date = _form_date(lang, values, "taken_on", field_errors)
     uploads = [p for p in photos if p.filename]
     if not uploads:

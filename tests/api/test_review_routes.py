@@ -248,3 +248,91 @@ def test_the_database_refuses_to_rewrite_the_audit_log(client, candidate):
         session.execute(update(AuditEvent).values(actor="someone else"))
     with pytest.raises(Conflict), store.transaction() as session:
         session.execute(delete(AuditEvent))
+
+
+def test_two_people_deciding_at_once_one_wins(client, candidate):
+    from concurrent.futures import ThreadPoolExecutor
+
+    service = client.app.state.service
+
+    def decide_as(status: str) -> str:
+        try:
+            service.decide(candidate["id"], status, actor=f"user:{status}", role="staff")
+            return "ok"
+        except Exception as exc:
+            return type(exc).__name__
+
+    with ThreadPoolExecutor(8) as pool:
+        outcomes = list(pool.map(decide_as, ["confirmed", "rejected"] * 8))
+    assert outcomes.count("ok") == 1 and outcomes.count("Conflict") == 15
+    [view] = service.candidates(candidate["found_case_id"])
+    assert len(view.decisions) == 1 and view.decisions[0].to_status == view.candidate.status
+
+
+def test_no_decisions_on_a_closed_case_and_one_match_per_case(client, candidate, sample):
+    staff = sign_in(client, "staff1")
+    client.patch(f"{API}/cases/{candidate['missing_case_id']}", json={"status": "closed"})
+    assert client.get(f"{API}/candidates").json()["items"] == []  # left the queue
+    assert_problem(decide(client, staff, candidate["id"], "confirmed"), 409, "conflict")
+    client.patch(f"{API}/cases/{candidate['missing_case_id']}", json={"status": "open"})
+    assert decide(client, staff, candidate["id"], "confirmed").status_code == 200
+
+    other_found = create(client, "found")
+    [second] = upload(client, other_found["id"], sample("obama3.jpg")).json()["new_candidates"]
+    assert second["missing_case_id"] == candidate["missing_case_id"]
+    refused = decide(client, staff, second["id"], "confirmed")
+    assert_problem(refused, 409, "conflict")
+    assert "already matched" in refused.json()["detail"]
+    assert decide(client, staff, second["id"], "rejected").status_code == 200
+    admin = sign_in(client, "admin1")
+    client.patch(f"{API}/cases/{candidate['found_case_id']}", json={"status": "closed"})
+    assert_problem(decide(client, admin, candidate["id"], "pending", "undo"), 409, "conflict")
+
+
+def test_reopening_a_case_does_not_bring_back_a_rejected_pair(client, sample, accounts):
+    missing = create(client, "missing")
+    upload(client, missing["id"], sample("obama.jpg"))
+    upload(client, missing["id"], sample("obama3.jpg"))
+    found = create(client, "found")
+    [made] = upload(client, found["id"], sample("obama2.jpg")).json()["new_candidates"]
+    staff = sign_in(client, "staff1")
+    decide(client, staff, made["id"], "rejected", "DNA negative")
+    client.patch(f"{API}/cases/{missing['id']}", json={"status": "closed"})
+    client.patch(f"{API}/cases/{missing['id']}", json={"status": "open"})
+    again = client.get(f"{API}/candidates/{made['id']}").json()
+    assert again["status"] == "rejected" and len(again["decisions"]) == 1
+    # A photo taken after the rejection is new evidence: the pair is proposed again.
+    newer = upload(client, found["id"], sample("obama_small.jpg")).json()
+    [back] = newer["new_candidates"]
+    assert back["id"] == made["id"] and back["status"] == "pending"
+
+
+def test_the_audit_log_has_views_updates_and_failed_sign_ins(client, candidate):
+    client.get(f"{API}/photos/1/image")
+    client.patch(f"{API}/cases/{candidate['found_case_id']}", json={"place": "北京"})
+    client.post(f"{API}/session", json={"username": "staff1", "password": "not it at all"})
+    client.post(f"{API}/session", json={"username": "no-such-user", "password": "whatever"})
+    events = client.get(f"{API}/audit", params={"limit": 1000}).json()["items"]
+    by_action = {}
+    for event in events:
+        by_action.setdefault(event["action"], []).append(event)
+    assert by_action["photo.view"][0]["details"]["photo_id"] == 1
+    assert by_action["case.update"][0]["details"]["fields"] == ["place"]
+    failed = by_action["user.sign_in_failed"]
+    assert len(failed) == 2 and {e["details"]["user_id"] for e in failed} == {1, None}
+    assert "no-such-user" not in str(events) and "not it at all" not in str(events)
+    assert_problem(
+        client.get(f"{API}/audit", params={"since": "2024-01-01T00:00:00"}), 422, "invalid_request"
+    )
+
+
+def test_signing_out_ends_the_session_even_for_a_copied_cookie(client, accounts):
+    staff = sign_in(client, "staff1")
+    copied = client.cookies.get("reunite_session")
+    assert client.get(f"{API}/session", headers=staff).status_code == 200
+    assert client.delete(f"{API}/session", headers=staff).status_code == 204
+    client.cookies.set("reunite_session", copied)
+    assert_problem(client.get(f"{API}/session", headers=NO_KEY), 401, "not_authenticated")
+    client.app.state.service.disable_user("staff1", actor="test")
+    refused = client.post(f"{API}/session", json={"username": "staff1", "password": PASSWORD})
+    assert_problem(refused, 401, "not_authenticated")

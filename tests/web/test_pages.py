@@ -195,22 +195,31 @@ def test_search_draws_a_box_on_every_face(browser, server, faces_dir):
 
 
 def test_admin_reopens_with_a_reason(browser, server, faces_dir):
+    api = f"{server.url}/api/v1"
+    missing = missing_case_with_photo(server, faces_dir, "张强")
+    found = httpx2.post(f"{api}/cases", json={"kind": "found"}, headers=server.auth).json()
+    photo = (faces_dir / "samples" / "obama-1080p.jpg").read_bytes()
+    enrolled = httpx2.post(
+        f"{api}/cases/{found['id']}/photos",
+        files={"file": ("o.jpg", photo, "image/jpeg")},
+        headers=server.auth,
+        timeout=60,
+    ).json()
+    [candidate] = [c for c in enrolled["new_candidates"] if c["missing_case_id"] == missing["id"]]
+    confirmed = httpx2.post(
+        f"{api}/candidates/{candidate['id']}/decisions",
+        json={"status": "confirmed"},
+        headers=server.auth,
+    )
+    assert confirmed.status_code == 200, confirmed.text
     page = signed_in_page(browser, server, "admin1")
-    with httpx2.Client(base_url=server.url) as staff:
-        token = staff.post(
-            "/api/v1/session", json={"username": "staff1", "password": PASSWORD}
-        ).json()["csrf_token"]
-        decided = staff.get("/api/v1/candidates", params={"status": "confirmed"}).json()
-    if not decided["items"]:
-        pytest.skip("needs the confirmed candidate of test_intake_candidate_confirm_and_audit")
-    found_id = decided["items"][0]["found_case_id"]
-    assert token
-    page.goto(f"{server.url}/cases/{found_id}")
-    card = page.locator("article.candidate")
+    page.goto(f"{server.url}/cases/{found['id']}")
+    card = page.locator(f"#candidate-{candidate['id']}")
+    assert card.get_attribute("data-status") == "confirmed"
     card.locator("input[name=note]").fill("DNA negative")
     card.locator("button[value=pending]").click()
-    page.wait_for_url(f"{server.url}/cases/{found_id}")
-    assert page.locator("article.candidate").get_attribute("data-status") == "pending"
+    page.wait_for_url(f"{server.url}/cases/{found['id']}")
+    assert page.locator(f"#candidate-{candidate['id']}").get_attribute("data-status") == "pending"
     assert "Open" in page.locator("#case-facts").inner_text()
 
 

@@ -1,0 +1,85 @@
+"""Odd input to the staff pages' forms: always a page in the user's language, never a 500."""
+
+import re
+
+import pytest
+
+PASSWORD = "correct horse battery"
+
+
+@pytest.fixture
+def staff(app_client):
+    app_client.app.state.service.create_user("staff1", PASSWORD, "staff", actor="test")
+    page = app_client.get("/login")
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
+    signed = app_client.post(
+        "/login",
+        data={"username": "staff1", "password": PASSWORD, "csrf_token": token},
+        follow_redirects=False,
+    )
+    assert signed.status_code == 303
+    return app_client
+
+
+def csrf(client, path="/intake"):
+    return re.search(r'name="csrf_token" value="([^"]+)"', client.get(path).text).group(1)
+
+
+def intake(client, lang="zh-CN", files=None, **fields):
+    data = {"csrf_token": csrf(client), **fields}
+    return client.post("/intake", data=data, files=files, headers={"Accept-Language": lang})
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        ({"age_min": "²"}, "0 到 120"),
+        ({"age_min": "-3"}, "0 到 120"),
+        ({"age_max": "999"}, "0 到 120"),
+        ({"date_found": "99999-01-01"}, "不是 1900 年到今天之间的日期"),
+        ({"date_found": "1899-12-31"}, "不是 1900 年到今天之间的日期"),
+        ({"taken_on": "2999-01-01"}, "不是 1900 年到今天之间的日期"),
+        ({"name": "x" * 300}, "姓名：填写有误"),
+        ({"agency": "bad agency!"}, "机构：填写有误"),
+        ({}, "请至少选择一张照片"),
+    ],
+)
+def test_intake_errors_are_shown_in_chinese_and_keep_the_form(staff, fields, expected):
+    response = intake(staff, place="北京", **fields)
+    assert response.status_code == 422
+    assert response.headers["content-type"].startswith("text/html")
+    assert expected in response.text
+    assert 'value="北京"' in response.text
+
+
+def test_pages_answer_bad_addresses_with_a_page(staff):
+    for path in ("/cases/abc", "/cases/9223372036854775808", "/cases/424242"):
+        response = staff.get(path, headers={"Accept-Language": "en"})
+        assert response.status_code == 404, path
+        assert response.headers["content-type"].startswith("text/html")
+        assert "Not found." in response.text or "There is no case" in response.text
+
+
+def test_search_without_a_photo_and_an_overlong_note(staff):
+    token = csrf(staff, "/search")
+    response = staff.post(
+        "/search", data={"csrf_token": token}, headers={"Accept-Language": "zh-CN"}
+    )
+    assert response.status_code == 422 and "请至少选择一张照片" in response.text
+    decided = staff.post(
+        "/candidates/1/decision",
+        data={"csrf_token": token, "status": "confirmed", "note": "x" * 2001, "next": "/review"},
+        headers={"Accept-Language": "en"},
+    )
+    assert decided.status_code == 200 and "The note is too long" in decided.text
+
+
+def test_forms_without_the_csrf_token_change_nothing(staff, sample):
+    refused = staff.post(
+        "/intake",
+        data={"place": "北京"},
+        files={"photos": ("obama.jpg", sample("obama.jpg"), "image/jpeg")},
+        headers={"Accept-Language": "en"},
+    )
+    assert refused.status_code == 422 and "stale" in refused.text
+    assert staff.app.state.service.cases().total == 0
