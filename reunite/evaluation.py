@@ -30,11 +30,33 @@ from reunite.files import write_atomically
 
 @dataclass(frozen=True)
 class Embedded:
-    """What the pipeline made of one image: its subject's embedding (or None) and face count."""
+    """What the pipeline made of one image: its subject's embedding (or None), how many faces
+    the detector found, and whether the embedding comes from the fallback box."""
 
     path: Path
     embedding: np.ndarray | None
     faces_found: int
+    fallback: bool = False
+
+
+LFW_FACE_BOX = (0.32, 0.70, 0.748, 0.268)
+"""Where the face sits in a deep-funneled LFW image, as fractions of its height and width
+(top, right, bottom, left): the median of the HOG detector's boxes on 150 LFW images, which
+vary by about 6 px of 250. Used only when the detector finds no face."""
+
+
+def fallback_embedding(data: bytes, pipeline: Pipeline) -> np.ndarray:
+    """The embedding of the face assumed at ``LFW_FACE_BOX`` (for aligned LFW images only)."""
+    import face_recognition
+
+    pixels = imaging.decoded_image(data, max_bytes=len(data) + 1, max_pixels=10**9).pixels
+    height, width = pixels.shape[:2]
+    top, right, bottom, left = LFW_FACE_BOX
+    box = (int(top * height), int(right * width), int(bottom * height), int(left * width))
+    [encoding] = face_recognition.face_encodings(
+        pixels, known_face_locations=[box], num_jitters=pipeline.num_jitters
+    )
+    return np.asarray(encoding, dtype=np.float32)
 
 
 class EmbeddingCache:
@@ -77,21 +99,32 @@ def central_index(boxes: np.ndarray, shape: tuple[int, int]) -> int | None:
     return int(np.argmin(np.hypot(centres[:, 0], centres[:, 1])))
 
 
-def _embedded(job: tuple[Path, Path, Pipeline]) -> Embedded:
-    path, cache_dir, pipeline = job
-    boxes, embeddings, shape = EmbeddingCache(cache_dir, pipeline).faces(path.read_bytes())
+def _embedded(job: tuple[Path, Path, Pipeline, bool]) -> Embedded:
+    path, cache_dir, pipeline, fallback = job
+    data = path.read_bytes()
+    boxes, embeddings, shape = EmbeddingCache(cache_dir, pipeline).faces(data)
     chosen = central_index(boxes, shape)
-    return Embedded(path, None if chosen is None else embeddings[chosen], len(boxes))
+    if chosen is not None:
+        return Embedded(path, embeddings[chosen], len(boxes))
+    if fallback:
+        return Embedded(path, fallback_embedding(data, pipeline), 0, fallback=True)
+    return Embedded(path, None, 0)
 
 
 def embedded_images(
-    paths: Sequence[Path], *, cache_dir: Path, pipeline: Pipeline, workers: int | None = None
+    paths: Sequence[Path],
+    *,
+    cache_dir: Path,
+    pipeline: Pipeline,
+    workers: int | None = None,
+    fallback: bool = False,
 ) -> dict[Path, Embedded]:
     """Each image's subject embedding, computed over a process pool (cached ones are instant).
 
+    With ``fallback``, an image with no face found is embedded at ``LFW_FACE_BOX``.
     Cost: about 0.1 s per uncached 250x250 LFW image per core (HOG detection + embedding).
     """
-    jobs = [(p, cache_dir, pipeline) for p in dict.fromkeys(paths)]
+    jobs = [(p, cache_dir, pipeline, fallback) for p in dict.fromkeys(paths)]
     workers = workers or os.cpu_count() or 1
     if workers == 1:
         return {e.path: e for e in map(_embedded, jobs)}
