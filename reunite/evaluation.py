@@ -274,8 +274,10 @@ class Identification:
     cmc: list[float]
     dir_at_fpir: dict[str, float]
     threshold_at_fpir: dict[str, float]
-    mated_top: list[float] = field(repr=False)
+    rank1_distances: list[float] = field(repr=False)
+    """Per mated probe: the distance to its true identity if that is rank 1, else infinity."""
     non_mated_top: list[float] = field(repr=False)
+    """Per stranger: the distance to the nearest enrolled identity."""
 
     @property
     def rank1(self) -> float:
@@ -321,7 +323,7 @@ def identification(
         cmc=cmc,
         dir_at_fpir=dir_at,
         threshold_at_fpir=threshold_at,
-        mated_top=mated_d.min(1).tolist(),
+        rank1_distances=np.where(rank == 1, true_d, np.inf).tolist(),
         non_mated_top=stranger_top.tolist(),
     )
 

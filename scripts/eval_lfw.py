@@ -1,7 +1,7 @@
 """LFW View 2 verification through reunite's own pipeline: 10-fold accuracy and more.
 
-    .venv/bin/python scripts/eval_lfw.py                  # all 6,000 pairs (about 10 min on 2 cores)
-    .venv/bin/python scripts/eval_lfw.py --limit 30       # 30 pairs per fold (CI-sized)
+    .venv/bin/python scripts/eval_lfw.py              # all 6,000 pairs (~10 min, 2 cores)
+    .venv/bin/python scripts/eval_lfw.py --limit 30   # 30 pairs per fold (CI-sized)
 
 Writes a JSON result and an ROC plot (models/eval/ by default). Embeddings are cached in
 .cache/embeddings, keyed by file hash and pipeline settings, so a second run takes seconds.
@@ -45,8 +45,11 @@ def main() -> int:
     pipeline = Pipeline(upsample_times=args.upsample, num_jitters=args.jitters)
     started = time.perf_counter()
     images = embedded_images(
-        [path for p in pairs for path in (p.a, p.b)], cache_dir=args.cache_dir,
-        pipeline=pipeline, workers=args.workers, fallback=True,
+        [path for p in pairs for path in (p.a, p.b)],
+        cache_dir=args.cache_dir,
+        pipeline=pipeline,
+        workers=args.workers,
+        fallback=True,
     )
     seconds = time.perf_counter() - started
     vectors = {path: e.embedding for path, e in images.items()}
@@ -58,9 +61,7 @@ def main() -> int:
     result = ten_fold(distances, same, folds)
     no_face = sorted(str(e.path.relative_to(lfw)) for e in images.values() if e.fallback)
     # Strict variant: a pair with a no-face image counts as wrong.
-    strict_ok = np.array(
-        [images[p.a].fallback or images[p.b].fallback for p in pairs]
-    )
+    strict_ok = np.array([images[p.a].fallback or images[p.b].fallback for p in pairs])
     strict = ten_fold(np.where(strict_ok, np.where(same, 9.0, -1.0), distances), same, folds)
     report = {
         "dataset": "LFW View 2 (pairs.txt), deep-funneled images",
@@ -71,12 +72,15 @@ def main() -> int:
         "no_face_images": len(no_face),
         "no_face_handling": "embedded at the fixed LFW face box (reunite.evaluation.LFW_FACE_BOX)",
         "ten_fold": {
-            "mean": result.mean, "std": result.std, "accuracies": result.accuracies,
+            "mean": result.mean,
+            "std": result.std,
+            "accuracies": result.accuracies,
             "thresholds": result.thresholds,
         },
         "ten_fold_counting_no_face_pairs_as_errors": {"mean": strict.mean, "std": strict.std},
         "fixed_tolerance": {
-            "tolerance": args.tolerance, "accuracy": accuracy(distances, same, args.tolerance),
+            "tolerance": args.tolerance,
+            "accuracy": accuracy(distances, same, args.tolerance),
         },
         "published_accuracy": PUBLISHED_ACCURACY,
         "no_face_image_list": no_face,
