@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import getpass
 import json
 import logging
@@ -172,6 +173,29 @@ def _parser() -> argparse.ArgumentParser:
     revoke_key.add_argument("prefix", help="the 8 characters after 'rk_'")
     revoke_key.set_defaults(run=_revoke_key)
 
+    calibrate = commands.add_parser(
+        "calibrate",
+        help="fit what distances mean from this deployment's evidence",
+        description="Fit the distance -> P(same person) mapping from labelled photos (a folder "
+        "with one sub-folder per person) and/or the review decisions already recorded "
+        "(confirmed and rejected candidates), suggest a tolerance, print the expected "
+        "true-match and false-match rates there, and write the calibration file the service "
+        "uses (REUNITE_CALIBRATION_PATH); the previous file is kept beside it for rollback. "
+        "Restart the service to use it.",
+    )
+    calibrate.add_argument("--photos", type=Path, help="folder of sub-folders, one per person")
+    calibrate.add_argument(
+        "--decisions", action="store_true", help="use confirmed and rejected candidates"
+    )
+    calibrate.add_argument(
+        "--max-false-match-rate",
+        type=float,
+        default=0.01,
+        help="share of different-person pairs the suggested tolerance may accept (0.01)",
+    )
+    calibrate.add_argument("--cache-dir", type=Path, default=Path(".cache/embeddings"))
+    calibrate.set_defaults(run=_calibrate)
+
     reindex = commands.add_parser(
         "reindex",
         help="rebuild the FAISS index from the store",
@@ -290,7 +314,7 @@ def _search(args: argparse.Namespace) -> int:
                                 "kind": rc.case.kind,
                                 "face_id": rc.match.face_id,
                                 "distance": round(rc.match.distance, 4),
-                                "similarity": round(rc.match.similarity, 4),
+                                "similarity": round(rc.similarity, 4),
                             }
                             for rc in r.ranked
                         ],
@@ -309,7 +333,7 @@ def _search(args: argparse.Namespace) -> int:
         for rank, rc in enumerate(result.ranked, start=1):
             print(
                 f"  {rank:>2}. case {rc.case.id} ({rc.case.kind}) distance {rc.match.distance:.3f} "
-                f"similarity {rc.match.similarity:.2f}"
+                f"similarity {rc.similarity:.2f}"
             )
     return 0
 
@@ -381,6 +405,64 @@ def _revoke_key(args: argparse.Namespace) -> int:
     with Reunite.open(Settings(), load_index=False) as service:
         row = service.revoke_api_key(args.prefix, actor=_actor())
     print(f"key {row.prefix} revoked")
+    return 0
+
+
+def _calibrate(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from reunite import evaluation
+    from reunite.faces import MODEL_NAME
+
+    if not args.photos and not args.decisions:
+        raise errors.InvalidField("Give --photos DIR, --decisions, or both.")
+    if not 0 < args.max_false_match_rate < 1:
+        raise errors.InvalidField("--max-false-match-rate must be between 0 and 1.")
+    settings = Settings()
+    distances: list[float] = []
+    same: list[bool] = []
+    sources = []
+    with Reunite.open(settings, load_index=False) as service:
+        pipeline = service.pipeline
+        if args.decisions:
+            found_d, found_same = service.decided_pairs()
+            distances += found_d
+            same += found_same
+            sources.append(f"{len(found_d)} review decisions")
+    if args.photos:
+        if not args.photos.is_dir():
+            raise errors.InvalidInput(f"{args.photos} is not a folder.")
+        photo_d, photo_same = evaluation.labelled_folder_pairs(
+            args.photos, cache_dir=args.cache_dir, pipeline=pipeline
+        )
+        distances += photo_d.tolist()
+        same += photo_same.tolist()
+        sources.append(f"{len(photo_d)} photo pairs from {args.photos}")
+    d, s = np.array(distances), np.array(same, dtype=bool)
+    if s.all() or not s.any():
+        raise errors.InvalidInput(
+            "Calibration needs both same-person and different-person pairs; "
+            f"found {int(s.sum())} and {int((~s).sum())}."
+        )
+    fitted = evaluation.fitted_calibration(
+        d, s, model=MODEL_NAME, pipeline=pipeline.version, fitted_on=", ".join(sources)
+    )
+    tolerance = evaluation.suggested_tolerance(d, s, max_false_match_rate=args.max_false_match_rate)
+    point = evaluation.operating_point(d, s, tolerance)
+    calibration = dataclasses.replace(
+        fitted,
+        suggested_tolerance=tolerance,
+        checks=evaluation.calibration_checks(fitted, d, s) | point,
+    )
+    kept = calibration.save(settings.calibration_path)
+    print(
+        f"fitted on {', '.join(sources)}: P(same)=0.5 at distance {calibration.midpoint:.3f}\n"
+        f"suggested tolerance {tolerance:.3f}: true-match rate {point['true_match_rate']:.3f}, "
+        f"false-match rate {point['false_match_rate']:.3f} on these pairs\n"
+        f"written to {settings.calibration_path}"
+        + (f" (previous kept as {kept})" if kept else "")
+        + f"; set REUNITE_TOLERANCE={tolerance:.2f} to use the suggested tolerance"
+    )
     return 0
 
 

@@ -33,6 +33,17 @@ class Settings(BaseSettings):
     )
     top_k: int = Field(10, ge=1, le=200, description="Candidate cases returned per face.")
 
+    calibration_path: Path = Field(
+        Path("models/calibration.json"),
+        description="Maps distances to P(same person); see `reunite calibrate`.",
+    )
+    cross_age_tolerance: float = Field(
+        0.7,
+        gt=0,
+        le=2,
+        description="Tolerance for pairs whose photos are photo_age_gap_years apart in age.",
+    )
+
     detector: Literal["hog", "cnn"] = Field(
         "hog", description="dlib face detector: 'hog' (CPU) or 'cnn' (slow without CUDA)."
     )

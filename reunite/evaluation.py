@@ -10,18 +10,18 @@ keyed by the file's SHA-256 and the pipeline version, so a second run is fast.
 from __future__ import annotations
 
 import io
-import json
 import math
 import os
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 
 from reunite import imaging
+from reunite.calibration import Calibration
 from reunite.faces import Pipeline, faces_in_image
 from reunite.files import write_atomically
 
@@ -331,45 +331,6 @@ def identification(
 # ------------------------------------------------------------------------------ calibration
 
 
-@dataclass(frozen=True)
-class Calibration:
-    """``P(same person | distance) = 1 / (1 + exp(slope * (distance - midpoint)))``.
-
-    ``midpoint`` is the distance scored 0.5; ``slope`` (per unit of L2 distance) how fast the
-    probability falls. Fitted by logistic regression on labelled pairs.
-    """
-
-    model: str
-    pipeline: str
-    slope: float
-    midpoint: float
-    fitted_on: str
-    pairs: int
-    created_at: str
-    checks: dict[str, float] = field(default_factory=dict)
-
-    def probability(self, distance: float | np.ndarray) -> np.ndarray:
-        z = np.clip(self.slope * (np.asarray(distance, dtype=np.float64) - self.midpoint), -50, 50)
-        probability: np.ndarray = 1.0 / (1.0 + np.exp(z))
-        return probability
-
-    def save(self, path: Path) -> Path | None:
-        """Write atomically; an existing file is kept as ``<name>.<its time>.json`` (rollback).
-        Returns the kept file's path, if any."""
-        kept = None
-        if path.exists():
-            old = json.loads(path.read_text(encoding="utf-8"))
-            stamp = str(old.get("created_at", "old")).replace(":", "").replace("+", "_")
-            kept = path.with_name(f"{path.stem}.{stamp}.json")
-            write_atomically(kept, path.read_bytes())
-        write_atomically(path, json.dumps(asdict(self), indent=2).encode("utf-8"))
-        return kept
-
-    @classmethod
-    def load(cls, path: Path) -> Calibration:
-        return cls(**json.loads(path.read_text(encoding="utf-8")))
-
-
 def fitted_calibration(
     distances: np.ndarray, same: np.ndarray, *, model: str, pipeline: str, fitted_on: str
 ) -> Calibration:
@@ -424,3 +385,47 @@ def operating_point(distances: np.ndarray, same: np.ndarray, tolerance: float) -
         "true_match_rate": float(accepted[same].mean()) if same.any() else float("nan"),
         "false_match_rate": float(accepted[~same].mean()) if (~same).any() else float("nan"),
     }
+
+
+def suggested_tolerance(
+    distances: np.ndarray, same: np.ndarray, *, max_false_match_rate: float
+) -> float:
+    """The largest tolerance at which at most ``max_false_match_rate`` of different-person
+    pairs are accepted (so as many true pairs as possible are kept)."""
+    different = np.sort(np.asarray(distances)[~np.asarray(same, dtype=bool)])
+    if not len(different):
+        raise ValueError("needs different-person pairs")
+    allowed = math.floor(max_false_match_rate * len(different))
+    if allowed >= len(different):
+        return float(different[-1])
+    return float(different[allowed] - 1e-6)
+
+
+def labelled_folder_pairs(
+    folder: Path, *, cache_dir: Path, pipeline: Pipeline, max_pairs: int = 20_000, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """(distances, same) of photo pairs from a folder with one sub-folder per person: every
+    pair within a person, and as many random pairs across people (at most ``max_pairs``)."""
+    people = {
+        d.name: sorted(p for p in d.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+        for d in sorted(folder.iterdir())
+        if d.is_dir()
+    }
+    paths = [p for photos in people.values() for p in photos]
+    images = embedded_images(paths, cache_dir=cache_dir, pipeline=pipeline)
+    vectors = {p: e.embedding for p, e in images.items() if e.embedding is not None}
+    owners = [(name, p) for name, photos in people.items() for p in photos if p in vectors]
+    same_pairs = [
+        (a, b) for i, (na, a) in enumerate(owners) for nb, b in owners[i + 1 :] if na == nb
+    ][:max_pairs]
+    rng = np.random.default_rng(seed)
+    different_pairs: list[tuple[Path, Path]] = []
+    for _ in range(20 * max(len(same_pairs), 1)):
+        if len(different_pairs) >= len(same_pairs) or len(owners) < 2:
+            break
+        i, j = rng.integers(0, len(owners), 2)
+        if owners[i][0] != owners[j][0]:
+            different_pairs.append((owners[i][1], owners[j][1]))
+    pairs = [(a, b, True) for a, b in same_pairs] + [(a, b, False) for a, b in different_pairs]
+    distances = np.array([float(np.linalg.norm(vectors[a] - vectors[b])) for a, b, _ in pairs])
+    return distances, np.array([s for _, _, s in pairs], dtype=bool)

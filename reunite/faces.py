@@ -136,12 +136,3 @@ def face_distances(known: np.ndarray, probe: np.ndarray) -> np.ndarray:
     """L2 distances (dlib space, not squared) from ``probe`` (128,) to each row of ``known``."""
     distances: np.ndarray = np.linalg.norm(np.asarray(known, dtype=np.float64) - probe, axis=1)
     return distances
-
-
-def similarity(distance: float) -> float:
-    """A score in [0, 1] from an L2 distance: ``clip(1 - distance / 1.2, 0, 1)``.
-
-    Linear and uncalibrated: 1.0 is an identical embedding, 0.5 is distance 0.6 (dlib's usual
-    same-person threshold), 0.0 is distance 1.2 or more. It is a display aid, not a probability.
-    """
-    return float(min(1.0, max(0.0, 1.0 - distance / 1.2)))

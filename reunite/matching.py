@@ -11,8 +11,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
-from reunite.faces import similarity
-
 MISSING, FOUND = "missing", "found"
 
 
@@ -23,10 +21,6 @@ class CaseMatch:
     case_id: int
     face_id: int
     distance: float
-
-    @property
-    def similarity(self) -> float:
-        return similarity(self.distance)
 
 
 def other_kind(kind: str) -> str:

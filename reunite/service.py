@@ -30,6 +30,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from reunite import accounts, imaging, paging, review, webhooks
+from reunite.calibration import linear_similarity, loaded_calibration
 from reunite.config import Settings
 from reunite.errors import (
     Conflict,
@@ -94,10 +95,12 @@ class PreparedPhoto:
 
 @dataclass(frozen=True)
 class RankedCase:
-    """A candidate case for one probe face: the case row and how close its nearest face is."""
+    """A candidate case for one probe face: the case row, how close its nearest face is, and
+    what that distance means (``similarity``, see ``Reunite.similarity``)."""
 
     case: Case
     match: CaseMatch
+    similarity: float
 
 
 @dataclass(frozen=True)
@@ -127,6 +130,7 @@ class CandidateView:
     missing: Case
     flags: list[review.Flag]
     decisions: list[CandidateDecision]
+    similarity: float
 
 
 @dataclass(frozen=True)
@@ -156,6 +160,7 @@ class Reunite:
         self._unsaved_changes = 0
         self._ready = threading.Event()
         self.display_zone = _zone(settings.display_timezone)
+        self.calibration = loaded_calibration(settings.calibration_path, model=MODEL_NAME)
         self.on_outbox: Callable[[], None] = lambda: None
         """Called after a change that may have written webhook events (a worker's ``wake``)."""
         self.stats: Counter[str] = Counter()
@@ -184,6 +189,13 @@ class Reunite:
         self.index_report = self.load_index()
         self._ready.set()
         return self.index_report
+
+    def similarity(self, distance: float) -> float:
+        """What a distance means, in [0, 1]: the calibrated P(same person) when a calibration
+        is loaded, else the linear ``1 - distance / 1.2``."""
+        if self.calibration is None:
+            return linear_similarity(distance)
+        return self.calibration.similarity(distance)
 
     @property
     def ready(self) -> bool:
@@ -376,6 +388,7 @@ class Reunite:
                         candidate,
                         session.get_one(Case, candidate.found_case_id),
                         session.get_one(Case, candidate.missing_case_id),
+                        similarity=self.similarity(candidate.distance),
                     )
                 session.execute(
                     delete(Candidate).where(
@@ -690,7 +703,13 @@ class Reunite:
                         )
             was_confirmed = candidate.status == "confirmed"
             self._record_decision(session, candidate, status, actor=actor, note=note)
-            webhooks.enqueue_candidate_event(session, "candidate.decided", candidate, *cases)
+            webhooks.enqueue_candidate_event(
+                session,
+                "candidate.decided",
+                candidate,
+                *cases,
+                similarity=self.similarity(candidate.distance),
+            )
             for case in cases:
                 new_status = case.status
                 if status == "confirmed":
@@ -746,6 +765,17 @@ class Reunite:
             query = query.where(AuditEvent.id < before_id)
         with self.store.transaction() as session:
             return list(session.scalars(query.order_by(AuditEvent.id.desc()).limit(limit)))
+
+    def decided_pairs(self) -> tuple[list[float], list[bool]]:
+        """(distances, same) of every decided candidate: confirmed ones are the same person,
+        rejected ones are not. The deployment's own evidence for ``reunite calibrate``."""
+        with self.store.transaction() as session:
+            rows = session.execute(
+                select(Candidate.distance, Candidate.status).where(
+                    Candidate.status.in_(("confirmed", "rejected"))
+                )
+            ).all()
+        return [r.distance for r in rows], [r.status == "confirmed" for r in rows]
 
     # ------------------------------------------------------------------------- API keys
 
@@ -956,7 +986,11 @@ class Reunite:
                     key=lambda m: (m.distance, m.case_id),
                 )[:k]
                 cases = _cases_by_id(session, [m.case_id for m in matches])
-                ranked = [RankedCase(cases[m.case_id], m) for m in matches if m.case_id in cases]
+                ranked = [
+                    RankedCase(cases[m.case_id], m, self.similarity(m.distance))
+                    for m in matches
+                    if m.case_id in cases
+                ]
                 results.append(FaceResult(face, ranked))  # a case deleted meanwhile is left out
             self._audit(
                 session,
@@ -1180,6 +1214,7 @@ class Reunite:
                 candidate,
                 session.get_one(Case, candidate.found_case_id),
                 session.get_one(Case, candidate.missing_case_id),
+                similarity=self.similarity(candidate.distance),
             )
         return created
 
@@ -1268,6 +1303,7 @@ class Reunite:
                     photo_age_gap_years=self.settings.photo_age_gap_years,
                 ),
                 decisions=[d for d in decisions if d.candidate_id == c.id],
+                similarity=self.similarity(c.distance),
             )
             for c in candidates
         ]

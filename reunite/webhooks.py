@@ -59,7 +59,6 @@ from sqlalchemy.orm import Session
 
 from reunite.config import Settings
 from reunite.errors import Conflict, InvalidField, NotFound
-from reunite.faces import similarity
 from reunite.store import Candidate, Case, OutboxEvent, Store, Webhook, utc_now
 
 log = logging.getLogger(__name__)
@@ -145,7 +144,13 @@ def body_bytes(payload: dict[str, Any]) -> bytes:
 
 
 def enqueue_candidate_event(
-    session: Session, event_type: str, candidate: Candidate, found: Case, missing: Case
+    session: Session,
+    event_type: str,
+    candidate: Candidate,
+    found: Case,
+    missing: Case,
+    *,
+    similarity: float,
 ) -> int:
     """Write one outbox event per active webhook of each agency with a case in ``candidate``.
 
@@ -169,7 +174,7 @@ def enqueue_candidate_event(
                     webhook_id=hook.id,
                     event_id=event_id,
                     type=event_type,
-                    payload=_payload(event_id, event_type, candidate, cases),
+                    payload=_payload(event_id, event_type, candidate, cases, similarity),
                 )
             )
             written += 1
@@ -177,7 +182,7 @@ def enqueue_candidate_event(
 
 
 def _payload(
-    event_id: str, event_type: str, candidate: Candidate, own: list[Case]
+    event_id: str, event_type: str, candidate: Candidate, own: list[Case], similarity: float
 ) -> dict[str, Any]:
     """The event body. ``case`` is the receiving agency's case in the pair (``cases`` lists
     both when both are the agency's)."""
@@ -194,7 +199,7 @@ def _payload(
             "found_case_id": candidate.found_case_id,
             "missing_case_id": candidate.missing_case_id,
             "distance": candidate.distance,
-            "similarity": similarity(candidate.distance),
+            "similarity": similarity,
             "status": candidate.status,
         },
         "case": summaries[-1],

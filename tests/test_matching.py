@@ -1,6 +1,6 @@
 import numpy as np
 
-from reunite.faces import similarity
+from reunite.calibration import linear_similarity as similarity
 from reunite.index import FaceIndex
 from reunite.matching import best_per_case, nearest_cases, other_kind
 
@@ -46,7 +46,7 @@ def test_nearest_cases_widens_the_search_when_one_case_owns_the_nearest_faces():
     assert searches == [12, 48, 192]
 
 
-def test_similarity_formula():
+def test_linear_similarity_formula():
     assert similarity(0.0) == 1.0
     assert similarity(0.6) == 0.5
     assert similarity(1.2) == 0.0 and similarity(2.0) == 0.0

@@ -9,7 +9,8 @@ document once, when it is first asked for:
   the specific ones each endpoint lists;
 - operations that answer two success statuses declare both (``PUT`` of an agency's case: 200 or
   201; adding a photo: 201 or 200 for the same bytes again);
-- binary and text responses have a schema, models made elsewhere have examples;
+- binary and text responses have a schema, uploaded files are ``format: binary``, and models
+  made elsewhere have examples;
 - operation ids are the endpoint names (``create_case``), so generated clients read well;
 - the two ways to authenticate: an API key, or a staff session cookie.
 """
@@ -21,7 +22,9 @@ from typing import Any, Literal
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from pydantic import BaseModel
 
+from reunite.api import schemas as api_schemas
 from reunite.api.auth import SESSION_COOKIE
 from reunite.api.errors import PROBLEM_MEDIA_TYPE
 from reunite.api.schemas import Problem
@@ -149,6 +152,8 @@ def completed_document(schema: dict[str, Any]) -> None:
         if name is not None and names.count(name) == 1:
             _rename_operation(schemas, operation, name)
         _complete_responses(path, method, operation)
+    _mark_files(schemas)
+    _restore_examples(schemas)
     for key, extra in ALSO_ANSWERS.items():
         _declare_other_successes(schema["paths"][key[1]][key[0]], extra)
     for name, examples in SCHEMA_EXAMPLES.items():
@@ -230,3 +235,24 @@ def _rename_operation(schemas: dict[str, Any], operation: dict[str, Any], name: 
             new = f"Body_{name}"
             schemas[new] = schemas.pop(old) | {"title": new}
             media["schema"]["$ref"] = f"#/components/schemas/{new}"
+
+
+def _restore_examples(schemas: dict[str, Any]) -> None:
+    """Put back the examples' null members, which FastAPI drops from the whole document
+    (``exclude_none``): an example without them would not match its own schema."""
+    for model in vars(api_schemas).values():
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            continue
+        extra = model.model_config.get("json_schema_extra")
+        schema = schemas.get(model.__name__)
+        if schema is not None and isinstance(extra, dict) and "examples" in extra:
+            schema["examples"] = extra["examples"]
+
+
+def _mark_files(schemas: dict[str, Any]) -> None:
+    """Mark uploaded files ``format: binary`` too: FastAPI says ``contentMediaType`` only (right
+    for OpenAPI 3.1), which client generators do not all read as a file yet."""
+    for schema in schemas.values():
+        for field in schema.get("properties", {}).values():
+            if field.get("type") == "string" and "contentMediaType" in field:
+                field.setdefault("format", "binary")

@@ -8,7 +8,6 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from reunite.access import Principal, owns
-from reunite.faces import similarity as similarity_of
 from reunite.review import birth_years
 from reunite.service import CandidateView, Enrollment, FaceResult
 from reunite.store import Case, CaseKind, CaseStatus, Photo, Sex
@@ -395,7 +394,10 @@ class CandidateOut(BaseModel):
     found_face_id: int
     missing_face_id: int
     distance: float = Field(description="L2 distance between the two faces' embeddings.")
-    similarity: float = Field(description="clip(1 - distance / 1.2, 0, 1); uncalibrated.")
+    similarity: float = Field(
+        description="Estimated probability that the two faces are the same person "
+        "(calibrated; see models/calibration.json)."
+    )
     status: str
     flags: list[FlagOut]
     decisions: list[DecisionOut] = Field(description="Oldest first.")
@@ -412,7 +414,7 @@ class CandidateOut(BaseModel):
             found_face_id=c.found_face_id,
             missing_face_id=c.missing_face_id,
             distance=c.distance,
-            similarity=similarity_of(c.distance),
+            similarity=view.similarity,
             status=c.status,
             flags=[FlagOut(code=f.code, facts=f.facts) for f in view.flags],
             decisions=[DecisionOut.model_validate(d) for d in view.decisions],
@@ -569,7 +571,7 @@ class SearchOut(BaseModel):
                             case=case_out(rc.case, principal),
                             face_id=rc.match.face_id,
                             distance=rc.match.distance,
-                            similarity=rc.match.similarity,
+                            similarity=rc.similarity,
                             crop_url=f"/api/v1/faces/{rc.match.face_id}/crop",
                         )
                         for rc in r.ranked
@@ -635,7 +637,14 @@ class WebhookIn(BaseModel):
         extra="forbid", json_schema_extra={"examples": [{"url": "https://police.example/hooks"}]}
     )
 
-    url: str = Field(min_length=8, max_length=2000)
+    url: str = Field(
+        min_length=8,
+        max_length=2000,
+        description="Where events are POSTed: an http(s) URL with a host name, and no user name "
+        "or password (the service checks this: 422 `invalid_field` otherwise).",
+        # Documented only: the service checks the URL, and says precisely what is wrong with it.
+        json_schema_extra={"format": "uri", "pattern": "^[Hh][Tt][Tt][Pp][Ss]?://"},
+    )
 
 
 class WebhookOut(BaseModel):

@@ -31,7 +31,6 @@ from reunite.api.auth import (
 )
 from reunite.api.routes import Id
 from reunite.errors import InvalidField, InvalidInput, NotAuthenticated, ReuniteError
-from reunite.faces import similarity
 from reunite.review import birth_years
 from reunite.service import PreparedPhoto
 from reunite.store import EARLIEST_DATE, Case, User, validated_case_fields
@@ -102,7 +101,6 @@ def render(
             "when": lambda value: i18n.time_text(lang, value, service_of(request).display_zone),
             "facts": lambda case: case_facts(lang, case),
             "flag_text": lambda flag: flag_text(lang, flag),
-            "similarity": similarity,
             "user": session_user(request),
             "csrf": ensure_csrf(request),
             "csrf_field": CSRF_FIELD,

@@ -1,0 +1,90 @@
+"""What a distance means: the calibrated probability that two faces are the same person.
+
+A ``Calibration`` maps an L2 distance to P(same person) with a logistic curve fitted on labelled
+pairs (``reunite calibrate``, or ``scripts/calibrate_lfw.py`` for the shipped one). It belongs to
+one model and pipeline; the service refuses one made for another. Without a calibration file the
+service falls back, saying so in its log, to the linear display score ``1 - distance / 1.2``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from reunite.errors import InvalidField
+from reunite.files import write_atomically
+
+log = logging.getLogger(__name__)
+
+
+def linear_similarity(distance: float) -> float:
+    """``clip(1 - distance / 1.2, 0, 1)``: 0.5 at dlib's 0.6, not a probability."""
+    return float(min(1.0, max(0.0, 1.0 - distance / 1.2)))
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """``P(same person | distance) = 1 / (1 + exp(slope * (distance - midpoint)))``.
+
+    ``midpoint`` is the distance scored 0.5; ``slope`` (per unit of L2 distance) how fast the
+    probability falls. Fitted by logistic regression on labelled pairs.
+    """
+
+    model: str
+    pipeline: str
+    slope: float
+    midpoint: float
+    fitted_on: str
+    pairs: int
+    created_at: str
+    checks: dict[str, float] = field(default_factory=dict)
+    suggested_tolerance: float | None = None
+
+    def probability(self, distance: float | np.ndarray) -> np.ndarray:
+        z = np.clip(self.slope * (np.asarray(distance, dtype=np.float64) - self.midpoint), -50, 50)
+        probability: np.ndarray = 1.0 / (1.0 + np.exp(z))
+        return probability
+
+    def similarity(self, distance: float) -> float:
+        """P(same person) at ``distance``, in [0, 1]."""
+        return float(self.probability(distance))
+
+    def save(self, path: Path) -> Path | None:
+        """Write atomically; an existing file is kept as ``<name>.<its time>.json`` (rollback).
+        Returns the kept file's path, if any."""
+        kept = None
+        if path.exists():
+            old = json.loads(path.read_text(encoding="utf-8"))
+            stamp = str(old.get("created_at", "old")).replace(":", "").replace("+", "_")
+            kept = path.with_name(f"{path.stem}.{stamp}.json")
+            write_atomically(kept, path.read_bytes())
+        write_atomically(path, json.dumps(asdict(self), indent=2).encode("utf-8"))
+        return kept
+
+    @classmethod
+    def load(cls, path: Path) -> Calibration:
+        return cls(**json.loads(path.read_text(encoding="utf-8")))
+
+
+def loaded_calibration(path: Path, *, model: str) -> Calibration | None:
+    """The calibration at ``path`` if it exists and belongs to ``model``; None (logged) if absent.
+
+    Raises:
+        InvalidField: the file is unreadable or made for another model.
+    """
+    if not path.exists():
+        log.warning("no calibration at %s: similarity is the uncalibrated 1 - d/1.2", path)
+        return None
+    try:
+        calibration = Calibration.load(path)
+    except (OSError, ValueError, TypeError) as exc:
+        raise InvalidField(f"The calibration file {path} is unreadable ({exc}).") from exc
+    if calibration.model != model:
+        raise InvalidField(
+            f"The calibration file {path} is for model {calibration.model!r}, not {model!r}."
+        )
+    return calibration
