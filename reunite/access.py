@@ -81,7 +81,7 @@ def check_agency(principal: Principal, agency: str) -> None:
 def check_role(principal: Principal, *roles: str) -> None:
     """Raise ``Forbidden`` unless the principal has one of ``roles`` (admin always passes)."""
     if principal.role != "admin" and principal.role not in roles:
-        raise Forbidden(f"A {principal.role} may not do this.")
+        raise Forbidden(f"The {principal.role} role may not do this.")
 
 
 def may_see_face_of(principal: Principal, case: Case) -> bool:

@@ -115,7 +115,7 @@ def api_key_for(session: Session, key: str) -> ApiKey:
     if row is None or not hmac.compare_digest(row.key_sha256, key_sha256(key)):
         raise NotAuthenticated("The API key is not valid.")
     if row.revoked_at is not None or (row.expires_at is not None and row.expires_at <= utc_now()):
-        raise NotAuthenticated("The API key has been revoked or has expired.")
+        raise NotAuthenticated("The API key is not valid.")
     return row
 
 

@@ -85,6 +85,9 @@ class Settings(BaseSettings):
         600, ge=1, description="Requests a minute allowed to one API key or user, sustained."
     )
     rate_limit_burst: int = Field(60, ge=1, description="Requests allowed at once above that.")
+    sign_in_attempts_per_minute: int = Field(
+        10, ge=1, description="Sign-in attempts a minute per client address and per username."
+    )
     max_json_bytes: int = Field(
         1024 * 1024, gt=0, description="Largest JSON request body, bytes (photos excepted)."
     )

@@ -8,6 +8,7 @@ translate it in one place each::
     │   ├── InvalidField         a field is missing, malformed or contradicts another
     │   ├── UnsupportedImage     not JPEG, PNG or WebP (or animated)
     │   ├── ImageTooLarge        too many bytes, or too many pixels (decompression-bomb guard)
+    │   ├── RequestTooLarge      a request body over its limit
     │   ├── UnreadableImage      empty, truncated or corrupt image data
     │   ├── ImageTooSmall        too few pixels to hold a face
     │   ├── NoFaceFound          a photo in which the detector found no face
@@ -61,6 +62,10 @@ class UnsupportedImage(InvalidInput):
 
 class ImageTooLarge(InvalidInput):
     code = "image_too_large"
+
+
+class RequestTooLarge(InvalidInput):
+    code = "request_too_large"
 
 
 class UnreadableImage(InvalidInput):

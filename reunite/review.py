@@ -62,7 +62,7 @@ def check_candidate_transition(current: str, target: str, *, role: str, note: st
     least_role = CANDIDATE_TRANSITIONS.get((current, target))
     if least_role is None:
         raise Conflict(
-            f"A {current} candidate cannot become {target}."
+            f"A candidate that is {current} cannot become {target}."
             + (" An admin can reopen it to pending first." if current != "pending" else ""),
             current_status=current,
         )
@@ -76,7 +76,9 @@ def check_case_transition(current: str, target: str) -> None:
     """Raise ``Conflict`` unless a person may set a case from ``current`` to ``target``."""
     if target != current and target not in CASE_TRANSITIONS.get(current, set()):
         hint = " Confirm one of its candidates instead." if target == "matched" else ""
-        raise Conflict(f"A {current} case cannot be set to {target}.{hint}", current_status=current)
+        raise Conflict(
+            f"A case that is {current} cannot be set to {target}.{hint}", current_status=current
+        )
 
 
 @dataclass(frozen=True)

@@ -1156,11 +1156,23 @@ class Reunite:
 
         An existing pending or confirmed candidate for the same pair keeps its status; its
         distance and faces are updated when the new face is closer. A rejected one is proposed
-        again (back to pending) only by a pair of faces that was never rejected.
+        again (back to pending) only by a photo added after the rejection.
+
+        Cross-age pairs (the person at least ``photo_age_gap_years`` older in one photo than in
+        the other, from photo dates and birth years) are kept up to ``cross_age_tolerance``: the
+        model's distances grow across age gaps, and dropping such a pair at the same-age
+        tolerance would hide a child missing for years.
         """
-        matches = self._nearest(
-            session, embedding, other_kind(case.kind), self.settings.top_k, self.settings.tolerance
-        )
+        settings = self.settings
+        wider = max(settings.tolerance, settings.cross_age_tolerance)
+        probe_age = _age_in_photo(case, _photo_date(session, face.photo_id))
+        matches = [
+            m
+            for m in self._nearest(session, embedding, other_kind(case.kind), settings.top_k, wider)
+            if m.distance <= settings.tolerance
+            or _years_apart(probe_age, self._age_of_face(session, m.face_id))
+            >= settings.photo_age_gap_years
+        ]
         created: list[Candidate] = []
         reproposed: list[Candidate] = []
         for match in matches:
@@ -1217,6 +1229,15 @@ class Reunite:
                 similarity=self.similarity(candidate.distance),
             )
         return created
+
+    def _age_of_face(self, session: Session, face_id: int) -> tuple[int, int] | None:
+        row = session.execute(
+            select(Case, Photo.taken_on)
+            .join(FaceRow, FaceRow.case_id == Case.id)
+            .join(Photo, Photo.id == FaceRow.photo_id)
+            .where(FaceRow.id == face_id)
+        ).first()
+        return None if row is None else _age_in_photo(row[0], row[1])
 
     def _candidate(self, session: Session, candidate_id: int) -> Candidate:
         candidate = session.get(Candidate, candidate_id)
@@ -1348,6 +1369,26 @@ def _zone(name: str) -> ZoneInfo:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError) as exc:
         raise InvalidField(f"REUNITE_DISPLAY_TIMEZONE {name!r} is not a known time zone.") from exc
+
+
+def _photo_date(session: Session, photo_id: int) -> date | None:
+    return session.scalar(select(Photo.taken_on).where(Photo.id == photo_id))
+
+
+def _age_in_photo(case: Case, taken_on: date | None) -> tuple[int, int] | None:
+    """The (youngest, oldest) age the case's person can have in a photo taken on ``taken_on``
+    (from the birth date or years); None when either is unknown."""
+    years = review.birth_years(case)
+    if taken_on is None or years is None:
+        return None
+    return taken_on.year - years[1], taken_on.year - years[0]
+
+
+def _years_apart(a: tuple[int, int] | None, b: tuple[int, int] | None) -> int:
+    """The least age difference between two (youngest, oldest) ranges; 0 when unknown."""
+    if a is None or b is None:
+        return 0
+    return max(a[0] - b[1], b[0] - a[1], 0)
 
 
 def _check_taken_on(taken_on: date | None) -> None:

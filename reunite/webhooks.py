@@ -535,6 +535,7 @@ class WebhookWorker:
                 "status": "delivered",
                 "delivered_at": now,
                 "attempts": attempts,
+                "last_error": None,
             }
         else:
             gave_up = attempts >= self.settings.webhook_max_attempts

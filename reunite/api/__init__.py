@@ -4,20 +4,21 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Request
 from fastapi.responses import PlainTextResponse
 from fastapi_offline import FastAPIOffline
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware.sessions import SessionMiddleware
+from starlette.types import Scope
 
 from reunite import __version__, access
 from reunite.api import auth
-from reunite.api.errors import install_error_handlers, problem
-from reunite.api.limits import RateLimiter
+from reunite.api.errors import install_error_handlers
+from reunite.api.limits import BodyLimit, RateLimiter
 from reunite.api.observability import install_observability
 from reunite.api.openapi import install_openapi
 from reunite.api.routes import Caller, router
@@ -73,27 +74,17 @@ def create_app(settings: Settings | None = None, *, finder: FaceFinder = faces_i
     app.state.rate_limiter = RateLimiter(
         per_minute=settings.rate_limit_per_minute, burst=settings.rate_limit_burst
     )
+    app.state.sign_in_limiter = RateLimiter(
+        per_minute=settings.sign_in_attempts_per_minute,
+        burst=settings.sign_in_attempts_per_minute,
+    )
     install_error_handlers(app)
     app.include_router(auth.router)
     app.include_router(router)
     install_pages(app)
     install_openapi(app)
-    registry = install_observability(app)
 
-    @app.middleware("http")
-    async def refuse_oversized_bodies(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > _body_limit(request, settings):
-            return problem(
-                413,
-                "request_too_large",
-                f"The request is {declared} bytes; the limit is "
-                f"{_body_limit(request, settings)} bytes.",
-            )
-        return await call_next(request)
-
+    app.add_middleware(BodyLimit, limit_of=lambda scope: _body_limit(scope, settings))
     app.add_middleware(
         SessionMiddleware,
         secret_key=auth.session_secret(settings),
@@ -102,6 +93,7 @@ def create_app(settings: Settings | None = None, *, finder: FaceFinder = faces_i
         same_site="lax",
         https_only=settings.secure_cookies,
     )
+    registry = install_observability(app)  # outermost: every answer gets its id and metrics
 
     @app.get("/healthz", tags=["operations"])
     def healthz() -> dict[str, str]:
@@ -139,12 +131,13 @@ List endpoints page with `cursor`/`next_cursor` and filter with `updated_since` 
 """
 
 
-def _body_limit(request: Request, settings: Settings) -> int:
+def _body_limit(scope: Scope, settings: Settings) -> int:
     """Largest request body, bytes: a photo (or several on a page form), or a JSON body."""
-    content_type = request.headers.get("content-type", "")
+    headers = dict(scope.get("headers", []))
+    content_type = headers.get(b"content-type", b"").decode("latin-1")
     if not content_type.startswith("multipart/"):
         return settings.max_json_bytes
-    photos = 1 if request.url.path.startswith("/api/") else MAX_INTAKE_PHOTOS
+    photos = 1 if scope.get("path", "").startswith("/api/") else MAX_INTAKE_PHOTOS
     return settings.max_upload_bytes * photos + MULTIPART_OVERHEAD_BYTES
 
 

@@ -141,12 +141,12 @@ def csrf_header(
     check_csrf(request, x_csrf_token)
 
 
-def actor_of(request: Request, x_actor: str | None = None) -> str:
-    """Who acts, for the audit log: ``user:<name>`` when signed in, else ``X-Actor`` or ``api``."""
-    user = session_user(request)
-    if user is not None:
-        return f"user:{user.username}"
-    return x_actor or "api"
+def limit_sign_ins(request: Request, username: str) -> None:
+    """Spend a sign-in attempt for the client address and for the username (429 when out):
+    password guessing is slowed from one address, and against one account from many."""
+    limiter: RateLimiter = request.app.state.sign_in_limiter
+    limiter.take(f"sign-in-from:{request.client.host if request.client else '-'}")
+    limiter.take(f"sign-in-as:{username}")
 
 
 def start_session(request: Request, user: User) -> str:
@@ -172,6 +172,7 @@ class SessionOut(BaseModel):
 @router.post("/session", responses={401: {"description": "Wrong username or password"}})
 def sign_in(body: Credentials, request: Request) -> SessionOut:
     """Sign in; sets the session cookie. Send ``csrf_token`` back as ``X-CSRF-Token`` on writes."""
+    limit_sign_ins(request, body.username)
     user = service_of(request).signed_in_user(body.username, body.password)
     token = start_session(request, user)
     return SessionOut(user_id=user.id, username=user.username, role=user.role, csrf_token=token)

@@ -27,6 +27,7 @@ PROBLEM_MEDIA_TYPE = "application/problem+json"
 STATUS_BY_ERROR: dict[type[errors.ReuniteError], int] = {
     errors.UnsupportedImage: 415,
     errors.ImageTooLarge: 413,
+    errors.RequestTooLarge: 413,
     errors.InvalidInput: 422,
     errors.NotAuthenticated: 401,
     errors.Forbidden: 403,
@@ -114,7 +115,9 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = HTTPStatus(exc.status_code).phrase.lower().replace(" ", "_").replace("-", "_")
-        return problem(exc.status_code, code, str(exc.detail))
+        return problem(
+            exc.status_code, code, str(exc.detail), headers=getattr(exc, "headers", None)
+        )
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

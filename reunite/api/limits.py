@@ -1,4 +1,6 @@
-"""Per-principal rate limits: a token bucket per API key or user, in this process's memory.
+"""Limits on callers: request rates (a token bucket per API key, user or sign-in source, in
+this process's memory) and request body sizes (counted as the body streams in, so a chunked
+upload without Content-Length is held to the same limit).
 
 Each bucket holds up to ``burst`` requests and refills at ``per_minute / 60`` a second. Behind
 several server processes each keeps its own buckets, so the effective limit is per process.
@@ -11,7 +13,9 @@ import threading
 import time
 from collections.abc import Callable
 
-from reunite.errors import RateLimited
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from reunite.errors import RateLimited, RequestTooLarge
 
 
 class RateLimiter:
@@ -41,3 +45,60 @@ class RateLimiter:
                     retry_after_s=retry_after_s,
                 )
             self._buckets[name] = (tokens - 1.0, now)
+
+
+class BodyLimit:
+    """ASGI middleware: refuse a request whose body is over ``limit_of(scope)`` bytes.
+
+    A declared ``Content-Length`` over the limit is refused before reading. Otherwise the bytes
+    are counted as they arrive (whatever ``Content-Length`` says, or without one): at the limit
+    this middleware answers 413 itself, tells the application the client has gone, and drops
+    whatever the application would still send. Nothing beyond the limit is read or stored.
+    """
+
+    def __init__(self, app: ASGIApp, limit_of: Callable[[Scope], int]) -> None:
+        self.app = app
+        self.limit_of = limit_of
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = self.limit_of(scope)
+        declared = dict(scope.get("headers", [])).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > limit:
+            await self._refuse(scope, receive, send, limit)
+            return
+        received = 0
+        refused = False
+
+        async def counted() -> Message:
+            nonlocal received, refused
+            if refused:
+                return {"type": "http.disconnect"}
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    refused = True
+                    await self._refuse(scope, receive, send, limit)
+                    return {"type": "http.disconnect"}
+            return message
+
+        async def guarded(message: Message) -> None:
+            if not refused:  # once refused, the application's own answer comes too late
+                await send(message)
+
+        await self.app(scope, counted, guarded)
+
+    @staticmethod
+    async def _refuse(scope: Scope, receive: Receive, send: Send, limit: int) -> None:
+        from reunite.api.errors import problem
+
+        response = problem(
+            413,
+            RequestTooLarge.code,
+            f"The request is over {limit} bytes, the limit here.",
+            {"max_bytes": limit},
+        )
+        await response(scope, receive, send)

@@ -57,6 +57,12 @@ SECURITY: dict[Access, list[dict[str, list[str]]]] = {
 }
 SESSION_OPERATIONS = {("get", "/api/v1/session")}
 """Operations for a signed-in person only. The others without an API key are public."""
+OTHER_ERRORS: dict[tuple[str, str], dict[int, str]] = {
+    ("post", "/api/v1/session"): {
+        429: "Too many sign-in attempts from this address or for this user; see Retry-After"
+    },
+}
+"""Errors of public operations that the rules above do not give them."""
 
 ALSO_ANSWERS: dict[tuple[str, str], dict[str, str]] = {
     ("put", "/api/v1/agencies/{agency}/cases/{external_ref}"): {
@@ -171,7 +177,7 @@ def _access(path: str, method: str, operation: dict[str, Any]) -> Access:
 def _complete_responses(path: str, method: str, operation: dict[str, Any]) -> None:
     access = _access(path, method, operation)
     responses: dict[str, Any] = operation.setdefault("responses", {})
-    errors = dict(COMMON_ERRORS) | ACCESS_ERRORS[access]
+    errors = dict(COMMON_ERRORS) | ACCESS_ERRORS[access] | OTHER_ERRORS.get((method, path), {})
     if "requestBody" in operation:
         errors |= BODY_ERRORS
     for code, description in errors.items():

@@ -16,7 +16,7 @@ from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, File, Form, Path, Query, Request, Response, UploadFile
-from pydantic import AwareDatetime
+from pydantic import AwareDatetime, BeforeValidator
 
 from reunite import access
 from reunite.access import Principal
@@ -32,6 +32,16 @@ router = APIRouter(prefix="/api/v1")
 MAX_ID = 2**63 - 1
 Id = Annotated[int, Path(ge=1, le=MAX_ID, description="A positive id.")]
 """Ids are 64-bit: anything larger is a 422, never an overflow deeper down."""
+
+
+def _iso_only(value: object) -> object:
+    if isinstance(value, str) and value.strip().lstrip("-").replace(".", "", 1).isdigit():
+        raise ValueError("give a date-time with its zone, e.g. 2024-03-05T08:00:00Z")
+    return value
+
+
+Timestamp = Annotated[AwareDatetime, BeforeValidator(_iso_only)]
+"""An ISO 8601 date-time with its zone (not a bare number, not a time without zone)."""
 
 Service = Annotated[Reunite, Depends(service_of)]
 Caller = Annotated[Principal, Depends(principal)]
@@ -124,7 +134,7 @@ def list_cases(
     kind: Literal["missing", "found"] | None = None,
     status: Literal["open", "matched", "closed"] | None = None,
     agency: Annotated[str | None, Query(max_length=64)] = None,
-    updated_since: AwareDatetime | None = None,
+    updated_since: Timestamp | None = None,
     cursor: Cursor = None,
     limit: Limit = 50,
 ) -> schemas.CasePage:
@@ -335,7 +345,7 @@ def candidate_queue(
     caller: Caller,
     status: Literal["pending", "confirmed", "rejected", "any"] = "pending",
     order: Literal["closest", "newest", "updated"] = "closest",
-    updated_since: AwareDatetime | None = None,
+    updated_since: Timestamp | None = None,
     cursor: Cursor = None,
     limit: Limit = 50,
 ) -> schemas.CandidatePage:
@@ -384,8 +394,8 @@ def audit_log(
     action: Annotated[str | None, Query(max_length=40)] = None,
     actor: Annotated[str | None, Query(max_length=200)] = None,
     case_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
-    since: AwareDatetime | None = None,
-    until: AwareDatetime | None = None,
+    since: Timestamp | None = None,
+    until: Timestamp | None = None,
     before_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> schemas.AuditPage:
@@ -451,7 +461,7 @@ def webhook_deliveries(
     caller: Caller,
     status: Literal["pending", "delivered", "failed"] | None = None,
     before_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> schemas.DeliveryPage:
     """Webhook events and their delivery state, newest first (admins)."""
     access.check_role(caller)

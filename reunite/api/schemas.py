@@ -106,7 +106,7 @@ CANDIDATE_EXAMPLE: dict[str, Any] = {
     "found_face_id": 311,
     "missing_face_id": 120,
     "distance": 0.35,
-    "similarity": 0.7083,
+    "similarity": 0.98,
     "status": "pending",
     "flags": [],
     "decisions": [],
@@ -124,7 +124,7 @@ RANKED_CASE_EXAMPLE: dict[str, Any] = {
     "case": MISSING_CASE_EXAMPLE,
     "face_id": 120,
     "distance": 0.33,
-    "similarity": 0.725,
+    "similarity": 0.985,
     "crop_url": "/api/v1/faces/120/crop",
 }
 SEARCH_FACE_EXAMPLE: dict[str, Any] = {

@@ -25,12 +25,14 @@ from reunite.api.auth import (
     check_csrf,
     csrf_token,
     end_session,
+    limit_sign_ins,
     service_of,
     session_user,
     start_session,
 )
+from reunite.api.errors import status_of
 from reunite.api.routes import Id
-from reunite.errors import InvalidField, InvalidInput, NotAuthenticated, ReuniteError
+from reunite.errors import InvalidField, InvalidInput, ReuniteError
 from reunite.review import birth_years
 from reunite.service import PreparedPhoto
 from reunite.store import EARLIEST_DATE, Case, User, validated_case_fields
@@ -206,12 +208,13 @@ def sign_in(
 ) -> Response:
     try:
         check_csrf(request, csrf_token)
+        limit_sign_ins(request, username)
         user = service_of(request).signed_in_user(username, password)
     except ReuniteError as exc:
         return render(
             request,
             "login.html",
-            status_code=401 if isinstance(exc, NotAuthenticated) else 403,
+            status_code=status_of(exc),
             error=i18n.error_text(language(request), exc),
             next=safe_next(next),
             username=username,

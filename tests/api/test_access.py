@@ -227,3 +227,42 @@ def test_sync_by_updated_since_and_cursor(client):
     assert [c["id"] for c in changed] == [made[1]["id"]]
     naive = client.get(f"{API}/cases", params={"updated_since": "2024-01-01T00:00:00"})
     assert_problem(naive, 422, "invalid_request")  # a time needs its zone
+
+
+def test_a_chunked_body_over_the_limit_is_refused_as_it_streams(client):
+    def chunks():
+        yield b'{"kind": "missing", "description": "'
+        for _ in range(64):
+            yield b"x" * 32_768  # 2 MiB in all, with no Content-Length
+        yield b'"}'
+
+    refused = client.post(
+        f"{API}/cases", content=chunks(), headers={"content-type": "application/json"}
+    )
+    assert_problem(refused, 413, "request_too_large")
+    assert refused.headers["x-request-id"]
+    assert client.get(f"{API}/cases").json()["total"] == 0
+
+
+def test_sign_in_attempts_are_limited(client):
+    service = client.app.state.service
+    service.create_user("staff1", "correct horse battery", "staff", actor="test")
+    answers = [
+        client.post(f"{API}/session", json={"username": "staff1", "password": f"guess {i}"})
+        for i in range(11)
+    ]
+    assert [a.status_code for a in answers[:10]] == [401] * 10
+    assert_problem(answers[10], 429, "rate_limited")
+    assert int(answers[10].headers["retry-after"]) >= 1
+
+
+def test_times_must_be_iso_with_a_zone_and_405_says_what_is_allowed(client):
+    for value in ("1700000000", "0.5", "2024-01-01T00:00:00"):
+        assert_problem(
+            client.get(f"{API}/cases", params={"updated_since": value}), 422, "invalid_request"
+        )
+    assert client.get(f"{API}/cases", params={"updated_since": "2024-01-01T00:00:00Z"}).is_success
+    refused = client.delete(f"{API}/cases")
+    assert_problem(refused, 405, "method_not_allowed")
+    # Starlette names the methods of the first route on the path (here POST).
+    assert "POST" in refused.headers["allow"]
