@@ -368,3 +368,24 @@ def test_searching_while_cases_are_deleted_never_fails(service, sample):
         for future in searches + deletes:
             future.result()  # raises if any of them failed
     assert service.index.count() == 0
+
+
+def test_cross_age_pairs_are_kept_up_to_the_wider_tolerance(tmp_path, finder, sample):
+    from datetime import date
+
+    # Same-age tolerance 0.3 would drop obama/obama2 (0.35); 0.5 is allowed across 10+ years.
+    settings = settings_in(tmp_path, tolerance=0.3, cross_age_tolerance=0.5)
+    with Reunite.open(settings, finder=finder) as service:
+        child = new_case(service, "missing", birth_date="1961-08-04")
+        service.enroll_photo(child.id, sample("obama.jpg"), actor=ACTOR, taken_on=date(1971, 6, 1))
+        adult = new_case(service, "found", birth_year_min=1955, birth_year_max=1965)
+        [view] = service.enroll_photo(
+            adult.id, sample("obama2.jpg"), actor=ACTOR, taken_on=date(2024, 3, 5)
+        ).new_candidates
+        assert view.candidate.distance > 0.3
+        assert [f.code for f in view.flags] == ["photo_age_gap"]
+        assert view.flags[0].facts["gap_years"] == 49  # aged 10 in 1971; 59-69 in 2024
+        undated = new_case(service, "found", birth_year_min=1955, birth_year_max=1965)
+        assert (
+            service.enroll_photo(undated.id, sample("obama3.jpg"), actor=ACTOR).new_candidates == []
+        )
