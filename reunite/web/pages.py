@@ -31,7 +31,7 @@ from reunite.api.auth import (
     start_session,
 )
 from reunite.api.errors import status_of
-from reunite.api.routes import Id
+from reunite.api.routes import Id, decoded_cursor, encoded_cursor
 from reunite.errors import InvalidField, InvalidInput, ReuniteError
 from reunite.review import birth_years
 from reunite.service import PreparedPhoto
@@ -46,6 +46,7 @@ router = APIRouter(include_in_schema=False)
 MAX_INTAKE_PHOTOS = 10
 """Most photos one intake form may carry."""
 MAX_NOTE_CHARS = 2000
+QUEUE_PAGE = 25
 
 
 class SignInFirst(Exception):
@@ -234,11 +235,24 @@ def sign_out(request: Request, csrf_token: Annotated[str, Form()] = "") -> Respo
 
 
 @router.get("/review")
-def review_queue(request: Request, order: str = "closest") -> Response:
+def review_queue(request: Request, order: str = "closest", cursor: str | None = None) -> Response:
+    """The pending candidates, a page of ``QUEUE_PAGE`` at a time."""
     page_user(request)
     order = order if order in ("closest", "newest") else "closest"
-    listing = service_of(request).candidate_queue(status="pending", order=order, limit=50)
-    return render(request, "queue.html", views=listing.items, total=listing.total, order=order)
+    listing = service_of(request).candidate_queue(
+        status="pending",
+        order=order,
+        limit=QUEUE_PAGE,
+        after=decoded_cursor(cursor, timestamp_at=None),
+    )
+    return render(
+        request,
+        "queue.html",
+        views=listing.items,
+        total=listing.total,
+        order=order,
+        next_cursor=encoded_cursor(listing.next_after),
+    )
 
 
 @router.post("/candidates/{candidate_id}/decision")

@@ -83,3 +83,19 @@ def test_forms_without_the_csrf_token_change_nothing(staff, sample):
     )
     assert refused.status_code == 422 and "stale" in refused.text
     assert staff.app.state.service.cases().total == 0
+
+
+def test_the_queue_pages_through_every_candidate(staff, sample):
+    service = staff.app.state.service
+    missing = service.create_case({"kind": "missing"}, actor="t")
+    service.enroll_photo(missing.id, sample("obama.jpg"), actor="t")
+    for _ in range(27):
+        found = service.create_case({"kind": "found"}, actor="t")
+        service.enroll_photo(found.id, sample("obama2.jpg"), actor="t")
+    seen, url = [], "/review?order=newest"
+    while url:
+        page = staff.get(url).text
+        seen += re.findall(r'id="candidate-(\d+)"', page)
+        more = re.search(r'id="queue-more" href="([^"]+)"', page)
+        url = more.group(1).replace("&amp;", "&") if more else None
+    assert len(seen) == 27 and len(set(seen)) == 27
