@@ -32,6 +32,10 @@ class Settings(BaseSettings):
         0.6, gt=0, le=2, description="Largest L2 distance (dlib space) kept as a candidate."
     )
     top_k: int = Field(10, ge=1, le=200, description="Candidate cases returned per face.")
+    case_scoring: Literal["mean", "closest"] = Field(
+        "mean",
+        description="A case scores by the mean of its faces' embeddings, or by its closest face.",
+    )
 
     calibration_path: Path = Field(
         Path("models/calibration.json"),

@@ -278,6 +278,10 @@ class Identification:
     """Per mated probe: the distance to its true identity if that is rank 1, else infinity."""
     non_mated_top: list[float] = field(repr=False)
     """Per stranger: the distance to the nearest enrolled identity."""
+    operating_points: dict[str, dict[str, float]] = field(default_factory=dict)
+    """Per "k=K,tolerance=T": ``found_in_list`` (mated probes whose identity is among the K
+    nearest within T), ``strangers_with_any`` and ``stranger_candidates_mean`` (how many
+    candidates a stranger's search shows on average)."""
 
     @property
     def rank1(self) -> float:
@@ -297,6 +301,7 @@ def identification(
     scoring: str = "min",
     fpirs: Iterable[float] = (0.01, 0.001),
     max_rank: int = 20,
+    operating_points: Iterable[tuple[int, float]] = (),
 ) -> Identification:
     """Rank and DIR/FPIR figures of an open-set search (ISO/IEC 19795-1 style)."""
     mated_d, identities = identity_distances(gallery, mated_probes, scoring)
@@ -317,7 +322,16 @@ def identification(
         found = (rank == 1) & (true_d <= threshold)
         dir_at[str(fpir)] = float(np.mean(found))
         threshold_at[str(fpir)] = threshold
+    points = {}
+    for k, tolerance in operating_points:
+        stranger_lists = np.minimum((strangers_d <= tolerance).sum(1), k)
+        points[f"k={k},tolerance={tolerance}"] = {
+            "found_in_list": float(np.mean((rank <= k) & (true_d <= tolerance))),
+            "strangers_with_any": float(np.mean(stranger_lists > 0)),
+            "stranger_candidates_mean": float(np.mean(stranger_lists)),
+        }
     return Identification(
+        operating_points=points,
         mated=len(truth),
         non_mated=len(stranger_top),
         cmc=cmc,

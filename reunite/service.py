@@ -69,6 +69,10 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+TEMPLATE_SEARCH_MARGIN = 0.1
+"""How much wider than the tolerance the face search looks for cases to score by template (a
+case's mean can be nearer than any one of its faces)."""
+
 CROP_MARGIN = 0.25
 """Margin added on each side of a face box when cropping, as a fraction of the box size."""
 
@@ -1133,7 +1137,44 @@ class Reunite:
     def _nearest(
         self, session: Session, embedding: np.ndarray, kind: str, k: int, tolerance: float
     ) -> list[CaseMatch]:
-        """The ``k`` nearest open or matched cases of ``kind`` within ``tolerance``."""
+        """The ``k`` nearest open or matched cases of ``kind`` within ``tolerance``.
+
+        With ``case_scoring = "mean"`` (the default) a case scores by the distance to its
+        template, the mean of its faces' embeddings: on LFW that finds a person enrolled with
+        three photos at rank 1 in 97.7% of searches, against 94.6% by the closest face
+        (models/eval/identification.json). The nearest faces, searched a little wider than
+        ``tolerance``, choose which cases to score. ``face_id`` stays the case's closest face.
+        """
+        if self.settings.case_scoring == "closest":
+            return self._nearest_by_face(session, embedding, kind, k, tolerance)
+        shortlist = self._nearest_by_face(
+            session, embedding, kind, 3 * k, tolerance + TEMPLATE_SEARCH_MARGIN
+        )
+        if not shortlist:
+            return []
+        rows = session.execute(
+            select(FaceRow.case_id, FaceRow.embedding).where(
+                FaceRow.case_id.in_([m.case_id for m in shortlist]), FaceRow.model == MODEL_NAME
+            )
+        ).all()
+        templates: dict[int, list[np.ndarray]] = {}
+        for row in rows:
+            templates.setdefault(row.case_id, []).append(embedding_vector(row.embedding))
+        probe = np.asarray(embedding, dtype=np.float64)
+        scored = []
+        for match in shortlist:
+            vectors = templates.get(match.case_id)
+            if not vectors:  # deleted meanwhile
+                continue
+            distance = float(np.linalg.norm(np.mean(vectors, axis=0) - probe))
+            if distance <= tolerance:
+                scored.append(CaseMatch(match.case_id, match.face_id, distance))
+        return sorted(scored, key=lambda m: (m.distance, m.case_id))[:k]
+
+    def _nearest_by_face(
+        self, session: Session, embedding: np.ndarray, kind: str, k: int, tolerance: float
+    ) -> list[CaseMatch]:
+        """The ``k`` cases of ``kind`` whose closest face is nearest, within ``tolerance``."""
 
         def case_of_faces(face_ids: list[int]) -> dict[int, int]:
             if not face_ids:

@@ -87,7 +87,12 @@ def main() -> int:
         )
         for scoring in ("min", "mean") if photos > 1 else ("min",):
             result = identification(
-                gallery, mated_vectors, mated_labels, non_mated, scoring=scoring
+                gallery,
+                mated_vectors,
+                mated_labels,
+                non_mated,
+                scoring=scoring,
+                operating_points=[(k, t) for k in (5, 10) for t in (0.45, 0.5, 0.55, 0.6)],
             )
             key = f"{photos}_photo{'s' if photos > 1 else ''}_{scoring}"
             report["results"][key] = {  # type: ignore[index]
@@ -96,6 +101,7 @@ def main() -> int:
                 "dir_at_fpir": result.dir_at_fpir,
                 "threshold_at_fpir": result.threshold_at_fpir,
                 "cmc": result.cmc,
+                "operating_points": result.operating_points,
                 "strangers_with_a_candidate_at": {
                     str(t): float(np.mean(np.array(result.non_mated_top) <= t))
                     for t in (0.45, 0.5, 0.55, 0.6)

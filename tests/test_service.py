@@ -34,17 +34,24 @@ def test_matching_is_two_way(service, sample, first_kind):
     assert [v.candidate.id for v in service.candidates(first.id)] == [candidate.id]
 
 
-def test_a_case_with_several_photos_scores_by_its_closest_face(service, sample):
-    missing = new_case(service, "missing")
-    service.enroll_photo(missing.id, sample("obama.jpg"), actor=ACTOR)
-    service.enroll_photo(missing.id, sample("obama3.jpg"), actor=ACTOR)
-    [result] = service.search_photo(sample("obama2.jpg"), actor=ACTOR)
-    [ranked] = result.ranked
+@pytest.mark.parametrize("scoring", ["mean", "closest"])
+def test_a_case_with_several_photos_scores_by_its_template(tmp_path, finder, sample, scoring):
+    with Reunite.open(settings_in(tmp_path, case_scoring=scoring), finder=finder) as service:
+        missing = new_case(service, "missing")
+        service.enroll_photo(missing.id, sample("obama.jpg"), actor=ACTOR)
+        service.enroll_photo(missing.id, sample("obama3.jpg"), actor=ACTOR)
+        [result] = service.search_photo(sample("obama2.jpg"), actor=ACTOR)
+        [ranked] = result.ranked
+        faces = [f for _, fs in service.photos(missing.id) for f in fs]
     assert ranked.case.id == missing.id
-    faces = [f for _, fs in service.photos(missing.id) for f in fs]
-    distances = {f.id: float(np.linalg.norm(f.vector - result.face.embedding)) for f in faces}
+    probe = result.face.embedding.astype(np.float64)
+    distances = {f.id: float(np.linalg.norm(f.vector - probe)) for f in faces}
     assert ranked.match.face_id == min(distances, key=distances.__getitem__)
-    assert ranked.match.distance == pytest.approx(min(distances.values()), abs=1e-5)
+    template = np.mean([f.vector for f in faces], axis=0)
+    expected = (
+        float(np.linalg.norm(template - probe)) if scoring == "mean" else min(distances.values())
+    )
+    assert ranked.match.distance == pytest.approx(expected, abs=1e-5)
 
 
 def test_a_closer_photo_improves_an_existing_candidate_without_duplicating_it(service, sample):
