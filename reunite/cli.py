@@ -22,7 +22,7 @@ from typing import Any
 from reunite import errors
 from reunite.config import Settings
 from reunite.service import Reunite
-from reunite.store import Case
+from reunite.store import Case, CaseFields
 
 EXIT_CODES: dict[type[errors.ReuniteError], int] = {
     errors.NotFound: 3,
@@ -31,21 +31,7 @@ EXIT_CODES: dict[type[errors.ReuniteError], int] = {
     errors.IndexUnusable: 6,
 }
 PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
-MANIFEST_CASE_COLUMNS = (
-    "kind",
-    "agency",
-    "external_ref",
-    "name",
-    "sex",
-    "birth_date",
-    "birth_year_min",
-    "birth_year_max",
-    "date_missing",
-    "date_found",
-    "place",
-    "description",
-    "contact",
-)
+MANIFEST_CASE_COLUMNS = tuple(name for name in CaseFields.model_fields if name != "status")
 
 
 def exit_code_of(error: errors.ReuniteError) -> int:

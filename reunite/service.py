@@ -53,6 +53,7 @@ from reunite.store import (
     Candidate,
     CandidateDecision,
     Case,
+    CaseFields,
     OutboxEvent,
     Photo,
     Store,
@@ -1387,22 +1388,7 @@ class Reunite:
             self._photo_path(photo.sha256, photo.format).unlink(missing_ok=True)
 
 
-_CASE_FIELD_NAMES = (
-    "kind",
-    "agency",
-    "external_ref",
-    "name",
-    "sex",
-    "birth_date",
-    "birth_year_min",
-    "birth_year_max",
-    "date_missing",
-    "date_found",
-    "place",
-    "description",
-    "contact",
-    "status",
-)
+_CASE_FIELD_NAMES = tuple(CaseFields.model_fields)
 
 
 def _zone(name: str) -> ZoneInfo:
