@@ -56,6 +56,13 @@ class Settings(BaseSettings):
     detector: Literal["hog", "cnn"] = Field(
         "hog", description="dlib face detector: 'hog' (CPU) or 'cnn' (slow without CUDA)."
     )
+    detect_max_side_px: int | None = Field(
+        None,
+        ge=160,
+        description="Detect faces on a copy at most this many pixels on its longest side "
+        "(embeddings always use the full photo); unset: detect on the full photo. Off by "
+        "default until the speed issue's benchmarks choose a value.",
+    )
     upsample_times: int = Field(
         1, ge=0, le=3, description="Times dlib upsamples the image to find smaller faces."
     )

@@ -159,6 +159,7 @@ class Reunite:
             detector=settings.detector,
             upsample_times=settings.upsample_times,
             num_jitters=settings.num_jitters,
+            detect_max_side_px=settings.detect_max_side_px,
         )
         self._finder = finder
         self._write_lock = threading.RLock()
