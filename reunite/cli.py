@@ -201,10 +201,12 @@ def _serve(args: argparse.Namespace) -> int:
 
     from reunite.api import create_app
     from reunite.api.observability import configure_logging
+    from reunite.device import chosen_devices
 
     overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
     settings = Settings(**overrides)
     configure_logging(settings.log_format)  # INFO: says how the index was made ready
+    chosen_devices(settings.device)  # a bad REUNITE_DEVICE stops here, with its reason
     uvicorn.run(
         create_app(settings),
         host=settings.host,

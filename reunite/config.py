@@ -53,8 +53,13 @@ class Settings(BaseSettings):
         description="Tolerance for pairs whose photos are photo_age_gap_years apart in age.",
     )
 
-    detector: Literal["hog", "cnn"] = Field(
-        "hog", description="dlib face detector: 'hog' (CPU) or 'cnn' (slow without CUDA)."
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="Where dlib runs: CUDA when available (auto), or forced."
+    )
+    detector: Literal["hog", "cnn"] | None = Field(
+        None,
+        description="dlib face detector: 'hog' or 'cnn'. Unset: 'cnn' on CUDA, else 'hog' (the "
+        "CNN detector takes seconds a photo on a CPU).",
     )
     detect_max_side_px: int | None = Field(
         None,

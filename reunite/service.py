@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session
 from reunite import accounts, imaging, paging, review, webhooks
 from reunite.calibration import linear_similarity, loaded_calibration
 from reunite.config import Settings
+from reunite.device import chosen_devices
 from reunite.errors import (
     Conflict,
     IndexUnusable,
@@ -155,8 +156,9 @@ class Reunite:
     ) -> None:
         self.settings = settings
         self.store = store
+        self.devices = chosen_devices(settings.device)
         self.pipeline = Pipeline(
-            detector=settings.detector,
+            detector=settings.detector or ("cnn" if self.devices.dlib_cuda else "hog"),
             upsample_times=settings.upsample_times,
             num_jitters=settings.num_jitters,
             detect_max_side_px=settings.detect_max_side_px,
