@@ -39,7 +39,7 @@ MESSAGES: dict[str, dict[str, str]] = {
         "queue.total": "{total} waiting",
         "queue.help": "The service proposes; you decide. A family visit or DNA still confirms.",
         "candidate.distance": "Distance",
-        "candidate.similarity": "Similarity",
+        "candidate.similarity": "Same person (estimated)",
         "candidate.note": "Note (optional)",
         "candidate.reason": "Reason",
         "candidate.confirm": "Confirm match",
@@ -154,7 +154,7 @@ MESSAGES: dict[str, dict[str, str]] = {
         "queue.total": "共 {total} 条待审核",
         "queue.help": "系统只提出候选，由您决定。仍需家属见面或 DNA 确认。",
         "candidate.distance": "距离",
-        "candidate.similarity": "相似度",
+        "candidate.similarity": "同一人可能性（估计）",
         "candidate.note": "备注（可选）",
         "candidate.reason": "原因",
         "candidate.confirm": "确认匹配",
@@ -294,6 +294,15 @@ def time_text(lang: str, value: datetime, zone: tzinfo) -> str:
     """A moment in ``zone``, as people write it: ``2024年3月5日 14:05`` or ``5 Mar 2024 14:05``."""
     local = value.astimezone(zone)
     return f"{date_text(lang, local.date())} {local:%H:%M}"
+
+
+def percent_text(probability: float) -> str:
+    """A probability for people: never "100%" or "0%", which a calibration cannot promise."""
+    if probability >= 0.99:
+        return "≥99%"
+    if probability <= 0.01:
+        return "≤1%"
+    return f"{probability * 100:.0f}%"
 
 
 def error_text(lang: str, error: ReuniteError) -> str:

@@ -101,6 +101,7 @@ def render(
             "other_lang": "en" if lang == "zh-CN" else "zh-CN",
             "t": t,
             "d": lambda value: i18n.date_text(lang, value),
+            "percent": i18n.percent_text,
             "when": lambda value: i18n.time_text(lang, value, service_of(request).display_zone),
             "facts": lambda case: case_facts(lang, case),
             "flag_text": lambda flag: flag_text(lang, flag),
