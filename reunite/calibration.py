@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 
-from reunite.errors import InvalidField
 from reunite.files import write_atomically
 
 log = logging.getLogger(__name__)
@@ -70,11 +69,12 @@ class Calibration:
         return cls(**json.loads(path.read_text(encoding="utf-8")))
 
 
-def loaded_calibration(path: Path, *, model: str) -> Calibration | None:
-    """The calibration at ``path`` if it exists and belongs to ``model``; None (logged) if absent.
+def loaded_calibration(path: Path, *, model: str, pipeline: str) -> Calibration | None:
+    """The calibration at ``path`` if it exists and belongs to ``model``, else None.
 
-    Raises:
-        InvalidField: the file is unreadable or made for another model.
+    Every case of None is logged as an error or warning (absent, unreadable, another model), so
+    the service keeps running on the linear score and ``reunite calibrate`` can still replace
+    the file. A calibration made for another pipeline (detector, jitters) is used with a warning.
     """
     if not path.exists():
         log.warning("no calibration at %s: similarity is the uncalibrated 1 - d/1.2", path)
@@ -82,9 +82,22 @@ def loaded_calibration(path: Path, *, model: str) -> Calibration | None:
     try:
         calibration = Calibration.load(path)
     except (OSError, ValueError, TypeError) as exc:
-        raise InvalidField(f"The calibration file {path} is unreadable ({exc}).") from exc
+        log.error("calibration %s is unreadable (%s): using the uncalibrated 1 - d/1.2", path, exc)
+        return None
     if calibration.model != model:
-        raise InvalidField(
-            f"The calibration file {path} is for model {calibration.model!r}, not {model!r}."
+        log.error(
+            "calibration %s is for model %s, not %s: using the uncalibrated 1 - d/1.2",
+            path,
+            calibration.model,
+            model,
+        )
+        return None
+    if calibration.pipeline != pipeline:
+        log.warning(
+            "calibration %s was fitted for pipeline %s, this service runs %s; refit with "
+            "`reunite calibrate`",
+            path,
+            calibration.pipeline,
+            pipeline,
         )
     return calibration

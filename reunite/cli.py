@@ -31,6 +31,8 @@ EXIT_CODES: dict[type[errors.ReuniteError], int] = {
     errors.IndexUnusable: 6,
 }
 PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
+MIN_SAME_PAIRS, MIN_DIFFERENT_PAIRS = 20, 100
+"""Least evidence ``reunite calibrate`` fits on: fewer pairs make a curve that means nothing."""
 MANIFEST_CASE_COLUMNS = tuple(name for name in CaseFields.model_fields if name != "status")
 
 
@@ -427,10 +429,11 @@ def _calibrate(args: argparse.Namespace) -> int:
         same += photo_same.tolist()
         sources.append(f"{len(photo_d)} photo pairs from {args.photos}")
     d, s = np.array(distances), np.array(same, dtype=bool)
-    if s.all() or not s.any():
+    if s.sum() < MIN_SAME_PAIRS or (~s).sum() < MIN_DIFFERENT_PAIRS:
         raise errors.InvalidInput(
-            "Calibration needs both same-person and different-person pairs; "
-            f"found {int(s.sum())} and {int((~s).sum())}."
+            f"Calibration needs at least {MIN_SAME_PAIRS} same-person and "
+            f"{MIN_DIFFERENT_PAIRS} different-person pairs; found {int(s.sum())} and "
+            f"{int((~s).sum())}. Add labelled photos (--photos) or wait for more decisions."
         )
     fitted = evaluation.fitted_calibration(
         d, s, model=MODEL_NAME, pipeline=pipeline.version, fitted_on=", ".join(sources)

@@ -419,9 +419,12 @@ def labelled_folder_pairs(
     folder: Path, *, cache_dir: Path, pipeline: Pipeline, max_pairs: int = 20_000, seed: int = 0
 ) -> tuple[np.ndarray, np.ndarray]:
     """(distances, same) of photo pairs from a folder with one sub-folder per person: every
-    pair within a person, and as many random pairs across people (at most ``max_pairs``)."""
+    pair within a person (at most ``max_pairs``), and random pairs across people, as many or
+    at least 500 (different-person pairs are plentiful, and the false-match rate needs many)."""
     people = {
-        d.name: sorted(p for p in d.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+        d.name: sorted(
+            p for p in d.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png", ".webp")
+        )
         for d in sorted(folder.iterdir())
         if d.is_dir()
     }
@@ -434,8 +437,9 @@ def labelled_folder_pairs(
     ][:max_pairs]
     rng = np.random.default_rng(seed)
     different_pairs: list[tuple[Path, Path]] = []
-    for _ in range(20 * max(len(same_pairs), 1)):
-        if len(different_pairs) >= len(same_pairs) or len(owners) < 2:
+    wanted = min(max(len(same_pairs), 500), max_pairs)
+    for _ in range(20 * wanted):
+        if len(different_pairs) >= wanted or len(owners) < 2:
             break
         i, j = rng.integers(0, len(owners), 2)
         if owners[i][0] != owners[j][0]:

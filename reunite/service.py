@@ -164,11 +164,14 @@ class Reunite:
             detect_max_side_px=settings.detect_max_side_px,
         )
         self._finder = finder
+        self.calibration = loaded_calibration(
+            settings.calibration_path, model=MODEL_NAME, pipeline=self.pipeline.version
+        )
         self._write_lock = threading.RLock()
         self._unsaved_changes = 0
         self._ready = threading.Event()
         self.display_zone = _zone(settings.display_timezone)
-        self.calibration = loaded_calibration(settings.calibration_path, model=MODEL_NAME)
+
         self.on_outbox: Callable[[], None] = lambda: None
         """Called after a change that may have written webhook events (a worker's ``wake``)."""
         self.stats: Counter[str] = Counter()
@@ -245,6 +248,10 @@ class Reunite:
             Conflict: the agency already has a case with this external_ref.
         """
         fields = validated_case_fields(dict(data))
+        if fields.status == "matched":
+            raise InvalidField(
+                "A case becomes matched when one of its candidates is confirmed; create it open."
+            )
         with self._write_lock, self.store.transaction() as session:
             self._check_external_ref_free(session, fields.agency, fields.external_ref, None)
             case = Case(**fields.model_dump())
@@ -1407,7 +1414,10 @@ def _photo_date(session: Session, photo_id: int) -> date | None:
 
 def _age_in_photo(case: Case, taken_on: date | None) -> tuple[int, int] | None:
     """The (youngest, oldest) age the case's person can have in a photo taken on ``taken_on``
-    (from the birth date or years); None when either is unknown."""
+    (from the birth date or years; a found case's undated photo counts as taken the day the
+    person was found, as the consistency flags do); None when unknown."""
+    if taken_on is None and case.kind == "found":
+        taken_on = case.date_found
     years = review.birth_years(case)
     if taken_on is None or years is None:
         return None

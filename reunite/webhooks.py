@@ -64,8 +64,9 @@ from reunite.store import Candidate, Case, OutboxEvent, Store, Webhook, utc_now
 log = logging.getLogger(__name__)
 
 EVENT_TYPES = ("candidate.created", "candidate.decided", "candidate.deleted")
-"""``created``: a new candidate (or a rejected one proposed again by a new photo);
-``decided``: its status changed; ``deleted``: it went away with one of its cases."""
+"""``created``: a new candidate; ``decided``: its status changed (by a reviewer, or back to
+pending when a new photo proposes a rejected pair again); ``deleted``: it went away with one of
+its cases. Events go to the agency of the candidate's missing case."""
 DELIVERY_STATUSES = ("pending", "delivered", "failed")
 
 SIGNATURE_HEADER = "X-Reunite-Signature"
@@ -152,17 +153,18 @@ def enqueue_candidate_event(
     *,
     similarity: float,
 ) -> int:
-    """Write one outbox event per active webhook of each agency with a case in ``candidate``.
+    """Write one outbox event per active webhook of the agency of the candidate's missing case.
 
     Runs in the caller's transaction, so the event exists exactly when the change does. The
     payload holds ids, the receiving agency's own case reference, the distance and the status:
     never names, photos or embeddings. Returns how many events were written.
     """
     written = 0
+    # Agencies own missing cases (reunite.access.owns); a found case's agency field is a rescue
+    # center's reference and gives its holder no right to hear about others' cases.
     own_cases: dict[str, list[Case]] = {}
-    for case in (found, missing):
-        if case.agency:
-            own_cases.setdefault(case.agency, []).append(case)
+    if missing.agency:
+        own_cases[missing.agency] = [missing]
     for agency, cases in own_cases.items():
         hooks = session.scalars(
             select(Webhook).where(Webhook.agency == agency, Webhook.active.is_(True))

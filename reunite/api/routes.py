@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
@@ -75,19 +76,46 @@ def encoded_cursor(key: list[Any] | None) -> str | None:
     return base64.urlsafe_b64encode(json.dumps(values).encode()).decode().rstrip("=")
 
 
-def decoded_cursor(cursor: str | None, *, timestamp_at: int | None) -> list[Any] | None:
-    """The sort key in a cursor; ``timestamp_at`` is the position of a datetime, if any."""
+CURSOR_SHAPES = {
+    "updated": ("time", "id"),
+    "closest": ("number", "id"),
+    "newest": ("id",),
+}
+"""The sort key of each listing order, as a cursor carries it."""
+
+
+def decoded_cursor(cursor: str | None, *, order: str) -> list[Any] | None:
+    """The sort key in a cursor made for ``order`` (see ``CURSOR_SHAPES``).
+
+    Raises ``InvalidField`` for anything else, including a cursor of another order.
+    """
     if not cursor:
         return None
+    shape = CURSOR_SHAPES[order]
     try:
         values = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        if not isinstance(values, list):
-            raise ValueError("not a list")
-        if timestamp_at is not None:
-            values[timestamp_at] = datetime.fromisoformat(values[timestamp_at])
-        return values
-    except (ValueError, TypeError, IndexError, binascii.Error, UnicodeDecodeError) as exc:
-        raise InvalidField("The cursor is not one this service gave out.") from exc
+        if not isinstance(values, list) or len(values) != len(shape):
+            raise ValueError("wrong length")
+        return [_cursor_value(kind, value) for kind, value in zip(shape, values, strict=True)]
+    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError) as exc:
+        raise InvalidField(
+            "The cursor is not one this service gave out for this listing (order)."
+        ) from exc
+
+
+def _cursor_value(kind: str, value: Any) -> Any:
+    if kind == "time":
+        moment = datetime.fromisoformat(value)
+        if moment.tzinfo is None:
+            raise ValueError("a cursor time has a zone")
+        return moment
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError("not a number")
+    if kind == "id" and (not isinstance(value, int) or not 0 <= value <= MAX_ID):
+        raise ValueError("not an id")
+    if not math.isfinite(value):
+        raise ValueError("not finite")
+    return value
 
 
 # ------------------------------------------------------------------------------------ cases
@@ -152,7 +180,7 @@ def list_cases(
         status=status,
         agency=agency,
         updated_since=updated_since,
-        after=decoded_cursor(cursor, timestamp_at=0),
+        after=decoded_cursor(cursor, order="updated"),
         limit=limit,
     )
     return schemas.CasePage(
@@ -210,9 +238,10 @@ def put_agency_case(
     access.check_agency(caller, agency)
     if caller.is_police and body.kind != "missing":
         raise Forbidden("Police keys sync missing cases only.")
-    case, created = service.put_case(
-        agency, external_ref, body.model_dump(exclude_unset=True), actor=caller.name
-    )
+    record = body.model_dump(exclude_unset=True)
+    if record.get("status") is None:
+        record.pop("status", None)  # left out or null: the stored status is kept
+    case, created = service.put_case(agency, external_ref, record, actor=caller.name)
     if created:
         response.status_code = 201
     return schemas.case_out(case, caller)
@@ -356,7 +385,7 @@ def candidate_queue(
         order=order,
         agency=caller.agency if caller.is_police else None,
         updated_since=updated_since,
-        after=decoded_cursor(cursor, timestamp_at=0 if order == "updated" else None),
+        after=decoded_cursor(cursor, order=order),
         limit=limit,
     )
     return schemas.CandidatePage(

@@ -244,7 +244,7 @@ def review_queue(request: Request, order: str = "closest", cursor: str | None = 
         status="pending",
         order=order,
         limit=QUEUE_PAGE,
-        after=decoded_cursor(cursor, timestamp_at=None),
+        after=decoded_cursor(cursor, order=order),
     )
     return render(
         request,

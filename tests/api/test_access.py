@@ -266,3 +266,53 @@ def test_times_must_be_iso_with_a_zone_and_405_says_what_is_allowed(client):
     assert_problem(refused, 405, "method_not_allowed")
     # Starlette names the methods of the first route on the path (here POST).
     assert "POST" in refused.headers["allow"]
+
+
+def test_bad_cursors_are_422_never_500(client):
+    import base64
+    import json as json_module
+
+    def cursor(values):
+        return base64.urlsafe_b64encode(json_module.dumps(values).encode()).decode().rstrip("=")
+
+    for path, values in [
+        ("/cases", ["2024-01-01T00:00:00+00:00"]),
+        ("/cases", ["2024-01-01T00:00:00", 1]),
+        ("/cases", [1, 1]),
+        ("/candidates", [{"a": 1}, 1]),
+        ("/candidates", [0.5]),
+        ("/candidates?order=newest", [True]),
+        ("/candidates?order=closest", [float("inf"), 1]),
+    ]:
+        separator = "&" if "?" in path else "?"
+        response = client.get(f"{API}{path}{separator}cursor={cursor(values)}")
+        assert_problem(response, 422, "invalid_field")
+
+
+def test_webhook_events_go_only_to_the_missing_cases_agency(client, sample):
+    from reunite.store import OutboxEvent
+
+    service = client.app.state.service
+    for agency in ("A-PSB", "B-PSB"):
+        service.register_webhook(agency, "http://127.0.0.1:9/hook", actor="test")
+    missing = create(client, "missing", agency="B-PSB", external_ref="B-1")
+    upload(client, missing["id"], sample("obama.jpg"))
+    found = create(client, "found", agency="A-PSB", external_ref="fx")  # a center's own ref
+    upload(client, found["id"], sample("obama2.jpg"))
+    with service.store.transaction() as session:
+        events = session.query(OutboxEvent).all()
+        agencies = {service.webhooks("A-PSB")[0].id: "A", service.webhooks("B-PSB")[0].id: "B"}
+        assert {agencies[e.webhook_id] for e in events} == {"B"}
+        assert all(e.payload["case"]["id"] == missing["id"] for e in events)
+
+
+def test_cases_are_created_open_and_put_keeps_the_status_on_null(client):
+    assert_problem(
+        client.post(f"{API}/cases", json={"kind": "missing", "status": "matched"}),
+        422,
+        "invalid_field",
+    )
+    url = f"{API}/agencies/SH-PSB/cases/N-1"
+    assert client.put(url, json={"kind": "missing", "status": "closed"}).status_code == 201
+    kept = client.put(url, json={"kind": "missing", "status": None})
+    assert kept.status_code == 200 and kept.json()["status"] == "closed"
