@@ -171,9 +171,3 @@ def faces_in_image(pixels: np.ndarray, pipeline: Pipeline) -> list[Face]:
         )
         for box, encoding in zip(boxes, encodings, strict=True)
     ]
-
-
-def face_distances(known: np.ndarray, probe: np.ndarray) -> np.ndarray:
-    """L2 distances (dlib space, not squared) from ``probe`` (128,) to each row of ``known``."""
-    distances: np.ndarray = np.linalg.norm(np.asarray(known, dtype=np.float64) - probe, axis=1)
-    return distances

@@ -101,21 +101,6 @@ def session_user(request: Request) -> User | None:
     return user
 
 
-def signed_in(request: Request) -> User:
-    """Dependency: the signed-in user (any role), else 401."""
-    user = session_user(request)
-    if user is None:
-        raise NotAuthenticated("Sign in first.")
-    return user
-
-
-def admin(user: Annotated[User, Depends(signed_in)]) -> User:
-    """Dependency: the signed-in user if an admin, else 403."""
-    if user.role != "admin":
-        raise Forbidden("Only an admin can do this.")
-    return user
-
-
 def csrf_token(request: Request) -> str:
     """This session's CSRF token (made at sign-in)."""
     return str(request.session.get("csrf", ""))
@@ -129,16 +114,6 @@ def check_csrf(request: Request, sent: str | None) -> None:
             "The form or request is stale (CSRF token missing or wrong); reload it.",
             reason="csrf",
         )
-
-
-def csrf_header(
-    request: Request,
-    _user: Annotated[User, Depends(signed_in)],
-    x_csrf_token: Annotated[str | None, Header(alias=CSRF_HEADER)] = None,
-) -> None:
-    """Dependency for API writes made with a session (401 first if there is none): the
-    ``X-CSRF-Token`` header must match the session's token."""
-    check_csrf(request, x_csrf_token)
 
 
 def limit_sign_ins(request: Request, username: str) -> None:
@@ -179,7 +154,11 @@ def sign_in(body: Credentials, request: Request) -> SessionOut:
 
 
 @router.get("/session")
-def current_session(request: Request, user: Annotated[User, Depends(signed_in)]) -> SessionOut:
+def current_session(request: Request) -> SessionOut:
+    """The signed-in user and this session's CSRF token (401 without a session)."""
+    user = session_user(request)
+    if user is None:
+        raise NotAuthenticated("Sign in first.")
     return SessionOut(
         user_id=user.id, username=user.username, role=user.role, csrf_token=csrf_token(request)
     )
