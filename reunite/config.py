@@ -75,6 +75,14 @@ class Settings(BaseSettings):
         1, ge=1, le=100, description="Re-samplings averaged per embedding (cost grows linearly)."
     )
 
+    approximate_min_faces: int = Field(
+        200_000,
+        ge=1000,
+        description="From this many faces of a kind, search it with an approximate (IVF) index.",
+    )
+    approximate_target_recall: float = Field(
+        0.99, gt=0.5, le=1.0, description="recall@10 against exact search the IVF index must reach."
+    )
     index_save_every: int = Field(
         200, ge=1, description="Save the index after this many face additions or removals."
     )

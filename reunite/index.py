@@ -1,4 +1,10 @@
-"""The FAISS index of face embeddings: one exact (flat L2) index per case kind, keyed by face id.
+"""The FAISS index of face embeddings: one index per case kind, keyed by face id.
+
+Each kind starts exact (flat L2: every face compared). ``optimize`` turns a kind with many faces
+into an approximate inverted-file index (IVF-Flat: faces grouped in ``nlist`` clusters, a query
+scanning the ``nprobe`` nearest), with ``nprobe`` raised until a sample of queries finds at
+least the target share of the exact top 10 (recall@10); the parameters and the measured recall
+go into the manifest.
 
 The index is derived data: the SQL store is the source of truth, and ``Reunite`` rebuilds or
 catches the index up from the store whenever the two disagree. Keeping one index per kind means a
@@ -21,7 +27,7 @@ import hashlib
 import json
 import threading
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -48,6 +54,9 @@ class Manifest:
     files: dict[str, str]
     saved_at: str
     format: int = FORMAT_VERSION
+    params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Per kind: ``{"type": "flat"}`` or ``{"type": "ivf_flat", "nlist", "nprobe",
+    "recall_at_10"}``."""
 
     @property
     def count(self) -> int:
@@ -63,7 +72,8 @@ class FaceIndex:
     def __init__(self, model: str, dim: int = 128) -> None:
         self.model = model
         self.dim = dim
-        self._indexes: dict[str, faiss.IndexIDMap2] = {kind: self._empty() for kind in KINDS}
+        self._indexes: dict[str, Any] = {kind: self._empty() for kind in KINDS}
+        self.params: dict[str, dict[str, Any]] = {kind: {"type": "flat"} for kind in KINDS}
         self._lock = threading.RLock()
 
     def _empty(self) -> faiss.IndexIDMap2:
@@ -76,9 +86,12 @@ class FaceIndex:
             return sum(int(self._indexes[k].ntotal) for k in kinds)
 
     def face_ids(self, kind: str) -> np.ndarray:
-        """The face ids held for ``kind``, int64, in insertion order."""
+        """The face ids held for ``kind``, int64 (insertion order for an exact index)."""
         with self._lock:
-            return faiss.vector_to_array(self._indexes[_checked_kind(kind)].id_map).astype(np.int64)
+            index = self._indexes[_checked_kind(kind)]
+            if isinstance(index, faiss.IndexIDMap2):
+                return faiss.vector_to_array(index.id_map).astype(np.int64)
+            return self._ids_and_vectors(kind)[0]
 
     @property
     def last_face_id(self) -> int:
@@ -103,9 +116,8 @@ class FaceIndex:
             return 0
         kinds = KINDS if kind is None else (_checked_kind(kind),)
         with self._lock:
-            # The SWIG signature names an IDSelector; FAISS accepts an id array and wraps it.
-            indexes: list[Any] = [self._indexes[k] for k in kinds]
-            return sum(int(index.remove_ids(ids)) for index in indexes)
+            selector = faiss.IDSelectorBatch(ids)
+            return sum(int(self._indexes[k].remove_ids(selector)) for k in kinds)
 
     def search(self, kind: str, vector: np.ndarray, k: int) -> list[tuple[int, float]]:
         """The ``k`` faces of ``kind`` nearest ``vector``: (face id, L2 distance), nearest first."""
@@ -120,6 +132,99 @@ class FaceIndex:
             for d, i in zip(squared[0], ids[0], strict=True)
             if i >= 0
         ]
+
+    def optimize(
+        self,
+        kind: str,
+        *,
+        min_faces: int,
+        target_recall: float = 0.99,
+        sample_queries: int = 200,
+        seed: int = 0,
+    ) -> dict[str, Any]:
+        """Make ``kind`` approximate (IVF-Flat) if it holds at least ``min_faces`` faces and the
+        approximate index pays (reaches the recall scanning at most half its clusters), else
+        exact; returns the parameters, also kept in ``params`` and the manifest.
+
+        ``nlist`` is 4 * sqrt(faces); ``nprobe`` doubles from 1 until ``sample_queries`` stored
+        faces, slightly perturbed, find ``target_recall`` of their exact top 10. Cost: k-means
+        on up to 256 faces a cluster, then one pass to add every face; about a minute for 1M
+        faces on two cores. Holds the index lock meanwhile.
+        """
+        kind = _checked_kind(kind)
+        with self._lock:
+            ids, vectors = self._ids_and_vectors(kind)
+            if len(ids) < min_faces:
+                if self.params[kind]["type"] != "flat":
+                    flat = self._empty()
+                    flat.add_with_ids(vectors, ids)
+                    self._indexes[kind] = flat
+                self.params[kind] = {"type": "flat"}
+                return self.params[kind]
+            nlist = int(min(65536, max(16, 4 * np.sqrt(len(ids)))))
+            rng = np.random.default_rng(seed)
+            training = vectors[rng.choice(len(vectors), min(len(vectors), 256 * nlist), False)]
+            ivf = faiss.IndexIVFFlat(faiss.IndexFlatL2(self.dim), self.dim, nlist)
+            ivf.train(training)
+            ivf.add_with_ids(vectors, ids)
+            picks = rng.choice(len(vectors), min(sample_queries, len(vectors)), False)
+            queries = vectors[picks] + rng.normal(0, 0.01, (len(picks), self.dim)).astype(
+                np.float32
+            )
+            exact = faiss.IndexFlatL2(self.dim)
+            exact.add(vectors)
+            _, truth = exact.search(queries, 10)
+            truth_ids = ids[truth]
+            nprobe, recall = 1, 0.0
+            while True:
+                ivf.nprobe = nprobe
+                _, found = ivf.search(queries, 10)
+                recall = float(
+                    np.mean(
+                        [len(set(a) & set(b)) / 10 for a, b in zip(found, truth_ids, strict=True)]
+                    )
+                )
+                if recall >= target_recall or nprobe >= nlist:
+                    break
+                nprobe = min(nlist, nprobe * 2)
+            if nprobe > nlist // 2:
+                # Scanning most clusters costs more than the exact scan it would replace.
+                if self.params[kind]["type"] != "flat":
+                    flat = self._empty()
+                    flat.add_with_ids(vectors, ids)
+                    self._indexes[kind] = flat
+                self.params[kind] = {
+                    "type": "flat",
+                    "approximate_rejected": f"recall@10 {recall:.3f} needed nprobe {nprobe} of "
+                    f"{nlist} clusters",
+                }
+                return self.params[kind]
+            self._indexes[kind] = ivf
+            self.params[kind] = {
+                "type": "ivf_flat",
+                "nlist": nlist,
+                "nprobe": nprobe,
+                "recall_at_10": round(recall, 4),
+                "faces": len(ids),
+            }
+            return self.params[kind]
+
+    def _ids_and_vectors(self, kind: str) -> tuple[np.ndarray, np.ndarray]:
+        """Every stored face of ``kind``: (ids, vectors), in the same order."""
+        index = self._indexes[kind]
+        if isinstance(index, faiss.IndexIDMap2):
+            vectors: np.ndarray = index.index.reconstruct_n(0, int(index.ntotal))
+            return faiss.vector_to_array(index.id_map).astype(np.int64), vectors
+        lists, ids, rows = index.invlists, [], []
+        for n in range(index.nlist):
+            size = lists.list_size(n)
+            if size:
+                ids.append(faiss.rev_swig_ptr(lists.get_ids(n), size).copy())
+                codes = faiss.rev_swig_ptr(lists.get_codes(n), size * lists.code_size)
+                rows.append(np.frombuffer(codes.copy(), dtype=np.float32).reshape(size, self.dim))
+        if not ids:
+            return np.empty(0, np.int64), np.empty((0, self.dim), np.float32)
+        return np.concatenate(ids).astype(np.int64), np.vstack(rows)
 
     def save(self, directory: Path) -> Manifest:
         """Write the index files and then the manifest, each atomically. Cost: O(faces) I/O."""
@@ -138,6 +243,7 @@ class FaceIndex:
                 last_face_id=self.last_face_id,
                 files=files,
                 saved_at=datetime.now(UTC).isoformat(),
+                params={k: dict(v) for k, v in self.params.items()},
             )
         write_atomically(
             directory / MANIFEST_NAME, json.dumps(manifest.__dict__, indent=2).encode("utf-8")
@@ -172,9 +278,13 @@ class FaceIndex:
                 raise IndexUnusable(f"Index file {name} cannot be decoded ({exc}).") from exc
             if loaded.d != dim or loaded.ntotal != manifest.counts.get(kind):
                 raise IndexUnusable(f"Index file {name} disagrees with its manifest.")
-            if not isinstance(loaded, faiss.IndexIDMap2):
-                raise IndexUnusable(f"Index file {name} is not an id-mapped index.")
+            if not isinstance(loaded, faiss.IndexIDMap2 | faiss.IndexIVFFlat):
+                raise IndexUnusable(f"Index file {name} is neither exact nor IVF-Flat.")
+            params = manifest.params.get(kind, {"type": "flat"})
+            if isinstance(loaded, faiss.IndexIVFFlat):
+                loaded.nprobe = int(params.get("nprobe", 1))
             index._indexes[kind] = loaded
+            index.params[kind] = dict(params)
         return index, manifest
 
 

@@ -1044,6 +1044,7 @@ class Reunite:
             added, removed = self._catch_up(index)
             self.index = index
             self._unsaved_changes += added + removed
+            self._unsaved_changes += self._fit_index_type(only_if_crossed=True)
             if added or removed:
                 reason = f"{added} faces added and {removed} removed since the last save"
                 log.warning("index: loaded and caught up with the store: %s", reason)
@@ -1077,10 +1078,28 @@ class Reunite:
                 for chunk in rows.partitions():
                     index.add(kind, [r.id for r in chunk], _matrix(r.embedding for r in chunk))
         self.index = index
+        self._fit_index_type(only_if_crossed=False)
         self._unsaved_changes = 1
         self.save_index()
         log.info("index: rebuilt with %d faces (%s)", index.count(), reason)
         return IndexReport("rebuilt", reason, self._counts())
+
+    def _fit_index_type(self, *, only_if_crossed: bool) -> int:
+        """Exact or approximate per kind, by size (``approximate_min_faces``); returns how many
+        kinds changed. With ``only_if_crossed`` a kind is left alone unless its size crossed
+        the threshold since it was built (a reload keeps its trained index)."""
+        changed = 0
+        threshold = self.settings.approximate_min_faces
+        for kind in KINDS:
+            approximate = self.index.params[kind]["type"] != "flat"
+            if only_if_crossed and approximate == (self.index.count(kind) >= threshold):
+                continue
+            params = self.index.optimize(
+                kind, min_faces=threshold, target_recall=self.settings.approximate_target_recall
+            )
+            changed += 1
+            log.info("index: %s faces: %s", kind, params)
+        return changed
 
     def _catch_up(self, index: FaceIndex) -> tuple[int, int]:
         """Add faces the store has and the index lacks; remove the reverse. Returns the counts."""

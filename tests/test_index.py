@@ -99,3 +99,64 @@ def test_damaged_index_directories_are_refused(tmp_path, damage):
         (tmp_path / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(IndexUnusable):
         FaceIndex.load(tmp_path, model=MODEL, dim=128)
+
+
+def clustered_faces(people: int, per_person: int, seed: int) -> np.ndarray:
+    """Vectors shaped like a face gallery: each person a centre, each photo near it (~0.4)."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(0, 0.09, (people, 128))
+    photos = np.repeat(centres, per_person, axis=0) + rng.normal(
+        0, 0.035, (people * per_person, 128)
+    )
+    return photos.astype(np.float32)
+
+
+def test_an_optimized_index_finds_what_brute_force_finds(tmp_path):
+    vectors = clustered_faces(4000, 5, seed=7)
+    ids = np.arange(1, len(vectors) + 1, dtype=np.int64)
+    index = FaceIndex(MODEL)
+    index.add("found", ids, vectors)
+    params = index.optimize("found", min_faces=10_000)
+    assert params["type"] == "ivf_flat" and params["recall_at_10"] >= 0.99
+    assert params["nprobe"] < params["nlist"]  # it really scans a part
+    probes = clustered_faces(4000, 5, seed=7)[::997] + 0.01
+    hits = 0
+    for probe in probes:
+        got = index.search("found", probe, 10)
+        want_ids, want_distances = brute_force(vectors, ids, probe, 10)
+        hits += len({i for i, _ in got} & set(want_ids.tolist()))
+        # Whatever it finds, its distances are the real L2 ones.
+        real = {i: d for i, d in zip(want_ids.tolist(), want_distances, strict=True)}
+        for face_id, distance in got:
+            if face_id in real:
+                assert distance == pytest.approx(real[face_id], abs=1e-5)
+    assert hits / (10 * len(probes)) >= 0.98
+    # Adds, removals, ids, save and load work as for the exact index.
+    index.add("found", [10**6], vectors[:1] + 0.001)
+    assert index.remove([1, 2, 3]) == 3
+    held = set(index.face_ids("found").tolist())
+    assert 10**6 in held and 1 not in held and len(held) == len(ids) - 2
+    index.save(tmp_path)
+    loaded, manifest = FaceIndex.load(tmp_path, model=MODEL, dim=128)
+    assert manifest.params["found"] == params and loaded.params["found"] == params
+    assert loaded.search("found", vectors[10], 3) == index.search("found", vectors[10], 3)
+
+
+def test_a_small_kind_stays_exact_and_can_go_back(tmp_path):
+    vectors = clustered_faces(300, 5, seed=8)
+    index = FaceIndex(MODEL)
+    index.add("missing", range(1, 1501), vectors)
+    assert index.optimize("missing", min_faces=10_000) == {"type": "flat"}
+    assert index.optimize("missing", min_faces=1000)["type"] == "ivf_flat"
+    assert index.optimize("missing", min_faces=10_000) == {"type": "flat"}
+    assert sorted(index.face_ids("missing").tolist()) == list(range(1, 1501))
+
+
+def test_an_approximate_index_that_would_not_pay_is_refused():
+    # Pure random vectors have no neighbourhoods: IVF must scan nearly every cluster to agree
+    # with exact search, so the exact index is kept and the reason recorded.
+    index = FaceIndex(MODEL)
+    index.add("found", range(1, 5001), random_faces(5000, seed=9))
+    params = index.optimize("found", min_faces=1000)
+    assert params["type"] == "flat" and "nprobe" in params["approximate_rejected"]
+    assert index.count("found") == 5000

@@ -396,3 +396,51 @@ def test_cross_age_pairs_are_kept_up_to_the_wider_tolerance(tmp_path, finder, sa
         assert (
             service.enroll_photo(undated.id, sample("obama3.jpg"), actor=ACTOR).new_candidates == []
         )
+
+
+def test_a_large_kind_gets_an_approximate_index_that_survives_a_restart(tmp_path, finder, caplog):
+    from reunite.faces import MODEL_NAME
+    from reunite.index import read_manifest
+    from reunite.store import Face as FaceRow
+    from reunite.store import Photo, embedding_bytes
+
+    from tests.test_index import clustered_faces
+
+    settings = settings_in(tmp_path, approximate_min_faces=10_000)
+    vectors = clustered_faces(4000, 5, seed=7)
+    with Reunite.open(settings, finder=finder) as service:
+        case = new_case(service, "missing")
+        with service.store.transaction() as session:
+            photo = Photo(
+                case_id=case.id, sha256="0" * 64, format="JPEG", width=1, height=1, byte_size=1
+            )
+            session.add(photo)
+            session.flush()
+            session.add_all(
+                FaceRow(
+                    photo_id=photo.id,
+                    case_id=case.id,
+                    kind="missing",
+                    top=0,
+                    right=1,
+                    bottom=1,
+                    left=0,
+                    embedding=embedding_bytes(vector),
+                    model=MODEL_NAME,
+                    pipeline="synthetic",
+                    face_width_px=1,
+                    sharpness=0.0,
+                )
+                for vector in vectors
+            )
+        with caplog.at_level(logging.INFO):
+            service.rebuild_index()
+        assert service.index.params["missing"]["type"] == "ivf_flat"
+        assert service.index.params["found"] == {"type": "flat"}
+        assert "ivf_flat" in caplog.text
+    manifest = read_manifest(settings.index_dir)
+    assert manifest.params["missing"]["recall_at_10"] >= 0.99
+    with Reunite.open(settings, finder=finder) as service:
+        assert service.index_report.how == "loaded"
+        assert service.index.params["missing"] == manifest.params["missing"]
+        assert service.index.count("missing") == 20000
