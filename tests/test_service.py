@@ -403,7 +403,6 @@ def test_a_large_kind_gets_an_approximate_index_that_survives_a_restart(tmp_path
     from reunite.index import read_manifest
     from reunite.store import Face as FaceRow
     from reunite.store import Photo, embedding_bytes
-
     from tests.test_index import clustered_faces
 
     settings = settings_in(tmp_path, approximate_min_faces=10_000)
