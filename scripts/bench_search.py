@@ -74,9 +74,8 @@ def main() -> int:
         latencies, found = timed_searches(index, probes)
         recall = float(np.mean([len(a & b) / 10 for a, b in zip(found, truth, strict=True)]))
         print(
-            f"{size:>9} {'ivf_flat':>10} {build_s:>8.2f} {statistics.median(latencies):>10.2f} "
-            f"{latencies[p99]:>7.2f} {recall:>9.3f}  nlist={params['nlist']} "
-            f"nprobe={params['nprobe']}"
+            f"{size:>9} {params['type']:>10} {build_s:>8.2f} {statistics.median(latencies):>10.2f} "
+            f"{latencies[p99]:>7.2f} {recall:>9.3f}  {params}"
         )
         del index, vectors
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
