@@ -22,7 +22,7 @@ import numpy as np
 
 from reunite import imaging
 from reunite.calibration import Calibration
-from reunite.faces import Pipeline, faces_in_image
+from reunite.faces import DLIB_LOCK, Pipeline, faces_in_image
 from reunite.files import write_atomically
 
 # ------------------------------------------------------------------------------ embeddings
@@ -53,9 +53,10 @@ def fallback_embedding(data: bytes, pipeline: Pipeline) -> np.ndarray:
     height, width = pixels.shape[:2]
     top, right, bottom, left = LFW_FACE_BOX
     box = (int(top * height), int(right * width), int(bottom * height), int(left * width))
-    [encoding] = face_recognition.face_encodings(
-        pixels, known_face_locations=[box], num_jitters=pipeline.num_jitters
-    )
+    with DLIB_LOCK:
+        [encoding] = face_recognition.face_encodings(
+            pixels, known_face_locations=[box], num_jitters=pipeline.num_jitters
+        )
     return np.asarray(encoding, dtype=np.float32)
 
 

@@ -10,6 +10,7 @@ Two embeddings of the same person are usually closer than 0.6 in L2 distance; se
 
 from __future__ import annotations
 
+import threading
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -28,6 +29,12 @@ with warnings.catch_warnings():
 # face_recognition sets this at import so that its own loader accepts truncated files; reunite
 # decodes photos itself (reunite.imaging) and must refuse truncated ones, Pillow's default.
 ImageFile.LOAD_TRUNCATED_IMAGES = False
+
+DLIB_LOCK = threading.Lock()
+"""face_recognition keeps one detector, shape predictor and network per process, and dlib
+releases the GIL while they run: two threads using them at once corrupt memory (a server
+crashed with "munmap_chunk(): invalid pointer" under 4 concurrent searches). Every dlib call
+takes this lock; parallelism comes from processes, not threads."""
 
 MODEL_NAME = "dlib_face_recognition_resnet_model_v1"
 EMBEDDING_DIM = 128
@@ -119,9 +126,10 @@ def face_boxes(pixels: np.ndarray, pipeline: Pipeline) -> list[Box]:
 
 
 def _detected(pixels: np.ndarray, pipeline: Pipeline) -> list[tuple[int, int, int, int]]:
-    found: list[tuple[int, int, int, int]] = face_recognition.face_locations(
-        pixels, number_of_times_to_upsample=pipeline.upsample_times, model=pipeline.detector
-    )
+    with DLIB_LOCK:
+        found: list[tuple[int, int, int, int]] = face_recognition.face_locations(
+            pixels, number_of_times_to_upsample=pipeline.upsample_times, model=pipeline.detector
+        )
     return found
 
 
@@ -159,9 +167,10 @@ def faces_in_image(pixels: np.ndarray, pipeline: Pipeline) -> list[Face]:
     boxes = face_boxes(pixels, pipeline)
     if not boxes:
         return []
-    encodings = face_recognition.face_encodings(
-        pixels, known_face_locations=list(boxes), num_jitters=pipeline.num_jitters
-    )
+    with DLIB_LOCK:
+        encodings = face_recognition.face_encodings(
+            pixels, known_face_locations=list(boxes), num_jitters=pipeline.num_jitters
+        )
     return [
         Face(
             box=box,
