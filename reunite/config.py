@@ -78,10 +78,10 @@ class Settings(BaseSettings):
     approximate_min_faces: int = Field(
         200_000,
         ge=1000,
-        description="From this many faces of a kind, search it with an approximate (IVF) index.",
+        description="From this many faces of a kind, search it with an approximate (HNSW) index.",
     )
     approximate_target_recall: float = Field(
-        0.99, gt=0.5, le=1.0, description="recall@10 against exact search the IVF index must reach."
+        0.99, gt=0.5, le=1.0, description="recall@10 against exact search the HNSW index must reach."
     )
     index_save_every: int = Field(
         200, ge=1, description="Save the index after this many face additions or removals."

@@ -1,4 +1,4 @@
-"""Search latency and recall@10 of the face index, exact and approximate (IVF-Flat), at 10k,
+"""Search latency and recall@10 of the face index, exact and approximate (HNSW), at 10k,
 100k and 1M faces of one kind.
 
     .venv/bin/python scripts/bench_search.py [--sizes 10000,100000,1000000] [--queries 200]
