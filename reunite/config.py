@@ -81,7 +81,7 @@ class Settings(BaseSettings):
         description="From this many faces of a kind, search it with an approximate (HNSW) index.",
     )
     approximate_target_recall: float = Field(
-        0.99, gt=0.5, le=1.0, description="recall@10 against exact search the HNSW index must reach."
+        0.99, gt=0.5, le=1.0, description="recall@10 against exact search that HNSW must reach."
     )
     index_save_every: int = Field(
         200, ge=1, description="Save the index after this many face additions or removals."
