@@ -39,8 +39,8 @@ from reunite.errors import IndexUnusable
 from reunite.files import write_atomically
 
 KINDS = ("missing", "found")
-HNSW_M = 32
-HNSW_EF_CONSTRUCTION = 80
+HNSW_M = 48
+HNSW_EF_CONSTRUCTION = 120
 HNSW_MAX_EF_SEARCH = 1024
 MANIFEST_NAME = "manifest.json"
 FORMAT_VERSION = 1
@@ -74,7 +74,8 @@ class FaceIndex:
     in results and in ``face_ids``, listed in the manifest, and dropped at the next rebuild.
 
     Cost: exact search, about 0.03 ms per 1,000 faces of the searched kind per query (31 ms at
-    1M on two cores); HNSW, about 0.5 ms at 100k for recall@10 0.99 (scripts/bench_search.py).
+    1M on two cores); HNSW, 0.7 ms at 100k (recall@10 0.999) and about 4 ms at 1M (0.99)
+    (scripts/bench_search.py).
     """
 
     def __init__(self, model: str, dim: int = 128) -> None:
@@ -171,8 +172,8 @@ class FaceIndex:
 
         The graph's ``efSearch`` doubles from 16 until ``sample_queries`` stored faces, slightly
         perturbed, find ``target_recall`` of their exact top 10; past 1,024 the graph is refused
-        and the kind stays exact. Cost: about 8 s per 100,000 faces on two cores. Holds the
-        index lock meanwhile.
+        and the kind stays exact. Cost: about 15 s per 100,000 faces on two cores (258 s for
+        1M). Holds the index lock meanwhile.
         """
         kind = _checked_kind(kind)
         with self._lock:
