@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from reunite import errors
+from reunite.batch import prepared_photos
 from reunite.config import Settings
 from reunite.service import Reunite
 from reunite.store import Case, CaseFields
@@ -91,6 +92,12 @@ def _parser() -> argparse.ArgumentParser:
     source.add_argument("folder", nargs="?", type=Path, help="folder of JPEG/PNG/WebP photos")
     source.add_argument("--manifest", type=Path, help="CSV manifest of cases")
     enroll.add_argument("--kind", choices=["missing", "found"], help="case kind (folder mode)")
+    enroll.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="processes that decode and embed photos (default: one per core)",
+    )
     for column in MANIFEST_CASE_COLUMNS[1:]:
         enroll.add_argument(f"--{column.replace('_', '-')}", dest=column, help=f"case {column}")
     enroll.set_defaults(run=_enroll)
@@ -232,29 +239,48 @@ def _enroll(args: argparse.Namespace) -> int:
         jobs = [({"kind": args.kind, **fields}, photos)]
     failures = 0
     with Reunite.open(Settings()) as service:
+        cases: list[Case | None] = []
         for row, (fields, photos) in enumerate(jobs, start=1):
             try:
                 case = _existing_or_new_case(service, fields)
             except (errors.InvalidInput, errors.Conflict) as exc:
                 failures += 1
+                cases.append(None)
                 print(json.dumps({"row": row, "error": exc.code, "message": exc.message}))
                 continue
+            cases.append(case)
             if not photos:
                 print(json.dumps({"row": row, "case_id": case.id, "photos": 0}))
-            for path in photos:
-                outcome: dict[str, Any] = {"case_id": case.id, "photo": str(path)}
+        wanted = [
+            (case, path)
+            for case, (_, photos) in zip(cases, jobs, strict=True)
+            if case is not None
+            for path in photos
+        ]
+        prepared = prepared_photos(
+            [path for _, path in wanted],
+            pipeline=service.pipeline,
+            max_bytes=service.settings.max_upload_bytes,
+            max_pixels=service.settings.max_pixels,
+            workers=args.workers,
+        )
+        for (case, path), ready in zip(wanted, prepared, strict=True):
+            outcome: dict[str, Any] = {"case_id": case.id, "photo": str(path)}
+            if ready.photo is None:
+                failures += 1
+                outcome |= {"error": ready.code, "message": ready.message}
+            else:
                 try:
-                    result = service.enroll_photo(case.id, path.read_bytes(), actor=_actor())
+                    result = service.enroll_prepared(case.id, ready.photo, actor=_actor())
                     outcome |= {
                         "photo_id": result.photo.id,
                         "created": result.created,
                         "new_candidate_ids": [v.candidate.id for v in result.new_candidates],
                     }
-                except (errors.InvalidInput, OSError) as exc:
+                except (errors.InvalidInput, errors.Conflict) as exc:
                     failures += 1
-                    code = getattr(exc, "code", "unreadable_file")
-                    outcome |= {"error": code, "message": str(exc)}
-                print(json.dumps(outcome, ensure_ascii=False))
+                    outcome |= {"error": exc.code, "message": exc.message}
+            print(json.dumps(outcome, ensure_ascii=False))
     return 1 if failures else 0
 
 

@@ -7,6 +7,7 @@ decompression bomb) is refused without allocating it.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import warnings
@@ -29,24 +30,23 @@ _WIDE_GRAY_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
 
 @dataclass(frozen=True)
 class DecodedImage:
-    """A decoded photo. ``pixels`` is ``(height, width, 3)`` uint8 RGB, already turned upright."""
+    """A decoded photo. ``pixels`` is ``(height, width, 3)`` uint8 RGB, already turned upright
+    (empty in a copy from ``without_pixels``); ``width`` and ``height`` are the upright size."""
 
     pixels: np.ndarray
     format: str
     sha256: str
     byte_size: int
+    width: int
+    height: int
 
     @property
     def media_type(self) -> str:
         return MEDIA_TYPES[self.format]
 
-    @property
-    def width(self) -> int:
-        return int(self.pixels.shape[1])
-
-    @property
-    def height(self) -> int:
-        return int(self.pixels.shape[0])
+    def without_pixels(self) -> DecodedImage:
+        """The same facts without the pixel array (cheap to send between processes)."""
+        return dataclasses.replace(self, pixels=np.empty((0, 0, 3), dtype=np.uint8))
 
 
 def sha256_hex(data: bytes) -> str:
@@ -96,6 +96,8 @@ def decoded_image(data: bytes, *, max_bytes: int, max_pixels: int) -> DecodedIma
         format=str(image.format),
         sha256=sha256_hex(data),
         byte_size=len(data),
+        width=width,
+        height=height,
     )
 
 

@@ -467,7 +467,7 @@ class Reunite:
         """Decode a case photo and find its one face, storing nothing (the costly half of
         ``enroll_photo``). Raises the same photo errors as ``enroll_photo``."""
         image = self.decoded_photo(data)
-        face = _chosen_face(self._finder(image.pixels, self.pipeline), face_index)
+        face = chosen_face(self._finder(image.pixels, self.pipeline), face_index)
         return PreparedPhoto(data=data, image=image, face=face)
 
     def enroll_prepared(
@@ -1462,7 +1462,7 @@ def _box_of(face: FaceRow) -> tuple[int, int, int, int]:
     return (face.top, face.right, face.bottom, face.left)
 
 
-def _chosen_face(faces: list[Face], face_index: int | None) -> Face:
+def chosen_face(faces: list[Face], face_index: int | None) -> Face:
     """The one face to enroll from a case photo (see ``Reunite.enroll_photo``)."""
     if not faces:
         raise NoFaceFound(

@@ -5,6 +5,7 @@ import json
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -181,3 +182,29 @@ def test_calibrate_from_labelled_photos_keeps_the_old_file(workdir, faces_dir, c
     assert "previous kept as" in capsys.readouterr().out
     assert len(list(workdir.glob("calibration.*.json"))) == 1
     assert main(["calibrate", "--decisions"]) == 4  # no labelled pairs at all
+
+
+def test_enroll_over_two_processes_matches_one(tmp_path, faces_dir, capsys, monkeypatch):
+    folder = copy_samples(
+        faces_dir, tmp_path / "photos", "obama.jpg", "two_people.jpg", "biden.jpg"
+    )
+    (folder / "broken.jpg").write_bytes(b"not a photo")
+    outcomes = {}
+    for workers in ("1", "2"):
+        monkeypatch.setenv("REUNITE_DATA_DIR", str(tmp_path / workers / "data"))
+        monkeypatch.setenv("REUNITE_INDEX_DIR", str(tmp_path / workers / "index"))
+        assert main(["enroll", str(folder), "--kind", "found", "--workers", workers]) == 1
+        outcomes[workers] = [
+            (Path(o["photo"]).name, o.get("error"), o.get("created"))
+            for o in lines(capsys.readouterr().out)
+        ]
+    assert (
+        outcomes["1"]
+        == outcomes["2"]
+        == [
+            ("biden.jpg", None, True),
+            ("broken.jpg", "unsupported_image", None),
+            ("obama.jpg", None, True),
+            ("two_people.jpg", "multiple_faces", None),
+        ]
+    )
