@@ -426,6 +426,8 @@ class Reunite:
             self._count_changes(len(face_ids))
             for photo in photos:
                 self._forget_photo_file(photo)
+            for face_id in face_ids:
+                self._crop_path(face_id).unlink(missing_ok=True)
         self.on_outbox()
         log.info("case %d deleted with %d faces", case_id, len(face_ids))
 
@@ -602,7 +604,9 @@ class Reunite:
     def face_crop(self, face_id: int, *, actor: str) -> bytes:
         """A JPEG of one face, with a 25% margin, cut from its upright photo; the view is audited.
 
-        Cost: one decode of the stored photo.
+        Crops are kept in ``<data_dir>/crops/`` (a face's box never changes; the crop goes with
+        its case), so a review page of 25 candidates does not decode 50 photos each time.
+        Cost: one decode of the stored photo the first time, a file read after.
         """
         with self.store.transaction() as session:
             face = session.get(FaceRow, face_id)
@@ -610,6 +614,9 @@ class Reunite:
                 raise NotFound(f"There is no face {face_id}.")
             self._audit(session, actor, "face.view", face.case_id, face_id=face_id)
             photo = session.get_one(Photo, face.photo_id)
+        cached = self._crop_path(face_id)
+        if cached.exists():
+            return cached.read_bytes()
         data = self._photo_path(photo.sha256, photo.format).read_bytes()
         pixels = imaging.decoded_image(
             data, max_bytes=len(data), max_pixels=self.settings.max_pixels
@@ -619,7 +626,12 @@ class Reunite:
         margin_x = int((face.right - face.left) * CROP_MARGIN)
         top, bottom = max(face.top - margin_y, 0), min(face.bottom + margin_y, height)
         left, right = max(face.left - margin_x, 0), min(face.right + margin_x, width)
-        return imaging.jpeg_bytes(pixels[top:bottom, left:right])
+        crop = imaging.jpeg_bytes(pixels[top:bottom, left:right])
+        write_atomically(cached, crop)
+        return crop
+
+    def _crop_path(self, face_id: int) -> Path:
+        return self.settings.data_dir / "crops" / f"{face_id}.jpg"
 
     # ------------------------------------------------------------------------- candidates
 

@@ -443,3 +443,13 @@ def test_a_large_kind_gets_an_approximate_index_that_survives_a_restart(tmp_path
         assert service.index_report.how == "loaded"
         assert service.index.params["missing"] == manifest.params["missing"]
         assert service.index.count("missing") == 20000
+
+
+def test_face_crops_are_kept_and_go_with_their_case(service, sample, settings):
+    case = new_case(service, "missing")
+    face = service.enroll_photo(case.id, sample("obama.jpg"), actor=ACTOR).faces[0]
+    first = service.face_crop(face.id, actor=ACTOR)
+    kept = settings.data_dir / "crops" / f"{face.id}.jpg"
+    assert kept.read_bytes() == first == service.face_crop(face.id, actor=ACTOR)
+    service.delete_case(case.id, actor=ACTOR)
+    assert not kept.exists()
