@@ -99,3 +99,14 @@ def test_the_queue_pages_through_every_candidate(staff, sample):
         more = re.search(r'id="queue-more" href="([^"]+)"', page)
         url = more.group(1).replace("&amp;", "&") if more else None
     assert len(seen) == 27 and len(set(seen)) == 27
+
+
+def test_the_case_page_links_each_face_to_its_whole_photo(staff, sample):
+    service = staff.app.state.service
+    case = service.create_case({"kind": "found"}, actor="t")
+    photo = service.enroll_photo(case.id, sample("obama2.jpg"), actor="t").photo
+    page = staff.get(f"/cases/{case.id}").text
+    link = f'href="/api/v1/photos/{photo.id}/image"'
+    assert link in page
+    whole = staff.get(f"/api/v1/photos/{photo.id}/image")  # the staff session may open it
+    assert whole.status_code == 200 and whole.content == sample("obama2.jpg")
