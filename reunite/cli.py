@@ -23,7 +23,7 @@ from reunite import errors
 from reunite.batch import prepared_photos
 from reunite.config import Settings
 from reunite.service import Reunite
-from reunite.store import Case, CaseFields
+from reunite.store import Case, CaseFacts
 
 EXIT_CODES: dict[type[errors.ReuniteError], int] = {
     errors.NotFound: 3,
@@ -34,7 +34,7 @@ EXIT_CODES: dict[type[errors.ReuniteError], int] = {
 PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
 MIN_SAME_PAIRS, MIN_DIFFERENT_PAIRS = 20, 100
 """Least evidence ``reunite calibrate`` fits on: fewer pairs make a curve that means nothing."""
-MANIFEST_CASE_COLUMNS = tuple(name for name in CaseFields.model_fields if name != "status")
+MANIFEST_CASE_COLUMNS = ("kind", "agency", "external_ref", *CaseFacts.model_fields)
 
 
 def exit_code_of(error: errors.ReuniteError) -> int:

@@ -348,14 +348,9 @@ EARLIEST_DATE = date(1900, 1, 1)
 """No date of a case or photo may be earlier than this."""
 
 
-class CaseFields(BaseModel):
-    """The facts of a case, as a person or an agency supplies them (validated)."""
+class CaseFacts(BaseModel):
+    """What is known of the person: the fields every case record carries, whoever sends it."""
 
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-
-    kind: CaseKind
-    agency: str | None = Field(None, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")
-    external_ref: str | None = Field(None, min_length=1, max_length=128)
     name: str | None = Field(None, max_length=200)
     sex: Sex = "unknown"
     birth_date: date | None = None
@@ -366,6 +361,16 @@ class CaseFields(BaseModel):
     place: str | None = Field(None, max_length=500)
     description: str | None = Field(None, max_length=5000)
     contact: str | None = Field(None, max_length=500)
+
+
+class CaseFields(CaseFacts):
+    """The facts of a case, as a person or an agency supplies them (validated)."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    kind: CaseKind
+    agency: str | None = Field(None, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")
+    external_ref: str | None = Field(None, min_length=1, max_length=128)
     status: CaseStatus = "open"
 
     @field_validator("agency", "external_ref", "name", "place", "description", "contact")

@@ -159,6 +159,8 @@ def enqueue_candidate_event(
     payload holds ids, the receiving agency's own case reference, the distance and the status:
     never names, photos or embeddings. Returns how many events were written.
     """
+    if event_type not in EVENT_TYPES:
+        raise ValueError(f"unknown event type {event_type!r}")
     written = 0
     # Agencies own missing cases (reunite.access.owns); a found case's agency field is a rescue
     # center's reference and gives its holder no right to hear about others' cases.

@@ -27,7 +27,7 @@ from pydantic import BaseModel
 from reunite.api import schemas as api_schemas
 from reunite.api.auth import SESSION_COOKIE
 from reunite.api.errors import PROBLEM_MEDIA_TYPE
-from reunite.api.schemas import Problem
+from reunite.api.schemas import CASE_RECORD_EXAMPLE, Problem
 
 Access = Literal["key", "session", "public"]
 
@@ -81,15 +81,9 @@ PHOTO_PLACEHOLDER = "(the bytes of a JPEG, PNG or WebP photo)"
 SCHEMA_EXAMPLES: dict[str, list[dict[str, Any]]] = {
     "CaseFields": [
         {
-            "kind": "missing",
+            **CASE_RECORD_EXAMPLE,
             "agency": "SH-PSB",
             "external_ref": "2024-0042",
-            "name": "李建国",
-            "sex": "male",
-            "birth_year_min": 1960,
-            "birth_year_max": 1962,
-            "date_missing": "2024-02-20",
-            "place": "杭州",
             "contact": "138-0000-0000",
         },
         {"kind": "found", "sex": "male", "date_found": "2024-03-02", "place": "上海市救助管理站"},

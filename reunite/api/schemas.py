@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from reunite.access import Principal, owns
 from reunite.review import birth_years
 from reunite.service import CandidateView, Enrollment, FaceResult
-from reunite.store import Case, CaseKind, CaseStatus, Photo, Sex
+from reunite.store import Case, CaseFacts, CaseKind, CaseStatus, Photo, Sex
 from reunite.store import Face as FaceRow
 
 # ----------------------------------------------------------------- examples (OpenAPI document)
@@ -214,38 +214,25 @@ def case_out(case: Case, principal: Principal | None = None) -> CaseOut:
     )
 
 
-class CaseRecord(BaseModel):
+CASE_RECORD_EXAMPLE: dict[str, Any] = {
+    "kind": "missing",
+    "name": "李建国",
+    "sex": "male",
+    "birth_year_min": 1960,
+    "birth_year_max": 1962,
+    "date_missing": "2024-02-20",
+    "place": "杭州",
+}
+"""One missing person's record, the example the API documents (also in ``CaseFields``'s)."""
+
+
+class CaseRecord(CaseFacts):
     """A whole case record for ``PUT /agencies/{agency}/cases/{external_ref}`` (the agency and
     reference come from the path). Fields left out are empty."""
 
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={
-            "examples": [
-                {
-                    "kind": "missing",
-                    "name": "李建国",
-                    "sex": "male",
-                    "birth_year_min": 1960,
-                    "birth_year_max": 1962,
-                    "date_missing": "2024-02-20",
-                    "place": "杭州",
-                }
-            ]
-        },
-    )
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [CASE_RECORD_EXAMPLE]})
 
     kind: CaseKind
-    name: str | None = Field(None, max_length=200)
-    sex: Sex = "unknown"
-    birth_date: date | None = None
-    birth_year_min: int | None = Field(None, ge=1900, le=2100)
-    birth_year_max: int | None = Field(None, ge=1900, le=2100)
-    date_missing: date | None = None
-    date_found: date | None = None
-    place: str | None = Field(None, max_length=500)
-    description: str | None = Field(None, max_length=5000)
-    contact: str | None = Field(None, max_length=500)
     status: CaseStatus | None = Field(None, description="Left out: the stored status is kept.")
 
 
