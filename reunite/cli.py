@@ -76,6 +76,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--host", default=None, help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=None, help="port (default 8000)")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="worker processes (default 1, or REUNITE_WORKERS); each loads the index",
+    )
     serve.set_defaults(run=_serve)
 
     enroll = commands.add_parser(
@@ -209,15 +215,35 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from reunite.api import create_app
+    from reunite.api.auth import session_secret
     from reunite.api.observability import configure_logging
     from reunite.device import chosen_devices
 
-    overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+    overrides = {
+        k: v
+        for k, v in (("host", args.host), ("port", args.port), ("workers", args.workers))
+        if v is not None
+    }
     settings = Settings(**overrides)
     configure_logging(settings.log_format)  # INFO: says how the index was made ready
     chosen_devices(settings.device)  # a bad REUNITE_DEVICE stops here, with its reason
+    if settings.workers == 1:
+        uvicorn.run(
+            create_app(settings),
+            host=settings.host,
+            port=settings.port,
+            access_log=False,
+            log_config=None,
+        )
+        return 0
+    # Several processes: each builds its app from the environment. Made here, once, so the
+    # workers do not race to create them: the data folder and the session key.
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    session_secret(settings)
     uvicorn.run(
-        create_app(settings),
+        "reunite.api:app_from_environment",
+        factory=True,
+        workers=settings.workers,
         host=settings.host,
         port=settings.port,
         access_log=False,

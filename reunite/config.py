@@ -86,6 +86,13 @@ class Settings(BaseSettings):
     index_save_every: int = Field(
         200, ge=1, description="Save the index after this many face additions or removals."
     )
+    index_sync_interval_s: float = Field(
+        2.0,
+        gt=0,
+        le=300,
+        description="Seconds between a server's checks for faces added or removed by other "
+        "processes and for a newer index build on disk.",
+    )
 
     age_margin_years: int = Field(
         5, ge=0, le=50, description="Slack, in years, before an age difference is flagged."
@@ -138,6 +145,13 @@ class Settings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = 8000
+    workers: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="API worker processes. Each holds its own copy of the index (memory: "
+        "about 0.6 KB per face each) and searches on its own core.",
+    )
 
     @property
     def photos_dir(self) -> Path:

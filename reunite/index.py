@@ -19,14 +19,25 @@ Files in the index directory, each replaced atomically (temp file, fsync, rename
 
 ``manifest.json`` is written last and names the model, the dimension, the counts, the last face id
 and the SHA-256 of each index file, so a half-written or corrupted set is detected on load.
+
+Several processes (API workers, servers on other machines, a ``reunite reindex`` run) may share
+one index directory. Saves and loads take an exclusive ``flock`` on ``<dir>/.lock``
+(``DirectoryLock``), so nobody reads a set that is half replaced. Each index carries a *build*
+(``build_id``, ``built_at``): saving keeps the build, rebuilding from the store starts a new one.
+A process never saves its index over a newer build, and adopts a newer build it finds on disk
+(``Reunite.sync_index``): that is how a rebuilt index reaches running servers without a restart.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
+import os
 import threading
-from collections.abc import Iterable
+import uuid
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -60,6 +71,10 @@ class Manifest:
     params: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Per kind: ``{"type": "flat"}`` or ``{"type": "hnsw", "M", "ef_search", "recall_at_10"}``,
     plus ``removed``: tombstoned face ids of a graph."""
+    build_id: str = ""
+    """Which build this is: kept by saves, new for each index built from the store."""
+    built_at: str = ""
+    """When the build started from the store (ISO 8601, UTC): a later one is newer."""
 
     @property
     def count(self) -> int:
@@ -84,6 +99,8 @@ class FaceIndex:
         self._indexes: dict[str, faiss.IndexIDMap2] = {kind: self._empty() for kind in KINDS}
         self._removed: dict[str, set[int]] = {kind: set() for kind in KINDS}
         self.params: dict[str, dict[str, Any]] = {kind: {"type": "flat"} for kind in KINDS}
+        self.build_id = uuid.uuid4().hex
+        self.built_at = datetime.now(UTC).isoformat()
         self._lock = threading.RLock()
 
     def _empty(self) -> faiss.IndexIDMap2:
@@ -133,9 +150,8 @@ class FaceIndex:
         with self._lock:
             for k in kinds:
                 if self._graph(k):
-                    held = set(self.face_ids(k).tolist())
-                    doomed = {int(i) for i in ids} & held
-                    self._removed[k] |= doomed
+                    doomed = np.unique(ids[np.isin(ids, self.face_ids(k))])
+                    self._removed[k] |= {int(i) for i in doomed}
                     removed += len(doomed)
                 else:
                     removed += int(self._indexes[k].remove_ids(faiss.IDSelectorBatch(ids)))
@@ -268,6 +284,8 @@ class FaceIndex:
                     k: dict(v) | ({"removed": sorted(self._removed[k])} if self._removed[k] else {})
                     for k, v in self.params.items()
                 },
+                build_id=self.build_id,
+                built_at=self.built_at,
             )
         write_atomically(
             directory / MANIFEST_NAME, json.dumps(manifest.__dict__, indent=2).encode("utf-8")
@@ -312,7 +330,12 @@ class FaceIndex:
             index._indexes[kind] = loaded
             index._removed[kind] = {int(i) for i in removed}
             index.params[kind] = params
+        index.build_id, index.built_at = manifest.build_id, manifest.built_at
         return index, manifest
+
+    def is_older_than(self, manifest: Manifest) -> bool:
+        """Whether ``manifest`` describes a newer build than this index's."""
+        return manifest.build_id != self.build_id and manifest.built_at > self.built_at
 
 
 def read_manifest(directory: Path) -> Manifest:
@@ -328,6 +351,39 @@ def read_manifest(directory: Path) -> Manifest:
     if manifest.format != FORMAT_VERSION:
         raise IndexUnusable(f"Index format {manifest.format} is not {FORMAT_VERSION}.")
     return manifest
+
+
+class DirectoryLock:
+    """An exclusive lock on a directory, shared by processes (``flock`` on ``<dir>/.lock``) and
+    re-entrant within one process. Released by the kernel if its holder dies."""
+
+    def __init__(self, directory: Path) -> None:
+        self.path = directory / ".lock"
+        self._local = threading.RLock()
+        self._depth = 0
+        self._fd = -1
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        """Hold the lock for the ``with`` block (waits for other processes to release it)."""
+        with self._local:
+            if self._depth == 0:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX)
+                except BaseException:
+                    os.close(fd)
+                    raise
+                self._fd = fd
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+                if self._depth == 0:
+                    os.close(self._fd)  # closing the descriptor releases the flock
+                    self._fd = -1
 
 
 def _checked_kind(kind: str) -> str:

@@ -45,7 +45,7 @@ from reunite.errors import (
 )
 from reunite.faces import EMBEDDING_DIM, MODEL_NAME, Face, FaceFinder, Pipeline, faces_in_image
 from reunite.files import write_atomically
-from reunite.index import KINDS, MANIFEST_NAME, FaceIndex
+from reunite.index import KINDS, MANIFEST_NAME, DirectoryLock, FaceIndex, read_manifest
 from reunite.matching import CaseMatch, nearest_cases, other_kind
 from reunite.store import (
     EARLIEST_DATE,
@@ -57,6 +57,7 @@ from reunite.store import (
     CaseFields,
     OutboxEvent,
     Photo,
+    RemovedFace,
     Store,
     User,
     Webhook,
@@ -178,6 +179,12 @@ class Reunite:
         """Counts since start: ``enrollments``, ``searches``, ``candidates`` (for metrics)."""
         self.index = FaceIndex(MODEL_NAME, EMBEDDING_DIM)
         self.index_report = IndexReport("empty", "not opened yet", {k: 0 for k in KINDS})
+        self._index_dir_lock = DirectoryLock(settings.index_dir)
+        self._face_mark = 0
+        """Highest face id (committed) that the index has seen; see ``sync_index``."""
+        self._removal_mark = 0
+        """Highest ``removed_faces`` id that the index has applied."""
+        self._manifest_stamp: tuple[int, int, int] | None = None
 
     @classmethod
     def open(
@@ -369,6 +376,8 @@ class Reunite:
             for name, value in fields.model_dump().items():
                 setattr(case, name, value)
             if reopened:  # matching skipped it while closed: catch up on what arrived since
+                self.store.lock_faces(session)
+                self._pull_changes(session)
                 session.flush()
                 faces = session.scalars(select(FaceRow).where(FaceRow.case_id == case.id))
                 for face in list(faces):
@@ -385,10 +394,12 @@ class Reunite:
         self._require_ready()
         with self._write_lock:
             with self.store.transaction() as session:
+                self.store.lock_faces(session)
                 case = self._case(session, case_id)
                 face_ids = list(
                     session.scalars(select(FaceRow.id).where(FaceRow.case_id == case_id))
                 )
+                session.add_all(RemovedFace(face_id=i, kind=case.kind) for i in face_ids)
                 photos = list(session.scalars(select(Photo).where(Photo.case_id == case_id)))
                 doomed = session.scalars(
                     select(Candidate).where(
@@ -482,6 +493,10 @@ class Reunite:
         data, image, face = prepared.data, prepared.image, prepared.face
         with self._write_lock:
             with self.store.transaction() as session:
+                # One enrollment at a time across processes, each matched against every face
+                # committed before it (other servers' faces included).
+                self.store.lock_faces(session)
+                self._pull_changes(session)
                 case = self._case(session, case_id)
                 existing = self._existing_enrollment(session, case_id, image.sha256)
                 if existing is not None:
@@ -537,6 +552,7 @@ class Reunite:
                 )
                 new_views = self._views(session, new_candidates)
             self.index.add(case.kind, [row.id], face.embedding[None, :])
+            self._face_mark = max(self._face_mark, row.id)
             self._count_changes(1)
         self.on_outbox()
         self.stats["enrollments"] += 1
@@ -1040,7 +1056,7 @@ class Reunite:
         from the store since it was saved are then added or removed. A missing, corrupt or
         foreign index is rebuilt from the store. The log says which happened and why.
         """
-        with self._write_lock:
+        with self._write_lock, self._index_dir_lock.held():
             try:
                 index, manifest = FaceIndex.load(
                     self.settings.index_dir, model=MODEL_NAME, dim=EMBEDDING_DIM
@@ -1053,8 +1069,11 @@ class Reunite:
                 level = logging.INFO if first_start and not stored else logging.WARNING
                 log.log(level, "index: rebuilding from the store: %s", exc)
                 return self._rebuild(f"{exc}")
+            with self.store.transaction() as session:
+                marks = self._marks(session)  # before the catch-up: see ``_pull_changes``
             added, removed = self._catch_up(index)
             self.index = index
+            self._face_mark, self._removal_mark = marks
             self._unsaved_changes += added + removed
             self._unsaved_changes += self._fit_index_type(only_if_crossed=True)
             if added or removed:
@@ -1066,20 +1085,132 @@ class Reunite:
             return IndexReport("loaded", "manifest matches the store", self._counts())
 
     def rebuild_index(self) -> IndexReport:
-        """Build a fresh index from every face in the store, swap it in and save it."""
+        """Build a fresh index from every face in the store, swap it in and save it. Running
+        servers sharing the index directory adopt it within ``index_sync_interval_s``."""
         with self._write_lock:
             return self._rebuild("requested")
 
     def save_index(self) -> None:
-        """Write the index files and manifest atomically (no-op if nothing changed)."""
-        with self._write_lock:
-            if self._unsaved_changes or not (self.settings.index_dir / MANIFEST_NAME).exists():
-                self.index.save(self.settings.index_dir)
+        """Write the index files and manifest atomically (no-op if nothing changed).
+
+        Never over a newer build on disk (made by another process): that one is adopted by the
+        next ``sync_index`` instead.
+        """
+        directory = self.settings.index_dir
+        with self._write_lock, self._index_dir_lock.held():
+            try:
+                on_disk = read_manifest(directory)
+            except IndexUnusable:
+                on_disk = None
+            if on_disk is not None and self.index.is_older_than(on_disk):
+                log.info("index: not saved: a newer build is on disk (%s)", on_disk.build_id)
+                return
+            if self._unsaved_changes or on_disk is None or on_disk.build_id != self.index.build_id:
+                self.index.save(directory)
                 self._unsaved_changes = 0
+
+    def sync_index(self) -> tuple[int, int]:
+        """Bring this process's index in step with the store and the index directory; returns
+        (faces added, faces removed).
+
+        First adopts a newer build that another process saved (``reunite reindex``), caught up
+        with the store; then applies the faces other processes (API workers, other servers)
+        added or deleted since the last sync. Servers call it every ``index_sync_interval_s``;
+        enrollment does the same step under the faces lock before matching.
+
+        Cost: a ``stat`` of the manifest and two indexed queries when nothing changed; loading
+        the new build (seconds per million faces) when there is one.
+        """
+        self._require_ready()
+        self._adopt_newer_build()
+        with self._write_lock, self.store.transaction() as session:
+            return self._pull_changes(session)
+
+    def _adopt_newer_build(self) -> bool:
+        directory = self.settings.index_dir
+        try:
+            stat = (directory / MANIFEST_NAME).stat()
+        except FileNotFoundError:
+            return False
+        stamp = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
+        if stamp == self._manifest_stamp:
+            return False
+        with self._index_dir_lock.held():
+            try:
+                if not self.index.is_older_than(read_manifest(directory)):
+                    self._manifest_stamp = stamp
+                    return False
+                index, manifest = FaceIndex.load(directory, model=MODEL_NAME, dim=EMBEDDING_DIM)
+            except IndexUnusable as exc:
+                log.warning("index: a newer build on disk is unusable, keeping ours: %s", exc)
+                self._manifest_stamp = stamp
+                return False
+        with self._write_lock:
+            with self.store.transaction() as session:
+                marks = self._marks(session)
+            added, removed = self._catch_up(index)
+            self.index = index
+            self._face_mark, self._removal_mark = marks
+            self._manifest_stamp = stamp
+        log.info(
+            "index: adopted build %s (%d faces, saved at %s); caught up: %d added, %d removed",
+            manifest.build_id,
+            index.count(),
+            manifest.saved_at,
+            added,
+            removed,
+        )
+        return True
+
+    def _marks(self, session: Session) -> tuple[int, int]:
+        """The store's highest face id and ``removed_faces`` id, now."""
+        return (
+            session.scalar(select(func.max(FaceRow.id))) or 0,
+            session.scalar(select(func.max(RemovedFace.id))) or 0,
+        )
+
+    def _pull_changes(self, session: Session) -> tuple[int, int]:
+        """Add the faces committed since ``_face_mark`` and remove those deleted since
+        ``_removal_mark``; returns (added, removed).
+
+        Faces are committed in id order (``Store.lock_faces``), so nothing committed can hide
+        below a mark. A face may arrive twice (a catch-up ran after the mark was read), so those
+        already held are skipped.
+        """
+        added = removed = 0
+        rows = session.execute(
+            select(FaceRow.id, FaceRow.kind, FaceRow.model, FaceRow.embedding)
+            .where(FaceRow.id > self._face_mark)
+            .order_by(FaceRow.id)
+        ).all()
+        for kind in KINDS:
+            ours = [r for r in rows if r.kind == kind and r.model == MODEL_NAME]
+            if not ours:
+                continue
+            ids = np.array([r.id for r in ours], dtype=np.int64)
+            new = ~np.isin(ids, self.index.face_ids(kind))
+            if new.any():
+                self.index.add(kind, ids[new], _matrix(r.embedding for r in ours)[new])
+                added += int(new.sum())
+        if rows:
+            self._face_mark = max(self._face_mark, rows[-1].id)
+        gone = session.execute(
+            select(RemovedFace.id, RemovedFace.face_id)
+            .where(RemovedFace.id > self._removal_mark)
+            .order_by(RemovedFace.id)
+        ).all()
+        if gone:
+            removed = self.index.remove(r.face_id for r in gone)
+            self._removal_mark = gone[-1].id
+        if added or removed:
+            self._unsaved_changes += added + removed
+            log.info("index: %d faces added and %d removed by other processes", added, removed)
+        return added, removed
 
     def _rebuild(self, reason: str) -> IndexReport:
         index = FaceIndex(MODEL_NAME, EMBEDDING_DIM)
         with self.store.transaction() as session:
+            marks = self._marks(session)  # before reading the faces: see ``_pull_changes``
             for kind in KINDS:
                 rows = session.execute(
                     select(FaceRow.id, FaceRow.embedding)
@@ -1090,6 +1221,7 @@ class Reunite:
                 for chunk in rows.partitions():
                     index.add(kind, [r.id for r in chunk], _matrix(r.embedding for r in chunk))
         self.index = index
+        self._face_mark, self._removal_mark = marks
         self._fit_index_type(only_if_crossed=False)
         self._unsaved_changes = 1
         self.save_index()

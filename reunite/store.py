@@ -9,6 +9,8 @@ SQLAlchemy 2 over SQLite by default; any SQLAlchemy URL works (PostgreSQL includ
     api_keys                             machine clients (police systems): role, agency, hash
     webhooks ─< outbox_events            agencies' endpoints; events waiting for delivery
     audit_events                         append-only: who did what to which ids, never names
+    removed_faces                        ids of deleted faces, so every server's index drops them
+    locks                                rows a writer locks to take turns (``Store.lock_faces``)
 
 ``audit_events`` refuses UPDATE and DELETE at the database level (triggers), so no code path,
 ours or a careless one, can rewrite history.
@@ -48,6 +50,7 @@ from sqlalchemy import (
     UniqueConstraint,
     create_engine,
     event,
+    update,
 )
 from sqlalchemy.engine import Dialect, Engine
 from sqlalchemy.exc import IntegrityError
@@ -169,6 +172,30 @@ class Face(Base):
     @property
     def vector(self) -> np.ndarray:
         return embedding_vector(self.embedding)
+
+
+class RemovedFace(Base):
+    """A face deleted from the store: servers sharing the store read these (in ``id`` order)
+    to drop the face from their own indexes (``Reunite.sync_index``). Ids only, no biometrics."""
+
+    __tablename__ = "removed_faces"
+    __table_args__ = (NEVER_REUSED_IDS,)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    face_id: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(7))
+    removed_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utc_now)
+
+
+class Lock(Base):
+    """A named row that writers lock (``UPDATE``) to take turns across processes and machines."""
+
+    __tablename__ = "locks"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+
+
+FACES_LOCK = "faces"
 
 
 class Candidate(Base):
@@ -437,6 +464,24 @@ class Store:
         self.engine: Engine = _engine(url)
         Base.metadata.create_all(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        try:
+            with self.transaction() as session:
+                if session.get(Lock, FACES_LOCK) is None:
+                    session.add(Lock(name=FACES_LOCK))
+        except Conflict:
+            pass  # another process created it at the same moment
+
+    @staticmethod
+    def lock_faces(session: Session) -> None:
+        """Hold the faces lock until ``session``'s transaction ends.
+
+        Every transaction that adds or deletes faces takes it first, so such transactions run
+        one at a time across all processes sharing the store. Face ids and ``removed_faces`` ids
+        are therefore committed in increasing order, which lets a server catch up with
+        ``WHERE id > last seen``, and a new face is matched against every face committed
+        before it. (SQLite allows one writer anyway; on PostgreSQL this is a row lock.)
+        """
+        session.execute(update(Lock).where(Lock.name == FACES_LOCK).values(name=FACES_LOCK))
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:

@@ -1,5 +1,8 @@
 """``reunite serve`` as a real process: it serves, keeps what it accepted across a restart."""
 
+import re
+import time
+
 import httpx2
 
 from tests.server import Server
@@ -55,3 +58,58 @@ def test_concurrent_searches_do_not_crash_the_server(tmp_path, faces_dir):
     finally:
         log = server.stop()
     assert "invalid pointer" not in log
+
+
+def test_several_worker_processes_share_the_store_and_keep_their_indexes_in_step(tmp_path, sample):
+    server = Server(tmp_path, REUNITE_WORKERS="2", REUNITE_INDEX_SYNC_INTERVAL_S="0.5")
+    try:
+        api = f"{server.url}/api/v1"
+
+        def searched_case_ids() -> set[int]:
+            # A new connection each time, so the requests spread over the worker processes.
+            files = {"file": ("obama2.jpg", sample("obama2.jpg"), "image/jpeg")}
+            found = httpx2.post(f"{api}/search", files=files, timeout=60, headers=server.auth)
+            assert found.status_code == 200, found.text
+            return {c["case"]["id"] for c in found.json()["faces"][0]["candidates"]}
+
+        deadline = time.monotonic() + 60  # every worker ready: ten answers in a row
+        while sum(_ready(server) for _ in range(10)) < 10:
+            assert time.monotonic() < deadline, "the workers did not all get ready"
+            time.sleep(0.2)
+
+        missing = httpx2.post(f"{api}/cases", json={"kind": "missing"}, headers=server.auth)
+        files = {"file": ("obama.jpg", sample("obama.jpg"), "image/jpeg")}
+        enrolled = httpx2.post(
+            f"{api}/cases/{missing.json()['id']}/photos",
+            files=files,
+            timeout=60,
+            headers=server.auth,
+        )
+        assert enrolled.status_code == 201, enrolled.text
+        found = httpx2.post(f"{api}/cases", json={"kind": "found"}, headers=server.auth)
+        files = {"file": ("obama2.jpg", sample("obama2.jpg"), "image/jpeg")}
+        matched = httpx2.post(
+            f"{api}/cases/{found.json()['id']}/photos",
+            files=files,
+            timeout=60,
+            headers=server.auth,
+        )
+        assert matched.status_code == 201, matched.text
+        # Whichever worker enrolled it, the pair is proposed: the other worker's face counts.
+        assert [c["missing_case_id"] for c in matched.json()["new_candidates"]] == [
+            missing.json()["id"]
+        ]
+        time.sleep(1.5)  # three sync rounds
+        assert all(missing.json()["id"] in searched_case_ids() for _ in range(8))
+
+        deleted = httpx2.delete(f"{api}/cases/{missing.json()['id']}", headers=server.auth)
+        assert deleted.status_code == 204, deleted.text
+        time.sleep(1.5)
+        assert all(missing.json()["id"] not in searched_case_ids() for _ in range(8))
+    finally:
+        log = server.stop()
+    assert len(set(re.findall(r"Started server process \[(\d+)\]", log))) == 2
+
+
+def _ready(server: Server) -> bool:
+    return httpx2.get(f"{server.url}/readyz", headers=server.auth).status_code == 200

@@ -7,7 +7,7 @@ import pytest
 
 from reunite import errors
 from reunite.faces import MODEL_NAME
-from reunite.index import FaceIndex
+from reunite.index import FaceIndex, read_manifest
 from reunite.service import Reunite
 from reunite.store import AuditEvent, Candidate
 from tests.conftest import settings_in
@@ -453,3 +453,70 @@ def test_face_crops_are_kept_and_go_with_their_case(service, sample, settings):
     assert kept.read_bytes() == first == service.face_crop(face.id, actor=ACTOR)
     service.delete_case(case.id, actor=ACTOR)
     assert not kept.exists()
+
+
+# ------------------------------------------------------- several processes sharing one store
+
+
+def ranked_ids(service: Reunite, data: bytes) -> list[int]:
+    [result] = service.search_photo(data, actor=ACTOR)
+    return [r.case.id for r in result.ranked]
+
+
+def test_servers_sharing_a_store_match_each_others_faces_and_sync(settings, finder, sample):
+    """Two services on one store and index folder stand in for two API worker processes:
+    each has its own index, and neither is told about the other's writes."""
+    with (
+        Reunite.open(settings, finder=finder) as one,
+        Reunite.open(settings, finder=finder) as two,
+    ):
+        missing = new_case(one, "missing")
+        one.enroll_photo(missing.id, sample("obama.jpg"), actor=ACTOR)
+        assert ranked_ids(two, sample("obama2.jpg")) == []  # not synced yet
+
+        # Enrolling pulls the other process's faces first: the pair is never missed.
+        found = new_case(two, "found")
+        enrollment = two.enroll_photo(found.id, sample("obama2.jpg"), actor=ACTOR)
+        assert [v.candidate.missing_case_id for v in enrollment.new_candidates] == [missing.id]
+
+        assert one.sync_index() == (1, 0)  # the found face arrives in the first process
+        assert two.sync_index() == (0, 0)  # already pulled while enrolling
+        assert one.index.count() == two.index.count() == 2
+
+        one.delete_case(missing.id, actor=ACTOR)
+        assert two.index.count("missing") == 1
+        assert two.sync_index() == (0, 1)
+        assert two.index.count("missing") == 0
+        assert one.index.count() == two.index.count() == 1
+
+
+def test_a_rebuilt_index_is_adopted_by_running_servers_without_losing_enrollments(
+    settings, finder, sample, caplog
+):
+    with (
+        Reunite.open(settings, finder=finder) as server,
+        Reunite.open(settings, finder=finder, load_index=False) as reindexer,
+    ):
+        first = new_case(server, "missing")
+        server.enroll_photo(first.id, sample("obama.jpg"), actor=ACTOR)
+        old_build = server.index.build_id
+
+        reindexer.rebuild_index()
+        # The server enrolls while it still searches its old build...
+        second = new_case(server, "missing")
+        server.enroll_photo(second.id, sample("biden.jpg"), actor=ACTOR)
+        server.save_index()  # ... and does not save over the newer build,
+        assert read_manifest(settings.index_dir).build_id == reindexer.index.build_id
+
+        with caplog.at_level(logging.INFO):
+            server.sync_index()  # ... then adopts it, caught up with the store.
+        assert "adopted build" in caplog.text
+        assert server.index.build_id == reindexer.index.build_id != old_build
+        assert ranked_ids(server, sample("obama2.jpg")) == [first.id]
+        assert server.index.count("missing") == 2
+        assert sorted(server.index.face_ids("missing")) == sorted(
+            f.id for c in (first, second) for _, faces in server.photos(c.id) for f in faces
+        )
+    with Reunite.open(settings, finder=finder) as restarted:
+        assert restarted.index_report.how in {"loaded", "caught_up"}
+        assert restarted.index.count("missing") == 2

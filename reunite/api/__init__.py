@@ -50,7 +50,10 @@ def create_app(settings: Settings | None = None, *, finder: FaceFinder = faces_i
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         service = await run_in_threadpool(Reunite.open, settings, finder=finder, load_index=False)
         app.state.service = service
-        loader = threading.Thread(target=_load_index, args=(service,), name="index-loader")
+        stop_syncing = threading.Event()
+        loader = threading.Thread(
+            target=_load_and_sync_index, args=(service, stop_syncing), name="index-sync"
+        )
         loader.start()
         worker = WebhookWorker(service.store, settings)
         app.state.webhook_worker = worker
@@ -61,6 +64,7 @@ def create_app(settings: Settings | None = None, *, finder: FaceFinder = faces_i
         finally:
             # One delivery may take up to four timeouts (connect, write, read, pool).
             await run_in_threadpool(worker.stop, 4 * settings.webhook_timeout_s + 5)
+            stop_syncing.set()
             await run_in_threadpool(loader.join)
             await run_in_threadpool(service.close)
 
@@ -141,10 +145,26 @@ def _body_limit(scope: Scope, settings: Settings) -> int:
     return settings.max_upload_bytes * photos + MULTIPART_OVERHEAD_BYTES
 
 
-def _load_index(service: Reunite) -> None:
+def app_from_environment() -> FastAPI:
+    """``create_app`` with settings from the environment: the factory each worker process
+    calls when ``reunite serve`` runs several (``REUNITE_WORKERS``)."""
+    from reunite.api.observability import configure_logging
+
+    settings = Settings()
+    configure_logging(settings.log_format)  # a spawned worker starts with logging unset
+    return create_app(settings)
+
+
+def _load_and_sync_index(service: Reunite, stop: threading.Event) -> None:
+    """Load the index, then keep it in step with other processes until ``stop`` is set."""
     try:
         report = service.make_ready()
     except Exception:  # the thread must say why, or the service would stay "not ready" silently
         log.exception("index: loading failed; the service stays not ready")
         return
     log.info("index ready (%s: %s), counts %s", report.how, report.reason, report.counts)
+    while not stop.wait(service.settings.index_sync_interval_s):
+        try:
+            service.sync_index()
+        except Exception:  # keep syncing: a failed round (database busy, disk full) is retried
+            log.exception("index: sync with the store failed; retrying")
