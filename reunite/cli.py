@@ -14,7 +14,9 @@ import getpass
 import json
 import logging
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -199,9 +201,36 @@ def _parser() -> argparse.ArgumentParser:
 
     reindex = commands.add_parser(
         "reindex",
-        help="rebuild the FAISS index from the store",
-        description="Rebuild the FAISS index from every face in the store and save it "
-        "atomically. Run it with the server stopped, or restart the server afterwards.",
+        help="re-embed stale faces, then rebuild the FAISS index from the store",
+        description="Embed again every face made by another model or pipeline version (or "
+        "every face, with --all), from its stored photo, then build a fresh FAISS index from "
+        "the store and save it atomically as a new build. Running servers keep answering and "
+        "switch to it within REUNITE_INDEX_SYNC_INTERVAL_S. Interrupted, it resumes where it "
+        "stopped. Prints a JSON summary; exit 1 if some faces could not be embedded again.",
+    )
+    reindex.add_argument("--all", action="store_true", help="re-embed every face")
+    reindex.add_argument(
+        "--workers", type=int, default=None, help="embedding processes (default: one per core)"
+    )
+    reindex.add_argument(
+        "--ray-address",
+        default=None,
+        help="embed on a Ray cluster instead: 'auto' or 'ray://HOST:PORT' (needs the ray extra)",
+    )
+    reindex.add_argument(
+        "--index-type",
+        choices=["auto", "flat", "hnsw"],
+        default="auto",
+        help="flat (exact) or hnsw (approximate); auto: by size (REUNITE_APPROXIMATE_MIN_FACES)",
+    )
+    reindex.add_argument(
+        "--skip-reembed", action="store_true", help="only rebuild the index from the store"
+    )
+    reindex.add_argument(
+        "--batch-size",
+        type=int,
+        default=256,
+        help="faces written per transaction (at most this many are redone after a kill)",
     )
     reindex.set_defaults(run=_reindex)
     return parser
@@ -510,12 +539,77 @@ def _calibrate(args: argparse.Namespace) -> int:
 
 
 def _reindex(args: argparse.Namespace) -> int:
-    with Reunite.open(Settings()) as service:
-        report = service.rebuild_index()
-    print(
-        f"index rebuilt: {report.counts['missing']} missing, {report.counts['found']} found faces"
-    )
-    return 0
+    from reunite.reembedding import ReembedReport, reembed_faces
+
+    summary: dict[str, Any] = {}
+    embedded = ReembedReport()
+    with Reunite.open(Settings(), load_index=False) as service:
+        if not args.skip_reembed:
+            with progress_display("re-embedding", unit="face") as progress:
+                embedded = reembed_faces(
+                    service,
+                    everything=args.all,
+                    workers=args.workers,
+                    ray_address=args.ray_address,
+                    progress=progress,
+                    batch_size=args.batch_size,
+                )
+            summary["reembed"] = {
+                "faces": embedded.total,
+                "reembedded": embedded.reembedded,
+                "failed": [
+                    {"face_id": i, "error": code, "message": message}
+                    for i, code, message in embedded.failed
+                ],
+                "resumed_after_face_id": embedded.resumed_after_face_id,
+                "seconds": round(embedded.seconds, 1),
+                "faces_per_s": round(embedded.total / embedded.seconds, 2)
+                if embedded.seconds
+                else None,
+            }
+        started = time.perf_counter()
+        report = service.rebuild_index(args.index_type)
+        summary["index"] = {
+            "counts": report.counts,
+            "params": service.index.params,
+            "build_id": service.index.build_id,
+            "seconds": round(time.perf_counter() - started, 1),
+        }
+    print(json.dumps(summary, ensure_ascii=False))
+    return 1 if embedded.failed else 0
+
+
+@contextmanager
+def progress_display(label: str, *, unit: str) -> Iterator[Callable[[int, int], None]]:
+    """A progress callback (done, total): a bar with rate and ETA on a terminal, else a log
+    line every 10 seconds (and at the end)."""
+    if sys.stderr.isatty():
+        from tqdm import tqdm
+
+        with tqdm(desc=label, unit=unit, dynamic_ncols=True) as bar:
+
+            def advance(done: int, total: int) -> None:
+                bar.total = total
+                bar.update(done - bar.n)
+
+            yield advance
+        return
+    started = time.monotonic()
+    last_shown = [started]
+
+    def log_line(done: int, total: int) -> None:
+        now = time.monotonic()
+        if now - last_shown[0] >= 10 or done >= total:
+            last_shown[0] = now
+            rate = done / max(now - started, 1e-9)
+            eta = (total - done) / rate if rate else float("inf")
+            print(
+                f"{label}: {done}/{total} {unit}s, {rate:.1f}/s, about {eta:.0f} s left",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    yield log_line
 
 
 if __name__ == "__main__":

@@ -8,6 +8,9 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+DEFAULT_MIN_FACE_PX = 100
+"""Faces narrower than this, pixels, give poor embeddings anyway (see models/README.md)."""
+
 
 class Settings(BaseSettings):
     """All run-time settings. Every field can be set as ``REUNITE_<FIELD_NAME>``.
@@ -61,12 +64,13 @@ class Settings(BaseSettings):
         description="dlib face detector: 'hog' or 'cnn'. Unset: 'cnn' on CUDA, else 'hog' (the "
         "CNN detector takes seconds a photo on a CPU).",
     )
-    detect_max_side_px: int | None = Field(
-        None,
-        ge=160,
-        description="Detect faces on a copy at most this many pixels on its longest side "
-        "(embeddings always use the full photo); unset: detect on the full photo. Off by "
-        "default until the speed issue's benchmarks choose a value.",
+    min_face_px: int = Field(
+        DEFAULT_MIN_FACE_PX,
+        ge=0,
+        le=2000,
+        description="Narrowest face to find, pixels of the photo: detection runs on a copy "
+        "reduced as far as that allows (embeddings always use the full photo). 0: detect on "
+        "the full photo, down to the detector's limit (40 px), several times slower.",
     )
     upsample_times: int = Field(
         1, ge=0, le=3, description="Times dlib upsamples the image to find smaller faces."

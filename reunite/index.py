@@ -50,9 +50,11 @@ from reunite.errors import IndexUnusable
 from reunite.files import write_atomically
 
 KINDS = ("missing", "found")
-HNSW_M = 48
+HNSW_M = 32
 HNSW_EF_CONSTRUCTION = 120
 HNSW_MAX_EF_SEARCH = 1024
+EF_SEARCH_STEPS = (16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024)
+"""``efSearch`` values tried in turn (each about 1.5x the last) until the recall is reached."""
 MANIFEST_NAME = "manifest.json"
 FORMAT_VERSION = 1
 
@@ -159,19 +161,26 @@ class FaceIndex:
 
     def search(self, kind: str, vector: np.ndarray, k: int) -> list[tuple[int, float]]:
         """The ``k`` faces of ``kind`` nearest ``vector``: (face id, L2 distance), nearest first."""
-        query = np.ascontiguousarray(np.asarray(vector, dtype=np.float32).reshape(1, self.dim))
+        return self.search_many(kind, np.asarray(vector).reshape(1, self.dim), k)[0]
+
+    def search_many(self, kind: str, vectors: np.ndarray, k: int) -> list[list[tuple[int, float]]]:
+        """``search`` for each row of ``vectors`` (n, dim) at once: one call into FAISS, which
+        spreads the queries over its threads. Cost per query falls with the batch size."""
+        queries = np.ascontiguousarray(np.asarray(vectors, dtype=np.float32).reshape(-1, self.dim))
         with self._lock:
             kind = _checked_kind(kind)
             index, removed = self._indexes[kind], self._removed[kind]
             if index.ntotal == 0 or k <= 0:
-                return []
-            squared, ids = index.search(query, min(k + len(removed), int(index.ntotal)))
-        hits = [
-            (int(i), float(np.sqrt(max(float(d), 0.0))))
-            for d, i in zip(squared[0], ids[0], strict=True)
-            if i >= 0 and int(i) not in removed
+                return [[] for _ in queries]
+            squared, ids = index.search(queries, min(k + len(removed), int(index.ntotal)))
+        return [
+            [
+                (int(i), float(np.sqrt(max(float(d), 0.0))))
+                for d, i in zip(row_d, row_i, strict=True)
+                if i >= 0 and int(i) not in removed
+            ][:k]
+            for row_d, row_i in zip(squared, ids, strict=True)
         ]
-        return hits[:k]
 
     def optimize(
         self,
@@ -206,12 +215,10 @@ class FaceIndex:
             queries = vectors[picks] + rng.normal(0, 0.01, (len(picks), self.dim)).astype(
                 np.float32
             )
-            exact = faiss.IndexFlatL2(self.dim)
-            exact.add(vectors)
-            _, truth = exact.search(queries, 10)
+            _, truth = faiss.knn(queries, vectors, 10)  # brute force, no copy of the vectors
             truth_ids = ids[truth]
-            ef_search, recall = 16, 0.0
-            while ef_search <= HNSW_MAX_EF_SEARCH:
+            recall = 0.0
+            for ef_search in EF_SEARCH_STEPS:
                 hnsw.hnsw.efSearch = ef_search
                 _, found = graph.search(queries, 10)
                 recall = float(
@@ -221,7 +228,6 @@ class FaceIndex:
                 )
                 if recall >= target_recall:
                     break
-                ef_search *= 2
             params: dict[str, Any]
             if recall < target_recall:
                 params = {
@@ -257,7 +263,14 @@ class FaceIndex:
         """Every live face of ``kind``: (ids, vectors), in the same order."""
         index = self._indexes[kind]
         ids = faiss.vector_to_array(index.id_map).astype(np.int64)
-        vectors: np.ndarray = index.index.reconstruct_n(0, int(index.ntotal))
+        vectors: np.ndarray
+        if self._graph(kind):
+            vectors = index.index.reconstruct_n(0, int(index.ntotal))
+        else:  # a view of the flat index's own storage: no copy (512 MB per million faces)
+            flat: Any = faiss.downcast_index(index.index)
+            vectors = faiss.rev_swig_ptr(flat.get_xb(), int(index.ntotal) * self.dim).reshape(
+                -1, self.dim
+            )
         if self._removed[kind]:
             live = ~np.isin(ids, np.fromiter(self._removed[kind], np.int64))
             ids, vectors = ids[live], vectors[live]

@@ -11,6 +11,7 @@ SQLAlchemy 2 over SQLite by default; any SQLAlchemy URL works (PostgreSQL includ
     audit_events                         append-only: who did what to which ids, never names
     removed_faces                        ids of deleted faces, so every server's index drops them
     locks                                rows a writer locks to take turns (``Store.lock_faces``)
+    batch_jobs                           where an interrupted re-embedding stands
 
 ``audit_events`` refuses UPDATE and DELETE at the database level (triggers), so no code path,
 ours or a careless one, can rewrite history.
@@ -196,6 +197,20 @@ class Lock(Base):
 
 
 FACES_LOCK = "faces"
+
+
+class BatchJob(Base):
+    """Where an interrupted batch job (``reunite reindex``) stands, written in the same
+    transaction as its work, so that a rerun resumes exactly there."""
+
+    __tablename__ = "batch_jobs"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    settings: Mapped[str] = mapped_column(String(256))
+    """What the job was asked to do; a rerun with other settings starts over."""
+    cursor: Mapped[int] = mapped_column(Integer, default=0)
+    """The last item (face id) done; items are done in increasing order."""
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utc_now)
 
 
 class Candidate(Base):

@@ -1,12 +1,14 @@
 """Photos per second and median latency: plain face_recognition against reunite's pipeline.
 
-    .venv/bin/python scripts/bench_embed.py [--max-side 1024] [--lfw 100]
+    .venv/bin/python scripts/bench_embed.py [--min-face-px 100] [--lfw 100]
 
 Three sets: LFW images (250 px), the sample photos as they are (0.1-3.3 MP), and the same
 samples enlarged to phone size (12 MP, 4000x3000-ish). "plain" is face_recognition as its
-README shows (load_image_file, face_encodings on the full image). "reunite" decodes once and
-detects on a copy at most --max-side px long, embedding from the full image. One process; the
-ratio is measured in the same run.
+README shows (load_image_file, face_encodings on the full image). "reunite" is the service's
+pipeline: it decodes once and detects on a copy reduced as far as faces of --min-face-px allow
+(``Pipeline.detection_scale``), embedding from the full image. One process; the ratio is
+measured in the same run. "same" counts plain's faces that reunite found too (box IoU >= 0.5),
+and "photos" the photos where plain found a face and reunite found none (must be 0).
 """
 
 from __future__ import annotations
@@ -37,12 +39,13 @@ def phone_sized(data: bytes) -> bytes:
 
 
 def timed(run, items):  # type: ignore[no-untyped-def]
-    latencies, faces = [], 0
+    """(total seconds, median seconds, each item's face boxes)."""
+    latencies, boxes = [], []
     for item in items:
         started = time.perf_counter()
-        faces += run(item)
+        boxes.append(run(item))
         latencies.append(time.perf_counter() - started)
-    return sum(latencies), statistics.median(latencies), faces
+    return sum(latencies), statistics.median(latencies), boxes
 
 
 def main() -> int:
@@ -50,7 +53,7 @@ def main() -> int:
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--faces-dir", type=Path, default=Path("../shared/faces"))
-    parser.add_argument("--max-side", type=int, default=1024)
+    parser.add_argument("--min-face-px", type=int, default=100)
     parser.add_argument("--lfw", type=int, default=100, help="LFW images to time")
     args = parser.parse_args()
     samples = sorted((args.faces_dir / "samples").iterdir())
@@ -60,29 +63,47 @@ def main() -> int:
         "samples": [p.read_bytes() for p in samples],
         "phone_12mp": [phone_sized(p.read_bytes()) for p in samples],
     }
-    fast = Pipeline(detect_max_side_px=args.max_side)
+    fast = Pipeline(min_face_px=args.min_face_px)
 
-    def plain(data: bytes) -> int:
+    def plain(data: bytes) -> list[tuple[int, int, int, int]]:
         image = face_recognition.load_image_file(io.BytesIO(data))
-        return len(face_recognition.face_encodings(image))
+        boxes = face_recognition.face_locations(image)
+        face_recognition.face_encodings(image, known_face_locations=boxes)
+        return [tuple(b) for b in boxes]
 
-    def ours(data: bytes) -> int:
+    def ours(data: bytes) -> list[tuple[int, int, int, int]]:
         pixels = decoded_image(data, max_bytes=len(data) + 1, max_pixels=10**9).pixels
-        return len(faces_in_image(pixels, fast))
+        return [tuple(f.box) for f in faces_in_image(pixels, fast)]
 
     print(
         f"{'set':<12} {'photos':>6} {'plain/s':>8} {'ours/s':>8} {'ratio':>6} "
-        f"{'plain ms':>9} {'ours ms':>8}  faces plain/ours"
+        f"{'plain ms':>9} {'ours ms':>8}  faces plain/ours/same  photos missed"
     )
     for name, items in sets.items():
-        plain_s, plain_median, plain_faces = timed(plain, items)
-        ours_s, ours_median, ours_faces = timed(ours, items)
+        plain_s, plain_median, plain_boxes = timed(plain, items)
+        ours_s, ours_median, our_boxes = timed(ours, items)
+        same = sum(
+            any(iou(a, b) >= 0.5 for b in mine)
+            for theirs, mine in zip(plain_boxes, our_boxes, strict=True)
+            for a in theirs
+        )
+        missed = sum(bool(t) and not m for t, m in zip(plain_boxes, our_boxes, strict=True))
         print(
             f"{name:<12} {len(items):>6} {len(items) / plain_s:>8.2f} {len(items) / ours_s:>8.2f} "
             f"{plain_s / ours_s:>6.2f} {plain_median * 1000:>9.0f} {ours_median * 1000:>8.0f}  "
-            f"{plain_faces}/{ours_faces}"
+            f"{sum(map(len, plain_boxes))}/{sum(map(len, our_boxes))}/{same}  {missed}",
+            flush=True,
         )
     return 0
+
+
+def iou(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
+    """Intersection over union of two (top, right, bottom, left) boxes."""
+    height = min(a[2], b[2]) - max(a[0], b[0])
+    width = min(a[1], b[1]) - max(a[3], b[3])
+    inter = max(0, height) * max(0, width)
+    area = (a[2] - a[0]) * (a[1] - a[3]) + (b[2] - b[0]) * (b[1] - b[3])
+    return inter / (area - inter) if inter else 0.0
 
 
 if __name__ == "__main__":

@@ -1,10 +1,12 @@
 """Face detection and embedding on the real sample photos."""
 
+import cv2
 import numpy as np
 import pytest
 
 from reunite.faces import Pipeline, faces_in_image
 from reunite.imaging import decoded_image
+from tests.conftest import FACES_DIR
 
 SAMPLES = [
     "obama.jpg",
@@ -38,21 +40,56 @@ def test_faces_are_ordered_left_to_right_with_128_d_embeddings(sample):
         assert face.face_width_px == face.box.width and face.sharpness > 0
 
 
-@pytest.mark.parametrize("name", SAMPLES)
-def test_detecting_on_a_reduced_copy_finds_the_same_faces(sample, name):
-    pixels = pixels_of(sample, name)
-    plain = faces_in_image(pixels, Pipeline())
-    reduced = faces_in_image(pixels, Pipeline(detect_max_side_px=1024))
-    assert len(reduced) == len(plain)
-    for a, b in zip(plain, reduced, strict=True):
-        assert iou(a.box, b.box) > 0.7
+def enlarged(pixels: np.ndarray, megapixels: float) -> np.ndarray:
+    scale = (megapixels * 1e6 / (pixels.shape[0] * pixels.shape[1])) ** 0.5
+    return cv2.resize(pixels, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC)
+
+
+def all_samples() -> list[str]:
+    folder = FACES_DIR / "samples"
+    return sorted(p.name for p in folder.iterdir() if p.suffix != ".md") if folder.is_dir() else []
+
+
+@pytest.mark.parametrize("name", [*all_samples(), "obama_and_biden.jpg@12MP"])
+def test_detecting_on_a_reduced_copy_finds_the_faces_plain_detection_finds(sample, name):
+    """Every face at least ``min_face_px`` wide that full-size detection finds is found on the
+    reduced copy, with nearly the same embedding; a photo with a face always gets one."""
+    photo, _, size = name.partition("@")
+    pixels = pixels_of(sample, photo)
+    if size:
+        pixels = enlarged(pixels, 12)
+    fast = Pipeline(min_face_px=100)
+    plain = faces_in_image(pixels, Pipeline(min_face_px=None))
+    reduced = faces_in_image(pixels, fast)
+    assert bool(reduced) == bool(plain)
+    for face in plain:
+        if face.face_width_px < fast.min_face_px:
+            continue
+        [twin] = [r for r in reduced if iou(face.box, r.box) > 0.5]
         # Boxes found at another scale start the landmarks a little elsewhere: measured up to
         # 0.21 for the 150 px faces of obama_and_biden.jpg, about 0.05 for larger ones.
-        assert np.linalg.norm(a.embedding - b.embedding) < 0.25
+        assert np.linalg.norm(face.embedding - twin.embedding) < 0.25
+
+
+def test_the_detection_scale_keeps_the_narrowest_face_visible():
+    fast = Pipeline(min_face_px=100, upsample_times=1)
+    assert fast.detection_scale(3000, 4000) == pytest.approx(0.4)  # 100 px -> 40 px, doubled
+    assert fast.detection_scale(480, 640) == 1.0  # small photos are searched whole
+    assert fast.detection_scale(1000, 1000) == pytest.approx(0.64)  # never under 640 px
+    assert Pipeline(min_face_px=None).detection_scale(3000, 4000) == 1.0
+    assert Pipeline(min_face_px=100, upsample_times=0).detection_scale(3000, 4000) == 0.8
 
 
 def test_a_small_face_missed_on_the_reduced_copy_is_found_at_full_size(sample):
-    # A 160 px copy of obama_small.jpg is too small for HOG; the retry at full size finds it.
-    pixels = pixels_of(sample, "obama_small.jpg")
-    found = faces_in_image(pixels, Pipeline(detect_max_side_px=160))
-    assert len(found) == 1
+    # obama_small.jpg on a 4000 x 3000 canvas: told to look for 1,000 px faces, detection
+    # reduces it to 0.16, where the face is too small to see; the retry at full size finds it.
+    small = pixels_of(sample, "obama_small.jpg")
+    pixels = np.full((3000, 4000, 3), 255, dtype=np.uint8)
+    pixels[1000 : 1000 + small.shape[0], 1500 : 1500 + small.shape[1]] = small
+    fast = Pipeline(min_face_px=1000)
+    assert fast.detection_scale(3000, 4000) == pytest.approx(0.16)
+    assert not faces_in_image(
+        cv2.resize(pixels, None, fx=0.16, fy=0.16), Pipeline(min_face_px=None)
+    )
+    [found] = faces_in_image(pixels, fast)
+    assert found.box.left > 1500 and found.box.top > 1000
