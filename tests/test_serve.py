@@ -1,5 +1,6 @@
 """``reunite serve`` as a real process: it serves, keeps what it accepted across a restart."""
 
+import json
 import re
 import time
 
@@ -113,3 +114,59 @@ def test_several_worker_processes_share_the_store_and_keep_their_indexes_in_step
 
 def _ready(server: Server) -> bool:
     return httpx2.get(f"{server.url}/readyz", headers=server.auth).status_code == 200
+
+
+def test_the_server_answers_during_a_reindex_and_adopts_the_new_build(tmp_path, sample):
+    import subprocess
+    import sys
+
+    from tests.server import settings_env
+
+    server = Server(tmp_path, REUNITE_INDEX_SYNC_INTERVAL_S="0.5")
+    try:
+        api = f"{server.url}/api/v1"
+
+        def enroll(kind: str, photo: str) -> int:
+            case = httpx2.post(f"{api}/cases", json={"kind": kind}, headers=server.auth).json()
+            files = {"file": (photo, sample(photo), "image/jpeg")}
+            done = httpx2.post(
+                f"{api}/cases/{case['id']}/photos", files=files, timeout=60, headers=server.auth
+            )
+            assert done.status_code == 201, done.text
+            return int(case["id"])
+
+        def searched(photo: str) -> set[int]:
+            files = {"file": (photo, sample(photo), "image/jpeg")}
+            found = httpx2.post(f"{api}/search", files=files, timeout=60, headers=server.auth)
+            assert found.status_code == 200, found.text
+            return {c["case"]["id"] for face in found.json()["faces"] for c in face["candidates"]}
+
+        before = enroll("missing", "obama.jpg")
+        job = subprocess.Popen(
+            [sys.executable, "-m", "reunite.cli", "reindex", "--all", "--workers", "1"],
+            env=settings_env(tmp_path),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        answered = 0
+        during = None
+        while job.poll() is None:  # the server keeps answering while the job runs
+            assert before in searched("obama2.jpg")
+            answered += 1
+            if during is None:
+                during = enroll("missing", "biden.jpg")  # enrolled while the job runs
+        out, err = job.communicate()
+        assert job.returncode == 0, err
+        assert answered >= 1
+        new_build = json.loads(out)["index"]["build_id"]
+
+        deadline = time.monotonic() + 10
+        while new_build not in server.log_path.read_text():
+            assert time.monotonic() < deadline, "the server did not adopt the new build"
+            time.sleep(0.2)
+        assert before in searched("obama2.jpg")
+        assert during in searched("biden.jpg")  # not lost by the swap
+    finally:
+        log = server.stop()
+    assert f"adopted build {new_build}" in log
