@@ -518,3 +518,15 @@ def synthetic_gallery(
         last = min(first + len(photos), faces)
         out[first:last] = photos[: last - first]
     return out
+
+
+def isotropic_gallery(faces: int, *, photos_per_person: int = 5, seed: int = 0) -> np.ndarray:
+    """``faces`` float32 embeddings of people drawn from a round Gaussian (every dimension
+    alike), ``photos_per_person`` each: unlike real embeddings, and much harder for an
+    approximate index. For comparison with ``synthetic_gallery``."""
+    rng = np.random.default_rng(seed)
+    people = -(-faces // photos_per_person)
+    centres = rng.normal(0, 0.09, (people, 128)).astype(np.float32)
+    photos = np.repeat(centres, photos_per_person, axis=0)
+    photos += rng.normal(0, 0.035, photos.shape).astype(np.float32)
+    return photos[:faces]

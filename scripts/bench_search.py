@@ -25,18 +25,10 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from reunite.evaluation import EmbeddingStatistics, synthetic_gallery
+from reunite.evaluation import EmbeddingStatistics, isotropic_gallery, synthetic_gallery
 from reunite.index import FaceIndex
 
 BATCH = 64
-
-
-def isotropic_gallery(size: int, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    people = size // 5
-    centres = rng.normal(0, 0.09, (people, 128)).astype(np.float32)
-    noise = rng.normal(0, 0.035, (people * 5, 128)).astype(np.float32)
-    return np.repeat(centres, 5, axis=0) + noise
 
 
 def timed_searches(index: FaceIndex, probes: np.ndarray) -> tuple[list[float], list[set[int]]]:
