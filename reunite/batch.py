@@ -1,18 +1,23 @@
 """Photos prepared for enrollment over a process pool.
 
 Decoding, detection and embedding are CPU-bound, and dlib runs one of them at a time in a
-process (``reunite.faces.DLIB_LOCK``), so batches (``reunite enroll``) use one process per core,
-each loading the models once when it imports ``reunite.faces``. The results come back in order
-and are stored by the calling process, one at a time, as ``Reunite.enroll_prepared`` requires.
+process (``reunite.faces.DLIB_LOCK``), so batches (``reunite enroll``, ``reunite import``) use
+one process per core, each loading the models once when it imports ``reunite.faces``. The
+results come back in order and are stored by the calling process, one at a time, as
+``Reunite.enroll_prepared`` requires.
 """
 
 from __future__ import annotations
 
 import os
+import threading
+import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from types import TracebackType
+from typing import Self
 
 from reunite import imaging
 from reunite.errors import ReuniteError
@@ -38,6 +43,22 @@ class _Job:
     max_pixels: int
 
 
+PARENT_CHECK_S = 1.0
+"""How often a worker checks that the process that started it still runs, seconds."""
+
+
+def _exit_with_parent(parent: int) -> None:
+    """Worker initializer: end the worker soon after its parent is gone. A parent killed with
+    ``kill -9`` cannot tell its pool, whose workers would otherwise wait for work forever."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_CHECK_S)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
 def _prepared(job: _Job) -> Prepared:
     try:
         data = job.path.read_bytes()
@@ -48,6 +69,57 @@ def _prepared(job: _Job) -> Prepared:
     except OSError as exc:
         return Prepared(job.path, code="unreadable_file", message=str(exc))
     return Prepared(job.path, PreparedPhoto(data=data, image=image.without_pixels(), face=face))
+
+
+class PhotoPreparer:
+    """Prepares batches of photos over one process pool, kept until ``close``: each worker loads
+    dlib's models once, however many batches follow (``reunite import`` sends one per chunk).
+
+    ``workers``: processes (default: one per core; 1: in the calling process). Use it as a
+    context manager so the pool is shut down.
+    """
+
+    def __init__(
+        self, *, pipeline: Pipeline, max_bytes: int, max_pixels: int, workers: int | None = None
+    ) -> None:
+        self.pipeline = pipeline
+        self.max_bytes = max_bytes
+        self.max_pixels = max_pixels
+        self.workers = workers or os.cpu_count() or 1
+        self._pool: ProcessPoolExecutor | None = None
+
+    def prepared(self, paths: Sequence[Path]) -> Iterator[Prepared]:
+        """Each photo prepared, in the order given. With a pool, every photo is submitted at
+        once (the work starts before the first result is read); in-process, as it is read.
+
+        Cost: about 0.1-1 s a photo per process; the first batch also waits for the workers to
+        load dlib's models (about a second each).
+        """
+        jobs = [_Job(p, self.pipeline, self.max_bytes, self.max_pixels) for p in paths]
+        if self.workers == 1:
+            return map(_prepared, jobs)
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(
+                self.workers, initializer=_exit_with_parent, initargs=(os.getpid(),)
+            )
+        return self._pool.map(_prepared, jobs)
+
+    def close(self) -> None:
+        """Stop the workers; photos submitted and not yet prepared are dropped."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
 
 
 def prepared_photos(
@@ -63,10 +135,8 @@ def prepared_photos(
     ``workers``: processes (default: one per core; 1: in this process). Cost: about 0.1-1 s a
     photo per process; the first results wait for the workers to load dlib's models.
     """
-    jobs = [_Job(p, pipeline, max_bytes, max_pixels) for p in paths]
-    workers = workers or os.cpu_count() or 1
-    if workers == 1 or len(jobs) < 2:
-        yield from map(_prepared, jobs)
-        return
-    with ProcessPoolExecutor(min(workers, len(jobs))) as pool:
-        yield from pool.map(_prepared, jobs)
+    workers = min(workers or os.cpu_count() or 1, max(len(paths), 1))
+    with PhotoPreparer(
+        pipeline=pipeline, max_bytes=max_bytes, max_pixels=max_pixels, workers=workers
+    ) as preparer:
+        yield from preparer.prepared(paths)

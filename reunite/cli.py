@@ -21,11 +21,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from reunite import errors
+from reunite import errors, importing
 from reunite.batch import prepared_photos
 from reunite.config import Settings
 from reunite.service import Reunite
-from reunite.store import Case, CaseFacts
+from reunite.store import Case
 
 EXIT_CODES: dict[type[errors.ReuniteError], int] = {
     errors.NotFound: 3,
@@ -36,7 +36,7 @@ EXIT_CODES: dict[type[errors.ReuniteError], int] = {
 PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
 MIN_SAME_PAIRS, MIN_DIFFERENT_PAIRS = 20, 100
 """Least evidence ``reunite calibrate`` fits on: fewer pairs make a curve that means nothing."""
-MANIFEST_CASE_COLUMNS = ("kind", "agency", "external_ref", *CaseFacts.model_fields)
+MANIFEST_CASE_COLUMNS = importing.CASE_COLUMNS
 
 
 def exit_code_of(error: errors.ReuniteError) -> int:
@@ -109,6 +109,35 @@ def _parser() -> argparse.ArgumentParser:
     for column in MANIFEST_CASE_COLUMNS[1:]:
         enroll.add_argument(f"--{column.replace('_', '-')}", dest=column, help=f"case {column}")
     enroll.set_defaults(run=_enroll)
+
+    import_cases = commands.add_parser(
+        "import",
+        help="import an archive of cases from a CSV or JSON-lines manifest",
+        description="Create or update every case of MANIFEST and enroll its photos. MANIFEST "
+        "is a .csv file (columns: "
+        f"{', '.join(MANIFEST_CASE_COLUMNS)}, photos; photos separated by ';') or a .jsonl "
+        "file (one JSON object a line with the same keys, photos a list). Photo paths are "
+        "relative to the manifest's folder. A case is found again by agency and external_ref, "
+        "and photos already enrolled in their case are skipped before detection, so running it "
+        "again changes nothing, and an interrupted run resumes where it stopped. Bad rows and "
+        "photos are written to the report (row, external_ref, photo, code, reason) and the run "
+        "goes on. Prints a summary as one JSON line; exits 1 if any row or photo failed. "
+        "Shows a progress bar on a terminal, else a progress line every 10 s.",
+    )
+    import_cases.add_argument("manifest", type=Path, help="the .csv or .jsonl manifest")
+    import_cases.add_argument(
+        "--report",
+        type=Path,
+        default=None,
+        help="CSV of the rows and photos that failed (default: <manifest>.report.csv)",
+    )
+    import_cases.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="processes that decode and embed photos (default: one per core)",
+    )
+    import_cases.set_defaults(run=_import_cases)
 
     search = commands.add_parser(
         "search",
@@ -365,6 +394,27 @@ def _existing_or_new_case(service: Reunite, fields: dict[str, Any]) -> Case:
         except errors.NotFound:
             pass
     return service.create_case(fields, actor=_actor())
+
+
+def _import_cases(args: argparse.Namespace) -> int:
+    try:
+        with (
+            Reunite.open(Settings()) as service,
+            progress_display("import", unit="photo") as progress,
+        ):
+            summary = importing.import_manifest(
+                service,
+                args.manifest,
+                actor=_actor(),
+                report=args.report,
+                workers=args.workers,
+                on_progress=progress,
+            )
+    except KeyboardInterrupt:
+        print("interrupted: run the same command again to resume", file=sys.stderr)
+        return 130
+    print(json.dumps(dataclasses.asdict(summary), ensure_ascii=False))
+    return 1 if summary.failed else 0
 
 
 def _search(args: argparse.Namespace) -> int:

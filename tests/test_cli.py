@@ -45,7 +45,7 @@ def test_enroll_a_folder_then_search_and_reindex(workdir, faces_dir, capsys):
     assert "no case within tolerance" in capsys.readouterr().out
 
     assert main(["reindex"]) == 0
-    assert "2 missing, 0 found faces" in capsys.readouterr().out
+    assert json.loads(capsys.readouterr().out)["index"]["counts"] == {"missing": 2, "found": 0}
 
 
 def test_enroll_a_manifest_twice_changes_nothing_the_second_time(workdir, faces_dir, capsys):

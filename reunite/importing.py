@@ -1,0 +1,500 @@
+"""Batch import of an archive of cases (``reunite import MANIFEST``).
+
+A manifest lists one case per row: its ``kind``, ``agency``, ``external_ref``, its facts (the
+fields of ``CaseFacts``) and its ``photos``, paths relative to the manifest's folder. It is CSV
+(``.csv``: one column per field, ``photos`` separated by ``;``) or JSON lines (``.jsonl``: one
+object per line, ``photos`` a list of strings). ``import_manifest`` creates or updates each
+case (``Reunite.put_case``) and enrolls its photos, which a process pool prepares
+(``reunite.batch``) a chunk of rows at a time, so memory stays bounded however long the
+manifest is.
+
+Repeatable and resumable: a case is found again by its agency and external_ref, and a photo
+whose bytes are already enrolled in its case is skipped before detection. A second run changes
+nothing; a run stopped at any point (even by ``kill -9``) continues where it stopped when run
+again, and ends in the same state as a run that was never stopped. Bad rows and bad photos never
+stop the run: each becomes a line of the report (``REPORT_COLUMNS``), and the summary counts them.
+
+Nothing here prints. Logs carry row numbers, ids and counts, never names, paths or image bytes.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import itertools
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from reunite import imaging
+from reunite.batch import PhotoPreparer, Prepared
+from reunite.errors import Conflict, ImageTooLarge, InvalidField, InvalidInput, NotFound
+from reunite.service import Reunite
+from reunite.store import Case, CaseFacts, CaseFields, validated_case_fields
+
+log = logging.getLogger(__name__)
+
+CASE_COLUMNS = ("kind", "agency", "external_ref", *CaseFacts.model_fields)
+"""The fields of a case a manifest row may give (besides ``photos``)."""
+REQUIRED_COLUMNS = ("kind", "agency", "external_ref", "photos")
+"""Columns a CSV manifest's header must have: agency and external_ref identify the case when
+the import runs again."""
+REPORT_COLUMNS = ("row", "external_ref", "photo", "code", "reason")
+"""The report's header: one line per bad row (``photo`` empty) or bad photo."""
+CHUNK_ROWS = 200
+"""Rows read, and their photos prepared, at a time; the next chunk is prepared while this one
+is stored."""
+
+ProgressCallback = Callable[[int, int], None]
+"""Called with (photos done, photos listed in the manifest) at the start and after each photo."""
+
+
+@dataclass
+class ImportSummary:
+    """What an import did, in counts; the report file (``report``) lists each failure."""
+
+    rows: int = 0
+    """Rows (cases) read from the manifest."""
+    rows_failed: int = 0
+    """Rows refused whole (bad facts, a kind conflict, a repeated case...): none of their photos
+    was tried."""
+    cases_created: int = 0
+    cases_updated: int = 0
+    cases_unchanged: int = 0
+    photos_enrolled: int = 0
+    photos_already_enrolled: int = 0
+    """Photos skipped because their bytes were already a photo of the case."""
+    photos_failed: int = 0
+    new_candidates: int = 0
+    """Candidates proposed by the photos enrolled in this run."""
+    report: str = ""
+    """Path of the report file."""
+
+    @property
+    def failed(self) -> int:
+        """Rows and photos that failed (each is a line of the report)."""
+        return self.rows_failed + self.photos_failed
+
+
+@dataclass(frozen=True)
+class ManifestRow:
+    """One case of a manifest, as written; ``problem`` says why the row cannot be used at all."""
+
+    row: int
+    """Line number where the row starts (a CSV's header is line 1)."""
+    fields: dict[str, Any]
+    """Case fields given (blank ones left out); not yet validated."""
+    photos: list[str]
+    """Photo paths as written, relative to the manifest's folder."""
+    problem: InvalidInput | None = None
+
+    @property
+    def external_ref(self) -> str:
+        return str(self.fields.get("external_ref") or "")
+
+
+@dataclass(frozen=True)
+class _PhotoJob:
+    row: ManifestRow
+    position: int
+    """The photo's place in the row's list (0-based)."""
+    case_id: int
+    path: Path
+
+
+def default_report_path(manifest: Path) -> Path:
+    """Where the report goes unless told: beside the manifest, ``<manifest name>.report.csv``."""
+    return manifest.with_name(f"{manifest.name}.report.csv")
+
+
+def manifest_rows(manifest: Path) -> Iterator[ManifestRow]:
+    """The rows of a ``.csv`` or ``.jsonl`` manifest, read as they are consumed.
+
+    Cost: one pass over the file, a few seconds per million rows; memory for one row.
+
+    Raises:
+        InvalidInput: a fatal problem with the whole file: missing or unreadable, another
+            extension, not UTF-8, not CSV, or a CSV header without a required column or with an
+            unknown one. A bad row is not fatal: it comes with its ``problem``.
+    """
+    suffix = manifest.suffix.lower()
+    if suffix not in (".csv", ".jsonl"):
+        raise InvalidInput(
+            f"The manifest {manifest} must be a .csv or a .jsonl file (JSON lines), "
+            f"not {suffix or 'a file without an extension'}."
+        )
+    try:
+        handle = manifest.open(encoding="utf-8-sig", newline="")
+    except OSError as exc:
+        raise InvalidInput(f"Cannot read the manifest {manifest}: {exc.strerror}.") from exc
+    with handle:
+        reader = _csv_rows(handle) if suffix == ".csv" else _jsonl_rows(handle)
+        try:
+            yield from reader
+        except UnicodeDecodeError as exc:
+            raise InvalidInput(
+                f"The manifest {manifest} is not UTF-8 text ({exc.reason}). Save it as UTF-8 "
+                "and run again."
+            ) from exc
+        except csv.Error as exc:
+            raise InvalidInput(f"The manifest {manifest} is not readable CSV: {exc}.") from exc
+
+
+def _csv_rows(handle: TextIO) -> Iterator[ManifestRow]:
+    reader = csv.reader(handle)
+    header = [name.strip() for name in next(reader, [])]
+    missing = [name for name in REQUIRED_COLUMNS if name not in header]
+    unknown = [name for name in header if name not in (*CASE_COLUMNS, "photos")]
+    repeated = sorted({name for name in header if header.count(name) > 1})
+    if missing or unknown or repeated:
+        problems = [
+            f"{label}: {', '.join(names)}"
+            for label, names in (("missing", missing), ("unknown", unknown), ("repeated", repeated))
+            if names
+        ]
+        raise InvalidInput(
+            f"The manifest's header has bad columns ({'; '.join(problems)}). Columns: "
+            f"{', '.join(CASE_COLUMNS)}, photos; {', '.join(REQUIRED_COLUMNS)} are required."
+        )
+    while True:
+        start = reader.line_num + 1
+        cells = next(reader, None)
+        if cells is None:
+            return
+        if not any(cell.strip() for cell in cells):
+            continue
+        values = {name: cell.strip() for name, cell in zip(header, cells, strict=False)}
+        photos = [p.strip() for p in values.pop("photos", "").split(";") if p.strip()]
+        fields = {name: value for name, value in values.items() if value}
+        problem = None
+        if len(cells) > len(header):
+            problem = InvalidField(
+                f"The row has {len(cells)} cells and the header {len(header)} columns. "
+                "Quote cells that contain commas."
+            )
+        yield ManifestRow(start, fields, photos, problem)
+
+
+def _jsonl_rows(handle: TextIO) -> Iterator[ManifestRow]:
+    for number, line in enumerate(handle, start=1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as exc:
+            yield ManifestRow(
+                number, {}, [], InvalidField(f"Not valid JSON: {exc.msg} at column {exc.colno}.")
+            )
+            continue
+        if not isinstance(value, dict):
+            yield ManifestRow(number, {}, [], InvalidField("Each line must be a JSON object."))
+            continue
+        photos = value.pop("photos", None) or []
+        fields = {k: v for k, v in value.items() if v is not None and v != ""}
+        problem = None
+        unknown = sorted(k for k in fields if k not in CASE_COLUMNS)
+        if not isinstance(photos, list) or not all(isinstance(p, str) for p in photos):
+            problem = InvalidField("photos must be a list of paths (strings).")
+            photos = []
+        elif unknown:
+            problem = InvalidField(
+                f"Unknown keys: {', '.join(unknown)}. Keys: {', '.join(CASE_COLUMNS)}, photos."
+            )
+        yield ManifestRow(number, fields, [p.strip() for p in photos if p.strip()], problem)
+
+
+def import_manifest(
+    service: Reunite,
+    manifest: Path,
+    *,
+    actor: str,
+    report: Path | None = None,
+    workers: int | None = None,
+    chunk_rows: int = CHUNK_ROWS,
+    on_progress: ProgressCallback | None = None,
+) -> ImportSummary:
+    """Create or update every case of a manifest and enroll its photos; returns the counts.
+
+    Reads the manifest twice: once to check it and count its photos (for ``on_progress``), then
+    to import it. Each row's case is put (``Reunite.put_case``: created, updated or unchanged);
+    each photo is read and hashed here, skipped if its bytes are already in the case, else
+    prepared over ``workers`` processes (default: one per core) and enrolled. The report
+    (default: ``default_report_path``) is written as the run goes to ``<report>.partial`` and
+    renamed to ``report`` at the end.
+
+    Cost: dominated by face detection, about 0.1-1 s a photo per worker (LFW's 250x250 photos:
+    about 0.1 s; a 12 MP phone photo: seconds), plus about 10 ms a photo here to hash it and
+    store it; a photo already enrolled costs only its read and hash. Memory: the prepared
+    photos (bytes included) of up to two chunks of ``chunk_rows`` rows, and about 100 bytes a
+    row to refuse a case given twice.
+
+    Raises:
+        InvalidInput: the manifest is unusable as a whole (see ``manifest_rows``), or the
+            report cannot be written. Nothing is imported then.
+    """
+    report = report or default_report_path(manifest)
+    if report.resolve() == manifest.resolve():
+        raise InvalidInput("The report would overwrite the manifest; choose another --report.")
+    rows_total = photos_total = 0
+    for row in manifest_rows(manifest):
+        rows_total += 1
+        photos_total += len(row.photos)
+    log.info("import: %d rows listing %d photos", rows_total, photos_total)
+    try:
+        writer = _ReportWriter(report)
+    except OSError as exc:
+        raise InvalidInput(
+            f"Cannot write the report {report}: {exc.strerror}. Choose another with --report."
+        ) from exc
+    importer = _Importer(
+        service,
+        manifest.parent,
+        actor=actor,
+        writer=writer,
+        summary=ImportSummary(report=str(report)),
+        photos_total=photos_total,
+        on_progress=on_progress or (lambda done, total: None),
+    )
+    settings = service.settings
+    with (
+        writer,
+        PhotoPreparer(
+            pipeline=service.pipeline,
+            max_bytes=settings.max_upload_bytes,
+            max_pixels=settings.max_pixels,
+            workers=workers,
+        ) as preparer,
+    ):
+        importer.advance(0)
+        pending: tuple[list[_PhotoJob], Iterator[Prepared], int] | None = None
+        for chunk in _chunks(manifest_rows(manifest), chunk_rows):
+            jobs = [job for row in chunk for job in importer.planned_jobs(row)]
+            prepared = preparer.prepared([job.path for job in jobs])  # workers start on these
+            if pending is not None:
+                importer.store(*pending)  # ... while the previous chunk is stored
+            pending = jobs, prepared, chunk[-1].row
+        if pending is not None:
+            importer.store(*pending)
+        writer.commit()
+    summary = importer.summary
+    log.info(
+        "import: %d rows (%d failed), cases %d created %d updated %d unchanged, photos %d "
+        "enrolled %d already enrolled %d failed, %d new candidates",
+        summary.rows,
+        summary.rows_failed,
+        summary.cases_created,
+        summary.cases_updated,
+        summary.cases_unchanged,
+        summary.photos_enrolled,
+        summary.photos_already_enrolled,
+        summary.photos_failed,
+        summary.new_candidates,
+    )
+    return summary
+
+
+@dataclass
+class _Importer:
+    """The state of one import: what is done so far, and where failures are written."""
+
+    service: Reunite
+    folder: Path
+    actor: str
+    writer: _ReportWriter
+    summary: ImportSummary
+    photos_total: int
+    on_progress: ProgressCallback
+    photos_done: int = 0
+    seen_cases: set[int] = field(default_factory=set)
+    """A 64-bit hash of each (agency, external_ref) met so far, to refuse a case given twice."""
+
+    def advance(self, photos: int) -> None:
+        self.photos_done += photos
+        self.on_progress(self.photos_done, self.photos_total)
+
+    def planned_jobs(self, row: ManifestRow) -> list[_PhotoJob]:
+        """Put the row's case, then the photos of it still to prepare: each photo already
+        enrolled, and each that cannot be read, is settled here (counted, or reported)."""
+        self.summary.rows += 1
+        try:
+            case = self._put_case(row)
+        except (InvalidInput, Conflict) as exc:
+            self.summary.rows_failed += 1
+            self.writer.add(row.row, -1, row.external_ref, "", exc.code, exc.message)
+            log.debug("import: row %d refused (%s)", row.row, exc.code)
+            self.advance(len(row.photos))
+            return []
+        enrolled = self.service.enrolled_sha256s(case.id)
+        jobs = []
+        for position, photo in enumerate(row.photos):
+            try:
+                path = _photo_path(self.folder, photo)
+                data = _photo_bytes(path, self.service.settings.max_upload_bytes)
+            except InvalidInput as exc:
+                self._fail(row, position, exc.code, exc.message)
+                continue
+            except OSError as exc:
+                reason = f"The file cannot be read: {exc.strerror or type(exc).__name__}."
+                self._fail(row, position, "unreadable_file", reason)
+                continue
+            sha256 = imaging.sha256_hex(data)
+            if sha256 in enrolled:
+                self.summary.photos_already_enrolled += 1
+                self.advance(1)
+                continue
+            enrolled.add(sha256)  # the same bytes twice in a row are prepared once
+            jobs.append(_PhotoJob(row, position, case.id, path))
+        return jobs
+
+    def store(self, jobs: list[_PhotoJob], prepared: Iterable[Prepared], last_row: int) -> None:
+        """Enroll each prepared photo in its case, in order, then write the report's lines of
+        the rows up to ``last_row`` (the end of the chunk), in the manifest's order."""
+        for job, ready in zip(jobs, prepared, strict=True):
+            if ready.photo is None:
+                self._fail(job.row, job.position, str(ready.code), ready.message)
+                continue
+            try:
+                enrollment = self.service.enroll_prepared(
+                    job.case_id, ready.photo, actor=self.actor
+                )
+            except (InvalidInput, Conflict, NotFound) as exc:
+                self._fail(job.row, job.position, exc.code, exc.message)
+                continue
+            if enrollment.created:
+                self.summary.photos_enrolled += 1
+                self.summary.new_candidates += len(enrollment.new_candidates)
+            else:
+                self.summary.photos_already_enrolled += 1
+            self.advance(1)
+        self.writer.write_through(last_row)
+
+    def _put_case(self, row: ManifestRow) -> Case:
+        if row.problem is not None:
+            raise row.problem
+        fields = validated_case_fields(row.fields)
+        if fields.agency is None or fields.external_ref is None:
+            raise InvalidField(
+                "agency and external_ref are required: they find the case again when the "
+                "import runs again."
+            )
+        key = _case_key(fields.agency, fields.external_ref)
+        if key in self.seen_cases:
+            raise Conflict(
+                f"Agency {fields.agency}'s case {fields.external_ref!r} is on an earlier row "
+                "too. Give each case one row, with all its photos."
+            )
+        self.seen_cases.add(key)
+        before = self._stored_facts(fields.agency, fields.external_ref)
+        data = {k: v for k, v in row.fields.items() if k not in ("agency", "external_ref")}
+        case, created = self.service.put_case(
+            fields.agency, fields.external_ref, data, actor=self.actor
+        )
+        if created:
+            self.summary.cases_created += 1
+        elif _facts_of(case) != before:
+            self.summary.cases_updated += 1
+        else:
+            self.summary.cases_unchanged += 1
+        return case
+
+    def _stored_facts(self, agency: str, external_ref: str) -> dict[str, Any] | None:
+        try:
+            return _facts_of(self.service.case_by_external_ref(agency, external_ref))
+        except NotFound:
+            return None
+
+    def _fail(self, row: ManifestRow, position: int, code: str, reason: str | None) -> None:
+        self.summary.photos_failed += 1
+        self.writer.add(row.row, position, row.external_ref, row.photos[position], code, reason)
+        log.debug("import: row %d, photo %d failed (%s)", row.row, position + 1, code)
+        self.advance(1)
+
+
+class _ReportWriter:
+    """The report, written chunk by chunk (flushed) to ``<path>.partial`` and renamed to
+    ``path`` by ``commit``. An interrupted run leaves the partial file; the next run starts it
+    afresh. Lines are held until ``write_through`` their row, so the file follows the manifest's
+    order although a row's failures are found at two moments (reading, then detection)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.partial = path.with_name(f"{path.name}.partial")
+        self._handle = self.partial.open("w", encoding="utf-8", newline="")
+        self._writer = csv.writer(self._handle)
+        self._writer.writerow(REPORT_COLUMNS)
+        self._held: list[tuple[int, int, str, str, str, str]] = []
+
+    def add(
+        self, row: int, position: int, external_ref: str, photo: str, code: str, reason: str | None
+    ) -> None:
+        """Hold a line: ``position`` orders it within its row (-1: the row itself)."""
+        self._held.append((row, position, external_ref, photo, code, reason or ""))
+
+    def write_through(self, row: int) -> None:
+        """Write (and flush) the lines held for rows up to ``row``, in order."""
+        ready = sorted(line for line in self._held if line[0] <= row)
+        self._held = [line for line in self._held if line[0] > row]
+        for number, _, *cells in ready:
+            self._writer.writerow([number, *cells])
+        self._handle.flush()
+
+    def commit(self) -> None:
+        """Make the report whole on disk under its name (fsync, then an atomic rename)."""
+        self.write_through(sys.maxsize)
+        self._handle.flush()
+        os.fsync(self._handle.fileno())
+        self._handle.close()
+        os.replace(self.partial, self.path)
+
+    def __enter__(self) -> _ReportWriter:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._handle.close()
+
+
+def _photo_path(folder: Path, written: str) -> Path:
+    """The file a manifest names, inside the manifest's ``folder`` (checked on the path as
+    written: a symbolic link inside the folder may point anywhere).
+
+    Raises:
+        InvalidField: an absolute path, or one that leads out of the folder (``../``).
+    """
+    if "\x00" in written:
+        raise InvalidField("The photo path contains a NUL character.")
+    if os.path.isabs(written):
+        raise InvalidField("The photo path is absolute; give it relative to the manifest's folder.")
+    normalized = os.path.normpath(written)
+    if normalized == os.pardir or normalized.startswith(os.pardir + os.sep):
+        raise InvalidField("The photo path leads out of the manifest's folder.")
+    return folder / normalized
+
+
+def _photo_bytes(path: Path, max_bytes: int) -> bytes:
+    """A photo file's bytes; a file over ``max_bytes`` is refused before it is read."""
+    size = path.stat().st_size
+    if size > max_bytes:
+        raise ImageTooLarge(
+            f"The file is {size} bytes; the limit is {max_bytes} bytes (REUNITE_MAX_UPLOAD_BYTES)."
+        )
+    return path.read_bytes()
+
+
+def _facts_of(case: Case) -> dict[str, Any]:
+    return {name: getattr(case, name) for name in CaseFields.model_fields}
+
+
+def _case_key(agency: str, external_ref: str) -> int:
+    digest = hashlib.blake2b(f"{agency}\x00{external_ref}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big")
+
+
+def _chunks(rows: Iterable[ManifestRow], size: int) -> Iterator[list[ManifestRow]]:
+    iterator = iter(rows)
+    while chunk := list(itertools.islice(iterator, size)):
+        yield chunk
