@@ -47,7 +47,7 @@ PARENT_CHECK_S = 1.0
 """How often a worker checks that the process that started it still runs, seconds."""
 
 
-def _exit_with_parent(parent: int) -> None:
+def exit_with_parent(parent: int) -> None:
     """Worker initializer: end the worker soon after its parent is gone. A parent killed with
     ``kill -9`` cannot tell its pool, whose workers would otherwise wait for work forever."""
 
@@ -100,7 +100,7 @@ class PhotoPreparer:
             return map(_prepared, jobs)
         if self._pool is None:
             self._pool = ProcessPoolExecutor(
-                self.workers, initializer=_exit_with_parent, initargs=(os.getpid(),)
+                self.workers, initializer=exit_with_parent, initargs=(os.getpid(),)
             )
         return self._pool.map(_prepared, jobs)
 

@@ -38,6 +38,7 @@ from typing import Any
 from sqlalchemy import func, select, true, update
 
 from reunite import imaging
+from reunite.batch import exit_with_parent
 from reunite.errors import InvalidInput, ReuniteError
 from reunite.faces import MODEL_NAME, Box, Face, Pipeline, box_overlap, face_at_box, faces_in_image
 from reunite.service import Reunite
@@ -234,7 +235,9 @@ def _results_in_order(
         yield from (reembedded(job, pipeline) for job in jobs)
         return
     # At most a few batches in flight: millions of faces never sit in memory at once.
-    with ProcessPoolExecutor(workers) as pool:
+    with ProcessPoolExecutor(
+        workers, initializer=exit_with_parent, initargs=(os.getpid(),)
+    ) as pool:
         pending: deque[Future[Reembedded]] = deque()
         for job in jobs:
             pending.append(pool.submit(reembedded, job, pipeline))
@@ -265,7 +268,7 @@ def _on_ray(jobs: Iterable[FaceJob], pipeline: Pipeline, address: str) -> Iterat
         def run(self, batch: list[FaceJob]) -> list[Reembedded]:
             return [reembedded(job, self.pipeline) for job in batch]
 
-    actors = max(1, int(ray.available_resources().get("CPU", 1)))
+    actors = max(1, int(ray.cluster_resources().get("CPU", 1)))  # type: ignore[no-untyped-call]
     pool = ActorPool([Embedder.remote(pipeline) for _ in range(actors)])  # type: ignore[attr-defined]
     log.info("reembed: %d Ray actors", actors)
     batches = _batched(iter(jobs), 16)
