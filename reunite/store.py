@@ -21,9 +21,12 @@ Embeddings are stored as 128 little-endian float32 values (512 bytes) in ``faces
 
 from __future__ import annotations
 
+import fcntl
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -51,6 +54,8 @@ from sqlalchemy import (
     UniqueConstraint,
     create_engine,
     event,
+    inspect,
+    text,
     update,
 )
 from sqlalchemy.engine import Dialect, Engine
@@ -363,7 +368,8 @@ _APPEND_ONLY_SQLITE = [
 ]
 _APPEND_ONLY_POSTGRESQL = [
     "CREATE OR REPLACE FUNCTION audit_events_append_only() RETURNS trigger LANGUAGE plpgsql AS "
-    "$$ BEGIN RAISE EXCEPTION 'audit_events is append-only'; END $$",
+    "$$ BEGIN RAISE EXCEPTION 'audit_events is append-only' "
+    "USING ERRCODE = 'integrity_constraint_violation'; END $$",
     "CREATE TRIGGER audit_events_append_only BEFORE UPDATE OR DELETE ON audit_events "
     "FOR EACH ROW EXECUTE FUNCTION audit_events_append_only()",
 ]
@@ -471,20 +477,69 @@ def validated_case_fields(data: dict[str, Any]) -> CaseFields:
         raise InvalidField(f"Invalid case: {summary}", errors=problems) from exc
 
 
+MIGRATIONS_PATH = Path(__file__).parent / "migrations"
+
+
+def migrate(engine: Engine) -> str:
+    """Bring the database's schema up to this version's (Alembic ``upgrade head``); returns the
+    revision it is at. Safe with several processes starting at once: they take turns (an
+    advisory lock on PostgreSQL, a file lock beside a SQLite file). Cost: milliseconds when
+    the schema is current.
+
+    A database made before migrations existed (tables, no ``alembic_version``) gets its missing
+    tables and is marked as the baseline revision.
+    """
+    from alembic import command
+    from alembic.config import Config
+    from alembic.runtime.migration import MigrationContext
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_PATH))
+    with _migration_lock(engine), engine.begin() as connection:
+        if engine.dialect.name == "postgresql":
+            connection.execute(text("SELECT pg_advisory_xact_lock(7350431)"))
+        tables = set(inspect(connection).get_table_names())
+        config.attributes["connection"] = connection
+        if "cases" in tables and "alembic_version" not in tables:
+            Base.metadata.create_all(connection)
+            connection.execute(
+                text("INSERT INTO locks (name) SELECT :n WHERE NOT EXISTS "
+                     "(SELECT 1 FROM locks WHERE name = :n)"),
+                {"n": FACES_LOCK},
+            )  # fmt: skip
+            command.stamp(config, BASELINE_REVISION)
+        command.upgrade(config, "head")
+        return str(MigrationContext.configure(connection).get_current_revision())
+
+
+BASELINE_REVISION = "0001"
+
+
+@contextmanager
+def _migration_lock(engine: Engine) -> Iterator[None]:
+    """On SQLite, an exclusive ``flock`` on ``<database file>.migrate.lock`` (DDL there is not
+    transactional); elsewhere nothing (PostgreSQL takes an advisory lock in the transaction)."""
+    database = engine.url.database
+    if engine.dialect.name != "sqlite" or not database or database == ":memory:":
+        yield
+        return
+    fd = os.open(f"{database}.migrate.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
 class Store:
-    """An engine and a session factory for one database URL; creates the tables if absent."""
+    """An engine and a session factory for one database URL; migrates the schema to this
+    version's at start (``migrate``)."""
 
     def __init__(self, url: str) -> None:
         self.url = url
         self.engine: Engine = _engine(url)
-        Base.metadata.create_all(self.engine)
+        migrate(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
-        try:
-            with self.transaction() as session:
-                if session.get(Lock, FACES_LOCK) is None:
-                    session.add(Lock(name=FACES_LOCK))
-        except Conflict:
-            pass  # another process created it at the same moment
 
     @staticmethod
     def lock_faces(session: Session) -> None:

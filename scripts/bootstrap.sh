@@ -68,3 +68,36 @@ ensure_browser() {
         echo "${0##*/}: ${packages[*]} missing and not root: browser tests will be skipped" >&2
     fi
 }
+
+# A private PostgreSQL server for the tests, on loopback (Debian's postgresql package, installed
+# with apt-get when missing and root). Exports REUNITE_TEST_POSTGRES_URL; tests that run against
+# PostgreSQL create a database of their own on it. Without it they skip, saying why.
+ensure_postgres() {
+    local port=${REUNITE_TEST_POSTGRES_PORT:-55432}
+    local dir=/tmp/reunite-test-postgres-$port
+    local bin
+    bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
+    if [[ -z $bin ]]; then
+        if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
+            echo "${0##*/}: installing postgresql with apt-get (PostgreSQL tests)" >&2
+            apt-get update -qq >&2
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+            bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+        else
+            echo "${0##*/}: postgresql missing and not root: PostgreSQL tests will be skipped" >&2
+            return 0
+        fi
+    fi
+    local as=()
+    [[ $(id -u) -eq 0 ]] && as=(runuser -u postgres --)
+    if ! "$bin/pg_isready" -q -h 127.0.0.1 -p "$port"; then
+        if [[ ! -s $dir/PG_VERSION ]]; then
+            rm -rf "$dir" && mkdir -p "$dir"
+            [[ $(id -u) -eq 0 ]] && chown postgres: "$dir"
+            "${as[@]}" "$bin/initdb" -D "$dir" -U postgres --auth=trust -E UTF8 >/dev/null
+        fi
+        "${as[@]}" "$bin/pg_ctl" -D "$dir" -l "$dir/server.log" -w -o \
+            "-h 127.0.0.1 -p $port -k $dir -c fsync=on -c max_connections=300" start >/dev/null
+    fi
+    export REUNITE_TEST_POSTGRES_URL="postgresql+psycopg://postgres@127.0.0.1:$port/postgres"
+}

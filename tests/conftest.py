@@ -1,11 +1,19 @@
 """Shared fixtures: real photos from ../shared/faces, real dlib (each photo embedded once per
-session), real FAISS, real SQLite in a temporary directory, the real ASGI app."""
+session), real FAISS, real SQLite in a temporary directory or a real PostgreSQL database of the
+test's own, the real ASGI app.
+
+Tests that take ``settings`` (or ``service``, ``app_client``, ``client``) run twice: on SQLite
+and on PostgreSQL. The PostgreSQL server is the one ``./run-tests`` starts
+(``REUNITE_TEST_POSTGRES_URL``); without it those runs skip, saying so.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import os
+import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -62,9 +70,41 @@ def settings_in(directory: Path, **overrides: object) -> Settings:
     return Settings(data_dir=directory / "data", index_dir=directory / "index", **overrides)
 
 
+POSTGRES_URL = os.environ.get("REUNITE_TEST_POSTGRES_URL")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest) -> Iterator[str | None]:
+    """None (the default SQLite file in the data folder), or a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        yield None
+        return
+    with postgres_database() as url:
+        yield url
+
+
+@contextmanager
+def postgres_database() -> Iterator[str]:
+    """A new, empty database on the test PostgreSQL server, dropped afterwards."""
+    if not POSTGRES_URL:
+        pytest.skip("no PostgreSQL server: ./run-tests starts one (as root), or set "
+                    "REUNITE_TEST_POSTGRES_URL")  # fmt: skip
+    import psycopg
+
+    admin = POSTGRES_URL.replace("postgresql+psycopg://", "postgresql://")
+    name = f"reunite_test_{uuid.uuid4().hex[:16]}"
+    with psycopg.connect(admin, autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield POSTGRES_URL.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with psycopg.connect(admin, autocommit=True) as connection:
+            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return settings_in(tmp_path)
+def settings(tmp_path: Path, database_url: str | None) -> Settings:
+    return settings_in(tmp_path, database_url=database_url)
 
 
 @pytest.fixture

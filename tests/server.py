@@ -47,7 +47,7 @@ class Server:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = workdir / f"server-{self.port}.log"
-        key = cli(workdir, "keys", "create", "--role", "admin").strip()
+        key = cli(workdir, "keys", "create", "--role", "admin", **env_settings).strip()
         self.auth = {"Authorization": f"Bearer {key}"}
         env = settings_env(workdir, **env_settings)
         self.log = self.log_path.open("wb")
@@ -56,6 +56,7 @@ class Server:
             env=env,
             stdout=self.log,
             stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group, workers included (see ``kill``)
         )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -68,6 +69,13 @@ class Server:
             except httpx2.TransportError:
                 time.sleep(0.2)
         pytest.fail("server did not answer /healthz within 60 s")
+
+    def kill(self) -> str:
+        """SIGKILL the server and every worker process: a crash, with no shutdown at all."""
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=30)
+        self.log.close()
+        return self.log_path.read_text()
 
     def stop(self) -> str:
         self.process.send_signal(signal.SIGTERM)

@@ -381,3 +381,10 @@ def test_an_import_killed_midway_resumes_without_redoing_work_to_the_same_end(
     assert read_report(resumed / "report.csv") == read_report(whole / "report.csv")
     with Reunite.open(settings_in(resumed)) as service:  # the index caught up with the store
         assert sum(service.index_report.counts.values()) == total
+
+
+@pytest.fixture
+def database_url() -> None:
+    """These tests read the SQLite file directly: SQLite only (the import itself is store
+    independent, and the store tests run on PostgreSQL too)."""
+    return None
