@@ -228,6 +228,14 @@ def _parser() -> argparse.ArgumentParser:
     calibrate.add_argument("--cache-dir", type=Path, default=Path(".cache/embeddings"))
     calibrate.set_defaults(run=_calibrate)
 
+    migrate = commands.add_parser(
+        "migrate",
+        help="bring the store's schema up to date",
+        description="Apply the schema migrations this version has and the store lacks (every "
+        "process also does so when it opens the store). Prints the revision.",
+    )
+    migrate.set_defaults(run=_migrate)
+
     reindex = commands.add_parser(
         "reindex",
         help="re-embed stale faces, then rebuild the FAISS index from the store",
@@ -585,6 +593,17 @@ def _calibrate(args: argparse.Namespace) -> int:
         + (f" (previous kept as {kept})" if kept else "")
         + f"; set REUNITE_TOLERANCE={tolerance:.2f} to use the suggested tolerance"
     )
+    return 0
+
+
+def _migrate(_args: argparse.Namespace) -> int:
+    from reunite.store import Store
+
+    store = Store(Settings().resolved_database_url)  # opening migrates
+    try:
+        print(f"schema at revision {store.revision}")
+    finally:
+        store.close()
     return 0
 
 

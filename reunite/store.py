@@ -523,6 +523,7 @@ def _migration_lock(engine: Engine) -> Iterator[None]:
     if engine.dialect.name != "sqlite" or not database or database == ":memory:":
         yield
         return
+    Path(database).parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(f"{database}.migrate.lock", os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
@@ -538,7 +539,8 @@ class Store:
     def __init__(self, url: str) -> None:
         self.url = url
         self.engine: Engine = _engine(url)
-        migrate(self.engine)
+        self.revision = migrate(self.engine)
+        """The schema's Alembic revision."""
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     @staticmethod

@@ -115,7 +115,8 @@ def test_acknowledged_enrollments_survive_a_sigkill(tmp_path, faces_dir, databas
     assert set(saved.face_ids("missing").tolist()) == face_ids
     print(
         f"\ncrash test ({'postgresql' if database_url else 'sqlite'}): {attempted[0]} sent, "
-        f"{sent} answered before the kill, {len(acknowledged)} acknowledged, {len(photo_rows)} stored after restart "
+        f"{sent} answered before the kill, {len(acknowledged)} acknowledged, "
+        f"{len(photo_rows)} stored after restart "
         f"(acknowledged and found: {len(acknowledged)}; stored but unacknowledged, in flight at "
         f"the kill: {len(photo_rows) - len(acknowledged)})"
     )
