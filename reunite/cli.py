@@ -1,8 +1,9 @@
 """The ``reunite`` command line: a thin layer over ``Reunite``; errors become exit codes here.
 
 Exit codes: 0 success; 1 some items of a batch failed (each is reported); 2 bad usage;
-3 not found; 4 invalid input (unreadable file, bad photo, no face, bad field); 5 conflict;
-6 index unusable.
+3 not found; 4 invalid input (unreadable file, bad photo, no face, bad field); 5 conflict
+(a non-empty store to restore over); 6 index unusable; 7 unsafe configuration (``serve`` with
+a weak REUNITE_SECRET_KEY in production).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ EXIT_CODES: dict[type[errors.ReuniteError], int] = {
     errors.InvalidInput: 4,
     errors.Conflict: 5,
     errors.IndexUnusable: 6,
+    errors.UnsafeConfiguration: 7,
 }
 PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
 MIN_SAME_PAIRS, MIN_DIFFERENT_PAIRS = 20, 100
@@ -293,6 +295,10 @@ def _serve(args: argparse.Namespace) -> int:
     settings = Settings(**overrides)
     configure_logging(settings.log_format)  # INFO: says how the index was made ready
     chosen_devices(settings.device)  # a bad REUNITE_DEVICE stops here, with its reason
+    # Made here, once (so several workers do not race to create them), and checked: a weak
+    # session key stops the start with its reason (exit 7), before any worker starts.
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    session_secret(settings)
     if settings.workers == 1:
         uvicorn.run(
             create_app(settings),
@@ -302,10 +308,7 @@ def _serve(args: argparse.Namespace) -> int:
             log_config=None,
         )
         return 0
-    # Several processes: each builds its app from the environment. Made here, once, so the
-    # workers do not race to create them: the data folder and the session key.
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    session_secret(settings)
+    # Several processes: each builds its app from the environment.
     uvicorn.run(
         "reunite.api:app_from_environment",
         factory=True,

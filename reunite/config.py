@@ -112,9 +112,15 @@ class Settings(BaseSettings):
         "UTC", description="Time zone the staff pages show times in (e.g. Asia/Shanghai)."
     )
 
+    environment: Literal["production", "development"] = Field(
+        "production",
+        description="'production' refuses unsafe settings at start (a weak secret key); "
+        "'development' only warns.",
+    )
     secret_key: str | None = Field(
         None,
-        description="Signs session cookies. Default: a random key kept in <data_dir>/secret_key.",
+        description="Signs session cookies: 32 characters or more, random. Default: a random "
+        "key made once and kept in <data_dir>/secret_key (mode 0600).",
     )
     session_max_age_s: int = Field(8 * 3600, ge=60, description="Staff session lifetime, seconds.")
     secure_cookies: bool = Field(

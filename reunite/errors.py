@@ -22,7 +22,9 @@ translate it in one place each::
     ├── RateLimited              too many requests from one key or user; ``retry_after_s`` says
     │                            when to try again
     ├── NotReady                 the service is still starting (loading the index)
-    └── IndexUnusable            index files missing, corrupt or made by another model
+    ├── IndexUnusable            index files missing, corrupt or made by another model
+    └── UnsafeConfiguration      a setting that must not be used in production (a weak
+                                 session key); the service refuses to start
 
 Each error has a stable machine-readable ``code`` and a message a person can act on; ``details``
 holds extra structured facts (such as the face boxes of a ``MultipleFaces``). Messages never
@@ -114,3 +116,7 @@ class NotReady(ReuniteError):
 
 class IndexUnusable(ReuniteError):
     code = "index_unusable"
+
+
+class UnsafeConfiguration(ReuniteError):
+    code = "unsafe_configuration"

@@ -23,6 +23,7 @@ from reunite.api.observability import install_observability
 from reunite.api.openapi import install_openapi
 from reunite.api.routes import Caller, router
 from reunite.api.schemas import ReadyOut
+from reunite.api.security import SecurityHeaders
 from reunite.config import Settings
 from reunite.errors import NotReady
 from reunite.faces import FaceFinder, faces_in_image
@@ -42,9 +43,13 @@ def create_app(settings: Settings | None = None, *, finder: FaceFinder = faces_i
     At start-up the store opens at once and the index loads in the background: ``/healthz``
     answers from the start, ``/readyz`` and the endpoints that need the index answer 503 until
     it is loaded. At shutdown the worker stops and the index is saved.
+
+    Raises:
+        UnsafeConfiguration: in production, a weak session key (see ``api.security``).
     """
     settings = settings or Settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    session_key = auth.session_secret(settings)  # checked: refuses a weak key in production
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -91,12 +96,13 @@ def create_app(settings: Settings | None = None, *, finder: FaceFinder = faces_i
     app.add_middleware(BodyLimit, limit_of=lambda scope: _body_limit(scope, settings))
     app.add_middleware(
         SessionMiddleware,
-        secret_key=auth.session_secret(settings),
+        secret_key=session_key,
         session_cookie=auth.SESSION_COOKIE,
         max_age=settings.session_max_age_s,
         same_site="lax",
         https_only=settings.secure_cookies,
     )
+    app.add_middleware(SecurityHeaders)  # on every answer, errors included
     registry = install_observability(app)  # outermost: every answer gets its id and metrics
 
     @app.get("/healthz", tags=["operations"])

@@ -24,6 +24,7 @@ from pydantic import BaseModel, Field
 
 from reunite.access import Principal
 from reunite.api.limits import RateLimiter
+from reunite.api.security import check_secret_key
 from reunite.config import Settings
 from reunite.errors import Forbidden, NotAuthenticated
 from reunite.files import write_atomically
@@ -38,14 +39,23 @@ router = APIRouter(prefix="/api/v1", tags=["session"])
 
 
 def session_secret(settings: Settings) -> str:
-    """``REUNITE_SECRET_KEY``, or a random key kept (mode 0600) in ``<data_dir>/secret_key``."""
+    """``REUNITE_SECRET_KEY``, or a random key made once and kept (mode 0600) in
+    ``<data_dir>/secret_key``.
+
+    Raises:
+        UnsafeConfiguration: in production, a key shorter than 32 characters or a known weak
+        value (``api.security.check_secret_key``).
+    """
     if settings.secret_key:
-        return settings.secret_key
-    path = settings.data_dir / "secret_key"
-    if not path.exists():
-        write_atomically(path, secrets.token_urlsafe(48).encode("ascii"))
-        os.chmod(path, 0o600)
-    return Path(path).read_text(encoding="ascii").strip()
+        key = settings.secret_key
+    else:
+        path = settings.data_dir / "secret_key"
+        if not path.exists():
+            write_atomically(path, secrets.token_urlsafe(48).encode("ascii"))
+            os.chmod(path, 0o600)
+        key = Path(path).read_text(encoding="ascii").strip()
+    check_secret_key(settings, key)
+    return key
 
 
 def service_of(request: Request) -> Reunite:

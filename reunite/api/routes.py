@@ -321,6 +321,8 @@ def search(
 # ----------------------------------------------------------------------------------- images
 
 IMAGE_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp"}
+NOT_STORED = {"Cache-Control": "no-store"}
+"""Photos and crops are kept by no cache, the browser's included (every view is audited)."""
 
 
 def visible_case_of(service: Reunite, caller: Principal, case_id: int, what: str) -> None:
@@ -341,9 +343,7 @@ def photo_image(photo_id: Id, service: Service, caller: Caller) -> Response:
     """The photo's original bytes. Each view is audited."""
     visible_case_of(service, caller, service.photo(photo_id).case_id, f"photo {photo_id}")
     photo, data = service.photo_file(photo_id, actor=caller.name)
-    return Response(
-        data, media_type=IMAGE_TYPES[photo.format], headers={"Cache-Control": "private"}
-    )
+    return Response(data, media_type=IMAGE_TYPES[photo.format], headers=NOT_STORED)
 
 
 @router.get(
@@ -361,7 +361,7 @@ def face_crop(face_id: Id, service: Service, caller: Caller) -> Response:
     return Response(
         service.face_crop(face_id, actor=caller.name),
         media_type="image/jpeg",
-        headers={"Cache-Control": "private"},
+        headers=NOT_STORED,
     )
 
 
