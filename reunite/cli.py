@@ -272,6 +272,21 @@ def _parser() -> argparse.ArgumentParser:
         help="faces written per transaction (at most this many are redone after a kill)",
     )
     reindex.set_defaults(run=_reindex)
+
+    purge = commands.add_parser(
+        "purge",
+        help="erase the biometric data of cases closed longer than REUNITE_RETENTION_DAYS",
+        description="Erase the photos (files), face crops and embeddings of every case closed "
+        "more than REUNITE_RETENTION_DAYS days ago (365 by default; 0 turns retention off). "
+        "The case record, its candidates and their decisions stay. A case counts as closed "
+        "from the audit event that closed it. Safe while servers run: they drop the faces "
+        "within REUNITE_INDEX_SYNC_INTERVAL_S. Run it daily (cron, a systemd timer). Prints "
+        "one JSON object: the cases (ids, closing times, counts) and the totals.",
+    )
+    purge.add_argument(
+        "--dry-run", action="store_true", help="print what would be erased; change nothing"
+    )
+    purge.set_defaults(run=_purge)
     return parser
 
 
@@ -649,6 +664,13 @@ def _reindex(args: argparse.Namespace) -> int:
         }
     print(json.dumps(summary, ensure_ascii=False))
     return 1 if embedded.failed else 0
+
+
+def _purge(args: argparse.Namespace) -> int:
+    with Reunite.open(Settings(), load_index=not args.dry_run) as service:
+        report = service.purge_expired(actor=_actor(), dry_run=args.dry_run)
+    print(json.dumps(report.summary()))
+    return 0
 
 
 @contextmanager

@@ -153,6 +153,14 @@ class Settings(BaseSettings):
         50, ge=1, description="Attempts before an event is marked failed (admins can retry)."
     )
 
+    retention_days: int = Field(
+        365,
+        ge=0,
+        le=36500,
+        description="Days after a case is closed before `reunite purge` erases its photos, face "
+        "crops and embeddings (the record and decisions stay). 0: never.",
+    )
+
     host: str = "127.0.0.1"
     port: int = 8000
     workers: int = Field(

@@ -41,6 +41,7 @@ from reunite import imaging
 from reunite.batch import exit_with_parent
 from reunite.errors import InvalidInput, ReuniteError
 from reunite.faces import MODEL_NAME, Box, Face, Pipeline, box_overlap, face_at_box, faces_in_image
+from reunite.privacy import ERASED
 from reunite.service import Reunite
 from reunite.store import BatchJob, Photo, embedding_bytes
 from reunite.store import Face as FaceRow
@@ -140,7 +141,7 @@ def reembed_faces(
             job = BatchJob(name=JOB_NAME, settings=wanted, cursor=0)
             session.add(job)
         cursor = job.cursor
-        stale = true() if everything else _made_otherwise(pipeline)
+        stale = _wanted(service, everything)
         total = session.scalar(select(func.count(FaceRow.id)).where(FaceRow.id > cursor, stale))
     report = ReembedReport(total=total or 0, resumed_after_face_id=cursor)
     if cursor:
@@ -169,9 +170,16 @@ def _made_otherwise(pipeline: Pipeline) -> Any:
     return (FaceRow.model != MODEL_NAME) | (FaceRow.pipeline != pipeline.version)
 
 
+def _wanted(service: Reunite, everything: bool) -> Any:
+    """The faces to embed again: every face, or those made otherwise; never an erased one (its
+    photo is gone, see ``reunite.privacy``)."""
+    stale = true() if everything else _made_otherwise(service.pipeline)
+    return stale & (FaceRow.model != ERASED)
+
+
 def _face_jobs(service: Reunite, after_face_id: int, everything: bool) -> Iterator[FaceJob]:
     """The faces to do, in id order, read a page at a time (no read stays open meanwhile)."""
-    stale = true() if everything else _made_otherwise(service.pipeline)
+    stale = _wanted(service, everything)
     last = after_face_id
     while True:
         with service.store.transaction() as session:

@@ -19,8 +19,8 @@ import sys
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import date, datetime
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Generic, Literal, Self, TypeVar
@@ -30,7 +30,7 @@ import numpy as np
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
-from reunite import accounts, imaging, paging, review, webhooks
+from reunite import accounts, imaging, paging, privacy, review, webhooks
 from reunite.calibration import linear_similarity, loaded_calibration
 from reunite.config import Settings
 from reunite.device import chosen_devices
@@ -381,21 +381,36 @@ class Reunite:
                 self.store.lock_faces(session)
                 self._pull_changes(session)
                 session.flush()
-                faces = session.scalars(select(FaceRow).where(FaceRow.case_id == case.id))
+                faces = session.scalars(
+                    select(FaceRow).where(FaceRow.case_id == case.id, FaceRow.model == MODEL_NAME)
+                )
                 for face in list(faces):
                     self._record_candidates(session, case, face, face.vector)
         return case
 
-    def delete_case(self, case_id: int, *, actor: str) -> None:
-        """Delete a case, its photos (files too, unless another case has the same bytes), its
-        faces (from the store and the index) and its candidates.
+    def delete_case(self, case_id: int, *, actor: str, reason: str) -> None:
+        """Erase a case: its record, its photos (files too, unless another case has the same
+        bytes), its faces (from the store and every server's index), its face crops and its
+        candidates with their decisions.
+
+        ``reason`` is one of ``privacy.ERASURE_REASONS``. The audit log keeps who erased which
+        case, when and why (that category), and counts; earlier audit rows name ids only. On
+        SQLite the erased rows are overwritten in the database file and the write-ahead log is
+        emptied (best effort); the index files are saved at once without the faces (an
+        approximate index keeps them as tombstones until ``reunite reindex``). Cost: one
+        transaction, then one save of the index (O(faces) of I/O).
 
         Raises:
-            NotFound, NotReady.
+            NotFound, NotReady, InvalidField (an unknown reason).
         """
+        if reason not in privacy.ERASURE_REASONS:
+            raise InvalidField(
+                f"reason must be one of {list(privacy.ERASURE_REASONS)}, not {reason!r}."
+            )
         self._require_ready()
         with self._write_lock:
             with self.store.transaction() as session:
+                privacy.overwrite_deleted_rows(session)
                 self.store.lock_faces(session)
                 case = self._case(session, case_id)
                 face_ids = list(
@@ -403,13 +418,15 @@ class Reunite:
                 )
                 session.add_all(RemovedFace(face_id=i, kind=case.kind) for i in face_ids)
                 photos = list(session.scalars(select(Photo).where(Photo.case_id == case_id)))
-                doomed = session.scalars(
-                    select(Candidate).where(
-                        (Candidate.found_case_id == case_id)
-                        | (Candidate.missing_case_id == case_id)
+                doomed = list(
+                    session.scalars(
+                        select(Candidate).where(
+                            (Candidate.found_case_id == case_id)
+                            | (Candidate.missing_case_id == case_id)
+                        )
                     )
                 )
-                for candidate in list(doomed):
+                for candidate in doomed:
                     webhooks.enqueue_candidate_event(
                         session,
                         "candidate.deleted",
@@ -432,17 +449,144 @@ class Reunite:
                     actor,
                     "case.delete",
                     case_id,
-                    photo_ids=[p.id for p in photos],
-                    face_ids=face_ids,
+                    reason=reason,
+                    photos=len(photos),
+                    faces=len(face_ids),
+                    candidates=len(doomed),
                 )
             self.index.remove(face_ids)
-            self._count_changes(len(face_ids))
+            self._unsaved_changes += len(face_ids)
+            self._save_index_after_erasure()
             for photo in photos:
-                self._forget_photo_file(photo)
+                self._forget_photo_file(photo.sha256, photo.format)
             for face_id in face_ids:
                 self._crop_path(face_id).unlink(missing_ok=True)
+        self._checkpoint_after_erasure()
         self.on_outbox()
-        log.info("case %d deleted with %d faces", case_id, len(face_ids))
+        log.info("case %d erased (%s) with %d faces", case_id, reason, len(face_ids))
+
+    def purge_expired(
+        self, *, actor: str, dry_run: bool = False, now: datetime | None = None
+    ) -> privacy.PurgeReport:
+        """Erase the biometric data of cases closed more than ``retention_days`` ago: photo
+        files, face crops and embeddings (faces leave every index). The case record, its
+        candidates and their decisions stay (see ``reunite.privacy``). With ``dry_run``,
+        report what would be erased and change nothing (the index need not be loaded).
+
+        A case reopened meanwhile is left alone. Each purged case is audited (``case.purge``,
+        reason ``retention``, counts). ``retention_days = 0`` purges nothing. Cost: a few
+        queries, then per case one transaction and the file deletions; one index save at the
+        end.
+
+        Raises:
+            NotReady (without ``dry_run``, before the index is loaded).
+        """
+        days = self.settings.retention_days
+        if not days:
+            return privacy.PurgeReport(dry_run=dry_run, retention_days=0, cutoff=None)
+        if not dry_run:
+            self._require_ready()
+        cutoff = (now or utc_now()) - timedelta(days=days)
+        with self.store.transaction() as session:
+            closed = privacy.closed_cases_with_photos(session)
+        due = sorted(case_id for case_id, at in closed.items() if at < cutoff)
+        report = privacy.PurgeReport(dry_run=dry_run, retention_days=days, cutoff=cutoff)
+        for case_id in due:
+            purged = (
+                self._biometrics_of(case_id) if dry_run else self._purge_case(case_id, actor=actor)
+            )
+            if purged is not None:
+                report.cases.append(replace(purged, closed_at=closed[case_id]))
+        if report.cases and not dry_run:
+            with self._write_lock:
+                self._save_index_after_erasure()
+            self._checkpoint_after_erasure()
+            log.info("retention: biometric data of %d closed cases erased", len(report.cases))
+        return report
+
+    def _biometrics_of(self, case_id: int) -> privacy.PurgedCase:
+        """What the purge would erase of a case: its live photos, faces and crop files."""
+        with self.store.transaction() as session:
+            photos = session.scalar(
+                select(func.count(Photo.id)).where(
+                    Photo.case_id == case_id,
+                    ~Photo.sha256.startswith(privacy.ERASED_PHOTO_PREFIX),
+                )
+            )
+            face_ids = list(
+                session.scalars(
+                    select(FaceRow.id).where(
+                        FaceRow.case_id == case_id, FaceRow.model != privacy.ERASED
+                    )
+                )
+            )
+        crops = sum(self._crop_path(i).exists() for i in face_ids)
+        return privacy.PurgedCase(case_id, utc_now(), photos or 0, len(face_ids), crops)
+
+    def _purge_case(self, case_id: int, *, actor: str) -> privacy.PurgedCase | None:
+        """Erase one closed case's photos, crops and embeddings, keeping the rows that
+        candidates need as tombstones; None if the case is no longer closed."""
+        with self._write_lock:
+            with self.store.transaction() as session:
+                privacy.overwrite_deleted_rows(session)
+                self.store.lock_faces(session)
+                case = session.get(Case, case_id)
+                if case is None or case.status != "closed":
+                    return None
+                faces = list(
+                    session.scalars(
+                        select(FaceRow).where(
+                            FaceRow.case_id == case_id, FaceRow.model != privacy.ERASED
+                        )
+                    )
+                )
+                photos = [
+                    p
+                    for p in session.scalars(select(Photo).where(Photo.case_id == case_id))
+                    if not privacy.is_erased(p)
+                ]
+                files = [(p.sha256, p.format) for p in photos]
+                session.add_all(RemovedFace(face_id=f.id, kind=f.kind) for f in faces)
+                for face in faces:
+                    face.embedding, face.model, face.pipeline = b"", privacy.ERASED, privacy.ERASED
+                for photo in photos:
+                    photo.sha256 = privacy.erased_photo_sha256(photo.id)
+                self._audit(
+                    session,
+                    actor,
+                    "case.purge",
+                    case_id,
+                    reason=privacy.RETENTION_REASON,
+                    photos=len(photos),
+                    faces=len(faces),
+                )
+            face_ids = [f.id for f in faces]
+            self.index.remove(face_ids)
+            self._unsaved_changes += len(face_ids)
+            crops = 0
+            for face_id in face_ids:
+                crop = self._crop_path(face_id)
+                crops += crop.exists()
+                crop.unlink(missing_ok=True)
+            for sha256, fmt in files:
+                self._forget_photo_file(sha256, fmt)
+        log.info(
+            "retention: case %d: %d photos and %d faces erased", case_id, len(files), len(faces)
+        )
+        return privacy.PurgedCase(case_id, utc_now(), len(files), len(face_ids), crops)
+
+    def _save_index_after_erasure(self) -> None:
+        """Save the index now, so that its files no longer hold erased embeddings."""
+        try:
+            self.save_index()
+        except OSError:
+            log.exception("index: saving after an erasure failed; the next save drops the faces")
+
+    def _checkpoint_after_erasure(self) -> None:
+        with self.store.transaction() as session:
+            outcome = privacy.sqlite_checkpoint(session)
+        if outcome is not None and outcome[0]:
+            log.info("store: write-ahead log busy; a later checkpoint empties it")
 
     # ---------------------------------------------------------------------------- photos
 
@@ -581,11 +725,19 @@ class Reunite:
         return Enrollment(photo, faces, [], created=False)
 
     def photos(self, case_id: int) -> list[tuple[Photo, list[FaceRow]]]:
-        """A case's photos, oldest first, each with its faces. Raises ``NotFound``."""
+        """A case's photos, oldest first, each with its faces; photos purged by the retention
+        rule are left out. Raises ``NotFound``."""
         with self.store.transaction() as session:
             self._case(session, case_id)
             photos = list(
-                session.scalars(select(Photo).where(Photo.case_id == case_id).order_by(Photo.id))
+                session.scalars(
+                    select(Photo)
+                    .where(
+                        Photo.case_id == case_id,
+                        ~Photo.sha256.startswith(privacy.ERASED_PHOTO_PREFIX),
+                    )
+                    .order_by(Photo.id)
+                )
             )
             faces = list(
                 session.scalars(
@@ -617,10 +769,11 @@ class Reunite:
         return face
 
     def photo_file(self, photo_id: int, *, actor: str) -> tuple[Photo, bytes]:
-        """A photo's row and its original bytes; the view is audited. Raises ``NotFound``."""
+        """A photo's row and its original bytes; the view is audited. Raises ``NotFound`` (also
+        for a photo purged by the retention rule)."""
         with self.store.transaction() as session:
             photo = session.get(Photo, photo_id)
-            if photo is None:
+            if photo is None or privacy.is_erased(photo):
                 raise NotFound(f"There is no photo {photo_id}.")
             self._audit(session, actor, "photo.view", photo.case_id, photo_id=photo_id)
         return photo, self.photo_path_of(photo.sha256, photo.format).read_bytes()
@@ -631,10 +784,12 @@ class Reunite:
         Crops are kept in ``<data_dir>/crops/`` (a face's box never changes; the crop goes with
         its case), so a review page of 25 candidates does not decode 50 photos each time.
         Cost: one decode of the stored photo the first time, a file read after.
+
+        Raises ``NotFound`` (also for a face purged by the retention rule).
         """
         with self.store.transaction() as session:
             face = session.get(FaceRow, face_id)
-            if face is None:
+            if face is None or face.model == privacy.ERASED:
                 raise NotFound(f"There is no face {face_id}.")
             self._audit(session, actor, "face.view", face.case_id, face_id=face_id)
             photo = session.get_one(Photo, face.photo_id)
@@ -1575,12 +1730,12 @@ class Reunite:
         extension = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp"}[fmt]
         return self.settings.photos_dir / sha256[:2] / f"{sha256}.{extension}"
 
-    def _forget_photo_file(self, photo: Photo) -> None:
+    def _forget_photo_file(self, sha256: str, fmt: str) -> None:
         """Delete a photo's file unless another photo row still uses the same bytes."""
         with self.store.transaction() as session:
-            still_used = session.scalar(select(Photo.id).where(Photo.sha256 == photo.sha256))
+            still_used = session.scalar(select(Photo.id).where(Photo.sha256 == sha256))
         if still_used is None:
-            self.photo_path_of(photo.sha256, photo.format).unlink(missing_ok=True)
+            self.photo_path_of(sha256, fmt).unlink(missing_ok=True)
 
 
 _CASE_FIELD_NAMES = tuple(CaseFields.model_fields)

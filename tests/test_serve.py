@@ -103,7 +103,11 @@ def test_several_worker_processes_share_the_store_and_keep_their_indexes_in_step
         time.sleep(1.5)  # three sync rounds
         assert all(missing.json()["id"] in searched_case_ids() for _ in range(8))
 
-        deleted = httpx2.delete(f"{api}/cases/{missing.json()['id']}", headers=server.auth)
+        deleted = httpx2.delete(
+            f"{api}/cases/{missing.json()['id']}",
+            params={"reason": "entered_in_error"},
+            headers=server.auth,
+        )
         assert deleted.status_code == 204, deleted.text
         time.sleep(1.5)
         assert all(missing.json()["id"] not in searched_case_ids() for _ in range(8))

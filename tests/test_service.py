@@ -117,7 +117,7 @@ def test_deleting_a_case_removes_its_faces_from_search(service, sample, settings
     service.enroll_photo(found.id, sample("obama2.jpg"), actor=ACTOR)
     [(photo, _)] = service.photos(missing.id)
     photo_files_before = set(settings.photos_dir.rglob("*.jpg"))
-    service.delete_case(missing.id, actor=ACTOR)
+    service.delete_case(missing.id, actor=ACTOR, reason="entered_in_error")
     [result] = service.search_photo(sample("obama.jpg"), actor=ACTOR, kinds=["missing"])
     assert result.ranked == []
     assert service.candidates(found.id) == []
@@ -218,7 +218,7 @@ def test_an_index_behind_the_store_catches_up(tmp_path, finder, sample):
     with Reunite.open(settings, finder=finder) as service:
         third = new_case(service, "found")
         service.enroll_photo(third.id, sample("obama2.jpg"), actor=ACTOR)
-        service.delete_case(1, actor=ACTOR)
+        service.delete_case(1, actor=ACTOR, reason="entered_in_error")
     # As if the process had been killed before saving: put the older index files back.
     (settings.index_dir / "manifest.json").write_bytes(stale_manifest)
     for path, data in stale_files.items():
@@ -291,7 +291,7 @@ def test_an_lfw_person_is_ranked_first_among_200_other_people(tmp_path, finder, 
 def test_ids_are_never_reused_after_a_delete(service, sample):
     first = new_case(service, "missing")
     enrolled = service.enroll_photo(first.id, sample("obama.jpg"), actor=ACTOR)
-    service.delete_case(first.id, actor=ACTOR)
+    service.delete_case(first.id, actor=ACTOR, reason="entered_in_error")
     second = new_case(service, "found")
     again = service.enroll_photo(second.id, sample("biden.jpg"), actor=ACTOR)
     assert second.id > first.id
@@ -371,7 +371,9 @@ def test_searching_while_cases_are_deleted_never_fails(service, sample):
         searches = [
             pool.submit(service.search_photo, sample("obama2.jpg"), actor=ACTOR) for _ in range(12)
         ]
-        deletes = [pool.submit(service.delete_case, c.id, actor=ACTOR) for c in cases]
+        deletes = [
+            pool.submit(service.delete_case, c.id, actor=ACTOR, reason="duplicate") for c in cases
+        ]
         for future in searches + deletes:
             future.result()  # raises if any of them failed
     assert service.index.count() == 0
@@ -451,7 +453,7 @@ def test_face_crops_are_kept_and_go_with_their_case(service, sample, settings):
     first = service.face_crop(face.id, actor=ACTOR)
     kept = settings.data_dir / "crops" / f"{face.id}.jpg"
     assert kept.read_bytes() == first == service.face_crop(face.id, actor=ACTOR)
-    service.delete_case(case.id, actor=ACTOR)
+    service.delete_case(case.id, actor=ACTOR, reason="entered_in_error")
     assert not kept.exists()
 
 
@@ -483,7 +485,7 @@ def test_servers_sharing_a_store_match_each_others_faces_and_sync(settings, find
         assert two.sync_index() == (0, 0)  # already pulled while enrolling
         assert one.index.count() == two.index.count() == 2
 
-        one.delete_case(missing.id, actor=ACTOR)
+        one.delete_case(missing.id, actor=ACTOR, reason="entered_in_error")
         assert two.index.count("missing") == 1
         assert two.sync_index() == (0, 1)
         assert two.index.count("missing") == 0

@@ -25,6 +25,7 @@ from reunite.api import schemas
 from reunite.api.auth import principal, service_of
 from reunite.errors import Forbidden, ImageTooLarge, InvalidField, NotFound
 from reunite.index import KINDS
+from reunite.privacy import ErasureReason
 from reunite.service import Reunite
 from reunite.store import CaseFields
 
@@ -208,10 +209,22 @@ def update_case(
 
 
 @router.delete("/cases/{case_id}", status_code=204, tags=["cases"], responses=errors(404))
-def delete_case(case_id: Id, service: Service, caller: Caller) -> Response:
-    """Delete a case with its photos, faces (from search too) and candidates."""
+def delete_case(
+    case_id: Id,
+    service: Service,
+    caller: Caller,
+    reason: Annotated[
+        ErasureReason,
+        Query(description="Why the case is erased: a category, recorded in the audit log."),
+    ],
+) -> Response:
+    """Erase a case: its record, photos (files too), faces (from search too), face crops and
+    candidates. The audit log keeps who erased which case, when, and the `reason` category.
+
+    A police key erases its own agency's missing cases, staff found cases, an admin any case.
+    """
     writable_case(service, caller, case_id)
-    service.delete_case(case_id, actor=caller.name)
+    service.delete_case(case_id, actor=caller.name, reason=reason)
     return Response(status_code=204)
 
 

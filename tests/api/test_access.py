@@ -59,7 +59,12 @@ def table(w):
         ("GET", f"/cases/{found}", {}, ("ok", "ok", 404, 404, 401)),
         ("PATCH", f"/cases/{ma}", {"json": {"place": "杭州"}}, ("ok", 403, "ok", 404, 401)),
         ("PATCH", f"/cases/{found}", {"json": {"place": "上海"}}, ("ok", "ok", 404, 404, 401)),
-        ("DELETE", f"/cases/{mb}", {}, (None, 403, 404, None, 401)),
+        (
+            "DELETE",
+            f"/cases/{mb}",
+            {"params": {"reason": "subject_request"}},
+            (None, 403, 404, None, 401),
+        ),
         ("GET", f"/cases/{ma}/photos", {}, ("ok", "ok", "ok", 404, 401)),
         ("GET", f"/cases/{ma}/candidates", {}, ("ok", "ok", "ok", 404, 401)),
         ("POST", f"/cases/{ma}/photos", "again", ("ok", 403, "ok", 404, 401)),

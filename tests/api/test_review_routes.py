@@ -193,7 +193,9 @@ def test_the_audit_log_records_every_action_and_only_admins_read_it(client, cand
     client.get(f"{API}/faces/{candidate['found_face_id']}/crop")
     client.post(f"{API}/search", files={"file": ("p.jpg", sample("biden.jpg"), "image/jpeg")})
     client.patch(f"{API}/cases/{candidate['found_case_id']}", json={"status": "closed"})
-    client.delete(f"{API}/cases/{candidate['missing_case_id']}")
+    client.delete(
+        f"{API}/cases/{candidate['missing_case_id']}", params={"reason": "subject_request"}
+    )
 
     sign_in(client, "admin1")
     events = client.get(f"{API}/audit", params={"limit": 1000}).json()["items"]

@@ -169,9 +169,10 @@ def test_case_crud_and_listing(client):
         "conflict",
     )
 
-    assert client.delete(f"{API}/cases/{b['id']}").status_code == 204
+    erase = {"reason": "duplicate"}
+    assert client.delete(f"{API}/cases/{b['id']}", params=erase).status_code == 204
     assert_problem(client.get(f"{API}/cases/{b['id']}"), 404, "not_found")
-    assert_problem(client.delete(f"{API}/cases/{b['id']}"), 404, "not_found")
+    assert_problem(client.delete(f"{API}/cases/{b['id']}", params=erase), 404, "not_found")
 
 
 @pytest.mark.parametrize(
