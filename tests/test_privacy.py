@@ -66,10 +66,10 @@ def table_counts(service):
 
 
 @pytest.fixture
-def world(tmp_path, finder, sample):
+def world(tmp_path, finder, sample, database_url):
     """A missing case matched with a found one and closed 400 days ago; a case closed today; an
-    open case."""
-    settings = settings_in(tmp_path, retention_days=365)
+    open case. On SQLite and on PostgreSQL."""
+    settings = settings_in(tmp_path, retention_days=365, database_url=database_url)
     with Reunite.open(settings, finder=finder) as service:
         old, old_photo = new_case(service, "missing", sample("obama.jpg"), name="李建国")
         found, found_photo = new_case(service, "found", sample("obama2.jpg"))
@@ -182,6 +182,8 @@ def test_reunite_purge_prints_json_and_dry_run_changes_nothing(world, monkeypatc
     world["service"].close()
     monkeypatch.setenv("REUNITE_DATA_DIR", str(settings.data_dir))
     monkeypatch.setenv("REUNITE_INDEX_DIR", str(settings.index_dir))
+    if settings.database_url:
+        monkeypatch.setenv("REUNITE_DATABASE_URL", settings.database_url)
     before = files_under(settings.data_dir, settings.index_dir)
     assert main(["purge", "--dry-run"]) == 0
     dry = json.loads(capsys.readouterr().out)
