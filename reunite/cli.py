@@ -287,6 +287,37 @@ def _parser() -> argparse.ArgumentParser:
         "--dry-run", action="store_true", help="print what would be erased; change nothing"
     )
     purge.set_defaults(run=_purge)
+
+    backup = commands.add_parser(
+        "backup",
+        help="write a consistent backup of the store, photos and index",
+        description="Write a backup to DEST: a new (or empty) folder, or a new file ending in "
+        ".tar. It holds one consistent snapshot of the database (SQLite: its backup API; "
+        "PostgreSQL: pg_dump -Fc, which must be installed), the photo files it names, the "
+        "index files, and manifest.json (version, time, database kind, counts, SHA-256 of "
+        "every file). Safe while servers run. The backup holds every name and photo: keep it "
+        "safe and let it expire. Prints the manifest's summary as JSON.",
+    )
+    backup.add_argument("destination", type=Path, help="a new folder, or a new FILE.tar")
+    backup.set_defaults(run=_backup)
+
+    restore = commands.add_parser(
+        "restore",
+        help="restore a backup into this data folder and database",
+        description="Restore the backup at SOURCE (a folder or a .tar written by reunite "
+        "backup) into the store, photos folder and index of the current settings, after "
+        "checking every file against its manifest, then open the service there (the schema "
+        "is migrated, the index caught up or rebuilt). Refuses a store that holds cases, "
+        "photos, users or keys, or a photos folder with files (exit 5), unless --force. Stop "
+        "the servers first. Prints what was restored as JSON.",
+    )
+    restore.add_argument("source", type=Path, help="a backup folder or .tar file")
+    restore.add_argument(
+        "--force",
+        action="store_true",
+        help="replace a store that is not empty (its photos, crops and index files too)",
+    )
+    restore.set_defaults(run=_restore)
     return parser
 
 
@@ -670,6 +701,32 @@ def _purge(args: argparse.Namespace) -> int:
     with Reunite.open(Settings(), load_index=not args.dry_run) as service:
         report = service.purge_expired(actor=_actor(), dry_run=args.dry_run)
     print(json.dumps(report.summary()))
+    return 0
+
+
+def _backup(args: argparse.Namespace) -> int:
+    from reunite.backup import backup
+
+    manifest = backup(Settings(), args.destination)
+    summary = {k: v for k, v in manifest.items() if k not in ("files", "missing_photos")}
+    print(
+        json.dumps(
+            summary
+            | {
+                "destination": str(args.destination),
+                "files": len(manifest["files"]),
+                "bytes": sum(f["bytes"] for f in manifest["files"].values()),
+                "missing_photos": len(manifest["missing_photos"]),
+            }
+        )
+    )
+    return 0
+
+
+def _restore(args: argparse.Namespace) -> int:
+    from reunite.backup import restore
+
+    print(json.dumps(restore(Settings(), args.source, force=args.force)))
     return 0
 
 

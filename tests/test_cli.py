@@ -208,4 +208,3 @@ def test_enroll_over_two_processes_matches_one(tmp_path, faces_dir, capsys, monk
             ("two_people.jpg", "multiple_faces", None),
         ]
     )
-

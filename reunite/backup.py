@@ -1,0 +1,495 @@
+"""Backups: a consistent snapshot of the store, the photo files and the index, and its restore.
+
+A backup is a directory, or the same as an uncompressed ``.tar`` archive (photos are
+compressed already)::
+
+    manifest.json         format, version, created_at, database kind, schema revision, row
+                          counts, and the SHA-256 and size of every other file
+    database.sqlite3      SQLite: a copy made with SQLite's backup API (one consistent
+                          snapshot, taken while servers keep reading and writing)
+    database.pgdump       PostgreSQL: ``pg_dump -Fc`` of an exported snapshot, the same one the
+                          counts and the list of photos are read from
+    photos/ab/ab….jpg     the photo files the snapshot's rows name, and only those
+    index/                the index files and their manifest, copied under the index lock
+
+Face crops are left out (they are made again on first view), and so are the session key
+(``<data_dir>/secret_key``: sessions simply end) and the settings. A photo whose file is gone
+by the time it is copied (its case was erased after the snapshot) is listed in
+``missing_photos`` and left out.
+
+``restore`` checks every file against the manifest, refuses to overwrite a store that holds
+cases, photos, users or keys (or a photos folder with files) unless forced, then restores the
+database (SQLite: the backup API again; PostgreSQL: ``pg_restore --clean``), the photos and the
+index, and opens the service there, which migrates the schema if the backup is older and
+catches the index up with the store (or rebuilds it).
+
+The backup holds every name, photo and embedding of the store: keep it as carefully as the
+store (it is written readable by its owner only), and let it expire, since an erased case
+lives on in the backups made before the erasure.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import sqlite3
+import subprocess
+import tarfile
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from sqlalchemy import create_engine, inspect, text
+from sqlalchemy.engine import Connection, make_url
+
+from reunite import __version__, privacy
+from reunite.config import Settings
+from reunite.errors import Conflict, InvalidInput, ReuniteError
+from reunite.index import MANIFEST_NAME, DirectoryLock
+
+log = logging.getLogger(__name__)
+
+FORMAT = "reunite-backup"
+VERSION = 1
+MANIFEST = "manifest.json"
+DATABASE_FILES = {"sqlite": "database.sqlite3", "postgresql": "database.pgdump"}
+COUNTED_TABLES = (
+    "cases",
+    "photos",
+    "faces",
+    "candidates",
+    "candidate_decisions",
+    "users",
+    "api_keys",
+    "webhooks",
+    "outbox_events",
+    "audit_events",
+)
+OCCUPYING_TABLES = ("cases", "photos", "users", "api_keys")
+"""A store with a row in any of these is not empty: restoring over it needs ``force``."""
+PG_RESTORE_OPTIONS = (
+    "--clean",
+    "--if-exists",
+    "--no-owner",
+    "--no-privileges",
+    "--single-transaction",
+    "--exit-on-error",
+)
+"""Replace what the database holds, as one transaction; owned by whoever restores."""
+INDEX_FILES = (MANIFEST_NAME, "missing.faiss", "found.faiss")
+PHOTO_EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp"}
+CHUNK = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What the database snapshot holds: row counts, schema revision, and the photo files its
+    rows name (relative paths under ``photos/``)."""
+
+    counts: dict[str, int]
+    revision: str | None
+    photo_files: list[str]
+
+
+def database_kind(url: str) -> str:
+    """``sqlite`` or ``postgresql``. Raises ``InvalidInput`` for any other database."""
+    backend = make_url(url).get_backend_name()
+    if backend not in DATABASE_FILES:
+        raise InvalidInput(f"Backups cover SQLite and PostgreSQL stores, not {backend}.")
+    return backend
+
+
+# ------------------------------------------------------------------------------------ backup
+
+
+def backup(settings: Settings, destination: Path) -> dict[str, Any]:
+    """Write a backup of the store, its photos and its index to ``destination`` (a new or
+    empty directory, or a new ``*.tar`` file); returns its manifest.
+
+    Safe while servers run: the database is read from one snapshot, and photo files are only
+    ever added or removed whole. Cost: a copy of the database and of every photo file.
+
+    Raises:
+        Conflict: ``destination`` exists (a file, or a directory that is not empty).
+        InvalidInput: a database other than SQLite or PostgreSQL, or ``pg_dump`` missing.
+    """
+    archive = destination.suffix == ".tar"
+    if destination.exists() and (archive or not destination.is_dir() or any(destination.iterdir())):
+        raise Conflict(f"{destination} exists; back up to a new file or an empty folder.")
+    url = settings.resolved_database_url
+    kind = database_kind(url)
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=destination.parent, prefix=".reunite-backup-"))
+    try:
+        database_file = staging / DATABASE_FILES[kind]
+        if kind == "sqlite":
+            snapshot = _sqlite_snapshot(url, database_file)
+        else:
+            snapshot = _postgresql_snapshot(url, database_file)
+        missing = _copy_photos(settings.photos_dir, staging / "photos", snapshot.photo_files)
+        _copy_index(settings.index_dir, staging / "index")
+        manifest = {
+            "format": FORMAT,
+            "version": VERSION,
+            "created_at": datetime.now(UTC).isoformat(),
+            "reunite_version": __version__,
+            "database": {"kind": kind, "file": database_file.name, "revision": snapshot.revision},
+            "counts": snapshot.counts | {"photo_files": len(snapshot.photo_files) - len(missing)},
+            "missing_photos": missing,
+            "files": {
+                path.relative_to(staging).as_posix(): {
+                    "sha256": _sha256_of(path),
+                    "bytes": path.stat().st_size,
+                }
+                for path in sorted(staging.rglob("*"))
+                if path.is_file()
+            },
+        }
+        (staging / MANIFEST).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+        if archive:
+            _write_archive(staging, destination)
+        else:
+            if destination.exists():
+                destination.rmdir()
+            os.replace(staging, destination)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    if missing:
+        log.warning("backup: %d photo files were gone when copied (erased meanwhile)", len(missing))
+    log.info("backup: %s written (%s)", destination, manifest["counts"])
+    return manifest
+
+
+def _sqlite_snapshot(url: str, target: Path) -> Snapshot:
+    """Copy the SQLite database with its backup API, in one step (one consistent snapshot, even
+    while others write), as a self-contained file (no write-ahead log)."""
+    source_path = _sqlite_path(url)
+    if not source_path.exists():
+        raise InvalidInput(f"There is no store at {source_path} to back up.")
+    with (
+        _closing(sqlite3.connect(source_path)) as source,
+        _closing(sqlite3.connect(target)) as copy,
+    ):
+        source.backup(copy)
+        copy.execute("PRAGMA journal_mode=DELETE")
+    engine = create_engine(f"sqlite:///{target.as_posix()}")
+    try:
+        with engine.connect() as connection:
+            return _snapshot_of(connection)
+    finally:
+        engine.dispose()
+
+
+def _postgresql_snapshot(url: str, target: Path) -> Snapshot:
+    """``pg_dump -Fc`` of a snapshot exported from a repeatable-read transaction, from which
+    the counts and the photo list are read too: all three agree exactly."""
+    pg_dump = _tool("pg_dump")
+    engine = create_engine(url)
+    try:
+        with (
+            engine.connect().execution_options(isolation_level="REPEATABLE READ") as connection,
+            connection.begin(),
+        ):
+            exported = connection.scalar(text("SELECT pg_export_snapshot()"))
+            snapshot = _snapshot_of(connection)
+            _run(
+                [pg_dump, "--format=custom", f"--snapshot={exported}", f"--file={target}"],
+                url,
+            )
+    finally:
+        engine.dispose()
+    return snapshot
+
+
+def _snapshot_of(connection: Connection) -> Snapshot:
+    tables = set(inspect(connection).get_table_names())
+    counts = {
+        table: int(connection.scalar(text(f"SELECT count(*) FROM {table}")) or 0)
+        for table in COUNTED_TABLES
+        if table in tables
+    }
+    revision = (
+        connection.scalar(text("SELECT version_num FROM alembic_version"))
+        if "alembic_version" in tables
+        else None
+    )
+    rows = connection.execute(
+        text("SELECT DISTINCT sha256, format FROM photos WHERE sha256 NOT LIKE :erased"),
+        {"erased": f"{privacy.ERASED_PHOTO_PREFIX}%"},
+    ).all()
+    photos = sorted(_photo_file(row.sha256, row.format) for row in rows)
+    return Snapshot(counts, revision, photos)
+
+
+def _photo_file(sha256: str, fmt: str) -> str:
+    """A photo's path under the photos folder (as ``Reunite.photo_path_of`` names it)."""
+    return f"{sha256[:2]}/{sha256}.{PHOTO_EXTENSIONS[fmt]}"
+
+
+def _copy_photos(photos_dir: Path, target: Path, files: list[str]) -> list[str]:
+    """Copy the named photo files; returns those that were gone."""
+    missing = []
+    for name in files:
+        (target / name).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            shutil.copyfile(photos_dir / name, target / name)
+        except FileNotFoundError:
+            missing.append(name)
+    return missing
+
+
+def _copy_index(index_dir: Path, target: Path) -> None:
+    """Copy the index files under the index lock (no save replaces them half way)."""
+    if not (index_dir / MANIFEST_NAME).exists():
+        return
+    target.mkdir()
+    with DirectoryLock(index_dir).held():
+        for name in INDEX_FILES:
+            if (index_dir / name).exists():
+                shutil.copyfile(index_dir / name, target / name)
+
+
+def _write_archive(staging: Path, destination: Path) -> None:
+    """An uncompressed tar of the staging folder, manifest first, written atomically."""
+    partial = destination.with_name(f".{destination.name}.partial")
+    with tarfile.open(partial, "w", format=tarfile.PAX_FORMAT) as archive:
+        archive.add(staging / MANIFEST, arcname=MANIFEST)
+        for path in sorted(staging.rglob("*")):
+            if path != staging / MANIFEST:
+                archive.add(path, arcname=path.relative_to(staging).as_posix(), recursive=False)
+    os.chmod(partial, 0o600)
+    os.replace(partial, destination)
+
+
+# ----------------------------------------------------------------------------------- restore
+
+
+def restore(settings: Settings, source: Path, *, force: bool = False) -> dict[str, Any]:
+    """Restore a backup (a directory or a ``.tar``) into the store, photos folder and index of
+    ``settings``; returns what was restored and how the index was made ready.
+
+    Stop the servers first. With ``force``, an existing store is replaced, and the photos, face
+    crops and index files already there are deleted first.
+
+    Raises:
+        InvalidInput: not a backup, a file that does not match the manifest, a database kind
+            other than the store's, or ``pg_restore`` missing.
+        Conflict: the store (or photos folder) is not empty and ``force`` is not given.
+    """
+    from reunite.service import Reunite
+
+    url = settings.resolved_database_url
+    kind = database_kind(url)
+    with _unpacked(source, settings.data_dir) as folder:
+        manifest = _checked_manifest(folder)
+        if manifest["database"]["kind"] != kind:
+            raise InvalidInput(
+                f"The backup holds a {manifest['database']['kind']} database; this store is "
+                f"{kind}. Restore it into a {manifest['database']['kind']} store."
+            )
+        occupied = _occupied(settings)
+        if occupied and not force:
+            raise Conflict(
+                f"The target is not empty ({occupied}). Restore into an empty data folder and "
+                "database, or pass --force to replace what is there."
+            )
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        for stale in (settings.photos_dir, settings.data_dir / "crops"):
+            shutil.rmtree(stale, ignore_errors=True)  # crops are named by face ids of the old store
+        database_file = folder / manifest["database"]["file"]
+        if kind == "sqlite":
+            _restore_sqlite(database_file, _sqlite_path(url))
+        else:
+            _run([_tool("pg_restore"), *PG_RESTORE_OPTIONS, str(database_file)], url, dbname=True)
+        photos = [name for name in manifest["files"] if name.startswith("photos/")]
+        for name in photos:
+            target = settings.photos_dir / PurePosixPath(name).relative_to("photos")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(folder / name, target)
+        _restore_index(folder / "index", settings.index_dir)
+    with Reunite.open(settings) as service:
+        with service.store.engine.connect() as connection:
+            counts = _snapshot_of(connection).counts
+        report = service.index_report
+    expected = {k: v for k, v in manifest["counts"].items() if k in counts}
+    if counts != expected:
+        log.warning("restore: row counts %s differ from the backup's %s", counts, expected)
+    log.info("restore: %s restored (%s); index %s", source, counts, report.how)
+    return {
+        "restored_from": str(source),
+        "created_at": manifest["created_at"],
+        "database": kind,
+        "counts": counts | {"photo_files": len(photos)},
+        "index": {"how": report.how, "reason": report.reason, "counts": report.counts},
+    }
+
+
+@contextmanager
+def _unpacked(source: Path, beside: Path) -> Iterator[Path]:
+    """The backup's folder: ``source`` itself, or a ``.tar`` unpacked into a temporary folder
+    (regular files and folders only, every path inside the folder)."""
+    if source.is_dir():
+        yield source
+        return
+    if not source.is_file() or not tarfile.is_tarfile(source):
+        raise InvalidInput(f"{source} is neither a backup folder nor a .tar backup.")
+    beside.parent.mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(dir=beside.parent, prefix=".reunite-restore-"))
+    try:
+        with tarfile.open(source) as archive:
+            for member in archive:
+                path = PurePosixPath(member.name)
+                if path.is_absolute() or ".." in path.parts:
+                    raise InvalidInput(f"The archive has an unsafe path: {member.name!r}.")
+                target = folder.joinpath(*path.parts)
+                if member.isdir():
+                    target.mkdir(parents=True, exist_ok=True)
+                elif member.isfile():
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    extracted = archive.extractfile(member)
+                    assert extracted is not None  # a regular file always has contents
+                    with extracted, target.open("wb") as out:
+                        shutil.copyfileobj(extracted, out, CHUNK)
+                else:
+                    raise InvalidInput(f"The archive holds a link or device: {member.name!r}.")
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _checked_manifest(folder: Path) -> dict[str, Any]:
+    """The backup's manifest, after checking every file it lists (size and SHA-256)."""
+    try:
+        manifest: dict[str, Any] = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise InvalidInput(f"{folder} holds no readable {MANIFEST}: not a backup.") from exc
+    if manifest.get("format") != FORMAT or manifest.get("version") != VERSION:
+        raise InvalidInput(
+            f"Not a reunite backup of version {VERSION} (format {manifest.get('format')!r}, "
+            f"version {manifest.get('version')!r})."
+        )
+    for name, facts in manifest["files"].items():
+        path = PurePosixPath(name)
+        if path.is_absolute() or ".." in path.parts:
+            raise InvalidInput(f"The manifest names an unsafe path: {name!r}.")
+        file = folder.joinpath(*path.parts)
+        if not file.is_file() or file.stat().st_size != facts["bytes"]:
+            raise InvalidInput(f"The backup's file {name} is missing or has the wrong size.")
+        if _sha256_of(file) != facts["sha256"]:
+            raise InvalidInput(f"The backup's file {name} does not match its SHA-256 (damaged).")
+    if manifest["database"]["file"] not in manifest["files"]:
+        raise InvalidInput("The backup holds no database file.")
+    return manifest
+
+
+def _occupied(settings: Settings) -> str | None:
+    """What makes the target not empty (``"3 cases, photo files"``), or None."""
+    found = []
+    url = settings.resolved_database_url
+    if make_url(url).get_backend_name() != "sqlite" or _sqlite_path(url).exists():
+        engine = create_engine(url)
+        try:
+            with engine.connect() as connection:
+                tables = set(inspect(connection).get_table_names())
+                for table in OCCUPYING_TABLES:
+                    if table in tables:
+                        rows = connection.scalar(text(f"SELECT count(*) FROM {table}")) or 0
+                        if rows:
+                            found.append(f"{rows} {table}")
+        finally:
+            engine.dispose()
+    if settings.photos_dir.is_dir() and any(p.is_file() for p in settings.photos_dir.rglob("*")):
+        found.append("photo files")
+    return ", ".join(found) or None
+
+
+def _restore_sqlite(snapshot: Path, target: Path) -> None:
+    """Copy the snapshot into the store's file with the backup API (which keeps the file and
+    its write-ahead log consistent, whatever was there)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with _closing(sqlite3.connect(snapshot)) as source, _closing(sqlite3.connect(target)) as store:
+        source.backup(store)
+        store.execute("PRAGMA journal_mode=WAL")
+
+
+def _restore_index(source: Path, index_dir: Path) -> None:
+    """Replace the index files with the backup's (none in the backup: the service rebuilds)."""
+    index_dir.mkdir(parents=True, exist_ok=True)
+    with DirectoryLock(index_dir).held():
+        for name in INDEX_FILES:
+            (index_dir / name).unlink(missing_ok=True)
+        if source.is_dir():
+            for name in reversed(INDEX_FILES):  # the manifest last
+                if (source / name).exists():
+                    shutil.copyfile(source / name, index_dir / name)
+
+
+# ----------------------------------------------------------------------------------- helpers
+
+
+def _sqlite_path(url: str) -> Path:
+    database = make_url(url).database
+    if not database or database == ":memory:":
+        raise InvalidInput("An in-memory SQLite store cannot be backed up or restored.")
+    return Path(database)
+
+
+def _sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@contextmanager
+def _closing(connection: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    try:
+        yield connection
+    finally:
+        connection.close()
+
+
+def _tool(name: str) -> str:
+    found = shutil.which(name)
+    if found is None:
+        raise InvalidInput(
+            f"{name} is not installed; install the PostgreSQL client tools (Debian: "
+            "postgresql-client) of the server's version or newer."
+        )
+    return found
+
+
+def _run(command: list[str], url: str, *, dbname: bool = False) -> None:
+    """Run a PostgreSQL tool against ``url``, the connection given in ``PG*`` variables (never
+    on the command line, where other users could read the password).
+
+    Raises ``ReuniteError`` with the tool's last words when it fails.
+    """
+    parsed = make_url(url)
+    env = dict(os.environ)
+    for variable, value in (
+        ("PGHOST", parsed.host),
+        ("PGPORT", parsed.port),
+        ("PGUSER", parsed.username),
+        ("PGPASSWORD", parsed.password),
+        ("PGDATABASE", parsed.database),
+        ("PGSSLMODE", parsed.query.get("sslmode")),
+    ):
+        if value is not None:
+            env[variable] = str(value)
+    if dbname:
+        command = [*command[:-1], f"--dbname={parsed.database}", command[-1]]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise ReuniteError(
+            f"{Path(command[0]).name} failed (exit {done.returncode}): "
+            f"{done.stderr.strip()[-2000:]}"
+        )
