@@ -153,6 +153,8 @@ def backup(settings: Settings, destination: Path) -> dict[str, Any]:
             },
         }
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+        for path in staging.rglob("*"):  # the owner's only, as the store should be
+            os.chmod(path, 0o700 if path.is_dir() else 0o600)
         if archive:
             _write_archive(staging, destination)
         else:
@@ -260,12 +262,21 @@ def _write_archive(staging: Path, destination: Path) -> None:
     """An uncompressed tar of the staging folder, manifest first, written atomically."""
     partial = destination.with_name(f".{destination.name}.partial")
     with tarfile.open(partial, "w", format=tarfile.PAX_FORMAT) as archive:
-        archive.add(staging / MANIFEST, arcname=MANIFEST)
+        archive.add(staging / MANIFEST, arcname=MANIFEST, filter=_anonymous)
         for path in sorted(staging.rglob("*")):
             if path != staging / MANIFEST:
-                archive.add(path, arcname=path.relative_to(staging).as_posix(), recursive=False)
+                name = path.relative_to(staging).as_posix()
+                archive.add(path, arcname=name, recursive=False, filter=_anonymous)
     os.chmod(partial, 0o600)
     os.replace(partial, destination)
+
+
+def _anonymous(member: tarfile.TarInfo) -> tarfile.TarInfo:
+    """An archive member readable by its owner only, with no user or group names."""
+    member.mode = 0o700 if member.isdir() else 0o600
+    member.uid = member.gid = 0
+    member.uname = member.gname = ""
+    return member
 
 
 # ----------------------------------------------------------------------------------- restore
