@@ -332,9 +332,11 @@ class Reunite:
             Conflict: a status change that is not allowed.
         """
         record = {**data, "agency": agency, "external_ref": external_ref}
+        # Look the case up by the reference as it is stored (trimmed), not as it came.
+        stored_ref = validated_case_fields(record).external_ref or external_ref
         with self._write_lock:
             try:
-                case = self.case_by_external_ref(agency, external_ref)
+                case = self.case_by_external_ref(agency, stored_ref)
             except NotFound:
                 return self.create_case(record, actor=actor), True
             if record.get("kind") != case.kind:

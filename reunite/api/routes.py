@@ -236,7 +236,16 @@ def delete_case(
 )
 def put_agency_case(
     agency: Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")],
-    external_ref: Annotated[str, Path(min_length=1, max_length=128)],
+    external_ref: Annotated[
+        str,
+        Path(
+            min_length=1,
+            max_length=128,
+            pattern="^[^\ufffd]+$",
+            description="Percent-encoded UTF-8. Bytes that are not UTF-8 are refused: the server "
+            "would decode each to U+FFFD, and different references would name one case.",
+        ),
+    ],
     body: schemas.CaseRecord,
     service: Service,
     caller: Caller,
