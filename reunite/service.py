@@ -338,7 +338,10 @@ class Reunite:
             try:
                 case = self.case_by_external_ref(agency, stored_ref)
             except NotFound:
-                return self.create_case(record, actor=actor), True
+                try:
+                    return self.create_case(record, actor=actor), True
+                except Conflict:  # another process created it at the same moment: that one
+                    case = self.case_by_external_ref(agency, stored_ref)
             if record.get("kind") != case.kind:
                 raise InvalidField(
                     f"Case {external_ref!r} is a {case.kind} case; its kind cannot change."
