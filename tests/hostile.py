@@ -12,12 +12,10 @@ the EXIF-rotated photo, 16-bit gray).
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import io
 import random
 import re
-import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,8 +23,10 @@ from typing import Any
 
 import cv2
 import numpy as np
+import sqlalchemy
 from PIL import Image
 
+from reunite.config import Settings
 from tests import images
 
 SOURCE = "obama.jpg"
@@ -294,13 +294,20 @@ def assert_refused(response: Any, status: int, code: str) -> dict[str, Any]:
 STORED_TABLES = ("cases", "photos", "faces", "candidates", "candidate_decisions")
 
 
-def stored(data_dir: Path) -> dict[str, Any]:
-    """What a store in ``data_dir`` holds: row counts and the photo files (names, sizes).
+def stored(settings: Settings) -> dict[str, Any]:
+    """What the store of ``settings`` holds: row counts, and the photo files (names, sizes).
 
-    Read with plain sqlite3, so it works beside a server process as well as in one."""
-    with contextlib.closing(sqlite3.connect(data_dir / "reunite.db", timeout=30)) as db:
-        counts = {t: db.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in STORED_TABLES}
-    photos = data_dir / "photos"
+    Read with a connection of its own, so it works beside a server process as well as in one.
+    """
+    engine = sqlalchemy.create_engine(settings.resolved_database_url)
+    try:
+        with engine.connect() as db:
+            counts = {
+                t: db.scalar(sqlalchemy.text(f"SELECT count(*) FROM {t}")) for t in STORED_TABLES
+            }
+    finally:
+        engine.dispose()
+    photos = settings.photos_dir
     files = sorted(
         (str(p.relative_to(photos)), p.stat().st_size) for p in photos.rglob("*") if p.is_file()
     )

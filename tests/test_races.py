@@ -15,6 +15,8 @@ from pathlib import Path
 import httpx2
 import pytest
 
+from reunite.config import Settings
+from tests.conftest import postgres_database, settings_in
 from tests.hostile import assert_refused, logged_statuses, stored
 from tests.server import Server, cli
 
@@ -23,14 +25,34 @@ ROUNDS = 3
 UNLIMITED = {"REUNITE_RATE_LIMIT_PER_MINUTE": "1000000", "REUNITE_RATE_LIMIT_BURST": "1000000"}
 
 
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest) -> Iterator[str | None]:
+    """Each test here runs on both stores: their locks differ (PostgreSQL: row locks)."""
+    if request.param == "sqlite":
+        yield None
+        return
+    with postgres_database() as url:
+        yield url
+
+
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def env(database_url: str | None) -> dict[str, str]:
+    return UNLIMITED | ({"REUNITE_DATABASE_URL": database_url} if database_url else {})
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory: pytest.TempPathFactory, env: dict[str, str]) -> Path:
     return tmp_path_factory.mktemp("races")
 
 
 @pytest.fixture(scope="module")
-def server(workdir: Path) -> Iterator[Server]:
-    live = Server(workdir, REUNITE_WORKERS="2", REUNITE_INDEX_SYNC_INTERVAL_S="0.5", **UNLIMITED)
+def settings(workdir: Path, database_url: str | None) -> Settings:
+    return settings_in(workdir, database_url=database_url)
+
+
+@pytest.fixture(scope="module")
+def server(workdir: Path, env: dict[str, str]) -> Iterator[Server]:
+    live = Server(workdir, REUNITE_WORKERS="2", REUNITE_INDEX_SYNC_INTERVAL_S="0.5", **env)
     try:
         deadline = time.monotonic() + 60  # both workers ready: ten answers in a row
         while not all(ready(live) for _ in range(10)):
@@ -43,9 +65,9 @@ def server(workdir: Path) -> Iterator[Server]:
 
 
 @pytest.fixture(scope="module")
-def staff_keys(server: Server, workdir: Path) -> list[dict[str, str]]:
+def staff_keys(server: Server, workdir: Path, env: dict[str, str]) -> list[dict[str, str]]:
     """Two staff members' keys."""
-    keys = [cli(workdir, "keys", "create", "--role", "staff").strip() for _ in range(2)]
+    keys = [cli(workdir, "keys", "create", "--role", "staff", **env).strip() for _ in range(2)]
     return [{"Authorization": f"Bearer {key}"} for key in keys]
 
 
@@ -93,9 +115,9 @@ def enroll(case_id: int, photo: bytes) -> Callable[[httpx2.Client], httpx2.Respo
     return lambda http: http.post(f"/cases/{case_id}/photos", files={"file": ("p.jpg", photo)})
 
 
-def index_agrees_with_the_store(server: Server, workdir: Path) -> None:
+def index_agrees_with_the_store(server: Server, settings: Settings) -> None:
     """Every worker's index holds exactly the faces in the store (none twice, none missing)."""
-    faces = stored(workdir / "data")["faces"]
+    faces = stored(settings)["faces"]
     deadline = time.monotonic() + 15
     while True:
         counts = [
@@ -108,11 +130,11 @@ def index_agrees_with_the_store(server: Server, workdir: Path) -> None:
         time.sleep(0.3)
 
 
-def test_the_same_photo_sent_at_once_is_one_photo(server, api, workdir, sample):
+def test_the_same_photo_sent_at_once_is_one_photo(server, api, settings, sample):
     missing = new_case(api, "missing", sample("obama.jpg"))
     for _ in range(ROUNDS):
         found = new_case(api, "found")
-        before = stored(workdir / "data")
+        before = stored(settings)
         answers = at_once(server, [enroll(found, sample("obama2.jpg"))] * 6)
         assert sorted(a.status_code for a in answers) == [200] * 5 + [201], [
             a.text for a in answers
@@ -123,18 +145,18 @@ def test_the_same_photo_sent_at_once_is_one_photo(server, api, workdir, sample):
         assert all(a.json()["new_candidates"] == [] for a in answers if a.status_code == 200)
         listed = api.get(f"/cases/{found}/candidates").json()
         assert [c["id"] for c in listed] == [c["id"] for c in created["new_candidates"]]
-        after = stored(workdir / "data")
+        after = stored(settings)
         assert {k: after[k] - before[k] for k in ("photos", "faces", "candidates")} == {
             "photos": 1,
             "faces": 1,
             "candidates": 1,
         }
         assert len(api.get(f"/cases/{found}/photos").json()) == 1
-    index_agrees_with_the_store(server, workdir)
+    index_agrees_with_the_store(server, settings)
 
 
 def test_different_photos_sent_at_once_are_all_kept_with_one_candidate(
-    server, api, workdir, sample
+    server, api, settings, sample
 ):
     photos = ["obama2.jpg", "obama3.jpg", "obama-1080p.jpg", "obama_small.jpg"]
     missing = new_case(api, "missing", sample("obama.jpg"))
@@ -154,7 +176,7 @@ def test_different_photos_sent_at_once_are_all_kept_with_one_candidate(
             first = next(c for c in proposed if c["id"] == candidate["id"])
             assert candidate["distance"] <= first["distance"]  # the closest face counts
             assert candidate["status"] == "pending" and candidate["found_face_id"] in face_ids
-    index_agrees_with_the_store(server, workdir)
+    index_agrees_with_the_store(server, settings)
 
 
 def decide(candidate_id: int, status: str, note: str | None = None):  # type: ignore[no-untyped-def]
@@ -216,7 +238,7 @@ def put(url: str, record: dict[str, str]) -> Callable[[httpx2.Client], httpx2.Re
     return lambda http: http.put(url, json=record)
 
 
-def test_the_same_put_at_once_makes_one_case(server, api, workdir):
+def test_the_same_put_at_once_makes_one_case(server, api):
     record = {"kind": "missing", "name": "王秀英", "place": "上海"}
     for round_ in range(ROUNDS):
         answers = at_once(server, [put(f"/agencies/SH-PSB/cases/R-{round_}", record)] * 6)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import sqlite3
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,11 +15,12 @@ from urllib.parse import quote
 
 import httpx2
 import pytest
+import sqlalchemy
 from fastapi.testclient import TestClient
 
 from reunite.api import create_app
 from reunite.config import Settings
-from tests.conftest import key_headers, ready_client, settings_in
+from tests.conftest import key_headers, postgres_database, ready_client, settings_in
 from tests.hostile import assert_refused, stored
 from tests.server import Server
 
@@ -32,23 +32,24 @@ UNLIMITED = {"rate_limit_burst": 100_000}
 
 
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return settings_in(tmp_path, **UNLIMITED)
+def settings(tmp_path: Path, database_url: str | None) -> Settings:
+    return settings_in(tmp_path, database_url=database_url, **UNLIMITED)
 
 
-@pytest.fixture(scope="module")
-def shared(tmp_path_factory, finder) -> Iterator[tuple[TestClient, Settings]]:
-    """One app for the many refusals (each test checks that it stored nothing)."""
-    settings = settings_in(tmp_path_factory.mktemp("refusals"), **UNLIMITED)
-    client = ready_client(create_app(settings, finder=finder))
-    client.headers.update(key_headers(client))
-    try:
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def shared(request, tmp_path_factory, finder) -> Iterator[tuple[TestClient, Settings]]:
+    """One app per store for the many refusals (each test checks that it stored nothing)."""
+    with contextlib.ExitStack() as stack:
+        url = stack.enter_context(postgres_database()) if request.param == "postgresql" else None
+        directory = tmp_path_factory.mktemp("refusals")
+        settings = settings_in(directory, database_url=url, **UNLIMITED)
+        client = ready_client(create_app(settings, finder=finder))
+        stack.callback(client.__exit__, None, None, None)
+        client.headers.update(key_headers(client))
         yield client, settings
-    finally:
-        client.__exit__(None, None, None)
 
 
-def send(client, method: str, body: bytes | Any, ref: str = "R-1"):  # type: ignore[no-untyped-def]
+def send(client, method: str, body: bytes | Any, ref: str = "R-1"):
     """``body`` (raw bytes, or an object sent as JSON) to one of the three case endpoints.
 
     POST and PUT create a missing case (PUT as agency SH-PSB's ``ref``); PATCH changes a
@@ -91,9 +92,9 @@ UNPARSEABLE = {
 def test_bodies_that_are_not_a_json_object_are_refused(shared, method, name):
     client, settings = shared
     body, status, code = UNPARSEABLE[name]
-    before = stored(settings.data_dir)
+    before = stored(settings)
     assert_refused(send(client, method, body), status, code)
-    after = stored(settings.data_dir)
+    after = stored(settings)
     assert after["cases"] == before["cases"] + (method == "PATCH")  # PATCH's own case only
 
 
@@ -148,13 +149,13 @@ WRONG = [
 )
 def test_wrong_types_and_values_are_422_naming_the_field(shared, method, fields, code):
     client, settings = shared
-    before = stored(settings.data_dir)
+    before = stored(settings)
     body = assert_refused(send(client, method, whole(method, fields)), 422, code)
     errors = body.get("errors", [])
     assert all(set(e) == {"field", "message"} for e in errors)  # what was sent is not echoed
     named = {(e["field"] or "").removeprefix("body.") for e in errors}
     assert named & set(fields) or named <= {"", "body"}, errors  # the field, or the whole
-    assert stored(settings.data_dir)["cases"] == before["cases"] + (method == "PATCH")
+    assert stored(settings)["cases"] == before["cases"] + (method == "PATCH")
 
 
 def test_a_body_over_the_json_limit_is_413_on_every_endpoint(client):
@@ -223,9 +224,11 @@ def test_unicode_names_are_stored_and_returned_intact(client, settings, name):
         assert {k: got[k] for k in facts} == facts
     listed = client.get(f"{API}/cases").json()["items"]
     assert [c["name"] for c in listed] == [name, name + name]
-    with contextlib.closing(sqlite3.connect(settings.data_dir / "reunite.db")) as db:
-        [(raw,)] = db.execute("SELECT CAST(name AS BLOB) FROM cases WHERE id = ?", (case_id,))
-    assert raw == name.encode("utf-8")  # the very code points, as UTF-8
+    engine = sqlalchemy.create_engine(settings.resolved_database_url)
+    with engine.connect() as db:
+        kept = db.scalar(sqlalchemy.text("SELECT name FROM cases WHERE id = :id"), {"id": case_id})
+    engine.dispose()
+    assert kept == name  # the very code points
 
 
 def test_surrounding_whitespace_is_trimmed_and_blank_means_unknown(client):
@@ -354,7 +357,7 @@ UNUSABLE_IN_PATH = [
 def test_unusable_external_refs_in_the_path_are_refused(client, settings, raw_ref, status, code):
     response = client.put(f"{API}/agencies/SH-PSB/cases/{raw_ref}", json={"kind": "missing"})
     assert_refused(response, status, code)
-    assert stored(settings.data_dir)["cases"] == 0
+    assert stored(settings)["cases"] == 0
 
 
 def test_nul_bytes_in_refs_and_agencies_are_refused_everywhere(client):
@@ -407,6 +410,5 @@ def test_refs_in_the_path_of_a_real_server(tmp_path):
             assert api.get("/cases", params={"agency": "B"}).json()["total"] == 0
     finally:
         server.stop()
-    assert tree(tmp_path / "data") <= {"reunite.db", "reunite.db-wal", "reunite.db-shm"} | {
-        "secret_key"
-    }
+    assert all(f.startswith(("data/", "index/", "server-")) for f in tree(tmp_path))
+    assert not any(f.startswith("data/photos/") for f in tree(tmp_path))

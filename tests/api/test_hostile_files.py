@@ -24,8 +24,8 @@ below keeps the default, 40 MP)."""
 
 
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return settings_in(tmp_path, max_pixels=PIXEL_LIMIT)
+def settings(tmp_path: Path, database_url: str | None) -> Settings:
+    return settings_in(tmp_path, database_url=database_url, max_pixels=PIXEL_LIMIT)
 
 
 def files(data: bytes, name: str = "photo.jpg") -> dict[str, tuple[str, bytes, str]]:
@@ -74,11 +74,11 @@ def test_each_file_gets_its_answer_from_both_endpoints(client, settings, sample,
     missing = client.post(f"{API}/cases", json={"kind": "missing"}).json()
     assert client.post(f"{API}/cases/{missing['id']}/photos", files=files(source)).is_success
     found = client.post(f"{API}/cases", json={"kind": "found"}).json()
-    before = stored(settings.data_dir)
+    before = stored(settings)
 
     enrolled = client.post(f"{API}/cases/{found['id']}/photos", files=files(data))
     check_enrollment(enrolled, specimen, missing["id"])
-    after = stored(settings.data_dir)
+    after = stored(settings)
     if specimen.refused:
         assert after == before
     else:
@@ -90,7 +90,7 @@ def test_each_file_gets_its_answer_from_both_endpoints(client, settings, sample,
 
     searched = client.post(f"{API}/search", files=files(data))
     check_search(searched, specimen, missing["id"])
-    assert stored(settings.data_dir) == after  # a search stores nothing (but its audit record)
+    assert stored(settings) == after  # a search stores nothing (but its audit record)
 
     assert client.get("/readyz").status_code == 200
     again = client.post(f"{API}/search", files=files(sample("obama2.jpg")))
@@ -132,7 +132,8 @@ def peak_rss_bytes(pid: int) -> int:
 
 
 def test_a_real_server_answers_the_whole_corpus_and_its_memory_stays_bounded(tmp_path, sample):
-    limit = Settings().max_pixels  # the default, 40 MP: the huge photo is full size here
+    settings = settings_in(tmp_path)  # SQLite: the app tests above cover both stores
+    limit = settings.max_pixels  # the default, 40 MP: the huge photo is full size here
     source = sample(hostile.SOURCE)
     server = Server(tmp_path)
     try:
@@ -143,12 +144,12 @@ def test_a_real_server_answers_the_whole_corpus_and_its_memory_stays_bounded(tmp
             for specimen in CORPUS:
                 data = specimen.make(source, limit)
                 found = api.post("/cases", json={"kind": "found"}).json()
-                before = stored(tmp_path / "data")
+                before = stored(settings)
                 started = time.monotonic()
                 enrolled = api.post(f"/cases/{found['id']}/photos", files=files(data))
                 check_enrollment(enrolled, specimen, missing["id"])
                 if specimen.refused:
-                    assert stored(tmp_path / "data") == before, specimen.name
+                    assert stored(settings) == before, specimen.name
                 check_search(api.post("/search", files=files(data)), specimen, missing["id"])
                 assert time.monotonic() - started < 60, specimen.name
             peak = peak_rss_bytes(server.process.pid)
