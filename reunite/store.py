@@ -59,7 +59,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import Dialect, Engine
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -560,7 +560,9 @@ class Store:
         """A session in one transaction: committed on success, rolled back on any error.
 
         A constraint violation (two requests racing to create the same thing, or a write the
-        database refuses, such as changing the audit log) becomes ``Conflict``.
+        database refuses, such as changing the audit log) becomes ``Conflict``. A value the
+        database cannot hold (on PostgreSQL: text with a NUL character, an id over 2**31 - 1)
+        becomes ``InvalidField``.
         """
         try:
             with self._sessions() as session, session.begin():
@@ -569,6 +571,11 @@ class Store:
             raise Conflict(
                 "The change clashes with what is stored (perhaps another request made the same "
                 "change at the same moment). Reload and try again."
+            ) from exc
+        except DataError as exc:
+            raise InvalidField(
+                "A value in the request cannot be stored or looked up: a number out of range, "
+                "or text with a NUL character."
             ) from exc
 
     def close(self) -> None:

@@ -412,3 +412,43 @@ def test_refs_in_the_path_of_a_real_server(tmp_path):
         server.stop()
     assert all(f.startswith(("data/", "index/", "server-")) for f in tree(tmp_path))
     assert not any(f.startswith("data/photos/") for f in tree(tmp_path))
+
+
+# ------------------------------------------- NUL characters and out-of-range ids, anywhere
+
+BIG_ID = 3_000_000_000
+"""Over 2**31 - 1, the largest id PostgreSQL's integer columns hold (SQLite's hold 2**63 - 1)."""
+
+ANYWHERE = [
+    # (method, path, JSON body, the answer on SQLite); on PostgreSQL each is 422 invalid_field.
+    ("GET", "/cases?agency=%00", None, 200),
+    ("GET", "/cases?agency=SH-PSB%00", None, 200),
+    ("GET", "/audit?action=case.create%00", None, 200),
+    ("GET", "/audit?actor=admin%00", None, 200),
+    ("GET", f"/audit?case_id={BIG_ID}", None, 200),
+    ("GET", f"/cases/{BIG_ID}", None, 404),
+    ("GET", f"/cases/{2**63 - 1}", None, 404),
+    ("GET", f"/cases/{BIG_ID}/photos", None, 404),
+    ("GET", f"/photos/{BIG_ID}/image", None, 404),
+    ("GET", f"/faces/{BIG_ID}/crop", None, 404),
+    ("GET", f"/candidates/{BIG_ID}", None, 404),
+    ("PATCH", f"/cases/{BIG_ID}", {"name": "王秀英"}, 404),
+    ("DELETE", f"/cases/{BIG_ID}?reason=entered_in_error", None, 404),
+    ("POST", f"/candidates/{BIG_ID}/decisions", {"status": "confirmed"}, 404),
+    ("POST", "/session", {"username": "admin\x00", "password": "x"}, 401),
+]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "on_sqlite"), ANYWHERE, ids=[f"{m} {p}" for m, p, *_ in ANYWHERE]
+)
+def test_nul_characters_and_huge_ids_are_4xx_on_every_store(
+    client, settings, method, path, body, on_sqlite
+):
+    response = client.request(method, f"{API}{path}", json=body)
+    if settings.database_url:  # PostgreSQL cannot hold the value: refused, not a 500
+        assert_refused(response, 422, "invalid_field")
+    elif on_sqlite == 200:
+        assert response.status_code == 200, response.text
+    else:
+        assert_refused(response, on_sqlite, {404: "not_found", 401: "not_authenticated"}[on_sqlite])
