@@ -3,9 +3,9 @@
 A GPU is optional and never required. With ``auto`` the service uses CUDA when the installed
 dlib was built with CUDA and sees a device (then the CNN face detector becomes practical and is
 the default), and says once in the log when it runs on the CPU and why. ``cuda`` without a
-usable GPU is a start-up error, not a silent fallback. The FAISS index stays on the CPU for
-now (exact search of a few hundred thousand faces takes milliseconds there); moving it to a GPU
-build of FAISS is part of the speed work still open.
+usable GPU is a start-up error, not a silent fallback. Independently, a GPU build of FAISS that
+sees a GPU gets the exact index kinds' searches (``FaceIndex.use_gpu``); HNSW graphs stay on
+the CPU.
 """
 
 from __future__ import annotations
@@ -56,6 +56,9 @@ def chosen_devices(requested: str) -> Devices:
         raise InvalidField(f"REUNITE_DEVICE must be auto, cpu or cuda, not {requested!r}.")
     if requested == "cpu":
         return Devices(False, 0, "REUNITE_DEVICE=cpu")
+    faiss_gpus = faiss_gpu_count()
+    if faiss_gpus:
+        log.info("FAISS sees %d GPU(s): exact index searches run there", faiss_gpus)
     gpus = dlib_cuda_devices()
     if gpus == 0:
         reason = "dlib was built without CUDA or sees no GPU"
@@ -65,7 +68,6 @@ def chosen_devices(requested: str) -> Devices:
                 "README, 'Optional GPU'), or set REUNITE_DEVICE=auto or cpu."
             )
         log.info("running on the CPU: %s (REUNITE_DEVICE=auto)", reason)
-        return Devices(False, 0, reason)
-    faiss_gpus = faiss_gpu_count()
-    log.info("running dlib on CUDA (%d device(s)); the FAISS index on the CPU", gpus)
+        return Devices(False, faiss_gpus, reason)
+    log.info("running dlib on CUDA (%d device(s))", gpus)
     return Devices(True, faiss_gpus, f"{gpus} CUDA device(s)")

@@ -104,6 +104,30 @@ class FaceIndex:
         self.build_id = uuid.uuid4().hex
         self.built_at = datetime.now(UTC).isoformat()
         self._lock = threading.RLock()
+        self._gpu: Any = None
+        self._mirrors: dict[str, Any] = {}
+        """GPU copies of exact kinds (``use_gpu``), made at their first search."""
+
+    def use_gpu(self, wanted: bool) -> bool:
+        """Search exact kinds on the first GPU when ``wanted`` and FAISS was built with CUDA
+        and sees one; returns whether it does. The CPU index stays the one saved and changed
+        (additions are mirrored; a removal drops the copy until the next search). HNSW graphs
+        stay on the CPU. Without a GPU build of FAISS this returns False and changes nothing.
+        """
+        with self._lock:
+            usable = wanted and hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0
+            self._gpu = faiss.StandardGpuResources() if usable else None
+            self._mirrors.clear()
+            return usable
+
+    def _searchable(self, kind: str) -> Any:
+        """The index to search for ``kind``: its GPU copy where there is one, else itself."""
+        index = self._indexes[kind]
+        if self._gpu is None or self._graph(kind) or index.ntotal == 0:
+            return index
+        if kind not in self._mirrors:
+            self._mirrors[kind] = faiss.index_cpu_to_gpu(self._gpu, 0, index)
+        return self._mirrors[kind]
 
     def _empty(self) -> faiss.IndexIDMap2:
         return faiss.IndexIDMap2(faiss.IndexFlatL2(self.dim))
@@ -141,6 +165,8 @@ class FaceIndex:
         if len(ids):
             with self._lock:
                 self._indexes[_checked_kind(kind)].add_with_ids(matrix, ids)
+                if kind in self._mirrors:
+                    self._mirrors[kind].add_with_ids(matrix, ids)
 
     def remove(self, face_ids: Iterable[int], kind: str | None = None) -> int:
         """Remove faces by id from ``kind`` (or from both kinds); returns how many were removed."""
@@ -156,7 +182,10 @@ class FaceIndex:
                     self._removed[k] |= {int(i) for i in doomed}
                     removed += len(doomed)
                 else:
-                    removed += int(self._indexes[k].remove_ids(faiss.IDSelectorBatch(ids)))
+                    gone = int(self._indexes[k].remove_ids(faiss.IDSelectorBatch(ids)))
+                    if gone:
+                        self._mirrors.pop(k, None)  # remade at the next search
+                    removed += gone
         return removed
 
     def search(self, kind: str, vector: np.ndarray, k: int) -> list[tuple[int, float]]:
@@ -172,7 +201,8 @@ class FaceIndex:
             index, removed = self._indexes[kind], self._removed[kind]
             if index.ntotal == 0 or k <= 0:
                 return [[] for _ in queries]
-            squared, ids = index.search(queries, min(k + len(removed), int(index.ntotal)))
+            wanted = min(k + len(removed), int(index.ntotal))
+            squared, ids = self._searchable(kind).search(queries, wanted)
         return [
             [
                 (int(i), float(np.sqrt(max(float(d), 0.0))))
@@ -246,6 +276,7 @@ class FaceIndex:
                 "faces": len(ids),
             }
             self._indexes[kind], self._removed[kind], self.params[kind] = graph, set(), params
+            self._mirrors.pop(kind, None)
             return params
 
     def _replace(
@@ -258,6 +289,7 @@ class FaceIndex:
     ) -> None:
         index.add_with_ids(vectors, ids)
         self._indexes[kind], self._removed[kind], self.params[kind] = index, set(), params
+        self._mirrors.pop(kind, None)
 
     def _ids_and_vectors(self, kind: str) -> tuple[np.ndarray, np.ndarray]:
         """Every live face of ``kind``: (ids, vectors), in the same order."""

@@ -1240,7 +1240,7 @@ class Reunite:
             with self.store.transaction() as session:
                 marks = self._marks(session)  # before the catch-up: see ``_pull_changes``
             added, removed = self._catch_up(index)
-            self.index = index
+            self._swap_in(index)
             self._face_mark, self._removal_mark = marks
             self._unsaved_changes += added + removed
             self._unsaved_changes += self._fit_index_type(index, only_if_crossed=True)
@@ -1323,7 +1323,7 @@ class Reunite:
             with self.store.transaction() as session:
                 marks = self._marks(session)
             added, removed = self._catch_up(index)
-            self.index = index
+            self._swap_in(index)
             self._face_mark, self._removal_mark = marks
             self._manifest_stamp = stamp
         log.info(
@@ -1335,6 +1335,13 @@ class Reunite:
             removed,
         )
         return True
+
+    def _swap_in(self, index: FaceIndex) -> None:
+        """Make ``index`` the one searched, on the GPU where FAISS can (``FaceIndex.use_gpu``)."""
+        on_gpu = index.use_gpu(self.devices.faiss_gpus > 0)
+        if on_gpu:
+            log.info("index: exact kinds searched on the GPU")
+        self.index = index
 
     def _marks(self, session: Session) -> tuple[int, int]:
         """The store's highest face id and ``removed_faces`` id, now."""
@@ -1395,7 +1402,7 @@ class Reunite:
                 for chunk in rows.partitions():
                     index.add(kind, [r.id for r in chunk], _matrix(r.embedding for r in chunk))
         self._fit_index_type(index, only_if_crossed=False, index_type=index_type)
-        self.index = index  # whole, before anyone searches it
+        self._swap_in(index)  # whole, before anyone searches it
         self._face_mark, self._removal_mark = marks
         self._unsaved_changes = 1
         self.save_index()

@@ -1,5 +1,6 @@
 import json
 
+import faiss
 import numpy as np
 import pytest
 
@@ -164,3 +165,19 @@ def test_a_graph_that_cannot_reach_the_recall_is_refused():
     params = index.optimize("found", min_faces=1000, target_recall=1.000001)  # unreachable
     assert params["type"] == "flat" and "efSearch" in params["approximate_rejected"]
     assert index.count("found") == 2000
+
+
+def test_without_a_gpu_build_of_faiss_the_index_stays_on_the_cpu_and_searches_alike():
+    """CI has faiss-cpu: asking for the GPU changes nothing, and says so."""
+    rng = np.random.default_rng(3)
+    vectors = rng.normal(0, 0.1, (500, 128)).astype(np.float32)
+    index = FaceIndex("test")
+    index.add("missing", np.arange(1, 501), vectors)
+    before = index.search("missing", vectors[7], 5)
+    expected = hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0
+    assert index.use_gpu(True) is expected
+    index.add("missing", [501], vectors[7:8] + 0.001)  # mirrored, where there is a copy
+    after = index.search("missing", vectors[7], 6)
+    assert [i for i, _ in after if i != 501] == [i for i, _ in before]
+    assert 501 in {i for i, _ in after}
+    assert index.use_gpu(False) is False
