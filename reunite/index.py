@@ -260,15 +260,10 @@ class FaceIndex:
                         [len(set(a) & set(b)) / 10 for a, b in zip(found, truth_ids, strict=True)]
                     )
                 )
-                # Stop at the first step whose recall is at least the target with some
-                # confidence: two standard errors of a proportion over the sample's neighbours.
-                # (Stopping at the first step that merely touches the target overshoots: other
-                # queries then find a little less.)
-                error = math.sqrt(recall * (1 - recall) / (10 * len(queries)))
-                if recall - 2 * error >= target_recall:
+                if _recall_lower_bound(recall, len(queries)) >= target_recall:
                     break
             params: dict[str, Any]
-            if recall - 2 * math.sqrt(recall * (1 - recall) / (10 * len(queries))) < target_recall:
+            if _recall_lower_bound(recall, len(queries)) < target_recall:
                 params = {
                     "type": "flat",
                     "approximate_rejected": f"HNSW recall@10 {recall:.3f} at efSearch "
@@ -405,6 +400,15 @@ def read_manifest(directory: Path) -> Manifest:
     if manifest.format != FORMAT_VERSION:
         raise IndexUnusable(f"Index format {manifest.format} is not {FORMAT_VERSION}.")
     return manifest
+
+
+def _recall_lower_bound(recall: float, queries: int) -> float:
+    """``recall`` (of a top 10, over ``queries``) less two standard errors of a proportion.
+
+    Tuning stops at the first step whose bound reaches the target: stopping at the first step
+    that merely touches it overshoots, and other queries then find a little less.
+    """
+    return recall - 2 * math.sqrt(recall * (1 - recall) / (10 * queries))
 
 
 class DirectoryLock:

@@ -42,8 +42,8 @@ from reunite.batch import exit_with_parent
 from reunite.errors import InvalidInput, ReuniteError
 from reunite.faces import MODEL_NAME, Box, Face, Pipeline, box_overlap, face_at_box, faces_in_image
 from reunite.privacy import ERASED
-from reunite.service import Reunite
-from reunite.store import BatchJob, Photo, embedding_bytes
+from reunite.service import Reunite, face_columns
+from reunite.store import BatchJob, Photo
 from reunite.store import Face as FaceRow
 
 log = logging.getLogger(__name__)
@@ -210,21 +210,10 @@ def _write(service: Reunite, batch: list[Reembedded], report: ReembedReport) -> 
             if result.face is None:
                 report.failed.append((result.face_id, result.code or "", result.message or ""))
                 continue
-            face = result.face
             session.execute(
                 update(FaceRow)
                 .where(FaceRow.id == result.face_id)
-                .values(
-                    top=face.box.top,
-                    right=face.box.right,
-                    bottom=face.box.bottom,
-                    left=face.box.left,
-                    embedding=embedding_bytes(face.embedding),
-                    model=MODEL_NAME,
-                    pipeline=service.pipeline.version,
-                    face_width_px=face.face_width_px,
-                    sharpness=face.sharpness,
-                )
+                .values(face_columns(result.face, service.pipeline))
             )
             report.reembedded += 1
         session.execute(

@@ -675,15 +675,7 @@ class Reunite:
                     photo_id=photo.id,
                     case_id=case_id,
                     kind=case.kind,
-                    top=face.box.top,
-                    right=face.box.right,
-                    bottom=face.box.bottom,
-                    left=face.box.left,
-                    embedding=embedding_bytes(face.embedding),
-                    model=MODEL_NAME,
-                    pipeline=self.pipeline.version,
-                    face_width_px=face.face_width_px,
-                    sharpness=face.sharpness,
+                    **face_columns(face, self.pipeline),
                 )
                 session.add(row)
                 session.flush()
@@ -1237,11 +1229,7 @@ class Reunite:
                 level = logging.INFO if first_start and not stored else logging.WARNING
                 log.log(level, "index: rebuilding from the store: %s", exc)
                 return self._rebuild(f"{exc}")
-            with self.store.transaction() as session:
-                marks = self._marks(session)  # before the catch-up: see ``_pull_changes``
-            added, removed = self._catch_up(index)
-            self._swap_in(index)
-            self._face_mark, self._removal_mark = marks
+            added, removed = self._adopt(index)
             self._unsaved_changes += added + removed
             self._unsaved_changes += self._fit_index_type(index, only_if_crossed=True)
             if added or removed:
@@ -1320,11 +1308,7 @@ class Reunite:
                 self._manifest_stamp = stamp
                 return False
         with self._write_lock:
-            with self.store.transaction() as session:
-                marks = self._marks(session)
-            added, removed = self._catch_up(index)
-            self._swap_in(index)
-            self._face_mark, self._removal_mark = marks
+            added, removed = self._adopt(index)
             self._manifest_stamp = stamp
         log.info(
             "index: adopted build %s (%d faces, saved at %s); caught up: %d added, %d removed",
@@ -1335,6 +1319,16 @@ class Reunite:
             removed,
         )
         return True
+
+    def _adopt(self, index: FaceIndex) -> tuple[int, int]:
+        """Catch a loaded ``index`` up with the store and make it the one searched, with the
+        marks ``_pull_changes`` continues from; returns (faces added, faces removed)."""
+        with self.store.transaction() as session:
+            marks = self._marks(session)  # before the catch-up: see ``_pull_changes``
+        added, removed = self._catch_up(index)
+        self._swap_in(index)
+        self._face_mark, self._removal_mark = marks
+        return added, removed
 
     def _swap_in(self, index: FaceIndex) -> None:
         """Make ``index`` the one searched, on the GPU where FAISS can (``FaceIndex.use_gpu``)."""
@@ -1793,6 +1787,22 @@ def _check_taken_on(taken_on: date | None) -> None:
 
 def _box_of(face: FaceRow) -> tuple[int, int, int, int]:
     return (face.top, face.right, face.bottom, face.left)
+
+
+def face_columns(face: Face, pipeline: Pipeline) -> dict[str, Any]:
+    """What a ``faces`` row stores of a detected face made by ``pipeline``: its box, embedding,
+    model, pipeline version and quality figures."""
+    return {
+        "top": face.box.top,
+        "right": face.box.right,
+        "bottom": face.box.bottom,
+        "left": face.box.left,
+        "embedding": embedding_bytes(face.embedding),
+        "model": MODEL_NAME,
+        "pipeline": pipeline.version,
+        "face_width_px": face.face_width_px,
+        "sharpness": face.sharpness,
+    }
 
 
 def chosen_face(faces: list[Face], face_index: int | None) -> Face:

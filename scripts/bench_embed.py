@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from reunite.faces import Pipeline, faces_in_image
+from reunite.faces import Box, Pipeline, box_overlap, faces_in_image
 from reunite.imaging import decoded_image
 
 
@@ -65,15 +65,15 @@ def main() -> int:
     }
     fast = Pipeline(min_face_px=args.min_face_px)
 
-    def plain(data: bytes) -> list[tuple[int, int, int, int]]:
+    def plain(data: bytes) -> list[Box]:
         image = face_recognition.load_image_file(io.BytesIO(data))
         boxes = face_recognition.face_locations(image)
         face_recognition.face_encodings(image, known_face_locations=boxes)
-        return [tuple(b) for b in boxes]
+        return [Box(*b) for b in boxes]
 
-    def ours(data: bytes) -> list[tuple[int, int, int, int]]:
+    def ours(data: bytes) -> list[Box]:
         pixels = decoded_image(data, max_bytes=len(data) + 1, max_pixels=10**9).pixels
-        return [tuple(f.box) for f in faces_in_image(pixels, fast)]
+        return [f.box for f in faces_in_image(pixels, fast)]
 
     print(
         f"{'set':<12} {'photos':>6} {'plain/s':>8} {'ours/s':>8} {'ratio':>6} "
@@ -83,7 +83,7 @@ def main() -> int:
         plain_s, plain_median, plain_boxes = timed(plain, items)
         ours_s, ours_median, our_boxes = timed(ours, items)
         same = sum(
-            any(iou(a, b) >= 0.5 for b in mine)
+            any(box_overlap(a, b) >= 0.5 for b in mine)
             for theirs, mine in zip(plain_boxes, our_boxes, strict=True)
             for a in theirs
         )
@@ -95,15 +95,6 @@ def main() -> int:
             flush=True,
         )
     return 0
-
-
-def iou(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
-    """Intersection over union of two (top, right, bottom, left) boxes."""
-    height = min(a[2], b[2]) - max(a[0], b[0])
-    width = min(a[1], b[1]) - max(a[3], b[3])
-    inter = max(0, height) * max(0, width)
-    area = (a[2] - a[0]) * (a[1] - a[3]) + (b[2] - b[0]) * (b[1] - b[3])
-    return inter / (area - inter) if inter else 0.0
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ import faiss
 import numpy as np
 
 from reunite.device import dlib_cuda_devices, faiss_gpu_count
-from reunite.faces import Pipeline, faces_in_image
+from reunite.faces import Pipeline, box_overlap, faces_in_image
 from reunite.imaging import decoded_image
 from reunite.index import FaceIndex
 
@@ -37,7 +37,7 @@ def check_dlib(photos: list[Path]) -> bool:
         gpu_ms = (time.perf_counter() - started) * 1000
         on_cpu = faces_in_image(pixels, Pipeline(detector="hog"))
         for face in on_cpu:
-            twins = [g for g in on_gpu if _iou(face.box, g.box) >= 0.5]
+            twins = [g for g in on_gpu if box_overlap(face.box, g.box) >= 0.5]
             distance = min((float(np.linalg.norm(face.embedding - g.embedding)) for g in twins),
                            default=float("inf"))  # fmt: skip
             ok &= distance < 0.1
@@ -68,13 +68,6 @@ def check_faiss() -> bool:
     print(f"FAISS {faiss.__version__} GPU: top 10 {'identical' if same else 'DIFFERENT'} "
           f"({(time.perf_counter() - started) * 10:.2f} ms a search over 200k)")  # fmt: skip
     return same
-
-
-def _iou(a, b) -> float:  # type: ignore[no-untyped-def]
-    width = max(0, min(a.right, b.right) - max(a.left, b.left))
-    height = max(0, min(a.bottom, b.bottom) - max(a.top, b.top))
-    inter = width * height
-    return inter / (a.width * a.height + b.width * b.height - inter)
 
 
 def main() -> int:

@@ -76,7 +76,14 @@ POSTGRES_URL = os.environ.get("REUNITE_TEST_POSTGRES_URL")
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(request: pytest.FixtureRequest) -> Iterator[str | None]:
     """None (the default SQLite file in the data folder), or a fresh PostgreSQL database."""
-    if request.param == "sqlite":
+    with store_database(request.param) as url:
+        yield url
+
+
+@contextmanager
+def store_database(kind: str) -> Iterator[str | None]:
+    """For ``kind`` ``sqlite``, None (the default file); for ``postgresql``, a fresh database."""
+    if kind == "sqlite":
         yield None
         return
     with postgres_database() as url:

@@ -31,6 +31,15 @@ def cli(workdir: Path, *args: str, stdin: str | None = None, **env_settings: str
     return done.stdout
 
 
+UNLIMITED_RATE = {"REUNITE_RATE_LIMIT_PER_MINUTE": "1000000", "REUNITE_RATE_LIMIT_BURST": "1000000"}
+"""Settings for a server that many test requests hit at once from one key."""
+
+
+def store_env(database_url: str | None) -> dict[str, str]:
+    """The settings that point a server at ``database_url`` (None: the default SQLite file)."""
+    return {"REUNITE_DATABASE_URL": database_url} if database_url else {}
+
+
 def settings_env(workdir: Path, **env_settings: str) -> dict[str, str]:
     return {
         **os.environ,

@@ -15,7 +15,7 @@ from reunite.faces import MODEL_NAME
 from reunite.index import FaceIndex
 from reunite.store import Face, Photo, Store
 from tests.conftest import settings_in
-from tests.server import Server
+from tests.server import UNLIMITED_RATE, Server, store_env
 
 CLIENTS = 8
 PHOTOS = 240
@@ -29,9 +29,7 @@ def lfw_photos(faces_dir: Path, n: int) -> list[bytes]:
 
 
 def test_acknowledged_enrollments_survive_a_sigkill(tmp_path, faces_dir, database_url):
-    env = {"REUNITE_RATE_LIMIT_PER_MINUTE": "100000", "REUNITE_RATE_LIMIT_BURST": "10000"}
-    if database_url:
-        env["REUNITE_DATABASE_URL"] = database_url
+    env = store_env(database_url) | UNLIMITED_RATE
     photos = lfw_photos(faces_dir, PHOTOS)
     server = Server(tmp_path, REUNITE_WORKERS="2", **env)
     api = f"{server.url}/api/v1"

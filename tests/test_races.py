@@ -16,28 +16,24 @@ import httpx2
 import pytest
 
 from reunite.config import Settings
-from tests.conftest import postgres_database, settings_in
+from tests.conftest import settings_in, store_database
 from tests.hostile import assert_refused, logged_statuses, stored
-from tests.server import Server, cli
+from tests.server import UNLIMITED_RATE, Server, cli, store_env
 
 API = "/api/v1"
 ROUNDS = 3
-UNLIMITED = {"REUNITE_RATE_LIMIT_PER_MINUTE": "1000000", "REUNITE_RATE_LIMIT_BURST": "1000000"}
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def database_url(request: pytest.FixtureRequest) -> Iterator[str | None]:
     """Each test here runs on both stores: their locks differ (PostgreSQL: row locks)."""
-    if request.param == "sqlite":
-        yield None
-        return
-    with postgres_database() as url:
+    with store_database(request.param) as url:
         yield url
 
 
 @pytest.fixture(scope="module")
 def env(database_url: str | None) -> dict[str, str]:
-    return UNLIMITED | ({"REUNITE_DATABASE_URL": database_url} if database_url else {})
+    return store_env(database_url) | UNLIMITED_RATE
 
 
 @pytest.fixture(scope="module")

@@ -2,11 +2,13 @@
 
 import json
 import re
+import subprocess
+import sys
 import time
 
 import httpx2
 
-from tests.server import Server
+from tests.server import Server, settings_env, store_env
 
 
 def test_serve_enroll_restart_and_find_again(tmp_path, sample):
@@ -61,56 +63,57 @@ def test_concurrent_searches_do_not_crash_the_server(tmp_path, faces_dir):
     assert "invalid pointer" not in log
 
 
-def test_several_worker_processes_share_the_store_and_keep_their_indexes_in_step(tmp_path, sample):
-    server = Server(tmp_path, REUNITE_WORKERS="2", REUNITE_INDEX_SYNC_INTERVAL_S="0.5")
+def enrolled(server: Server, sample, kind: str, photo: str) -> dict:
+    """A new case of ``kind`` with ``photo`` enrolled through the API: the enrollment's body
+    (``case_id`` added). A new connection each time, so requests spread over the workers."""
+    api = f"{server.url}/api/v1"
+    case = httpx2.post(f"{api}/cases", json={"kind": kind}, headers=server.auth).json()
+    files = {"file": (photo, sample(photo), "image/jpeg")}
+    done = httpx2.post(
+        f"{api}/cases/{case['id']}/photos", files=files, timeout=60, headers=server.auth
+    )
+    assert done.status_code == 201, done.text
+    return done.json() | {"case_id": int(case["id"])}
+
+
+def searched(server: Server, sample, photo: str) -> set[int]:
+    """The ids of the cases a search for ``photo`` lists, over all its faces."""
+    files = {"file": (photo, sample(photo), "image/jpeg")}
+    found = httpx2.post(f"{server.url}/api/v1/search", files=files, timeout=60, headers=server.auth)
+    assert found.status_code == 200, found.text
+    return {c["case"]["id"] for face in found.json()["faces"] for c in face["candidates"]}
+
+
+def test_several_worker_processes_share_the_store_and_keep_their_indexes_in_step(
+    tmp_path, sample, database_url
+):
+    server = Server(
+        tmp_path,
+        REUNITE_WORKERS="2",
+        REUNITE_INDEX_SYNC_INTERVAL_S="0.5",
+        **store_env(database_url),
+    )
     try:
-        api = f"{server.url}/api/v1"
-
-        def searched_case_ids() -> set[int]:
-            # A new connection each time, so the requests spread over the worker processes.
-            files = {"file": ("obama2.jpg", sample("obama2.jpg"), "image/jpeg")}
-            found = httpx2.post(f"{api}/search", files=files, timeout=60, headers=server.auth)
-            assert found.status_code == 200, found.text
-            return {c["case"]["id"] for c in found.json()["faces"][0]["candidates"]}
-
         deadline = time.monotonic() + 60  # every worker ready: ten answers in a row
         while sum(_ready(server) for _ in range(10)) < 10:
             assert time.monotonic() < deadline, "the workers did not all get ready"
             time.sleep(0.2)
 
-        missing = httpx2.post(f"{api}/cases", json={"kind": "missing"}, headers=server.auth)
-        files = {"file": ("obama.jpg", sample("obama.jpg"), "image/jpeg")}
-        enrolled = httpx2.post(
-            f"{api}/cases/{missing.json()['id']}/photos",
-            files=files,
-            timeout=60,
-            headers=server.auth,
-        )
-        assert enrolled.status_code == 201, enrolled.text
-        found = httpx2.post(f"{api}/cases", json={"kind": "found"}, headers=server.auth)
-        files = {"file": ("obama2.jpg", sample("obama2.jpg"), "image/jpeg")}
-        matched = httpx2.post(
-            f"{api}/cases/{found.json()['id']}/photos",
-            files=files,
-            timeout=60,
-            headers=server.auth,
-        )
-        assert matched.status_code == 201, matched.text
+        missing = enrolled(server, sample, "missing", "obama.jpg")["case_id"]
+        matched = enrolled(server, sample, "found", "obama2.jpg")
         # Whichever worker enrolled it, the pair is proposed: the other worker's face counts.
-        assert [c["missing_case_id"] for c in matched.json()["new_candidates"]] == [
-            missing.json()["id"]
-        ]
+        assert [c["missing_case_id"] for c in matched["new_candidates"]] == [missing]
         time.sleep(1.5)  # three sync rounds
-        assert all(missing.json()["id"] in searched_case_ids() for _ in range(8))
+        assert all(missing in searched(server, sample, "obama2.jpg") for _ in range(8))
 
         deleted = httpx2.delete(
-            f"{api}/cases/{missing.json()['id']}",
+            f"{server.url}/api/v1/cases/{missing}",
             params={"reason": "entered_in_error"},
             headers=server.auth,
         )
         assert deleted.status_code == 204, deleted.text
         time.sleep(1.5)
-        assert all(missing.json()["id"] not in searched_case_ids() for _ in range(8))
+        assert all(missing not in searched(server, sample, "obama2.jpg") for _ in range(8))
     finally:
         log = server.stop()
     assert len(set(re.findall(r"Started server process \[(\d+)\]", log))) == 2
@@ -121,31 +124,9 @@ def _ready(server: Server) -> bool:
 
 
 def test_the_server_answers_during_a_reindex_and_adopts_the_new_build(tmp_path, sample):
-    import subprocess
-    import sys
-
-    from tests.server import settings_env
-
     server = Server(tmp_path, REUNITE_INDEX_SYNC_INTERVAL_S="0.5")
     try:
-        api = f"{server.url}/api/v1"
-
-        def enroll(kind: str, photo: str) -> int:
-            case = httpx2.post(f"{api}/cases", json={"kind": kind}, headers=server.auth).json()
-            files = {"file": (photo, sample(photo), "image/jpeg")}
-            done = httpx2.post(
-                f"{api}/cases/{case['id']}/photos", files=files, timeout=60, headers=server.auth
-            )
-            assert done.status_code == 201, done.text
-            return int(case["id"])
-
-        def searched(photo: str) -> set[int]:
-            files = {"file": (photo, sample(photo), "image/jpeg")}
-            found = httpx2.post(f"{api}/search", files=files, timeout=60, headers=server.auth)
-            assert found.status_code == 200, found.text
-            return {c["case"]["id"] for face in found.json()["faces"] for c in face["candidates"]}
-
-        before = enroll("missing", "obama.jpg")
+        before = enrolled(server, sample, "missing", "obama.jpg")["case_id"]
         job = subprocess.Popen(
             [sys.executable, "-m", "reunite.cli", "reindex", "--all", "--workers", "1"],
             env=settings_env(tmp_path),
@@ -156,10 +137,10 @@ def test_the_server_answers_during_a_reindex_and_adopts_the_new_build(tmp_path, 
         answered = 0
         during = None
         while job.poll() is None:  # the server keeps answering while the job runs
-            assert before in searched("obama2.jpg")
+            assert before in searched(server, sample, "obama2.jpg")
             answered += 1
-            if during is None:
-                during = enroll("missing", "biden.jpg")  # enrolled while the job runs
+            if during is None:  # enrolled while the job runs
+                during = enrolled(server, sample, "missing", "biden.jpg")["case_id"]
         out, err = job.communicate()
         assert job.returncode == 0, err
         assert answered >= 1
@@ -169,8 +150,8 @@ def test_the_server_answers_during_a_reindex_and_adopts_the_new_build(tmp_path, 
         while new_build not in server.log_path.read_text():
             assert time.monotonic() < deadline, "the server did not adopt the new build"
             time.sleep(0.2)
-        assert before in searched("obama2.jpg")
-        assert during in searched("biden.jpg")  # not lost by the swap
+        assert before in searched(server, sample, "obama2.jpg")
+        assert during in searched(server, sample, "biden.jpg")  # not lost by the swap
     finally:
         log = server.stop()
     assert f"adopted build {new_build}" in log
