@@ -31,14 +31,18 @@ from typing import Any
 import numpy as np
 
 from reunite.config import Settings
-from reunite.evaluation import EmbeddingStatistics, isotropic_gallery, synthetic_gallery
+from reunite.galleries import EmbeddingStatistics, isotropic_gallery, synthetic_gallery
 from reunite.index import FaceIndex
-from reunite.reembedding import reembed_faces
-from reunite.service import Reunite
+
+# The re-embedding half imports reunite.service (and so dlib's models) inside its functions:
+# the index builds run in fresh processes that re-import this module, and must not carry the
+# models into their peak memory.
 
 
 def scratch_store(photos: list[Path], workdir: Path) -> Path:
     """A store with each photo enrolled (its first face) by the older pipeline."""
+    from reunite.service import Reunite
+
     settings = Settings(data_dir=workdir / "data", index_dir=workdir / "index", upsample_times=0)
     with Reunite.open(settings) as service:
         case = service.create_case({"kind": "missing"}, actor="bench")
@@ -52,6 +56,9 @@ def scratch_store(photos: list[Path], workdir: Path) -> Path:
 
 def reembed_rate(store: Path, workers: int) -> tuple[int, float]:
     """(faces, faces per second) re-embedding a copy of ``store`` with ``workers``."""
+    from reunite.reembedding import reembed_faces
+    from reunite.service import Reunite
+
     with tempfile.TemporaryDirectory() as scratch:
         copy = Path(scratch) / "store"
         shutil.copytree(store, copy)

@@ -25,7 +25,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from reunite.evaluation import EmbeddingStatistics, isotropic_gallery, synthetic_gallery
+from reunite.galleries import EmbeddingStatistics, isotropic_gallery, synthetic_gallery
 from reunite.index import FaceIndex
 
 BATCH = 64

@@ -1,6 +1,6 @@
 """How real dlib embeddings spread, measured on LFW: writes models/embedding_stats.npz (mean,
 between-person and within-person covariance), which the benchmarks use to make synthetic
-galleries of any size shaped like real ones (``reunite.evaluation.synthetic_gallery``).
+galleries of any size shaped like real ones (``reunite.galleries.synthetic_gallery``).
 
     .venv/bin/python scripts/embedding_stats.py    # about 25 min on 2 cores, instant when cached
 
@@ -15,8 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from reunite.evaluation import embedded_images, embedding_statistics
+from reunite.evaluation import embedded_images
 from reunite.faces import Pipeline
+from reunite.galleries import embedding_statistics
 
 
 def main() -> int:
