@@ -51,8 +51,8 @@ from sqlalchemy.engine import Connection, make_url
 
 from reunite import __version__, privacy
 from reunite.config import Settings
-from reunite.errors import Conflict, InvalidInput, ReuniteError
-from reunite.index import MANIFEST_NAME, DirectoryLock
+from reunite.errors import Conflict, IndexUnusable, InvalidInput, ReuniteError
+from reunite.index import MANIFEST_NAME, DirectoryLock, read_manifest
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +83,6 @@ PG_RESTORE_OPTIONS = (
     "--exit-on-error",
 )
 """Replace what the database holds, as one transaction; owned by whoever restores."""
-INDEX_FILES = (MANIFEST_NAME, "missing.faiss", "found.faiss")
 PHOTO_EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp"}
 CHUNK = 1024 * 1024
 
@@ -248,12 +247,18 @@ def _copy_photos(photos_dir: Path, target: Path, files: list[str]) -> list[str]:
 
 
 def _copy_index(index_dir: Path, target: Path) -> None:
-    """Copy the index files under the index lock (no save replaces them half way)."""
+    """Copy the index files its manifest names, and the manifest, under the index lock (no
+    save replaces them half way). An unreadable manifest copies nothing: restore rebuilds."""
     if not (index_dir / MANIFEST_NAME).exists():
         return
     target.mkdir()
     with DirectoryLock(index_dir).held():
-        for name in INDEX_FILES:
+        try:
+            names = [*read_manifest(index_dir).files, MANIFEST_NAME]
+        except IndexUnusable as exc:
+            log.warning("backup: the index is not copied (%s)", exc)
+            return
+        for name in names:
             if (index_dir / name).exists():
                 shutil.copyfile(index_dir / name, target / name)
 
@@ -434,12 +439,13 @@ def _restore_index(source: Path, index_dir: Path) -> None:
     """Replace the index files with the backup's (none in the backup: the service rebuilds)."""
     index_dir.mkdir(parents=True, exist_ok=True)
     with DirectoryLock(index_dir).held():
-        for name in INDEX_FILES:
-            (index_dir / name).unlink(missing_ok=True)
+        for path in [index_dir / MANIFEST_NAME, *index_dir.glob("*.faiss")]:
+            path.unlink(missing_ok=True)
         if source.is_dir():
-            for name in reversed(INDEX_FILES):  # the manifest last
-                if (source / name).exists():
-                    shutil.copyfile(source / name, index_dir / name)
+            for path in sorted(source.glob("*.faiss")):
+                shutil.copyfile(path, index_dir / path.name)
+            if (source / MANIFEST_NAME).exists():  # the manifest last
+                shutil.copyfile(source / MANIFEST_NAME, index_dir / MANIFEST_NAME)
 
 
 # ----------------------------------------------------------------------------------- helpers

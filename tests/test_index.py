@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from reunite.errors import IndexUnusable
-from reunite.index import FaceIndex
+from reunite.index import HNSW_FACES_PER_PART, FaceIndex, graph_parts
 
 MODEL = "test-model"
 
@@ -147,6 +147,78 @@ def test_an_optimized_index_finds_what_brute_force_finds(tmp_path):
     # Optimizing again drops the tombstones for good.
     index.optimize("found", min_faces=10_000)
     assert index.count("found") == len(ids) - 2 and index.params["found"]["type"] == "hnsw"
+
+
+def test_a_kind_in_several_graphs_finds_what_brute_force_finds_and_keeps_its_parts(tmp_path):
+    vectors = clustered_faces(3000, 5, seed=11)
+    ids = np.arange(1, len(vectors) + 1, dtype=np.int64)
+    index = FaceIndex(MODEL)
+    index.add("found", ids, vectors)
+    params = index.optimize("found", min_faces=10_000, parts=3)
+    assert params["type"] == "hnsw" and params["parts"] == 3 and params["recall_at_10"] >= 0.99
+    assert sorted(index.face_ids("found").tolist()) == ids.tolist()  # each face in one part
+    probes = vectors[::301] + 0.01
+    hits = 0
+    for probe in probes:
+        got = index.search("found", probe, 10)
+        want_ids, want_distances = brute_force(vectors, ids, probe, 10)
+        hits += len({i for i, _ in got} & set(want_ids.tolist()))
+        assert [d for _, d in got] == sorted(d for _, d in got)  # the parts' results merged
+        real = {i: d for i, d in zip(want_ids.tolist(), want_distances, strict=True)}
+        for face_id, distance in got:
+            if face_id in real:
+                assert distance == pytest.approx(real[face_id], abs=1e-5)
+    assert hits / (10 * len(probes)) >= 0.98
+    # Additions spread over the parts; removals are tombstones, as in one graph.
+    index.add("found", [10**6, 10**6 + 1, 10**6 + 2], vectors[:3] + 0.001)
+    assert index.remove([1, 2, 999_999_999]) == 2
+    assert index.count("found") == len(ids) + 1
+    nearest = [index.search("found", vectors[i], 1)[0][0] for i in range(3)]
+    assert nearest == [10**6, 10**6 + 1, 3]  # 1 and 2 removed; 3 is nearer than its copy
+    # Saved one file per part, loaded with the same parts, tuning and tombstones.
+    index.save(tmp_path)
+    files = sorted(p.name for p in tmp_path.glob("*.faiss"))
+    assert files == ["found.0.faiss", "found.1.faiss", "found.2.faiss", "missing.faiss"]
+    loaded, manifest = FaceIndex.load(tmp_path, model=MODEL, dim=128)
+    assert manifest.params["found"] == params | {"removed": [1, 2]}
+    assert loaded.params["found"] == params and loaded.count("found") == len(ids) + 1
+    for probe in probes:
+        assert loaded.search("found", probe, 10) == index.search("found", probe, 10)
+    # Back to one graph: the parts' files go with the next save.
+    assert index.optimize("found", min_faces=10_000, parts=1)["parts"] == 1
+    index.save(tmp_path)
+    assert sorted(p.name for p in tmp_path.glob("*.faiss")) == ["found.faiss", "missing.faiss"]
+    assert FaceIndex.load(tmp_path, model=MODEL, dim=128)[0].count("found") == len(ids) + 1
+
+
+@pytest.mark.parametrize("damage", ["delete-a-part", "flip-a-byte-in-a-part", "fewer-parts"])
+def test_an_index_in_parts_with_a_damaged_part_is_refused(tmp_path, damage):
+    index = FaceIndex(MODEL)
+    index.add("missing", range(1, 1001), random_faces(1000, seed=12))
+    index.optimize("missing", min_faces=0, parts=2)
+    index.save(tmp_path)
+    part = tmp_path / "missing.1.faiss"
+    if damage == "delete-a-part":
+        part.unlink()
+    elif damage == "flip-a-byte-in-a-part":
+        data = bytearray(part.read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        part.write_bytes(bytes(data))
+    else:  # a manifest that names one part less than the count it states
+        manifest = json.loads((tmp_path / "manifest.json").read_text())
+        manifest["params"]["missing"]["parts"] = 1
+        manifest["files"]["missing.faiss"] = manifest["files"]["missing.0.faiss"]
+        (tmp_path / "missing.0.faiss").rename(tmp_path / "missing.faiss")
+        (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(IndexUnusable):
+        FaceIndex.load(tmp_path, model=MODEL, dim=128)
+
+
+def test_large_kinds_are_split_into_one_graph_per_half_million_faces_and_cpu_thread():
+    threads = faiss.omp_get_max_threads()
+    assert graph_parts(0) == graph_parts(1) == graph_parts(HNSW_FACES_PER_PART) == 1
+    assert graph_parts(HNSW_FACES_PER_PART + 1) == min(2, threads)
+    assert graph_parts(10 * HNSW_FACES_PER_PART) == min(10, threads)
 
 
 def test_a_small_kind_stays_exact_and_can_go_back(tmp_path):
