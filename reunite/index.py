@@ -43,6 +43,7 @@ import itertools
 import json
 import math
 import os
+import re
 import threading
 import uuid
 from collections.abc import Iterable, Iterator
@@ -68,7 +69,12 @@ EF_SEARCH_STEPS = (16, 24, 32, 48, 64, 96, 128, 192, 256, 320, 384, 448, 512, 64
 """``efSearch`` values tried in turn until the recall is reached (finer steps where a large
 graph usually lands: each step costs latency in proportion)."""
 MANIFEST_NAME = "manifest.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""2: a kind may be held in parts. Written only when one is, so that a version that reads only
+format 1 refuses such a set by its number (and rebuilds) rather than as missing files."""
+FORMAT_VERSIONS_READ = (1, 2)
+INDEX_FILE_NAME = re.compile(r"(missing|found)(\.[0-9]+)?\.faiss")
+"""What a manifest may name: ``missing.faiss``, ``found.0.faiss``, ... (never a path)."""
 
 
 @dataclass(frozen=True)
@@ -167,6 +173,12 @@ class FaceIndex:
                 ids = ids[~np.isin(ids, np.fromiter(self._removed[kind], np.int64))]
             return ids
 
+    def part_sizes(self, kind: str) -> list[int]:
+        """Faces in each part of ``kind`` (one part unless it is held as several graphs),
+        removed ones included until the next rebuild."""
+        with self._lock:
+            return [int(part.ntotal) for part in self._parts[_checked_kind(kind)]]
+
     def _held_ids(self, kind: str) -> np.ndarray:
         """Every id in the parts of ``kind``, tombstones included."""
         arrays = [faiss.vector_to_array(part.id_map) for part in self._parts[kind]]
@@ -179,15 +191,20 @@ class FaceIndex:
             return max((int(ids.max()) for k in KINDS if (ids := self.face_ids(k)).size), default=0)
 
     def add(self, kind: str, face_ids: Iterable[int], vectors: np.ndarray) -> None:
-        """Add faces of ``kind``; ``vectors`` is (n, dim), one row per id (spread over the parts
-        of a kind held in several)."""
+        """Add faces of ``kind``; ``vectors`` is (n, dim), one row per id. A kind held in parts
+        gets each call's faces in its smallest part, so the parts stay even."""
         ids = np.asarray(list(face_ids), dtype=np.int64)
         matrix = np.ascontiguousarray(np.asarray(vectors, dtype=np.float32).reshape(-1, self.dim))
         if len(ids) != len(matrix):
             raise ValueError(f"{len(ids)} ids for {len(matrix)} vectors")
         if len(ids):
             with self._lock:
-                self._indexes[_checked_kind(kind)].add_with_ids(matrix, ids)
+                parts = self._parts[_checked_kind(kind)]
+                # Not through IndexShards: it splits a call by position, so a lone face
+                # would always land in the last part.
+                min(parts, key=lambda part: int(part.ntotal)).add_with_ids(matrix, ids)
+                if len(parts) > 1:
+                    self._indexes[kind].syncWithSubIndexes()  # its ntotal
                 if kind in self._mirrors:
                     self._mirrors[kind].add_with_ids(matrix, ids)
 
@@ -288,10 +305,10 @@ class FaceIndex:
                         [len(set(a) & set(b)) / top for a, b in zip(found, truth_ids, strict=True)]
                     )
                 )
-                if _recall_lower_bound(recall, len(queries)) >= target_recall:
+                if _recall_lower_bound(recall, len(queries) * top) >= target_recall:
                     break
             params: dict[str, Any]
-            if _recall_lower_bound(recall, len(queries)) < target_recall:
+            if _recall_lower_bound(recall, len(queries) * top) < target_recall:
                 params = {
                     "type": "flat",
                     "approximate_rejected": f"HNSW recall@10 {recall:.3f} at efSearch "
@@ -384,6 +401,7 @@ class FaceIndex:
                 },
                 build_id=self.build_id,
                 built_at=self.built_at,
+                format=FORMAT_VERSION if any(len(p) > 1 for p in self._parts.values()) else 1,
             )
         write_atomically(
             directory / MANIFEST_NAME, json.dumps(manifest.__dict__, indent=2).encode("utf-8")
@@ -409,13 +427,20 @@ class FaceIndex:
         for kind in KINDS:
             params = dict(manifest.params.get(kind, {"type": "flat"}))
             removed = params.pop("removed", [])
-            names = part_file_names(kind, int(params.get("parts", 1)))
-            parts = [_loaded_part(directory, name, manifest, dim) for name in names]
-            if sum(part.ntotal for part in parts) != manifest.counts.get(kind):
+            parts = params.get("parts", 1)
+            if params.get("type") not in ("flat", "hnsw") or not (
+                parts == 1 or (params["type"] == "hnsw" and isinstance(parts, int) and parts > 1)
+            ):
+                raise IndexUnusable(f"The manifest describes {kind} as {params!r}: not an index.")
+            loaded = [
+                _loaded_part(directory, name, manifest, dim)
+                for name in part_file_names(kind, parts)
+            ]
+            if sum(part.ntotal for part in loaded) != manifest.counts.get(kind):
                 raise IndexUnusable(f"The index files of {kind} disagree with their manifest.")
             if params["type"] == "hnsw":
-                _set_ef_search(parts, int(params["ef_search"]))
-            index._set(kind, parts, {int(i) for i in removed}, params)
+                _set_ef_search(loaded, int(params["ef_search"]))
+            index._set(kind, loaded, {int(i) for i in removed}, params)
         index.build_id, index.built_at = manifest.build_id, manifest.built_at
         return index, manifest
 
@@ -430,10 +455,12 @@ def part_file_names(kind: str, parts: int) -> list[str]:
     return [f"{kind}.faiss"] if parts == 1 else [f"{kind}.{i}.faiss" for i in range(parts)]
 
 
-def graph_parts(faces: int) -> int:
+def graph_parts(faces: int, threads: int | None = None) -> int:
     """How many HNSW graphs hold ``faces`` faces: one per ``HNSW_FACES_PER_PART`` (rounded
-    up), at most one per FAISS thread (they are searched in parallel), at least one."""
-    return max(1, min(math.ceil(faces / HNSW_FACES_PER_PART), faiss.omp_get_max_threads()))
+    up), at most one per thread (they are searched in parallel; by default FAISS's thread
+    count, which follows ``OMP_NUM_THREADS`` or the CPUs), at least one."""
+    threads = faiss.omp_get_max_threads() if threads is None else threads
+    return max(1, min(math.ceil(faces / HNSW_FACES_PER_PART), threads))
 
 
 def _ranges(total: int, parts: int) -> list[tuple[int, int]]:
@@ -476,18 +503,29 @@ def read_manifest(directory: Path) -> Manifest:
         raise IndexUnusable(f"No index manifest at {path}.") from exc
     except (OSError, ValueError, TypeError) as exc:
         raise IndexUnusable(f"The index manifest at {path} is unreadable ({exc}).") from exc
-    if manifest.format != FORMAT_VERSION:
-        raise IndexUnusable(f"Index format {manifest.format} is not {FORMAT_VERSION}.")
+    if manifest.format not in FORMAT_VERSIONS_READ:
+        raise IndexUnusable(
+            f"Index format {manifest.format} is not one this version reads {FORMAT_VERSIONS_READ}."
+        )
+    if not all(
+        isinstance(part, dict) for part in (manifest.counts, manifest.files, manifest.params)
+    ):
+        raise IndexUnusable(f"The index manifest at {path} is malformed.")
+    if not all(
+        isinstance(name, str) and INDEX_FILE_NAME.fullmatch(name) for name in manifest.files
+    ):
+        raise IndexUnusable(f"The index manifest at {path} names files that are not index files.")
     return manifest
 
 
-def _recall_lower_bound(recall: float, queries: int) -> float:
-    """``recall`` (of a top 10, over ``queries``) less two standard errors of a proportion.
+def _recall_lower_bound(recall: float, trials: int) -> float:
+    """``recall`` (a share of ``trials`` neighbours looked for: 10 per query for a top 10) less
+    two standard errors of a proportion.
 
     Tuning stops at the first step whose bound reaches the target: stopping at the first step
     that merely touches it overshoots, and other queries then find a little less.
     """
-    return recall - 2 * math.sqrt(recall * (1 - recall) / (10 * queries))
+    return recall - 2 * math.sqrt(recall * (1 - recall) / trials)
 
 
 class DirectoryLock:

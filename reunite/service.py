@@ -46,7 +46,14 @@ from reunite.errors import (
 )
 from reunite.faces import EMBEDDING_DIM, MODEL_NAME, Face, FaceFinder, Pipeline, faces_in_image
 from reunite.files import write_atomically
-from reunite.index import KINDS, MANIFEST_NAME, DirectoryLock, FaceIndex, read_manifest
+from reunite.index import (
+    KINDS,
+    MANIFEST_NAME,
+    DirectoryLock,
+    FaceIndex,
+    graph_parts,
+    read_manifest,
+)
 from reunite.matching import CaseMatch, nearest_cases, other_kind
 from reunite.store import (
     EARLIEST_DATE,
@@ -1408,8 +1415,8 @@ class Reunite:
     ) -> int:
         """Exact or approximate per kind, by size (``approximate_min_faces``) or as forced by
         ``index_type``; returns how many kinds changed. With ``only_if_crossed`` a kind is left
-        alone unless its size crossed the threshold since it was built (a reload keeps its
-        trained index)."""
+        alone unless its size crossed the threshold since it was built, or it outgrew its
+        graphs (``graph_parts`` now asks for more of them): a reload keeps its trained index."""
         changed = 0
         threshold = {
             "auto": self.settings.approximate_min_faces,
@@ -1418,7 +1425,8 @@ class Reunite:
         }[index_type]
         for kind in KINDS:
             approximate = index.params[kind]["type"] != "flat"
-            if only_if_crossed and approximate == (index.count(kind) >= threshold):
+            outgrown = approximate and graph_parts(index.count(kind)) > len(index.part_sizes(kind))
+            if only_if_crossed and approximate == (index.count(kind) >= threshold) and not outgrown:
                 continue
             params = index.optimize(
                 kind, min_faces=threshold, target_recall=self.settings.approximate_target_recall

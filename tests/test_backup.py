@@ -117,9 +117,16 @@ def test_a_backup_restored_on_a_new_machine_holds_the_same_store(
             assert archive.getnames()[0] == "manifest.json"
 
     target = settings_in(tmp_path / "new", database_url=target_url)
+    target.index_dir.mkdir(parents=True)
+    (target.index_dir / "missing.0.faiss").write_bytes(b"a part of some other index")
     report = restore(target, destination)
     assert report["counts"]["cases"] == 3 and report["counts"]["photo_files"] == 4
     assert report["index"]["counts"] == {"missing": 3, "found": 1}
+    assert report["index"]["how"] == "loaded"  # nothing saved since: the restore removed it
+    assert sorted(p.name for p in target.index_dir.glob("*.faiss")) == [
+        "found.faiss",
+        "missing.faiss",
+    ]
     with Reunite.open(target, finder=finder) as restored:
         assert state_of(restored) == before
         assert searched(restored, sample) == found_before

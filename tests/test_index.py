@@ -169,8 +169,11 @@ def test_a_kind_in_several_graphs_finds_what_brute_force_finds_and_keeps_its_par
             if face_id in real:
                 assert distance == pytest.approx(real[face_id], abs=1e-5)
     assert hits / (10 * len(probes)) >= 0.98
-    # Additions spread over the parts; removals are tombstones, as in one graph.
-    index.add("found", [10**6, 10**6 + 1, 10**6 + 2], vectors[:3] + 0.001)
+    # Additions go to the smallest part, one by one too; removals are tombstones.
+    assert index.part_sizes("found") == [5000, 5000, 5000]
+    for n in range(3):
+        index.add("found", [10**6 + n], vectors[n : n + 1] + 0.001)
+    assert index.part_sizes("found") == [5001, 5001, 5001]
     assert index.remove([1, 2, 999_999_999]) == 2
     assert index.count("found") == len(ids) + 1
     nearest = [index.search("found", vectors[i], 1)[0][0] for i in range(3)]
@@ -180,18 +183,31 @@ def test_a_kind_in_several_graphs_finds_what_brute_force_finds_and_keeps_its_par
     files = sorted(p.name for p in tmp_path.glob("*.faiss"))
     assert files == ["found.0.faiss", "found.1.faiss", "found.2.faiss", "missing.faiss"]
     loaded, manifest = FaceIndex.load(tmp_path, model=MODEL, dim=128)
+    assert manifest.format == 2  # what an older version reads as "not my format"
     assert manifest.params["found"] == params | {"removed": [1, 2]}
+    assert loaded.part_sizes("found") == index.part_sizes("found")
     assert loaded.params["found"] == params and loaded.count("found") == len(ids) + 1
     for probe in probes:
         assert loaded.search("found", probe, 10) == index.search("found", probe, 10)
     # Back to one graph: the parts' files go with the next save.
     assert index.optimize("found", min_faces=10_000, parts=1)["parts"] == 1
-    index.save(tmp_path)
+    assert index.save(tmp_path).format == 1
     assert sorted(p.name for p in tmp_path.glob("*.faiss")) == ["found.faiss", "missing.faiss"]
     assert FaceIndex.load(tmp_path, model=MODEL, dim=128)[0].count("found") == len(ids) + 1
 
 
-@pytest.mark.parametrize("damage", ["delete-a-part", "flip-a-byte-in-a-part", "fewer-parts"])
+@pytest.mark.parametrize(
+    "damage",
+    [
+        "delete-a-part",
+        "flip-a-byte-in-a-part",
+        "fewer-parts",
+        "parts-not-a-number",
+        "parts-of-a-flat-kind",
+        "a-path-for-a-file",
+        "a-newer-format",
+    ],
+)
 def test_an_index_in_parts_with_a_damaged_part_is_refused(tmp_path, damage):
     index = FaceIndex(MODEL)
     index.add("missing", range(1, 1001), random_faces(1000, seed=12))
@@ -204,21 +220,32 @@ def test_an_index_in_parts_with_a_damaged_part_is_refused(tmp_path, damage):
         data = bytearray(part.read_bytes())
         data[len(data) // 2] ^= 0xFF
         part.write_bytes(bytes(data))
-    else:  # a manifest that names one part less than the count it states
+    else:
         manifest = json.loads((tmp_path / "manifest.json").read_text())
-        manifest["params"]["missing"]["parts"] = 1
-        manifest["files"]["missing.faiss"] = manifest["files"]["missing.0.faiss"]
-        (tmp_path / "missing.0.faiss").rename(tmp_path / "missing.faiss")
+        if damage == "fewer-parts":  # names one part less than the count it states
+            manifest["params"]["missing"]["parts"] = 1
+            manifest["files"]["missing.faiss"] = manifest["files"]["missing.0.faiss"]
+            (tmp_path / "missing.0.faiss").rename(tmp_path / "missing.faiss")
+        elif damage == "parts-not-a-number":
+            manifest["params"]["missing"]["parts"] = "two"
+        elif damage == "parts-of-a-flat-kind":
+            manifest["params"]["missing"] = {"type": "flat", "parts": 2}
+        elif damage == "a-path-for-a-file":
+            manifest["files"]["../../etc/passwd"] = manifest["files"]["found.faiss"]
+        else:
+            manifest["format"] = 3
         (tmp_path / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(IndexUnusable):
         FaceIndex.load(tmp_path, model=MODEL, dim=128)
 
 
 def test_large_kinds_are_split_into_one_graph_per_half_million_faces_and_cpu_thread():
-    threads = faiss.omp_get_max_threads()
-    assert graph_parts(0) == graph_parts(1) == graph_parts(HNSW_FACES_PER_PART) == 1
-    assert graph_parts(HNSW_FACES_PER_PART + 1) == min(2, threads)
-    assert graph_parts(10 * HNSW_FACES_PER_PART) == min(10, threads)
+    assert graph_parts(0, 8) == graph_parts(1, 8) == graph_parts(HNSW_FACES_PER_PART, 8) == 1
+    assert graph_parts(HNSW_FACES_PER_PART + 1, 8) == 2
+    assert graph_parts(2 * HNSW_FACES_PER_PART, 8) == 2
+    assert graph_parts(10 * HNSW_FACES_PER_PART, 8) == 8  # no more than the threads
+    assert graph_parts(10 * HNSW_FACES_PER_PART, 1) == 1
+    assert graph_parts(10 * HNSW_FACES_PER_PART) == min(10, faiss.omp_get_max_threads())
 
 
 def test_a_small_kind_stays_exact_and_can_go_back(tmp_path):
