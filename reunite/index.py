@@ -62,12 +62,12 @@ from reunite.files import write_atomically
 KINDS = ("missing", "found")
 HNSW_M = 32
 HNSW_EF_CONSTRUCTION = 120
-HNSW_MAX_EF_SEARCH = 1024
 HNSW_FACES_PER_PART = 500_000
 """A graph kind gets one part per this many faces (rounded up), at most one per CPU thread."""
 EF_SEARCH_STEPS = (16, 24, 32, 48, 64, 96, 128, 192, 256, 320, 384, 448, 512, 640, 768, 1024)
 """``efSearch`` values tried in turn until the recall is reached (finer steps where a large
 graph usually lands: each step costs latency in proportion)."""
+HNSW_MAX_EF_SEARCH = EF_SEARCH_STEPS[-1]
 MANIFEST_NAME = "manifest.json"
 FORMAT_VERSION = 2
 """2: a kind may be held in parts. Written only when one is, so that a version that reads only
@@ -277,8 +277,7 @@ class FaceIndex:
         with self._lock:
             ids, vectors = self._ids_and_vectors(kind)
             if len(ids) < max(min_faces, 1):  # an empty kind is exact
-                self._replace(kind, self._empty(), ids, vectors, {"type": "flat"})
-                return self.params[kind]
+                return self._make_exact(kind, ids, vectors, {"type": "flat"})
             count = graph_parts(len(ids)) if parts is None else max(1, min(parts, len(ids)))
             graphs = []
             for start, end in _ranges(len(ids), count):  # row slices: views, no copies
@@ -296,7 +295,6 @@ class FaceIndex:
             top = min(10, len(ids))  # a kind of fewer than 10 faces: all of them
             _, truth = faiss.knn(queries, vectors, top)  # brute force, no copy of the vectors
             truth_ids = ids[truth]
-            recall = 0.0
             for ef_search in EF_SEARCH_STEPS:
                 _set_ef_search(graphs, ef_search)
                 _, found = searched.search(queries, top)
@@ -307,15 +305,11 @@ class FaceIndex:
                 )
                 if _recall_lower_bound(recall, len(queries) * top) >= target_recall:
                     break
-            params: dict[str, Any]
-            if _recall_lower_bound(recall, len(queries) * top) < target_recall:
-                params = {
-                    "type": "flat",
-                    "approximate_rejected": f"HNSW recall@10 {recall:.3f} at efSearch "
-                    f"{HNSW_MAX_EF_SEARCH}",
-                }
-                self._replace(kind, self._empty(), ids, vectors, params)
-                return params
+            else:
+                rejected = f"HNSW recall@10 {recall:.3f} at efSearch {HNSW_MAX_EF_SEARCH}"
+                return self._make_exact(
+                    kind, ids, vectors, {"type": "flat", "approximate_rejected": rejected}
+                )
             params = {
                 "type": "hnsw",
                 "M": HNSW_M,
@@ -346,16 +340,14 @@ class FaceIndex:
         self._removed[kind], self.params[kind] = removed, params
         self._mirrors.pop(kind, None)
 
-    def _replace(
-        self,
-        kind: str,
-        index: faiss.IndexIDMap2,
-        ids: np.ndarray,
-        vectors: np.ndarray,
-        params: dict[str, Any],
-    ) -> None:
+    def _make_exact(
+        self, kind: str, ids: np.ndarray, vectors: np.ndarray, params: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Hold ``kind`` as a fresh flat index of these faces; returns ``params``."""
+        index = self._empty()
         index.add_with_ids(vectors, ids)
         self._set(kind, [index], set(), params)
+        return params
 
     def _ids_and_vectors(self, kind: str) -> tuple[np.ndarray, np.ndarray]:
         """Every live face of ``kind``: (ids, vectors), in the same order."""

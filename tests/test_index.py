@@ -16,6 +16,13 @@ def random_faces(n: int, seed: int) -> np.ndarray:
     return (rng.normal(0, 0.09, size=(n, 128))).astype(np.float32)
 
 
+def flip_a_byte(path) -> None:
+    """Damage a file the way a bad disk might: one byte in its middle inverted."""
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
 def brute_force(vectors: np.ndarray, ids: np.ndarray, probe: np.ndarray, k: int):
     distances = np.linalg.norm(vectors.astype(np.float64) - probe.astype(np.float64), axis=1)
     order = np.argsort(distances, kind="stable")[:k]
@@ -87,9 +94,7 @@ def test_damaged_index_directories_are_refused(tmp_path, damage):
     elif damage == "delete-index-file":
         target.unlink()
     elif damage == "flip-a-byte":
-        data = bytearray(target.read_bytes())
-        data[len(data) // 2] ^= 0xFF
-        target.write_bytes(bytes(data))
+        flip_a_byte(target)
     elif damage == "truncate":
         target.write_bytes(target.read_bytes()[:100])
     elif damage == "bad-json":
@@ -217,9 +222,7 @@ def test_an_index_in_parts_with_a_damaged_part_is_refused(tmp_path, damage):
     if damage == "delete-a-part":
         part.unlink()
     elif damage == "flip-a-byte-in-a-part":
-        data = bytearray(part.read_bytes())
-        data[len(data) // 2] ^= 0xFF
-        part.write_bytes(bytes(data))
+        flip_a_byte(part)
     else:
         manifest = json.loads((tmp_path / "manifest.json").read_text())
         if damage == "fewer-parts":  # names one part less than the count it states
