@@ -9,15 +9,16 @@ results come back in order and are stored by the calling process, one at a time,
 
 from __future__ import annotations
 
+import itertools
 import os
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Self, TypeVar
 
 from reunite import imaging
 from reunite.errors import ReuniteError
@@ -41,6 +42,17 @@ class _Job:
     pipeline: Pipeline
     max_bytes: int
     max_pixels: int
+
+
+T = TypeVar("T")
+
+
+def batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    """``items`` in lists of ``size`` (the last one shorter), read as they are consumed
+    (``itertools.batched`` from Python 3.12, as lists)."""
+    iterator = iter(items)
+    while batch := list(itertools.islice(iterator, size)):
+        yield batch
 
 
 PARENT_CHECK_S = 1.0

@@ -22,10 +22,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from reunite import errors, importing
+from reunite import errors, imaging, importing
 from reunite.batch import prepared_photos
 from reunite.config import Settings
-from reunite.service import Reunite
+from reunite.service import Enrollment, Reunite
 from reunite.store import Case
 
 EXIT_CODES: dict[type[errors.ReuniteError], int] = {
@@ -398,31 +398,56 @@ def _enroll(args: argparse.Namespace) -> int:
             if case is not None
             for path in photos
         ]
-        prepared = prepared_photos(
-            [path for _, path in wanted],
-            pipeline=service.pipeline,
-            max_bytes=service.settings.max_upload_bytes,
-            max_pixels=service.settings.max_pixels,
-            workers=args.workers,
+        # Photos already in their case are answered from the store, not detected again.
+        enrolled = {case.id: service.enrolled_sha256s(case.id) for case, _ in wanted}
+        known = [
+            _existing_enrollment(service, case.id, path, enrolled[case.id]) for case, path in wanted
+        ]
+        prepared = iter(
+            prepared_photos(
+                [path for (_, path), done in zip(wanted, known, strict=True) if done is None],
+                pipeline=service.pipeline,
+                max_bytes=service.settings.max_upload_bytes,
+                max_pixels=service.settings.max_pixels,
+                workers=args.workers,
+            )
         )
-        for (case, path), ready in zip(wanted, prepared, strict=True):
+        for (case, path), result in zip(wanted, known, strict=True):
             outcome: dict[str, Any] = {"case_id": case.id, "photo": str(path)}
-            if ready.photo is None:
-                failures += 1
-                outcome |= {"error": ready.code, "message": ready.message}
-            else:
+            if result is None:
+                ready = next(prepared)
                 try:
-                    result = service.enroll_prepared(case.id, ready.photo, actor=_actor())
-                    outcome |= {
-                        "photo_id": result.photo.id,
-                        "created": result.created,
-                        "new_candidate_ids": [v.candidate.id for v in result.new_candidates],
-                    }
+                    if ready.photo is not None:
+                        result = service.enroll_prepared(case.id, ready.photo, actor=_actor())
+                    else:
+                        outcome |= {"error": ready.code, "message": ready.message}
                 except (errors.InvalidInput, errors.Conflict) as exc:
-                    failures += 1
                     outcome |= {"error": exc.code, "message": exc.message}
+            if result is None:
+                failures += 1
+            else:
+                outcome |= {
+                    "photo_id": result.photo.id,
+                    "created": result.created,
+                    "new_candidate_ids": [v.candidate.id for v in result.new_candidates],
+                }
             print(json.dumps(outcome, ensure_ascii=False))
     return 1 if failures else 0
+
+
+def _existing_enrollment(
+    service: Reunite, case_id: int, path: Path, sha256s: set[str]
+) -> Enrollment | None:
+    """The case's enrollment of this photo if its bytes are among ``sha256s`` (enrolled
+    already: no detection needed), else None (also when the file cannot be read: its
+    preparation says why)."""
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None
+    if imaging.sha256_hex(data) not in sha256s:
+        return None
+    return service.enroll_photo(case_id, data, actor=_actor())
 
 
 def _manifest_jobs(path: Path) -> list[tuple[dict[str, str], list[Path]]]:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import itertools
 import json
 import logging
 import os
@@ -32,10 +31,10 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from reunite import imaging
-from reunite.batch import PhotoPreparer, Prepared
+from reunite.batch import PhotoPreparer, Prepared, batched
 from reunite.errors import Conflict, ImageTooLarge, InvalidField, InvalidInput, NotFound
 from reunite.service import Reunite
-from reunite.store import Case, CaseFacts, CaseFields, validated_case_fields
+from reunite.store import Case, CaseFacts, validated_case_fields
 
 log = logging.getLogger(__name__)
 
@@ -272,7 +271,7 @@ def import_manifest(
     ):
         importer.advance(0)
         pending: tuple[list[_PhotoJob], Iterator[Prepared], int] | None = None
-        for chunk in _chunks(manifest_rows(manifest), chunk_rows):
+        for chunk in batched(manifest_rows(manifest), chunk_rows):
             jobs = [job for row in chunk for job in importer.planned_jobs(row)]
             prepared = preparer.prepared([job.path for job in jobs])  # workers start on these
             if pending is not None:
@@ -389,24 +388,17 @@ class _Importer:
                 "too. Give each case one row, with all its photos."
             )
         self.seen_cases.add(key)
-        before = self._stored_facts(fields.agency, fields.external_ref)
         data = {k: v for k, v in row.fields.items() if k not in ("agency", "external_ref")}
-        case, created = self.service.put_case(
+        case, outcome = self.service.put_case(
             fields.agency, fields.external_ref, data, actor=self.actor
         )
-        if created:
+        if outcome == "created":
             self.summary.cases_created += 1
-        elif _facts_of(case) != before:
+        elif outcome == "updated":
             self.summary.cases_updated += 1
         else:
             self.summary.cases_unchanged += 1
         return case
-
-    def _stored_facts(self, agency: str, external_ref: str) -> dict[str, Any] | None:
-        try:
-            return _facts_of(self.service.case_by_external_ref(agency, external_ref))
-        except NotFound:
-            return None
 
     def _fail(self, row: ManifestRow, position: int, code: str, reason: str | None) -> None:
         self.summary.photos_failed += 1
@@ -485,16 +477,6 @@ def _photo_bytes(path: Path, max_bytes: int) -> bytes:
     return path.read_bytes()
 
 
-def _facts_of(case: Case) -> dict[str, Any]:
-    return {name: getattr(case, name) for name in CaseFields.model_fields}
-
-
 def _case_key(agency: str, external_ref: str) -> int:
     digest = hashlib.blake2b(f"{agency}\x00{external_ref}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big")
-
-
-def _chunks(rows: Iterable[ManifestRow], size: int) -> Iterator[list[ManifestRow]]:
-    iterator = iter(rows)
-    while chunk := list(itertools.islice(iterator, size)):
-        yield chunk

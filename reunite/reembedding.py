@@ -38,7 +38,7 @@ from typing import Any
 from sqlalchemy import func, select, true, update
 
 from reunite import imaging
-from reunite.batch import exit_with_parent
+from reunite.batch import batched, exit_with_parent
 from reunite.errors import InvalidInput, ReuniteError
 from reunite.faces import MODEL_NAME, Box, Face, Pipeline, box_overlap, face_at_box, faces_in_image
 from reunite.privacy import ERASED
@@ -148,7 +148,7 @@ def reembed_faces(
         log.info("reembed: resuming after face %d, %d faces to go", cursor, total)
     jobs = _face_jobs(service, cursor, everything)
     results = _results_in_order(jobs, pipeline, workers=workers, ray_address=ray_address)
-    for batch in _batched(results, batch_size):
+    for batch in batched(results, batch_size):
         _write(service, batch, report)
         if progress is not None:
             progress(report.reembedded + len(report.failed), report.total)
@@ -268,13 +268,7 @@ def _on_ray(jobs: Iterable[FaceJob], pipeline: Pipeline, address: str) -> Iterat
     actors = max(1, int(ray.cluster_resources().get("CPU", 1)))  # type: ignore[no-untyped-call]
     pool = ActorPool([Embedder.remote(pipeline) for _ in range(actors)])  # type: ignore[attr-defined]
     log.info("reembed: %d Ray actors", actors)
-    batches = _batched(iter(jobs), 16)
+    batches = batched(iter(jobs), 16)
     while window := list(itertools.islice(batches, 4 * actors)):
         for results in pool.map(lambda actor, batch: actor.run.remote(batch), window):
             yield from results
-
-
-def _batched(items: Iterator[Any] | Iterable[Any], size: int) -> Iterator[list[Any]]:
-    iterator = iter(items)
-    while batch := list(itertools.islice(iterator, size)):
-        yield batch

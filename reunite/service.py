@@ -80,6 +80,7 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 IndexType = Literal["auto", "flat", "hnsw"]
+PutOutcome = Literal["created", "updated", "unchanged"]
 
 TEMPLATE_SEARCH_MARGIN = 0.1
 """How much wider than the tolerance the face search looks for cases to score by template (a
@@ -327,12 +328,12 @@ class Reunite:
 
     def put_case(
         self, agency: str, external_ref: str, data: Mapping[str, Any], *, actor: str
-    ) -> tuple[Case, bool]:
+    ) -> tuple[Case, PutOutcome]:
         """Create or replace the agency's case ``external_ref`` with ``data``; idempotent.
 
         ``data`` is the whole record (fields left out become empty; ``status`` is kept unless
         given). The same data again changes nothing, not even ``updated_at``. Returns the case
-        and whether it was created.
+        and whether it was created, updated or left unchanged.
 
         Raises:
             InvalidField: bad facts, or a ``kind`` different from the stored case's.
@@ -346,7 +347,7 @@ class Reunite:
                 case = self.case_by_external_ref(agency, stored_ref)
             except NotFound:
                 try:
-                    return self.create_case(record, actor=actor), True
+                    return self.create_case(record, actor=actor), "created"
                 except Conflict:  # another process created it at the same moment: that one
                     case = self.case_by_external_ref(agency, stored_ref)
             if record.get("kind") != case.kind:
@@ -356,8 +357,8 @@ class Reunite:
             wanted = validated_case_fields({"status": case.status, **record}).model_dump()
             changes = {k: v for k, v in wanted.items() if k != "kind" and getattr(case, k) != v}
             if not changes:
-                return case, False
-            return self.update_case(case.id, changes, actor=actor), False
+                return case, "unchanged"
+            return self.update_case(case.id, changes, actor=actor), "updated"
 
     def update_case(self, case_id: int, changes: Mapping[str, Any], *, actor: str) -> Case:
         """Change some facts of a case. The kind cannot change (delete and re-create instead).

@@ -263,8 +263,8 @@ def put_agency_case(
     record = body.model_dump(exclude_unset=True)
     if record.get("status") is None:
         record.pop("status", None)  # left out or null: the stored status is kept
-    case, created = service.put_case(agency, external_ref, record, actor=caller.name)
-    if created:
+    case, outcome = service.put_case(agency, external_ref, record, actor=caller.name)
+    if outcome == "created":
         response.status_code = 201
     return schemas.case_out(case, caller)
 
@@ -343,7 +343,6 @@ def search(
 # ----------------------------------------------------------------------------------- images
 
 IMAGE_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp"}
-NOT_STORED = {"Cache-Control": "no-store"}
 """Photos and crops are kept by no cache, the browser's included (every view is audited)."""
 
 
@@ -365,7 +364,7 @@ def photo_image(photo_id: Id, service: Service, caller: Caller) -> Response:
     """The photo's original bytes. Each view is audited."""
     visible_case_of(service, caller, service.photo(photo_id).case_id, f"photo {photo_id}")
     photo, data = service.photo_file(photo_id, actor=caller.name)
-    return Response(data, media_type=IMAGE_TYPES[photo.format], headers=NOT_STORED)
+    return Response(data, media_type=IMAGE_TYPES[photo.format])  # no-store: SecurityHeaders
 
 
 @router.get(
@@ -380,11 +379,7 @@ def photo_image(photo_id: Id, service: Service, caller: Caller) -> Response:
 def face_crop(face_id: Id, service: Service, caller: Caller) -> Response:
     """A JPEG crop of one face from its upright photo, with a 25% margin. Each view is audited."""
     visible_case_of(service, caller, service.face(face_id).case_id, f"face {face_id}")
-    return Response(
-        service.face_crop(face_id, actor=caller.name),
-        media_type="image/jpeg",
-        headers=NOT_STORED,
-    )
+    return Response(service.face_crop(face_id, actor=caller.name), media_type="image/jpeg")
 
 
 # ----------------------------------------------------------------------------------- review
