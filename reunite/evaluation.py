@@ -22,7 +22,7 @@ import numpy as np
 
 from reunite import imaging
 from reunite.calibration import Calibration
-from reunite.faces import DLIB_LOCK, Pipeline, faces_in_image
+from reunite.faces import Box, Pipeline, face_at_box, faces_in_image
 from reunite.files import write_atomically
 
 # ------------------------------------------------------------------------------ embeddings
@@ -47,17 +47,11 @@ vary by about 6 px of 250. Used only when the detector finds no face."""
 
 def fallback_embedding(data: bytes, pipeline: Pipeline) -> np.ndarray:
     """The embedding of the face assumed at ``LFW_FACE_BOX`` (for aligned LFW images only)."""
-    import face_recognition
-
     pixels = imaging.decoded_image(data, max_bytes=len(data) + 1, max_pixels=10**9).pixels
     height, width = pixels.shape[:2]
     top, right, bottom, left = LFW_FACE_BOX
-    box = (int(top * height), int(right * width), int(bottom * height), int(left * width))
-    with DLIB_LOCK:
-        [encoding] = face_recognition.face_encodings(
-            pixels, known_face_locations=[box], num_jitters=pipeline.num_jitters
-        )
-    return np.asarray(encoding, dtype=np.float32)
+    box = Box(int(top * height), int(right * width), int(bottom * height), int(left * width))
+    return face_at_box(pixels, box, pipeline).embedding
 
 
 class EmbeddingCache:

@@ -91,7 +91,7 @@ class Pipeline:
     ``min_face_px``: the narrowest face, in pixels of the photo, that detection must find.
     Detection then runs on a copy reduced so that such a face just fills the detector's window
     (see ``detection_scale``): a 12 MP phone photo is searched at 0.4 of its size for 100 px
-    faces, about 6 times fewer pixels. None: detect on the full photo, down to the smallest
+    faces, about 6 times fewer pixels. 0: detect on the full photo, down to the smallest
     face the detector can see (40 px with one upsample), as plain face_recognition does.
     Photos up to 640 px (LFW's included) are searched whole either way. Landmarks and
     embeddings always use the full photo, and when the copy shows no face, detection runs
@@ -101,7 +101,7 @@ class Pipeline:
     detector: str = "hog"
     upsample_times: int = 1
     num_jitters: int = 1
-    min_face_px: int | None = DEFAULT_MIN_FACE_PX
+    min_face_px: int = DEFAULT_MIN_FACE_PX
 
     @property
     def version(self) -> str:
@@ -188,9 +188,21 @@ def faces_in_image(pixels: np.ndarray, pipeline: Pipeline) -> list[Face]:
     boxes = face_boxes(pixels, pipeline)
     if not boxes:
         return []
+    return _faces_at(pixels, boxes, pipeline)
+
+
+def face_at_box(pixels: np.ndarray, box: Box, pipeline: Pipeline) -> Face:
+    """The face in ``box`` (pixels of this image), embedded without detection: for a stored
+    face that a new detector no longer finds. Cost: about 15 ms per jitter."""
+    [face] = _faces_at(pixels, [box], pipeline)
+    return face
+
+
+def _faces_at(pixels: np.ndarray, boxes: list[Box], pipeline: Pipeline) -> list[Face]:
+    """The faces in ``boxes``, embedded (landmarks and network) while holding ``DLIB_LOCK``."""
     with DLIB_LOCK:
         encodings = face_recognition.face_encodings(
-            pixels, known_face_locations=list(boxes), num_jitters=pipeline.num_jitters
+            pixels, known_face_locations=boxes, num_jitters=pipeline.num_jitters
         )
     return [
         Face(
@@ -201,21 +213,6 @@ def faces_in_image(pixels: np.ndarray, pipeline: Pipeline) -> list[Face]:
         )
         for box, encoding in zip(boxes, encodings, strict=True)
     ]
-
-
-def face_at_box(pixels: np.ndarray, box: Box, pipeline: Pipeline) -> Face:
-    """The face in ``box`` (pixels of this image), embedded without detection: for a stored
-    face that a new detector no longer finds. Cost: about 15 ms per jitter."""
-    with DLIB_LOCK:
-        [encoding] = face_recognition.face_encodings(
-            pixels, known_face_locations=[tuple(box)], num_jitters=pipeline.num_jitters
-        )
-    return Face(
-        box=box,
-        embedding=np.asarray(encoding, dtype=np.float32),
-        face_width_px=box.width,
-        sharpness=face_sharpness(pixels, box),
-    )
 
 
 def box_overlap(a: Box, b: Box) -> float:

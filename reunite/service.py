@@ -172,7 +172,7 @@ class Reunite:
             detector=settings.detector or ("cnn" if self.devices.dlib_cuda else "hog"),
             upsample_times=settings.upsample_times,
             num_jitters=settings.num_jitters,
-            min_face_px=settings.min_face_px or None,
+            min_face_px=settings.min_face_px,
         )
         self._finder = finder
         self.calibration = loaded_calibration(

@@ -4,32 +4,13 @@ import cv2
 import numpy as np
 import pytest
 
-from reunite.faces import Pipeline, faces_in_image
+from reunite.faces import Pipeline, box_overlap, faces_in_image
 from reunite.imaging import decoded_image
 from tests.conftest import FACES_DIR
-
-SAMPLES = [
-    "obama.jpg",
-    "obama2.jpg",
-    "obama3.jpg",
-    "biden.jpg",
-    "two_people.jpg",
-    "obama_and_biden.jpg",
-    "obama-1080p.jpg",
-    "rose_leslie1.jpg",
-    "john1.jpeg",
-]
 
 
 def pixels_of(sample, name):
     return decoded_image(sample(name), max_bytes=10**8, max_pixels=10**8).pixels
-
-
-def iou(a, b):
-    inter_w = max(0, min(a.right, b.right) - max(a.left, b.left))
-    inter_h = max(0, min(a.bottom, b.bottom) - max(a.top, b.top))
-    inter = inter_w * inter_h
-    return inter / (a.width * a.height + b.width * b.height - inter)
 
 
 def test_faces_are_ordered_left_to_right_with_128_d_embeddings(sample):
@@ -59,13 +40,13 @@ def test_detecting_on_a_reduced_copy_finds_the_faces_plain_detection_finds(sampl
     if size:
         pixels = enlarged(pixels, 12)
     fast = Pipeline(min_face_px=100)
-    plain = faces_in_image(pixels, Pipeline(min_face_px=None))
+    plain = faces_in_image(pixels, Pipeline(min_face_px=0))
     reduced = faces_in_image(pixels, fast)
     assert bool(reduced) == bool(plain)
     for face in plain:
         if face.face_width_px < fast.min_face_px:
             continue
-        [twin] = [r for r in reduced if iou(face.box, r.box) > 0.5]
+        [twin] = [r for r in reduced if box_overlap(face.box, r.box) > 0.5]
         # Boxes found at another scale start the landmarks a little elsewhere: measured up to
         # 0.21 for the 150 px faces of obama_and_biden.jpg, about 0.05 for larger ones.
         assert np.linalg.norm(face.embedding - twin.embedding) < 0.25
@@ -76,7 +57,7 @@ def test_the_detection_scale_keeps_the_narrowest_face_visible():
     assert fast.detection_scale(3000, 4000) == pytest.approx(0.4)  # 100 px -> 40 px, doubled
     assert fast.detection_scale(480, 640) == 1.0  # small photos are searched whole
     assert fast.detection_scale(1000, 1000) == pytest.approx(0.64)  # never under 640 px
-    assert Pipeline(min_face_px=None).detection_scale(3000, 4000) == 1.0
+    assert Pipeline(min_face_px=0).detection_scale(3000, 4000) == 1.0
     assert Pipeline(min_face_px=100, upsample_times=0).detection_scale(3000, 4000) == 0.8
 
 
@@ -88,8 +69,6 @@ def test_a_small_face_missed_on_the_reduced_copy_is_found_at_full_size(sample):
     pixels[1000 : 1000 + small.shape[0], 1500 : 1500 + small.shape[1]] = small
     fast = Pipeline(min_face_px=1000)
     assert fast.detection_scale(3000, 4000) == pytest.approx(0.16)
-    assert not faces_in_image(
-        cv2.resize(pixels, None, fx=0.16, fy=0.16), Pipeline(min_face_px=None)
-    )
+    assert not faces_in_image(cv2.resize(pixels, None, fx=0.16, fy=0.16), Pipeline(min_face_px=0))
     [found] = faces_in_image(pixels, fast)
     assert found.box.left > 1500 and found.box.top > 1000
