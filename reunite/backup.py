@@ -46,13 +46,14 @@ from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from sqlalchemy import create_engine, inspect, text
+from sqlalchemy import create_engine, inspect, select, text
 from sqlalchemy.engine import Connection, make_url
 
 from reunite import __version__, privacy
 from reunite.config import Settings
 from reunite.errors import Conflict, IndexUnusable, InvalidInput, ReuniteError
 from reunite.index import MANIFEST_NAME, DirectoryLock, read_manifest
+from reunite.store import Photo
 
 log = logging.getLogger(__name__)
 
@@ -222,8 +223,7 @@ def _snapshot_of(connection: Connection) -> Snapshot:
         else None
     )
     rows = connection.execute(
-        text("SELECT DISTINCT sha256, format FROM photos WHERE sha256 NOT LIKE :erased"),
-        {"erased": f"{privacy.ERASED_PHOTO_PREFIX}%"},
+        select(Photo.sha256, Photo.format).distinct().where(privacy.live_photo())
     ).all()
     photos = sorted(_photo_file(row.sha256, row.format) for row in rows)
     return Snapshot(counts, revision, photos)

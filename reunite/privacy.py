@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal, get_args
 
-from sqlalchemy import select, text
+from sqlalchemy import ColumnElement, select, text
 from sqlalchemy.orm import Session
 
 from reunite.store import AuditEvent, Case, Photo
@@ -57,6 +57,11 @@ def erased_photo_sha256(photo_id: int) -> str:
 def is_erased(photo: Photo) -> bool:
     """Whether the photo's file and faces were purged (the row is a tombstone)."""
     return photo.sha256.startswith(ERASED_PHOTO_PREFIX)
+
+
+def live_photo() -> ColumnElement[bool]:
+    """The SQL condition on ``photos`` that the photo was not purged: ``not is_erased``."""
+    return ~Photo.sha256.startswith(ERASED_PHOTO_PREFIX)
 
 
 @dataclass(frozen=True)
@@ -113,7 +118,7 @@ def closed_cases_with_photos(session: Session) -> dict[int, datetime]:
     which only delays the purge). Cost: two indexed queries, and one audit query per 10,000
     cases.
     """
-    holding = select(Photo.case_id).where(~Photo.sha256.startswith(ERASED_PHOTO_PREFIX))
+    holding = select(Photo.case_id).where(live_photo())
     rows = session.execute(
         select(Case.id, Case.updated_at).where(Case.status == "closed", Case.id.in_(holding))
     ).all()
@@ -134,14 +139,6 @@ def closed_cases_with_photos(session: Session) -> dict[int, datetime]:
             if known is None or event.at > known:
                 closed_by_event[event.case_id] = event.at
     return closed_at | closed_by_event
-
-
-def overwrite_deleted_rows(session: Session) -> None:
-    """On SQLite, have this transaction's deletions overwritten with zeros in the database file
-    (``PRAGMA secure_delete``), so erased names and embeddings do not linger in free pages.
-    PostgreSQL keeps dead rows until ``VACUUM`` (autovacuum) reclaims them."""
-    if session.get_bind().dialect.name == "sqlite":
-        session.execute(text("PRAGMA secure_delete=ON"))
 
 
 def sqlite_checkpoint(session: Session, *, wait_ms: int = 1000) -> tuple[int, ...] | None:

@@ -19,7 +19,7 @@ import sys
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
@@ -423,13 +423,12 @@ class Reunite:
         self._require_ready()
         with self._write_lock:
             with self.store.transaction() as session:
-                privacy.overwrite_deleted_rows(session)
                 self.store.lock_faces(session)
                 case = self._case(session, case_id)
                 face_ids = list(
                     session.scalars(select(FaceRow.id).where(FaceRow.case_id == case_id))
                 )
-                session.add_all(RemovedFace(face_id=i, kind=case.kind) for i in face_ids)
+                self._drop_faces(session, case.kind, face_ids)
                 photos = list(session.scalars(select(Photo).where(Photo.case_id == case_id)))
                 doomed = list(
                     session.scalars(
@@ -467,13 +466,8 @@ class Reunite:
                     faces=len(face_ids),
                     candidates=len(doomed),
                 )
-            self.index.remove(face_ids)
-            self._unsaved_changes += len(face_ids)
-            self._save_index_after_erasure()
-            for photo in photos:
-                self._forget_photo_file(photo.sha256, photo.format)
-            for face_id in face_ids:
-                self._crop_path(face_id).unlink(missing_ok=True)
+            self._erase_after_commit(face_ids, [(p.sha256, p.format) for p in photos])
+            self._try_save_index()
         self._checkpoint_after_erasure()
         self.on_outbox()
         log.info("case %d erased (%s) with %d faces", case_id, reason, len(face_ids))
@@ -506,60 +500,41 @@ class Reunite:
         report = privacy.PurgeReport(dry_run=dry_run, retention_days=days, cutoff=cutoff)
         for case_id in due:
             purged = (
-                self._biometrics_of(case_id) if dry_run else self._purge_case(case_id, actor=actor)
+                self._biometrics_of(case_id, closed[case_id])
+                if dry_run
+                else self._purge_case(case_id, closed[case_id], actor=actor)
             )
             if purged is not None:
-                report.cases.append(replace(purged, closed_at=closed[case_id]))
+                report.cases.append(purged)
         if report.cases and not dry_run:
-            with self._write_lock:
-                self._save_index_after_erasure()
+            self._try_save_index()
             self._checkpoint_after_erasure()
             log.info("retention: biometric data of %d closed cases erased", len(report.cases))
         return report
 
-    def _biometrics_of(self, case_id: int) -> privacy.PurgedCase:
+    def _biometrics_of(self, case_id: int, closed_at: datetime) -> privacy.PurgedCase:
         """What the purge would erase of a case: its live photos, faces and crop files."""
         with self.store.transaction() as session:
-            photos = session.scalar(
-                select(func.count(Photo.id)).where(
-                    Photo.case_id == case_id,
-                    ~Photo.sha256.startswith(privacy.ERASED_PHOTO_PREFIX),
-                )
-            )
-            face_ids = list(
-                session.scalars(
-                    select(FaceRow.id).where(
-                        FaceRow.case_id == case_id, FaceRow.model != privacy.ERASED
-                    )
-                )
-            )
-        crops = sum(self._crop_path(i).exists() for i in face_ids)
-        return privacy.PurgedCase(case_id, utc_now(), photos or 0, len(face_ids), crops)
+            photos, faces = _biometrics(session, case_id)
+        crops = sum(self._crop_path(f.id).exists() for f in faces)
+        return privacy.PurgedCase(case_id, closed_at, len(photos), len(faces), crops)
 
-    def _purge_case(self, case_id: int, *, actor: str) -> privacy.PurgedCase | None:
+    def _purge_case(
+        self, case_id: int, closed_at: datetime, *, actor: str
+    ) -> privacy.PurgedCase | None:
         """Erase one closed case's photos, crops and embeddings, keeping the rows that
-        candidates need as tombstones; None if the case is no longer closed."""
+        candidates need as tombstones; None if the case is no longer closed. The caller saves
+        the index."""
         with self._write_lock:
             with self.store.transaction() as session:
-                privacy.overwrite_deleted_rows(session)
                 self.store.lock_faces(session)
                 case = session.get(Case, case_id)
                 if case is None or case.status != "closed":
                     return None
-                faces = list(
-                    session.scalars(
-                        select(FaceRow).where(
-                            FaceRow.case_id == case_id, FaceRow.model != privacy.ERASED
-                        )
-                    )
-                )
-                photos = [
-                    p
-                    for p in session.scalars(select(Photo).where(Photo.case_id == case_id))
-                    if not privacy.is_erased(p)
-                ]
+                photos, faces = _biometrics(session, case_id)
                 files = [(p.sha256, p.format) for p in photos]
-                session.add_all(RemovedFace(face_id=f.id, kind=f.kind) for f in faces)
+                face_ids = [f.id for f in faces]
+                self._drop_faces(session, case.kind, face_ids)
                 for face in faces:
                     face.embedding, face.model, face.pipeline = b"", privacy.ERASED, privacy.ERASED
                 for photo in photos:
@@ -573,27 +548,34 @@ class Reunite:
                     photos=len(photos),
                     faces=len(faces),
                 )
-            face_ids = [f.id for f in faces]
-            self.index.remove(face_ids)
-            self._unsaved_changes += len(face_ids)
-            crops = 0
-            for face_id in face_ids:
-                crop = self._crop_path(face_id)
-                crops += crop.exists()
-                crop.unlink(missing_ok=True)
-            for sha256, fmt in files:
-                self._forget_photo_file(sha256, fmt)
+            crops = self._erase_after_commit(face_ids, files)
         log.info(
             "retention: case %d: %d photos and %d faces erased", case_id, len(files), len(faces)
         )
-        return privacy.PurgedCase(case_id, utc_now(), len(files), len(face_ids), crops)
+        return privacy.PurgedCase(case_id, closed_at, len(files), len(face_ids), crops)
 
-    def _save_index_after_erasure(self) -> None:
-        """Save the index now, so that its files no longer hold erased embeddings."""
-        try:
-            self.save_index()
-        except OSError:
-            log.exception("index: saving after an erasure failed; the next save drops the faces")
+    @staticmethod
+    def _drop_faces(session: Session, kind: str, face_ids: list[int]) -> None:
+        """Record that these faces (of one kind) leave the store, so that every server's index
+        drops them; the caller deletes or tombstones their rows. The transaction must hold
+        ``Store.lock_faces`` from its start (before the faces were read)."""
+        session.add_all(RemovedFace(face_id=i, kind=kind) for i in face_ids)
+
+    def _erase_after_commit(self, face_ids: list[int], photo_files: list[tuple[str, str]]) -> int:
+        """The rest of an erasure, once its transaction committed: take the faces out of this
+        process's index (the caller saves it), delete their crops, and delete each photo file,
+        given as (sha256, format), unless a photo row still uses it. Returns the number of
+        crops deleted. Call it under the write lock."""
+        self.index.remove(face_ids)
+        self._unsaved_changes += len(face_ids)
+        crops = 0
+        for face_id in face_ids:
+            crop = self._crop_path(face_id)
+            crops += crop.exists()
+            crop.unlink(missing_ok=True)
+        for sha256, fmt in photo_files:
+            self._forget_photo_file(sha256, fmt)
+        return crops
 
     def _checkpoint_after_erasure(self) -> None:
         with self.store.transaction() as session:
@@ -737,10 +719,7 @@ class Reunite:
             photos = list(
                 session.scalars(
                     select(Photo)
-                    .where(
-                        Photo.case_id == case_id,
-                        ~Photo.sha256.startswith(privacy.ERASED_PHOTO_PREFIX),
-                    )
+                    .where(Photo.case_id == case_id, privacy.live_photo())
                     .order_by(Photo.id)
                 )
             )
@@ -1471,10 +1450,15 @@ class Reunite:
         """
         self._unsaved_changes += n
         if self._unsaved_changes >= self.settings.index_save_every:
-            try:
-                self.save_index()
-            except OSError:
-                log.exception("index: saving failed; will retry, and catch up at next start")
+            self._try_save_index()
+
+    def _try_save_index(self) -> None:
+        """``save_index``, logging an ``OSError`` instead of raising it: the store already holds
+        the changes, a later save retries, and the next start catches the index up."""
+        try:
+            self.save_index()
+        except OSError:
+            log.exception("index: saving failed; will retry, and catch up at next start")
 
     # ---------------------------------------------------------------------------- helpers
 
@@ -1765,6 +1749,15 @@ def _zone(name: str) -> ZoneInfo:
 
 def _photo_date(session: Session, photo_id: int) -> date | None:
     return session.scalar(select(Photo.taken_on).where(Photo.id == photo_id))
+
+
+def _biometrics(session: Session, case_id: int) -> tuple[list[Photo], list[FaceRow]]:
+    """A case's photos and faces that the retention purge has not erased."""
+    photos = session.scalars(select(Photo).where(Photo.case_id == case_id, privacy.live_photo()))
+    faces = session.scalars(
+        select(FaceRow).where(FaceRow.case_id == case_id, FaceRow.model != privacy.ERASED)
+    )
+    return list(photos), list(faces)
 
 
 def _age_in_photo(case: Case, taken_on: date | None) -> tuple[int, int] | None:

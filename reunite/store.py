@@ -596,6 +596,9 @@ def _engine(url: str) -> Engine:
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=FULL")
+        # Deleted content is overwritten with zeros in the database file, so erased names and
+        # embeddings do not linger in free pages (PostgreSQL: until VACUUM reclaims them).
+        cursor.execute("PRAGMA secure_delete=ON")
         cursor.close()
 
     return engine
