@@ -39,8 +39,8 @@ import sqlite3
 import subprocess
 import tarfile
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable, Iterator
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
@@ -53,7 +53,7 @@ from reunite import __version__, privacy
 from reunite.config import Settings
 from reunite.errors import Conflict, IndexUnusable, InvalidInput, ReuniteError
 from reunite.index import MANIFEST_NAME, DirectoryLock, read_manifest
-from reunite.store import Photo
+from reunite.store import Photo, photo_file_name
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +84,6 @@ PG_RESTORE_OPTIONS = (
     "--exit-on-error",
 )
 """Replace what the database holds, as one transaction; owned by whoever restores."""
-PHOTO_EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp"}
 CHUNK = 1024 * 1024
 
 
@@ -176,8 +175,8 @@ def _sqlite_snapshot(url: str, target: Path) -> Snapshot:
     if not source_path.exists():
         raise InvalidInput(f"There is no store at {source_path} to back up.")
     with (
-        _closing(sqlite3.connect(source_path)) as source,
-        _closing(sqlite3.connect(target)) as copy,
+        closing(sqlite3.connect(source_path)) as source,
+        closing(sqlite3.connect(target)) as copy,
     ):
         source.backup(copy)
         copy.execute("PRAGMA journal_mode=DELETE")
@@ -211,27 +210,17 @@ def _postgresql_snapshot(url: str, target: Path) -> Snapshot:
 
 
 def _snapshot_of(connection: Connection) -> Snapshot:
-    tables = set(inspect(connection).get_table_names())
-    counts = {
-        table: int(connection.scalar(text(f"SELECT count(*) FROM {table}")) or 0)
-        for table in COUNTED_TABLES
-        if table in tables
-    }
+    counts = _row_counts(connection, COUNTED_TABLES)
     revision = (
         connection.scalar(text("SELECT version_num FROM alembic_version"))
-        if "alembic_version" in tables
+        if inspect(connection).has_table("alembic_version")
         else None
     )
     rows = connection.execute(
         select(Photo.sha256, Photo.format).distinct().where(privacy.live_photo())
     ).all()
-    photos = sorted(_photo_file(row.sha256, row.format) for row in rows)
+    photos = sorted(photo_file_name(row.sha256, row.format) for row in rows)
     return Snapshot(counts, revision, photos)
-
-
-def _photo_file(sha256: str, fmt: str) -> str:
-    """A photo's path under the photos folder (as ``Reunite.photo_path_of`` names it)."""
-    return f"{sha256[:2]}/{sha256}.{PHOTO_EXTENSIONS[fmt]}"
 
 
 def _copy_photos(photos_dir: Path, target: Path, files: list[str]) -> list[str]:
@@ -413,12 +402,8 @@ def _occupied(settings: Settings) -> str | None:
         engine = create_engine(url)
         try:
             with engine.connect() as connection:
-                tables = set(inspect(connection).get_table_names())
-                for table in OCCUPYING_TABLES:
-                    if table in tables:
-                        rows = connection.scalar(text(f"SELECT count(*) FROM {table}")) or 0
-                        if rows:
-                            found.append(f"{rows} {table}")
+                counts = _row_counts(connection, OCCUPYING_TABLES)
+                found += [f"{rows} {table}" for table, rows in counts.items() if rows]
         finally:
             engine.dispose()
     if settings.photos_dir.is_dir() and any(p.is_file() for p in settings.photos_dir.rglob("*")):
@@ -430,7 +415,7 @@ def _restore_sqlite(snapshot: Path, target: Path) -> None:
     """Copy the snapshot into the store's file with the backup API (which keeps the file and
     its write-ahead log consistent, whatever was there)."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    with _closing(sqlite3.connect(snapshot)) as source, _closing(sqlite3.connect(target)) as store:
+    with closing(sqlite3.connect(snapshot)) as source, closing(sqlite3.connect(target)) as store:
         source.backup(store)
         store.execute("PRAGMA journal_mode=WAL")
 
@@ -451,6 +436,16 @@ def _restore_index(source: Path, index_dir: Path) -> None:
 # ----------------------------------------------------------------------------------- helpers
 
 
+def _row_counts(connection: Connection, tables: Iterable[str]) -> dict[str, int]:
+    """Rows in each of ``tables`` that the database has (the others are left out)."""
+    present = set(inspect(connection).get_table_names())
+    return {
+        table: int(connection.scalar(text(f"SELECT count(*) FROM {table}")) or 0)
+        for table in tables
+        if table in present
+    }
+
+
 def _sqlite_path(url: str) -> Path:
     database = make_url(url).database
     if not database or database == ":memory:":
@@ -464,14 +459,6 @@ def _sha256_of(path: Path) -> str:
         while chunk := handle.read(CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-@contextmanager
-def _closing(connection: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-    try:
-        yield connection
-    finally:
-        connection.close()
 
 
 def _tool(name: str) -> str:

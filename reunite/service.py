@@ -71,6 +71,7 @@ from reunite.store import (
     Webhook,
     embedding_bytes,
     embedding_vector,
+    photo_file_name,
     utc_now,
     validated_case_fields,
 )
@@ -1726,8 +1727,7 @@ class Reunite:
 
     def photo_path_of(self, sha256: str, fmt: str) -> Path:
         """Where the photo with these bytes (SHA-256, hex) and format is kept."""
-        extension = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp"}[fmt]
-        return self.settings.photos_dir / sha256[:2] / f"{sha256}.{extension}"
+        return self.settings.photos_dir / photo_file_name(sha256, fmt)
 
     def _forget_photo_file(self, sha256: str, fmt: str) -> None:
         """Delete a photo's file unless another photo row still uses the same bytes."""

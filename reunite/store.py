@@ -154,6 +154,15 @@ class Photo(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utc_now)
 
 
+PHOTO_EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp"}
+
+
+def photo_file_name(sha256: str, fmt: str) -> str:
+    """Where a photo's bytes (SHA-256, hex; format as stored) are kept, relative to the photos
+    folder: ``ab/ab….jpg``. One file per content, shared by the rows with those bytes."""
+    return f"{sha256[:2]}/{sha256}.{PHOTO_EXTENSIONS[fmt]}"
+
+
 class Face(Base):
     """A face in a photo; box in pixels of the upright original (top, right, bottom, left)."""
 
