@@ -146,7 +146,7 @@ def reembed_faces(
     report = ReembedReport(total=total or 0, resumed_after_face_id=cursor)
     if cursor:
         log.info("reembed: resuming after face %d, %d faces to go", cursor, total)
-    jobs = _face_jobs(service, cursor, everything)
+    jobs = _face_jobs(service, cursor, stale)
     results = _results_in_order(jobs, pipeline, workers=workers, ray_address=ray_address)
     for batch in batched(results, batch_size):
         _write(service, batch, report)
@@ -166,20 +166,16 @@ def reembed_faces(
     return report
 
 
-def _made_otherwise(pipeline: Pipeline) -> Any:
-    return (FaceRow.model != MODEL_NAME) | (FaceRow.pipeline != pipeline.version)
-
-
 def _wanted(service: Reunite, everything: bool) -> Any:
-    """The faces to embed again: every face, or those made otherwise; never an erased one (its
-    photo is gone, see ``reunite.privacy``)."""
-    stale = true() if everything else _made_otherwise(service.pipeline)
-    return stale & (FaceRow.model != ERASED)
+    """The faces to embed again (a SQL condition): every face, or those made by another model
+    or pipeline version; never an erased one (its photo is gone, see ``reunite.privacy``)."""
+    made_otherwise = (FaceRow.model != MODEL_NAME) | (FaceRow.pipeline != service.pipeline.version)
+    return (true() if everything else made_otherwise) & (FaceRow.model != ERASED)
 
 
-def _face_jobs(service: Reunite, after_face_id: int, everything: bool) -> Iterator[FaceJob]:
-    """The faces to do, in id order, read a page at a time (no read stays open meanwhile)."""
-    stale = _wanted(service, everything)
+def _face_jobs(service: Reunite, after_face_id: int, stale: Any) -> Iterator[FaceJob]:
+    """The faces after ``after_face_id`` that ``stale`` (see ``_wanted``) selects, in id order,
+    read a page at a time (no read stays open meanwhile)."""
     last = after_face_id
     while True:
         with service.store.transaction() as session:
