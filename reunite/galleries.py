@@ -94,3 +94,18 @@ def isotropic_gallery(faces: int, *, photos_per_person: int = 5, seed: int = 0) 
     photos = np.repeat(centres, photos_per_person, axis=0)
     photos += rng.normal(0, 0.035, photos.shape).astype(np.float32)
     return photos[:faces]
+
+
+SHAPES = ("lfw", "isotropic")
+"""The benchmarks' gallery shapes: ``lfw`` (``synthetic_gallery``) and ``isotropic``."""
+
+
+def gallery(shape: str, faces: int, *, stats_path: Path, seed: int) -> np.ndarray:
+    """A benchmark's gallery of ``faces`` embeddings: for ``shape`` ``lfw``, a
+    ``synthetic_gallery`` drawn from the statistics in ``stats_path``; for ``isotropic``, an
+    ``isotropic_gallery`` (``stats_path`` unread). Each with its default photos per person."""
+    if shape == "lfw":
+        return synthetic_gallery(faces, EmbeddingStatistics.load(stats_path), seed=seed)
+    if shape == "isotropic":
+        return isotropic_gallery(faces, seed=seed)
+    raise ValueError(f"unknown gallery shape {shape!r}: one of {', '.join(SHAPES)}")

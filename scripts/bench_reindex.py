@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from reunite.config import Settings
-from reunite.galleries import EmbeddingStatistics, isotropic_gallery, synthetic_gallery
+from reunite.galleries import SHAPES, gallery
 from reunite.index import FaceIndex
 
 # The re-embedding half imports reunite.service (and so dlib's models) inside its functions:
@@ -71,10 +71,7 @@ def reembed_rate(store: Path, workers: int) -> tuple[int, float]:
 def build(job: tuple[int, str, str, Path]) -> dict[str, Any]:
     """In a fresh process: build one index; its seconds, peak memory and parameters."""
     size, index_type, shape, stats_path = job
-    if shape == "lfw":
-        vectors = synthetic_gallery(size, EmbeddingStatistics.load(stats_path), seed=size)
-    else:
-        vectors = isotropic_gallery(size, seed=size)
+    vectors = gallery(shape, size, stats_path=stats_path, seed=size)
     baseline_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     started = time.perf_counter()
     index = FaceIndex("bench")
@@ -92,7 +89,7 @@ def main() -> int:
     parser.add_argument("--faces-dir", type=Path, default=Path("../shared/faces"))
     parser.add_argument("--lfw", type=int, default=400, help="LFW photos to re-embed")
     parser.add_argument("--sizes", default="100000,1000000")
-    parser.add_argument("--shape", choices=["lfw", "isotropic"], default="lfw")
+    parser.add_argument("--shape", choices=SHAPES, default="lfw")
     parser.add_argument("--stats", type=Path, default=Path("models/embedding_stats.npz"))
     parser.add_argument("--skip-reembed", action="store_true")
     args = parser.parse_args()

@@ -25,7 +25,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from reunite.galleries import EmbeddingStatistics, isotropic_gallery, synthetic_gallery
+from reunite.galleries import SHAPES, gallery
 from reunite.index import FaceIndex
 
 BATCH = 64
@@ -63,10 +63,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", default="10000,100000,1000000")
     parser.add_argument("--queries", type=int, default=300)
-    parser.add_argument("--shape", choices=["lfw", "isotropic"], default="lfw")
+    parser.add_argument("--shape", choices=SHAPES, default="lfw")
     parser.add_argument("--stats", type=Path, default=Path("models/embedding_stats.npz"))
     args = parser.parse_args()
-    stats = EmbeddingStatistics.load(args.stats) if args.shape == "lfw" else None
     rng = np.random.default_rng(1)
     print(f"faiss {faiss.__version__}, {faiss.omp_get_max_threads()} threads, {args.shape} shape")
     print(
@@ -74,10 +73,7 @@ def main() -> int:
         f"{'batch ms/q':>11} {'recall@10':>9}  params"
     )
     for size in (int(s) for s in args.sizes.split(",")):
-        if stats is not None:
-            vectors = synthetic_gallery(size, stats, seed=size)
-        else:
-            vectors = isotropic_gallery(size, seed=size)
+        vectors = gallery(args.shape, size, stats_path=args.stats, seed=size)
         probes = vectors[rng.integers(0, len(vectors), args.queries)] + rng.normal(
             0, 0.01, (args.queries, 128)
         ).astype(np.float32)

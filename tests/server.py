@@ -79,6 +79,17 @@ class Server:
                 time.sleep(0.2)
         pytest.fail("server did not answer /healthz within 60 s")
 
+    def ready(self) -> bool:
+        """Whether the worker that takes this request (a new connection) answers /readyz."""
+        return httpx2.get(f"{self.url}/readyz", headers=self.auth).status_code == 200
+
+    def wait_until_workers_ready(self, timeout_s: float = 60) -> None:
+        """Wait until every worker is ready: ten ready answers in a row."""
+        deadline = time.monotonic() + timeout_s
+        while not all(self.ready() for _ in range(10)):
+            assert time.monotonic() < deadline, "the workers did not all get ready"
+            time.sleep(0.2)
+
     def kill(self) -> str:
         """SIGKILL the server and every worker process: a crash, with no shutdown at all."""
         os.killpg(self.process.pid, signal.SIGKILL)

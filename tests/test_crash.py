@@ -93,7 +93,7 @@ def test_acknowledged_enrollments_survive_a_sigkill(tmp_path, faces_dir, databas
     finally:
         restarted.stop()
 
-    settings = settings_in(tmp_path, **({"database_url": database_url} if database_url else {}))
+    settings = settings_in(tmp_path, database_url=database_url)
     store = Store(settings.resolved_database_url)
     try:
         with store.transaction() as session:

@@ -1,8 +1,15 @@
 """Synthetic galleries keep the spread they were drawn from (models/embedding_stats.npz)."""
 
 import numpy as np
+import pytest
 
-from reunite.galleries import EmbeddingStatistics, embedding_statistics, synthetic_gallery
+from reunite.galleries import (
+    EmbeddingStatistics,
+    embedding_statistics,
+    gallery,
+    isotropic_gallery,
+    synthetic_gallery,
+)
 from tests.conftest import PROJECT_ROOT
 
 
@@ -24,3 +31,18 @@ def test_statistics_survive_a_save_and_load(tmp_path):
     again = EmbeddingStatistics.load(tmp_path / "stats.npz")
     np.testing.assert_array_equal(again.between, stats.between)
     np.testing.assert_array_equal(again.within, stats.within)
+
+
+def test_a_benchmark_gallery_is_its_shape_s_gallery_with_the_same_seed():
+    stats_path = PROJECT_ROOT / "models" / "embedding_stats.npz"
+    stats = EmbeddingStatistics.load(stats_path)
+    np.testing.assert_array_equal(
+        gallery("lfw", 1000, stats_path=stats_path, seed=1000),
+        synthetic_gallery(1000, stats, seed=1000),
+    )
+    np.testing.assert_array_equal(
+        gallery("isotropic", 1000, stats_path=stats_path, seed=1000),
+        isotropic_gallery(1000, seed=1000),
+    )
+    with pytest.raises(ValueError, match="unknown gallery shape"):
+        gallery("round", 1000, stats_path=stats_path, seed=1000)

@@ -94,10 +94,7 @@ def test_several_worker_processes_share_the_store_and_keep_their_indexes_in_step
         **store_env(database_url),
     )
     try:
-        deadline = time.monotonic() + 60  # every worker ready: ten answers in a row
-        while sum(_ready(server) for _ in range(10)) < 10:
-            assert time.monotonic() < deadline, "the workers did not all get ready"
-            time.sleep(0.2)
+        server.wait_until_workers_ready()
 
         missing = enrolled(server, sample, "missing", "obama.jpg")["case_id"]
         matched = enrolled(server, sample, "found", "obama2.jpg")
@@ -117,10 +114,6 @@ def test_several_worker_processes_share_the_store_and_keep_their_indexes_in_step
     finally:
         log = server.stop()
     assert len(set(re.findall(r"Started server process \[(\d+)\]", log))) == 2
-
-
-def _ready(server: Server) -> bool:
-    return httpx2.get(f"{server.url}/readyz", headers=server.auth).status_code == 200
 
 
 def test_the_server_answers_during_a_reindex_and_adopts_the_new_build(tmp_path, sample):

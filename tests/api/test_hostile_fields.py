@@ -20,7 +20,7 @@ from fastapi.testclient import TestClient
 
 from reunite.api import create_app
 from reunite.config import Settings
-from tests.conftest import key_headers, postgres_database, ready_client, settings_in
+from tests.conftest import key_headers, ready_client, settings_in, store_database
 from tests.hostile import assert_refused, stored
 from tests.server import Server
 
@@ -40,7 +40,7 @@ def settings(tmp_path: Path, database_url: str | None) -> Settings:
 def shared(request, tmp_path_factory, finder) -> Iterator[tuple[TestClient, Settings]]:
     """One app per store for the many refusals (each test checks that it stored nothing)."""
     with contextlib.ExitStack() as stack:
-        url = stack.enter_context(postgres_database()) if request.param == "postgresql" else None
+        url = stack.enter_context(store_database(request.param))
         directory = tmp_path_factory.mktemp("refusals")
         settings = settings_in(directory, database_url=url, **UNLIMITED)
         client = ready_client(create_app(settings, finder=finder))
