@@ -21,12 +21,9 @@ Embeddings are stored as 128 little-endian float32 values (512 bytes) in ``faces
 
 from __future__ import annotations
 
-import fcntl
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -54,8 +51,6 @@ from sqlalchemy import (
     UniqueConstraint,
     create_engine,
     event,
-    inspect,
-    text,
     update,
 )
 from sqlalchemy.engine import Dialect, Engine
@@ -64,6 +59,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sess
 from sqlalchemy.types import TypeDecorator
 
 from reunite.errors import Conflict, InvalidField
+from reunite.migrations import migrate
 
 CaseKind = Literal["missing", "found"]
 Sex = Literal["female", "male", "unknown"]
@@ -484,61 +480,6 @@ def validated_case_fields(data: dict[str, Any]) -> CaseFields:
             f"{p['field']}: {p['message']}" if p["field"] else str(p["message"]) for p in problems
         )
         raise InvalidField(f"Invalid case: {summary}", errors=problems) from exc
-
-
-MIGRATIONS_PATH = Path(__file__).parent / "migrations"
-
-
-def migrate(engine: Engine) -> str:
-    """Bring the database's schema up to this version's (Alembic ``upgrade head``); returns the
-    revision it is at. Safe with several processes starting at once: they take turns (an
-    advisory lock on PostgreSQL, a file lock beside a SQLite file). Cost: milliseconds when
-    the schema is current.
-
-    A database made before migrations existed (tables, no ``alembic_version``) gets its missing
-    tables and is marked as the baseline revision.
-    """
-    from alembic import command
-    from alembic.config import Config
-    from alembic.runtime.migration import MigrationContext
-
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS_PATH))
-    with _migration_lock(engine), engine.begin() as connection:
-        if engine.dialect.name == "postgresql":
-            connection.execute(text("SELECT pg_advisory_xact_lock(7350431)"))
-        tables = set(inspect(connection).get_table_names())
-        config.attributes["connection"] = connection
-        if "cases" in tables and "alembic_version" not in tables:
-            Base.metadata.create_all(connection)
-            connection.execute(
-                text("INSERT INTO locks (name) SELECT :n WHERE NOT EXISTS "
-                     "(SELECT 1 FROM locks WHERE name = :n)"),
-                {"n": FACES_LOCK},
-            )  # fmt: skip
-            command.stamp(config, BASELINE_REVISION)
-        command.upgrade(config, "head")
-        return str(MigrationContext.configure(connection).get_current_revision())
-
-
-BASELINE_REVISION = "0001"
-
-
-@contextmanager
-def _migration_lock(engine: Engine) -> Iterator[None]:
-    """On SQLite, an exclusive ``flock`` on ``<database file>.migrate.lock`` (DDL there is not
-    transactional); elsewhere nothing (PostgreSQL takes an advisory lock in the transaction)."""
-    database = engine.url.database
-    if engine.dialect.name != "sqlite" or not database or database == ":memory:":
-        yield
-        return
-    Path(database).parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(f"{database}.migrate.lock", os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
 
 
 class Store:

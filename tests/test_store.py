@@ -10,7 +10,8 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine
 
-from reunite.store import MIGRATIONS_PATH, Base, Store
+from reunite.migrations import MIGRATIONS_PATH
+from reunite.store import Base, Store
 from tests.server import settings_env
 
 

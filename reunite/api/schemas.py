@@ -8,170 +8,33 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from reunite.access import Principal, owns
+from reunite.api.examples import (
+    AUDIT_EVENT_EXAMPLE,
+    BOX_EXAMPLE,
+    CANDIDATE_DETAIL_EXAMPLE,
+    CANDIDATE_EXAMPLE,
+    DECISION_EXAMPLE,
+    DELIVERY_EXAMPLE,
+    FACE_EXAMPLE,
+    FLAG_EXAMPLE,
+    MISSING_CASE_EXAMPLE,
+    PHOTO_EXAMPLE,
+    RANKED_CASE_EXAMPLE,
+    SEARCH_FACE_EXAMPLE,
+    WEBHOOK_EXAMPLE,
+    examples,
+)
 from reunite.review import birth_years
 from reunite.service import CandidateView, Enrollment, FaceResult
 from reunite.store import Case, CaseFacts, CaseKind, CaseStatus, Photo, Sex
 from reunite.store import Face as FaceRow
-
-# ----------------------------------------------------------------- examples (OpenAPI document)
-
-_AT = "2024-03-02T09:30:00Z"
-MISSING_CASE_EXAMPLE: dict[str, Any] = {
-    "id": 42,
-    "kind": "missing",
-    "agency": "SH-PSB",
-    "external_ref": "2024-0042",
-    "name": "李建国",
-    "sex": "male",
-    "birth_date": None,
-    "birth_year_min": 1960,
-    "birth_year_max": 1962,
-    "date_missing": "2024-02-20",
-    "date_found": None,
-    "place": "杭州",
-    "description": None,
-    "contact": None,
-    "status": "open",
-    "redacted": False,
-    "created_at": "2024-02-21T08:00:00Z",
-    "updated_at": "2024-02-21T08:00:00Z",
-}
-FOUND_CASE_EXAMPLE: dict[str, Any] = {
-    "id": 57,
-    "kind": "found",
-    "agency": None,
-    "external_ref": None,
-    "name": None,
-    "sex": "male",
-    "birth_date": None,
-    "birth_year_min": 1958,
-    "birth_year_max": 1966,
-    "date_missing": None,
-    "date_found": "2024-03-02",
-    "place": "上海市救助管理站",
-    "description": "Grey jacket; speaks the Hangzhou dialect.",
-    "contact": "021-5555-0100",
-    "status": "open",
-    "redacted": False,
-    "created_at": _AT,
-    "updated_at": _AT,
-}
-BOX_EXAMPLE: dict[str, Any] = {"top": 290, "right": 438, "bottom": 558, "left": 171}
-FACE_EXAMPLE: dict[str, Any] = {
-    "id": 311,
-    "photo_id": 208,
-    "case_id": 57,
-    "box": BOX_EXAMPLE,
-    "face_width_px": 267,
-    "sharpness": 543.7,
-    "model": "dlib_face_recognition_resnet_model_v1",
-    "pipeline": "dlib_face_recognition_resnet_model_v1/hog-up1-j1",
-    "crop_url": "/api/v1/faces/311/crop",
-}
-PHOTO_EXAMPLE: dict[str, Any] = {
-    "id": 208,
-    "case_id": 57,
-    "sha256": "a7efcc907375274796f39646510704aa86672d59f6d5469d69af3c85590976a6",
-    "format": "JPEG",
-    "width": 626,
-    "height": 1200,
-    "byte_size": 184455,
-    "taken_on": "2024-03-02",
-    "created_at": _AT,
-    "image_url": "/api/v1/photos/208/image",
-    "faces": [FACE_EXAMPLE],
-}
-FLAG_EXAMPLE: dict[str, Any] = {
-    "code": "age_implausible",
-    "facts": {
-        "on": "2024-03-02",
-        "missing_age": [62, 64],
-        "apparent_age": [29, 39],
-        "gap_years": 23,
-    },
-}
-DECISION_EXAMPLE: dict[str, Any] = {
-    "from_status": "pending",
-    "to_status": "confirmed",
-    "actor": "user:wang.fang",
-    "note": "The family recognised him on a video call.",
-    "found_face_id": 311,
-    "missing_face_id": 120,
-    "at": "2024-03-02T11:00:00Z",
-}
-CANDIDATE_EXAMPLE: dict[str, Any] = {
-    "id": 93,
-    "found_case_id": 57,
-    "missing_case_id": 42,
-    "found_face_id": 311,
-    "missing_face_id": 120,
-    "distance": 0.35,
-    "similarity": 0.98,
-    "status": "pending",
-    "flags": [],
-    "decisions": [],
-    "created_at": _AT,
-    "updated_at": _AT,
-}
-CANDIDATE_DETAIL_EXAMPLE: dict[str, Any] = CANDIDATE_EXAMPLE | {
-    "status": "confirmed",
-    "decisions": [DECISION_EXAMPLE],
-    "updated_at": "2024-03-02T11:00:00Z",
-    "found_case": FOUND_CASE_EXAMPLE | {"status": "matched"},
-    "missing_case": MISSING_CASE_EXAMPLE | {"status": "matched"},
-}
-RANKED_CASE_EXAMPLE: dict[str, Any] = {
-    "case": MISSING_CASE_EXAMPLE,
-    "face_id": 120,
-    "distance": 0.33,
-    "similarity": 0.985,
-    "crop_url": "/api/v1/faces/120/crop",
-}
-SEARCH_FACE_EXAMPLE: dict[str, Any] = {
-    "box": {"top": 277, "right": 954, "bottom": 598, "left": 633},
-    "face_width_px": 321,
-    "sharpness": 405.1,
-    "candidates": [RANKED_CASE_EXAMPLE],
-}
-AUDIT_EVENT_EXAMPLE: dict[str, Any] = {
-    "id": 7781,
-    "at": "2024-03-02T11:00:00Z",
-    "actor": "user:wang.fang",
-    "action": "candidate.decision",
-    "case_id": 57,
-    "details": {"candidate_id": 93, "missing_case_id": 42, "old": "pending", "new": "confirmed"},
-}
-WEBHOOK_EXAMPLE: dict[str, Any] = {
-    "id": 3,
-    "agency": "SH-PSB",
-    "url": "https://police.example/hooks",
-    "active": True,
-    "created_at": "2024-01-15T02:00:00Z",
-}
-DELIVERY_EXAMPLE: dict[str, Any] = {
-    "id": 1503,
-    "webhook_id": 3,
-    "event_id": "6f1c2a9e-4b7d-4a35-9d0e-2f9b8c1d7e21",
-    "type": "candidate.created",
-    "status": "pending",
-    "attempts": 2,
-    "next_attempt_at": "2024-03-02T09:30:15Z",
-    "last_error": "HTTP 503",
-    "created_at": _AT,
-    "delivered_at": None,
-}
-
-
-def _examples(*examples: dict[str, Any]) -> dict[str, Any]:
-    """``json_schema_extra`` that puts ``examples`` in a model's JSON schema."""
-    return {"examples": list(examples)}
 
 
 class CaseOut(BaseModel):
     """A case as stored. ``redacted`` cases (another agency's, shown to a police key) carry only
     what a candidate shows: no name, case number, birth date, description or contact."""
 
-    model_config = ConfigDict(json_schema_extra=_examples(MISSING_CASE_EXAMPLE))
+    model_config = ConfigDict(json_schema_extra=examples(MISSING_CASE_EXAMPLE))
 
     id: int
     kind: CaseKind
@@ -241,7 +104,7 @@ class CaseUpdate(BaseModel):
 
     model_config = ConfigDict(
         extra="forbid",
-        json_schema_extra=_examples(
+        json_schema_extra=examples(
             {"place": "杭州市西湖区", "contact": "138-0000-0000"}, {"status": "closed"}
         ),
     )
@@ -263,7 +126,7 @@ class CaseUpdate(BaseModel):
 
 class CasePage(BaseModel):
     model_config = ConfigDict(
-        json_schema_extra=_examples(
+        json_schema_extra=examples(
             {
                 "items": [MISSING_CASE_EXAMPLE],
                 "total": 120,
@@ -280,7 +143,7 @@ class CasePage(BaseModel):
 class BoxOut(BaseModel):
     """Pixels of the upright original photo."""
 
-    model_config = ConfigDict(json_schema_extra=_examples(BOX_EXAMPLE))
+    model_config = ConfigDict(json_schema_extra=examples(BOX_EXAMPLE))
 
     top: int
     right: int
@@ -289,7 +152,7 @@ class BoxOut(BaseModel):
 
 
 class FaceOut(BaseModel):
-    model_config = ConfigDict(json_schema_extra=_examples(FACE_EXAMPLE))
+    model_config = ConfigDict(json_schema_extra=examples(FACE_EXAMPLE))
 
     id: int
     photo_id: int
@@ -317,7 +180,7 @@ class FaceOut(BaseModel):
 
 
 class PhotoOut(BaseModel):
-    model_config = ConfigDict(json_schema_extra=_examples(PHOTO_EXAMPLE))
+    model_config = ConfigDict(json_schema_extra=examples(PHOTO_EXAMPLE))
 
     id: int
     case_id: int
@@ -352,14 +215,14 @@ class FlagOut(BaseModel):
     """A consistency warning, with the facts that raised it: ``sex_differs``,
     ``age_implausible``, ``found_before_missing`` or ``photo_age_gap``."""
 
-    model_config = ConfigDict(json_schema_extra=_examples(FLAG_EXAMPLE))
+    model_config = ConfigDict(json_schema_extra=examples(FLAG_EXAMPLE))
 
     code: str
     facts: dict[str, Any]
 
 
 class DecisionOut(BaseModel):
-    model_config = ConfigDict(from_attributes=True, json_schema_extra=_examples(DECISION_EXAMPLE))
+    model_config = ConfigDict(from_attributes=True, json_schema_extra=examples(DECISION_EXAMPLE))
 
     from_status: str
     to_status: str
@@ -373,7 +236,7 @@ class DecisionOut(BaseModel):
 class CandidateOut(BaseModel):
     """A found case paired with a missing case, for a person to review."""
 
-    model_config = ConfigDict(json_schema_extra=_examples(CANDIDATE_EXAMPLE))
+    model_config = ConfigDict(json_schema_extra=examples(CANDIDATE_EXAMPLE))
 
     id: int
     found_case_id: int
@@ -413,7 +276,7 @@ class CandidateOut(BaseModel):
 class CandidateDetail(CandidateOut):
     """A candidate with the facts of both cases."""
 
-    model_config = ConfigDict(json_schema_extra=_examples(CANDIDATE_DETAIL_EXAMPLE))
+    model_config = ConfigDict(json_schema_extra=examples(CANDIDATE_DETAIL_EXAMPLE))
 
     found_case: CaseOut
     missing_case: CaseOut
@@ -429,7 +292,7 @@ class CandidateDetail(CandidateOut):
 
 class CandidatePage(BaseModel):
     model_config = ConfigDict(
-        json_schema_extra=_examples(
+        json_schema_extra=examples(
             {"items": [CANDIDATE_DETAIL_EXAMPLE], "total": 1, "next_cursor": None}
         )
     )
@@ -444,7 +307,7 @@ class DecisionIn(BaseModel):
 
     model_config = ConfigDict(
         extra="forbid",
-        json_schema_extra=_examples(
+        json_schema_extra=examples(
             {"status": "confirmed", "note": "The family recognised him on a video call."},
             {"status": "pending", "note": "Confirmed by mistake: wrong found case."},
         ),
@@ -455,9 +318,7 @@ class DecisionIn(BaseModel):
 
 
 class AuditEventOut(BaseModel):
-    model_config = ConfigDict(
-        from_attributes=True, json_schema_extra=_examples(AUDIT_EVENT_EXAMPLE)
-    )
+    model_config = ConfigDict(from_attributes=True, json_schema_extra=examples(AUDIT_EVENT_EXAMPLE))
 
     id: int
     at: datetime
@@ -469,7 +330,7 @@ class AuditEventOut(BaseModel):
 
 class AuditPage(BaseModel):
     model_config = ConfigDict(
-        json_schema_extra=_examples({"items": [AUDIT_EVENT_EXAMPLE], "next_before_id": 7781})
+        json_schema_extra=examples({"items": [AUDIT_EVENT_EXAMPLE], "next_before_id": 7781})
     )
 
     items: list[AuditEventOut]
@@ -478,7 +339,7 @@ class AuditPage(BaseModel):
 
 class EnrollmentOut(BaseModel):
     model_config = ConfigDict(
-        json_schema_extra=_examples(
+        json_schema_extra=examples(
             {"created": True, "photo": PHOTO_EXAMPLE, "new_candidates": [CANDIDATE_EXAMPLE]}
         )
     )
@@ -499,7 +360,7 @@ class EnrollmentOut(BaseModel):
 
 
 class RankedCaseOut(BaseModel):
-    model_config = ConfigDict(json_schema_extra=_examples(RANKED_CASE_EXAMPLE))
+    model_config = ConfigDict(json_schema_extra=examples(RANKED_CASE_EXAMPLE))
 
     case: CaseOut
     face_id: int = Field(description="The case's face closest to the probe face.")
@@ -509,7 +370,7 @@ class RankedCaseOut(BaseModel):
 
 
 class SearchFaceOut(BaseModel):
-    model_config = ConfigDict(json_schema_extra=_examples(SEARCH_FACE_EXAMPLE))
+    model_config = ConfigDict(json_schema_extra=examples(SEARCH_FACE_EXAMPLE))
 
     box: BoxOut
     face_width_px: int
@@ -519,7 +380,7 @@ class SearchFaceOut(BaseModel):
 
 class SearchOut(BaseModel):
     model_config = ConfigDict(
-        json_schema_extra=_examples(
+        json_schema_extra=examples(
             {
                 "kinds": ["missing", "found"],
                 "k": 10,
@@ -586,7 +447,7 @@ class Problem(BaseModel):
 
     model_config = ConfigDict(
         extra="allow",
-        json_schema_extra=_examples(
+        json_schema_extra=examples(
             {
                 "type": "urn:reunite:error:no_face_found",
                 "title": "Unprocessable Entity",
@@ -635,7 +496,7 @@ class WebhookIn(BaseModel):
 
 
 class WebhookOut(BaseModel):
-    model_config = ConfigDict(from_attributes=True, json_schema_extra=_examples(WEBHOOK_EXAMPLE))
+    model_config = ConfigDict(from_attributes=True, json_schema_extra=examples(WEBHOOK_EXAMPLE))
 
     id: int
     agency: str
@@ -646,7 +507,7 @@ class WebhookOut(BaseModel):
 
 class WebhookCreated(WebhookOut):
     model_config = ConfigDict(
-        json_schema_extra=_examples(
+        json_schema_extra=examples(
             WEBHOOK_EXAMPLE | {"secret": "whsec_TgOpNsIsDWE6bGwEYOM1j5FqnxGznxKcg6FN4eG8Jas"}
         )
     )
@@ -655,7 +516,7 @@ class WebhookCreated(WebhookOut):
 
 
 class DeliveryOut(BaseModel):
-    model_config = ConfigDict(from_attributes=True, json_schema_extra=_examples(DELIVERY_EXAMPLE))
+    model_config = ConfigDict(from_attributes=True, json_schema_extra=examples(DELIVERY_EXAMPLE))
 
     id: int
     webhook_id: int
@@ -671,7 +532,7 @@ class DeliveryOut(BaseModel):
 
 class DeliveryPage(BaseModel):
     model_config = ConfigDict(
-        json_schema_extra=_examples({"items": [DELIVERY_EXAMPLE], "next_before_id": None})
+        json_schema_extra=examples({"items": [DELIVERY_EXAMPLE], "next_before_id": None})
     )
 
     items: list[DeliveryOut]
@@ -679,9 +540,7 @@ class DeliveryPage(BaseModel):
 
 
 class ReadyOut(BaseModel):
-    model_config = ConfigDict(
-        json_schema_extra=_examples({"status": "ready", "index_faces": 15230})
-    )
+    model_config = ConfigDict(json_schema_extra=examples({"status": "ready", "index_faces": 15230}))
 
     status: Literal["ready"]
     index_faces: int

@@ -1,4 +1,4 @@
-"""Alembic's environment: runs migrations on the connection ``reunite.store.migrate`` gives it,
+"""Alembic's environment: runs migrations on the connection ``reunite.migrations.migrate`` gives it,
 or, from the ``alembic`` command, on the store named by the settings."""
 
 from __future__ import annotations
