@@ -5,9 +5,16 @@ from __future__ import annotations
 import argparse
 import dataclasses
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from reunite import errors
 from reunite.cli.shared import loaded_settings
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from reunite.config import Settings
+    from reunite.faces import Pipeline
 
 MIN_SAME_PAIRS, MIN_DIFFERENT_PAIRS = 20, 100
 """Least evidence ``reunite calibrate`` fits on: fewer pairs make a curve that means nothing."""
@@ -46,37 +53,15 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 def write_calibration(args: argparse.Namespace) -> int:
     """Fit, suggest a tolerance, write the calibration file and print what it found."""
-    import numpy as np
-
     from reunite import evaluation
     from reunite.faces import MODEL_NAME
-    from reunite.service import Reunite
 
     if not args.photos and not args.decisions:
         raise errors.InvalidField("Give --photos DIR, --decisions, or both.")
     if not 0 < args.max_false_match_rate < 1:
         raise errors.InvalidField("--max-false-match-rate must be between 0 and 1.")
     settings = loaded_settings()
-    distances: list[float] = []
-    same: list[bool] = []
-    sources = []
-    with Reunite.open(settings, load_index=False) as service:
-        pipeline = service.pipeline
-        if args.decisions:
-            found_d, found_same = service.decided_pairs()
-            distances += found_d
-            same += found_same
-            sources.append(f"{len(found_d)} review decisions")
-    if args.photos:
-        if not args.photos.is_dir():
-            raise errors.InvalidInput(f"{args.photos} is not a folder.")
-        photo_d, photo_same = evaluation.labelled_folder_pairs(
-            args.photos, cache_dir=args.cache_dir, pipeline=pipeline
-        )
-        distances += photo_d.tolist()
-        same += photo_same.tolist()
-        sources.append(f"{len(photo_d)} photo pairs from {args.photos}")
-    d, s = np.array(distances), np.array(same, dtype=bool)
+    pipeline, d, s, sources = _labelled_distances(args, settings)
     if s.sum() < MIN_SAME_PAIRS or (~s).sum() < MIN_DIFFERENT_PAIRS:
         raise errors.InvalidInput(
             f"Calibration needs at least {MIN_SAME_PAIRS} same-person and "
@@ -103,3 +88,35 @@ def write_calibration(args: argparse.Namespace) -> int:
         + f"; set REUNITE_TOLERANCE={tolerance:.2f} to use the suggested tolerance"
     )
     return 0
+
+
+def _labelled_distances(
+    args: argparse.Namespace, settings: Settings
+) -> tuple[Pipeline, np.ndarray, np.ndarray, list[str]]:
+    """(pipeline, distances, same person?, where they came from) of the evidence asked for:
+    the review decisions and/or the pairs of the labelled photos."""
+    import numpy as np
+
+    from reunite import evaluation
+    from reunite.service import Reunite
+
+    distances: list[float] = []
+    same: list[bool] = []
+    sources = []
+    with Reunite.open(settings, load_index=False) as service:
+        pipeline = service.pipeline
+        if args.decisions:
+            found_d, found_same = service.decided_pairs()
+            distances += found_d
+            same += found_same
+            sources.append(f"{len(found_d)} review decisions")
+    if args.photos:
+        if not args.photos.is_dir():
+            raise errors.InvalidInput(f"{args.photos} is not a folder.")
+        photo_d, photo_same = evaluation.labelled_folder_pairs(
+            args.photos, cache_dir=args.cache_dir, pipeline=pipeline
+        )
+        distances += photo_d.tolist()
+        same += photo_same.tolist()
+        sources.append(f"{len(photo_d)} photo pairs from {args.photos}")
+    return pipeline, np.array(distances), np.array(same, dtype=bool), sources
