@@ -10,6 +10,7 @@ logs and is not secret.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import re
@@ -30,7 +31,13 @@ MIN_PASSWORD_CHARS = 10
 USERNAME_PATTERN = re.compile(r"^[A-Za-z0-9_.\-@]{2,64}$")
 
 _hasher = PasswordHasher()
-_DUMMY_HASH = _hasher.hash("not a real password: keeps sign-in time the same for unknown users")
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """A hash to check unknown users' passwords against, so that sign-in takes the same time
+    for them. Made on first use, not at import: the ``reunite keys`` commands never need it."""
+    return _hasher.hash("not a real password: keeps sign-in time the same for unknown users")
 
 
 def new_user(session: Session, username: str, password: str, role: str) -> User:
@@ -56,7 +63,7 @@ def authenticated_user(session: Session, username: str, password: str) -> User:
     """
     user = session.scalar(select(User).where(User.username == username))
     try:
-        _hasher.verify(user.password_hash if user else _DUMMY_HASH, password)
+        _hasher.verify(user.password_hash if user else _dummy_hash(), password)
     except (VerificationError, InvalidHashError):
         user = None
     if user is None or user.disabled:

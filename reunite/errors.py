@@ -10,6 +10,7 @@ translate it in one place each::
     │   ├── ImageTooLarge        too many bytes, or too many pixels (decompression-bomb guard)
     │   ├── RequestTooLarge      a request body over its limit
     │   ├── UnreadableImage      empty, truncated or corrupt image data
+    │   ├── UnreadableFile       a file that cannot be read (missing, no permission)
     │   ├── ImageTooSmall        too few pixels to hold a face
     │   ├── NoFaceFound          a photo in which the detector found no face
     │   └── MultipleFaces        a case photo with several faces and no choice of one
@@ -23,8 +24,10 @@ translate it in one place each::
     │                            when to try again
     ├── NotReady                 the service is still starting (loading the index)
     ├── IndexUnusable            index files missing, corrupt or made by another model
-    └── UnsafeConfiguration      a setting that must not be used in production (a weak
-                                 session key); the service refuses to start
+    ├── UnsafeConfiguration      a setting that must not be used in production (a weak
+    │                            session key); the service refuses to start
+    └── BadConfiguration         a REUNITE_* setting with a value that is not valid (not a
+                                 number, out of range, not one of the choices)
 
 Each error has a stable machine-readable ``code`` and a message a person can act on; ``details``
 holds extra structured facts (such as the face boxes of a ``MultipleFaces``). Messages never
@@ -74,6 +77,10 @@ class UnreadableImage(InvalidInput):
     code = "unreadable_image"
 
 
+class UnreadableFile(InvalidInput):
+    code = "unreadable_file"
+
+
 class ImageTooSmall(InvalidInput):
     code = "image_too_small"
 
@@ -120,3 +127,7 @@ class IndexUnusable(ReuniteError):
 
 class UnsafeConfiguration(ReuniteError):
     code = "unsafe_configuration"
+
+
+class BadConfiguration(ReuniteError):
+    code = "bad_configuration"

@@ -1,0 +1,207 @@
+"""``reunite users`` and ``reunite keys``: staff accounts and API keys.
+
+Light by design: these work on the store directly (``reunite.store`` and ``reunite.accounts``),
+never through the service, so they answer without loading dlib, FAISS or the index. Each change
+writes the same audit event the service writes for it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from reunite import errors
+from reunite.cli.shared import actor, loaded_settings
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from reunite.store import ApiKey
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``users`` and ``keys`` with their actions."""
+    _register_users(commands)
+    _register_keys(commands)
+
+
+def _register_users(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    users = commands.add_parser(
+        "users", help="manage staff accounts", description="Manage staff and admin accounts."
+    )
+    actions = users.add_subparsers(required=True, metavar="ACTION", help="what to do")
+    create = actions.add_parser(
+        "create",
+        help="create an account",
+        description="Create a staff or admin account. The password is asked for twice on a "
+        "terminal, or read from standard input with --password-stdin. Only an argon2 hash of "
+        "it is stored.",
+    )
+    create.add_argument("username", help="2-64 letters, digits or _ . - @")
+    create.add_argument(
+        "--role", choices=["staff", "admin"], required=True, help="what the account may do"
+    )
+    create.add_argument(
+        "--password-stdin", action="store_true", help="read the password from standard input"
+    )
+    create.set_defaults(run=create_user)
+    disable = actions.add_parser(
+        "disable",
+        help="disable an account",
+        description="Disable an account and end its sessions at once.",
+    )
+    disable.add_argument("username", help="the account's name")
+    disable.set_defaults(run=disable_user)
+
+
+def _register_keys(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    keys = commands.add_parser(
+        "keys", help="manage API keys", description="Manage API keys for machine clients."
+    )
+    actions = keys.add_subparsers(required=True, metavar="ACTION", help="what to do")
+    create = actions.add_parser(
+        "create",
+        help="create a key (printed once)",
+        description="Create an API key and print it once; only its hash is stored. Clients "
+        "send it as 'Authorization: Bearer <key>'.",
+    )
+    create.add_argument(
+        "--role", choices=["police", "staff", "admin"], required=True, help="what the key may do"
+    )
+    create.add_argument("--agency", help="the police agency's code (police keys only)")
+    create.add_argument("--label", help="a note on who holds the key")
+    create.add_argument(
+        "--expires-in-days", type=int, default=None, help="the key stops working after this"
+    )
+    create.set_defaults(run=create_key)
+    listing = actions.add_parser(
+        "list", help="list keys (prefixes only)", description="List keys by prefix and state."
+    )
+    listing.set_defaults(run=list_keys)
+    revoke = actions.add_parser(
+        "revoke", help="revoke a key", description="Revoke a key by its prefix, at once."
+    )
+    revoke.add_argument("prefix", help="the 8 characters after 'rk_'")
+    revoke.set_defaults(run=revoke_key)
+
+
+@contextmanager
+def _transaction() -> Iterator[Session]:
+    """One transaction on the store of the current settings (made and migrated if new)."""
+    from reunite.store import Store
+
+    settings = loaded_settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings.photos_dir.mkdir(parents=True, exist_ok=True)
+    store = Store(settings.resolved_database_url)
+    try:
+        with store.transaction() as session:
+            yield session
+    finally:
+        store.close()
+
+
+def _audit(session: Session, action: str, **details: Any) -> None:
+    """Record ``action`` by this command's actor (ids only), as the service does."""
+    from reunite.store import AuditEvent
+
+    session.add(AuditEvent(actor=actor(), action=action, case_id=None, details=details))
+
+
+def create_user(args: argparse.Namespace) -> int:
+    from reunite import accounts
+
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = getpass.getpass("Password: ")
+        if getpass.getpass("Password again: ") != password:
+            raise errors.InvalidField("The two passwords differ.")
+    with _transaction() as session:
+        user = accounts.new_user(session, args.username, password, args.role)
+        _audit(session, "user.create", user_id=user.id, role=args.role)
+    print(f"user {user.id} created: {user.username} ({user.role})")
+    return 0
+
+
+def disable_user(args: argparse.Namespace) -> int:
+    from sqlalchemy import select
+
+    from reunite.store import User
+
+    with _transaction() as session:
+        user = session.scalar(select(User).where(User.username == args.username))
+        if user is None:
+            raise errors.NotFound(f"There is no user {args.username!r}.")
+        user.disabled = True
+        user.session_epoch += 1  # ends its sessions
+        _audit(session, "user.disable", user_id=user.id)
+    print(f"user {user.id} disabled: {user.username}")
+    return 0
+
+
+def create_key(args: argparse.Namespace) -> int:
+    from reunite import accounts
+
+    expires_at = None
+    if args.expires_in_days is not None:
+        if args.expires_in_days < 1:
+            raise errors.InvalidField("--expires-in-days must be 1 or more.")
+        expires_at = datetime.now(UTC) + timedelta(days=args.expires_in_days)
+    with _transaction() as session:
+        row, key = accounts.new_api_key(
+            session, args.role, agency=args.agency, label=args.label, expires_at=expires_at
+        )
+        _audit(
+            session,
+            "key.create",
+            key_id=row.id,
+            prefix=row.prefix,
+            role=args.role,
+            agency=args.agency,
+        )
+    print(key)
+    print(
+        f"key {row.prefix} ({row.role}{', agency ' + row.agency if row.agency else ''}) "
+        "created; it is shown only now.",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _state(row: ApiKey, now: datetime) -> str:
+    if row.revoked_at:
+        return "revoked"
+    if row.expires_at and row.expires_at <= now:
+        return "expired"
+    return "active"
+
+
+def list_keys(_args: argparse.Namespace) -> int:
+    from reunite import accounts
+
+    with _transaction() as session:
+        rows = accounts.api_keys(session)
+    now = datetime.now(UTC)
+    for row in rows:
+        expires = row.expires_at.date().isoformat() if row.expires_at else "never"
+        print(
+            f"{row.prefix}  {row.role:<6} {row.agency or '-':<12} {_state(row, now):<8} "
+            f"expires {expires}  {row.label or ''}".rstrip()
+        )
+    return 0
+
+
+def revoke_key(args: argparse.Namespace) -> int:
+    from reunite import accounts
+
+    with _transaction() as session:
+        row = accounts.revoke_api_key(session, args.prefix)
+        _audit(session, "key.revoke", key_id=row.id, prefix=args.prefix)
+    print(f"key {row.prefix} revoked")
+    return 0

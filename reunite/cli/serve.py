@@ -1,0 +1,69 @@
+"""``reunite serve``: the HTTP API and the staff pages, in one or several processes."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+from collections.abc import Callable
+from typing import Any
+
+from reunite.cli.shared import loaded_settings
+
+APP_FACTORY = "reunite.api:app_from_environment"
+"""``module:function`` that builds the app from the environment; every worker process calls it
+(one worker: this process, after the checks below)."""
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``serve``."""
+    serve = commands.add_parser(
+        "serve", help="serve the HTTP API", description="Serve the HTTP API (docs at /docs)."
+    )
+    serve.add_argument("--host", default=None, help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=None, help="port (default 8000)")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="worker processes (default 1, or REUNITE_WORKERS); each loads the index",
+    )
+    serve.set_defaults(run=serve_api)
+
+
+def _app_factory() -> Callable[[], Any]:
+    module, _, name = APP_FACTORY.partition(":")
+    factory: Callable[[], Any] = getattr(importlib.import_module(module), name)
+    return factory
+
+
+def serve_api(args: argparse.Namespace) -> int:
+    """Check the settings, then serve until stopped."""
+    import uvicorn
+
+    from reunite.api.auth import session_secret
+    from reunite.api.observability import configure_logging
+    from reunite.device import chosen_devices
+
+    overrides = {
+        k: v
+        for k, v in (("host", args.host), ("port", args.port), ("workers", args.workers))
+        if v is not None
+    }
+    settings = loaded_settings(**overrides)
+    configure_logging(settings.log_format)  # INFO: says how the index was made ready
+    chosen_devices(settings.device)  # a bad REUNITE_DEVICE stops here, with its reason
+    # Made here, once (so several workers do not race to create them), and checked: a weak
+    # session key stops the start with its reason (exit 7), before any worker starts.
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    session_secret(settings)
+    one_process = settings.workers == 1
+    uvicorn.run(
+        _app_factory()() if one_process else APP_FACTORY,
+        factory=not one_process,
+        workers=None if one_process else settings.workers,
+        host=settings.host,
+        port=settings.port,
+        access_log=False,
+        log_config=None,
+    )
+    return 0
