@@ -790,3 +790,4 @@ def progress_display(label: str, *, unit: str) -> Iterator[Callable[[int, int], 
 
 if __name__ == "__main__":
     sys.exit(main())
+build_parser = _parser
