@@ -4,8 +4,8 @@ the GPU give what the CPU gives, within tolerance. Prints what it found; exit 1 
 
     .venv/bin/python scripts/gpu_check.py [--faces-dir ../shared/faces]
 
-Needs a CUDA build of dlib and/or a GPU build of FAISS (README, "Optional GPU"); each part
-without its GPU build is reported as skipped.
+Needs a CUDA build of dlib and/or a GPU build of FAISS (docs/operations.md, "Optional GPU");
+each part without its GPU build is reported as skipped.
 """
 
 from __future__ import annotations

@@ -269,13 +269,13 @@ colours (gray) it lands about 0.2 from the colour original, re-encoded about 0.1
 
 # ------------------------------------------------------------------------------ the checks
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+API_DOCS = Path(__file__).resolve().parent.parent / "docs" / "api.md"
 
 
 @functools.cache
 def documented_codes() -> frozenset[str]:
-    """The problem ``code``s in the README's table of errors."""
-    section = README.read_text(encoding="utf-8").split("\n### Errors\n", 1)[1]
+    """The problem ``code``s in the table of errors of docs/api.md."""
+    section = API_DOCS.read_text(encoding="utf-8").split("\n## Errors\n", 1)[1]
     section = re.split(r"\n#{2,4} ", section, maxsplit=1)[0]
     return frozenset(re.findall(r"^\| `([a-z_]+)` \| \d{3} \|", section, re.MULTILINE))
 
@@ -286,7 +286,7 @@ def assert_refused(response: Any, status: int, code: str) -> dict[str, Any]:
     assert response.headers["content-type"] == "application/problem+json"
     body: dict[str, Any] = response.json()
     assert body["status"] == status and body["code"] == code, body
-    assert code in documented_codes(), f"{code} is not in the README's table of errors"
+    assert code in documented_codes(), f"{code} is not in docs/api.md's table of errors"
     assert body["type"] == f"urn:reunite:error:{code}" and body["detail"]
     return body
 
