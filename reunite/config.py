@@ -62,7 +62,8 @@ class Settings(BaseSettings):
     )
 
     calibration_path: Path = Field(
-        default_factory=lambda: SHIPPED_CALIBRATION_PATH,  # absolute: not shown as a default
+        # A factory: the absolute path differs per machine, so references show no default.
+        default_factory=lambda: SHIPPED_CALIBRATION_PATH,
         description="Maps distances to P(same person); see `reunite calibrate`. Default: the "
         "calibration shipped inside the package, beside its model card "
         "(reunite/model/calibration.json), wherever the service starts. A relative path is made "
