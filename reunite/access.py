@@ -22,6 +22,9 @@ from reunite.errors import Forbidden, NotFound
 from reunite.store import Case
 
 ROLES = ("staff", "admin", "police")
+"""Every role; an API key may have any of them."""
+USER_ROLES = ("staff", "admin")
+"""Roles a staff user (who signs in to the pages) may have, least to most: staff < admin."""
 
 
 @dataclass(frozen=True)

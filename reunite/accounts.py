@@ -23,8 +23,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from reunite.access import ROLES as KEY_ROLES
+from reunite.access import USER_ROLES as ROLES
 from reunite.errors import Conflict, InvalidField, NotAuthenticated, NotFound
-from reunite.review import ROLES
 from reunite.store import ApiKey, User, utc_now
 
 MIN_PASSWORD_CHARS = 10

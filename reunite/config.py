@@ -2,26 +2,42 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+MODEL_DIR = Path(__file__).resolve().parent / "model"
+"""The model card (README.md) and the shipped calibration, inside the installed package."""
+SHIPPED_CALIBRATION_PATH = MODEL_DIR / "calibration.json"
+"""The calibration fitted on LFW (scripts/calibrate_lfw.py), used unless another is set."""
+
 DEFAULT_MIN_FACE_PX = 100
-"""Faces narrower than this, pixels, give poor embeddings anyway (see models/README.md)."""
+"""Faces narrower than this, pixels, give poor embeddings anyway (see reunite/model/README.md)."""
 
 
 class Settings(BaseSettings):
     """All run-time settings. Every field can be set as ``REUNITE_<FIELD_NAME>``.
 
-    Relative paths are relative to the working directory the service starts in.
+    A relative ``data_dir``, ``index_dir`` or ``calibration_path`` is made absolute once, against
+    the working directory when the settings are read; the shipped calibration is found inside
+    the package, wherever the service starts.
     """
 
     model_config = SettingsConfigDict(env_prefix="REUNITE_", env_file=None, extra="ignore")
 
-    data_dir: Path = Field(Path("data"), description="SQLite file (default store) and photos/.")
-    index_dir: Path = Field(Path("index"), description="Persisted FAISS index and its manifest.")
+    data_dir: Path = Field(
+        Path("data"),
+        description="SQLite file (default store) and photos/. A relative path is made absolute "
+        "against the working directory at start.",
+    )
+    index_dir: Path = Field(
+        Path("index"),
+        description="Persisted FAISS index and its manifest. A relative path is made absolute "
+        "against the working directory at start.",
+    )
     database_url: str | None = Field(
         None, description="Any SQLAlchemy URL; default sqlite:///<data_dir>/reunite.db."
     )
@@ -37,7 +53,7 @@ class Settings(BaseSettings):
         le=2,
         description="Largest L2 distance (dlib space) kept as a candidate. 0.55, not dlib's "
         "0.6: on LFW 1:N it keeps 94-99% of true matches in the list while a stranger's search "
-        "shows 2.6-3.4 candidates instead of 9 (models/README.md).",
+        "shows 2.6-3.4 candidates instead of 9 (reunite/model/README.md).",
     )
     top_k: int = Field(10, ge=1, le=200, description="Candidate cases returned per face.")
     case_scoring: Literal["mean", "closest"] = Field(
@@ -46,8 +62,12 @@ class Settings(BaseSettings):
     )
 
     calibration_path: Path = Field(
-        Path("models/calibration.json"),
-        description="Maps distances to P(same person); see `reunite calibrate`.",
+        # A factory: the absolute path differs per machine, so references show no default.
+        default_factory=lambda: SHIPPED_CALIBRATION_PATH,
+        description="Maps distances to P(same person); see `reunite calibrate`. Default: the "
+        "calibration shipped inside the package, beside its model card "
+        "(reunite/model/calibration.json), wherever the service starts. A relative path is made "
+        "absolute against the working directory at start.",
     )
     cross_age_tolerance: float = Field(
         0.7,
@@ -170,6 +190,12 @@ class Settings(BaseSettings):
         description="API worker processes. Each holds its own copy of the index (memory: "
         "about 0.6 KB per face each) and searches on its own core.",
     )
+
+    @field_validator("data_dir", "index_dir", "calibration_path")
+    @classmethod
+    def _absolute(cls, path: Path) -> Path:
+        """The path made absolute once, against the working directory now (``..`` folded)."""
+        return Path(os.path.abspath(path))
 
     @property
     def photos_dir(self) -> Path:

@@ -5,7 +5,7 @@ and the ResNet embedding model ``dlib_face_recognition_resnet_model_v1``, publis
 accuracy 99.38%). The models are loaded once per process, when ``face_recognition`` is imported.
 
 Two embeddings of the same person are usually closer than 0.6 in L2 distance; see
-``models/README.md`` for what that number does and does not mean.
+``reunite/model/README.md`` for what that number does and does not mean.
 """
 
 from __future__ import annotations

@@ -23,10 +23,9 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
+from reunite.access import USER_ROLES
 from reunite.errors import Conflict, Forbidden, InvalidField
 from reunite.store import Case
-
-ROLES = ("staff", "admin")
 
 CANDIDATE_TRANSITIONS: dict[tuple[str, str], str] = {
     ("pending", "confirmed"): "staff",
@@ -48,7 +47,7 @@ confirmed candidate never disagree)."""
 
 def role_allows(role: str, least_role: str) -> bool:
     """Whether ``role`` is at least ``least_role`` (staff < admin)."""
-    return ROLES.index(role) >= ROLES.index(least_role)
+    return USER_ROLES.index(role) >= USER_ROLES.index(least_role)
 
 
 def check_candidate_transition(current: str, target: str, *, role: str, note: str | None) -> None:

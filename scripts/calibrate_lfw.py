@@ -1,4 +1,4 @@
-"""Fit the shipped calibration (models/calibration.json) on LFW View 1 and check it.
+"""Fit the shipped calibration (reunite/model/calibration.json) on LFW View 1 and check it.
 
     .venv/bin/python scripts/calibrate_lfw.py
 
@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from reunite import evaluation
+from reunite.config import SHIPPED_CALIBRATION_PATH
 from reunite.faces import MODEL_NAME, Pipeline
 
 
@@ -41,7 +42,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--faces-dir", type=Path, default=Path("../shared/faces"))
     parser.add_argument("--cache-dir", type=Path, default=Path(".cache/embeddings"))
-    parser.add_argument("--out", type=Path, default=Path("models/calibration.json"))
+    parser.add_argument("--out", type=Path, default=SHIPPED_CALIBRATION_PATH)
     parser.add_argument("--max-false-match-rate", type=float, default=0.01)
     args = parser.parse_args()
     lfw = args.faces_dir / "lfw"

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from reunite.api import create_app
+from reunite.app import create_app
 from reunite.config import Settings
 from reunite.faces import Face, Pipeline, faces_in_image
 from reunite.service import Reunite

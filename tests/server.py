@@ -50,9 +50,12 @@ def settings_env(workdir: Path, **env_settings: str) -> dict[str, str]:
 
 
 class Server:
-    """``reunite serve`` on a free port; ``auth`` holds an admin key's header for API calls."""
+    """``reunite serve`` on a free port; ``auth`` holds an admin key's header for API calls.
 
-    def __init__(self, workdir: Path, **env_settings: str) -> None:
+    The server keeps its store in ``workdir`` and starts in ``cwd`` (default: this process's
+    working directory)."""
+
+    def __init__(self, workdir: Path, *, cwd: Path | None = None, **env_settings: str) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = workdir / f"server-{self.port}.log"
@@ -63,6 +66,7 @@ class Server:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "reunite.cli", "serve", "--port", str(self.port)],
             env=env,
+            cwd=cwd,
             stdout=self.log,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group, workers included (see ``kill``)

@@ -10,6 +10,7 @@ import pytest
 
 from reunite import evaluation
 from reunite.calibration import Calibration
+from reunite.config import SHIPPED_CALIBRATION_PATH
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -76,7 +77,7 @@ def test_calibration_fit_is_monotonic_and_recovers_a_known_curve():
 
 
 def test_the_shipped_calibration_is_monotonic_and_near_half_at_the_default_tolerance():
-    shipped = Calibration.load(ROOT / "models" / "calibration.json")
+    shipped = Calibration.load(SHIPPED_CALIBRATION_PATH)
     grid = shipped.probability(np.linspace(0, 1.5, 151))
     assert np.all(np.diff(grid) <= 0) and grid[0] > 0.99 and grid[-1] < 0.01
     # P = 0.5 falls within 0.05 of dlib's threshold 0.6, LFW's same/different boundary. The

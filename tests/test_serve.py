@@ -7,7 +7,11 @@ import sys
 import time
 
 import httpx2
+import pytest
 
+from reunite.calibration import Calibration, linear_similarity
+from reunite.config import SHIPPED_CALIBRATION_PATH
+from tests.conftest import PROJECT_ROOT
 from tests.server import Server, settings_env, store_env
 
 
@@ -148,3 +152,26 @@ def test_the_server_answers_during_a_reindex_and_adopts_the_new_build(tmp_path, 
     finally:
         log = server.stop()
     assert f"adopted build {new_build}" in log
+
+
+def test_a_server_started_anywhere_uses_the_shipped_calibration(tmp_path, sample):
+    # It used to read models/calibration.json relative to its working directory: started
+    # elsewhere, it fell back to the linear score (0.73 instead of 1.00 for this pair).
+    shipped = Calibration.load(SHIPPED_CALIBRATION_PATH)
+    similarities = []
+    for name, cwd in (("root", PROJECT_ROOT), ("elsewhere", tmp_path / "empty")):
+        cwd.mkdir(exist_ok=True)
+        workdir = tmp_path / name
+        workdir.mkdir()
+        server = Server(workdir, cwd=cwd)
+        try:
+            enrolled(server, sample, "missing", "obama.jpg")
+            [candidate] = enrolled(server, sample, "found", "obama2.jpg")["new_candidates"]
+        finally:
+            log = server.stop()
+        assert f"data in {workdir / 'data'}, index in {workdir / 'index'}" in log
+        distance, similarity = candidate["distance"], candidate["similarity"]
+        assert similarity == pytest.approx(shipped.similarity(distance))
+        assert similarity != pytest.approx(linear_similarity(distance))
+        similarities.append(similarity)
+    assert similarities[0] == similarities[1]

@@ -15,7 +15,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from reunite import errors
@@ -81,27 +81,16 @@ def headers_for(error: errors.ReuniteError) -> dict[str, str]:
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    """Route library, validation, HTTP and unexpected errors to ``problem`` responses."""
+    """Route library, validation, HTTP and unexpected errors to ``problem`` responses.
 
-    def on_page(request: Request) -> bool:
-        """Whether the request is for a staff page (answered as a page, not JSON)."""
-        path = request.url.path
-        return (
-            not path.startswith(("/api/", "/static/", "/docs", "/openapi"))
-            and hasattr(app.state, "page_error")
-            and path not in ("/healthz", "/readyz", "/metrics")
-        )
+    The staff pages answer their own errors as pages (``reunite.web.pages.PageRoute``)."""
 
     @app.exception_handler(errors.ReuniteError)
-    async def _reunite_error(request: Request, exc: errors.ReuniteError) -> Response:
-        if on_page(request):
-            return app.state.page_error(request, exc, status_of(exc))  # type: ignore[no-any-return]
+    async def _reunite_error(_request: Request, exc: errors.ReuniteError) -> JSONResponse:
         return problem(status_of(exc), exc.code, exc.message, exc.details, headers_for(exc))
 
     @app.exception_handler(RequestValidationError)
-    async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
-        if on_page(request):
-            return app.state.page_error(request, None, 404)  # type: ignore[no-any-return]
+    async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
         # Echoing "input" back could repeat names or bytes; keep where and what only.
         problems = [
             {"field": ".".join(str(p) for p in err.get("loc", ())), "message": err.get("msg", "")}

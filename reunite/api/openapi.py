@@ -29,6 +29,14 @@ from reunite.api.auth import SESSION_COOKIE
 from reunite.api.errors import PROBLEM_MEDIA_TYPE
 from reunite.api.schemas import CASE_RECORD_EXAMPLE, Problem
 
+API_DESCRIPTION = """\
+Machine clients (police systems) authenticate with an API key: `Authorization: Bearer rk_...`
+(made with `reunite keys create`). Staff may use a session instead (`POST /api/v1/session`).
+Errors are RFC 9457 problem details (`application/problem+json`) with a stable `code`.
+List endpoints page with `cursor`/`next_cursor` and filter with `updated_since` for sync.
+"""
+"""The API's description at the top of the OpenAPI document."""
+
 Access = Literal["key", "session", "public"]
 
 COMMON_ERRORS = {

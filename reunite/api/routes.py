@@ -55,7 +55,7 @@ Limit = Annotated[int, Query(ge=1, le=500)]
 Responses = dict[int | str, dict[str, Any]]
 
 
-def errors(*statuses: int) -> Responses:
+def error_responses(*statuses: int) -> Responses:
     """OpenAPI entries for error statuses (the shape is added for all of them in one place)."""
     described = {
         404: "No such resource, or one this caller may not see",
@@ -146,7 +146,7 @@ def writable_case(service: Reunite, caller: Principal, case_id: int) -> Any:
     return case
 
 
-@router.post("/cases", status_code=201, tags=["cases"], responses=errors(409))
+@router.post("/cases", status_code=201, tags=["cases"], responses=error_responses(409))
 def create_case(body: CaseFields, service: Service, caller: Caller) -> schemas.CaseOut:
     """Create a ``missing`` case (family or police report) or a ``found`` one (rescue center).
 
@@ -191,12 +191,12 @@ def list_cases(
     )
 
 
-@router.get("/cases/{case_id}", tags=["cases"], responses=errors(404))
+@router.get("/cases/{case_id}", tags=["cases"], responses=error_responses(404))
 def get_case(case_id: Id, service: Service, caller: Caller) -> schemas.CaseOut:
     return schemas.case_out(readable_case(service, caller, case_id), caller)
 
 
-@router.patch("/cases/{case_id}", tags=["cases"], responses=errors(404, 409))
+@router.patch("/cases/{case_id}", tags=["cases"], responses=error_responses(404, 409))
 def update_case(
     case_id: Id, body: schemas.CaseUpdate, service: Service, caller: Caller
 ) -> schemas.CaseOut:
@@ -208,7 +208,7 @@ def update_case(
     return schemas.case_out(service.update_case(case_id, changes, actor=caller.name), caller)
 
 
-@router.delete("/cases/{case_id}", status_code=204, tags=["cases"], responses=errors(404))
+@router.delete("/cases/{case_id}", status_code=204, tags=["cases"], responses=error_responses(404))
 def delete_case(
     case_id: Id,
     service: Service,
@@ -231,7 +231,7 @@ def delete_case(
 @router.put(
     "/agencies/{agency}/cases/{external_ref}",
     tags=["sync"],
-    responses=errors(409),
+    responses=error_responses(409),
     status_code=200,
 )
 def put_agency_case(
@@ -273,7 +273,7 @@ def put_agency_case(
     "/cases/{case_id}/photos",
     status_code=201,
     tags=["photos"],
-    responses=errors(404, 409, 413, 415),
+    responses=error_responses(404, 409, 413, 415),
 )
 def add_photo(
     case_id: Id,
@@ -301,13 +301,13 @@ def add_photo(
     return schemas.EnrollmentOut.of(enrollment)
 
 
-@router.get("/cases/{case_id}/photos", tags=["photos"], responses=errors(404))
+@router.get("/cases/{case_id}/photos", tags=["photos"], responses=error_responses(404))
 def list_photos(case_id: Id, service: Service, caller: Caller) -> list[schemas.PhotoOut]:
     readable_case(service, caller, case_id)
     return [schemas.PhotoOut.of(p, faces) for p, faces in service.photos(case_id)]
 
 
-@router.get("/cases/{case_id}/candidates", tags=["review"], responses=errors(404))
+@router.get("/cases/{case_id}/candidates", tags=["review"], responses=error_responses(404))
 def list_case_candidates(
     case_id: Id, service: Service, caller: Caller
 ) -> list[schemas.CandidateDetail]:
@@ -319,7 +319,7 @@ def list_case_candidates(
 # ----------------------------------------------------------------------------------- search
 
 
-@router.post("/search", tags=["search"], responses=errors(413, 415))
+@router.post("/search", tags=["search"], responses=error_responses(413, 415))
 def search(
     file: Annotated[UploadFile, File(description="JPEG, PNG or WebP; every face is searched.")],
     service: Service,
@@ -357,7 +357,7 @@ def visible_case_of(service: Reunite, caller: Principal, case_id: int, what: str
     tags=["photos"],
     responses={
         200: {"content": {t: {} for t in IMAGE_TYPES.values()}, "description": "The photo"},
-        **errors(404),
+        **error_responses(404),
     },
 )
 def photo_image(photo_id: Id, service: Service, caller: Caller) -> Response:
@@ -373,7 +373,7 @@ def photo_image(photo_id: Id, service: Service, caller: Caller) -> Response:
     tags=["photos"],
     responses={
         200: {"content": {"image/jpeg": {}}, "description": "The face, cut out"},
-        **errors(404),
+        **error_responses(404),
     },
 )
 def face_crop(face_id: Id, service: Service, caller: Caller) -> Response:
@@ -412,7 +412,7 @@ def candidate_queue(
     )
 
 
-@router.get("/candidates/{candidate_id}", tags=["review"], responses=errors(404))
+@router.get("/candidates/{candidate_id}", tags=["review"], responses=error_responses(404))
 def get_candidate(candidate_id: Id, service: Service, caller: Caller) -> schemas.CandidateDetail:
     view = service.candidate(candidate_id)
     if caller.is_police and not access.owns(caller, view.missing):
@@ -420,7 +420,9 @@ def get_candidate(candidate_id: Id, service: Service, caller: Caller) -> schemas
     return schemas.CandidateDetail.of(view, caller)
 
 
-@router.post("/candidates/{candidate_id}/decisions", tags=["review"], responses=errors(404, 409))
+@router.post(
+    "/candidates/{candidate_id}/decisions", tags=["review"], responses=error_responses(404, 409)
+)
 def decide(
     candidate_id: Id, body: schemas.DecisionIn, service: Service, caller: Caller
 ) -> schemas.CandidateDetail:
@@ -490,7 +492,7 @@ def list_webhooks(agency: Agency, service: Service, caller: Caller) -> list[sche
     "/agencies/{agency}/webhooks/{webhook_id}",
     status_code=204,
     tags=["webhooks"],
-    responses=errors(404),
+    responses=error_responses(404),
 )
 def deactivate_webhook(
     agency: Agency, webhook_id: Id, service: Service, caller: Caller
@@ -519,7 +521,9 @@ def webhook_deliveries(
 
 
 @router.post(
-    "/webhook-deliveries/{delivery_id}/retry", tags=["webhooks"], responses=errors(404, 409)
+    "/webhook-deliveries/{delivery_id}/retry",
+    tags=["webhooks"],
+    responses=error_responses(404, 409),
 )
 def retry_webhook_delivery(
     delivery_id: Id, service: Service, caller: Caller, request: Request

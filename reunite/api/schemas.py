@@ -246,7 +246,7 @@ class CandidateOut(BaseModel):
     distance: float = Field(description="L2 distance between the two faces' embeddings.")
     similarity: float = Field(
         description="Estimated probability that the two faces are the same person "
-        "(calibrated; see models/calibration.json)."
+        "(calibrated; see reunite/model/calibration.json)."
     )
     status: str
     flags: list[FlagOut]

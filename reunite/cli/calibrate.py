@@ -54,6 +54,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 def write_calibration(args: argparse.Namespace) -> int:
     """Fit, suggest a tolerance, write the calibration file and print what it found."""
     from reunite import evaluation
+    from reunite.config import SHIPPED_CALIBRATION_PATH
     from reunite.faces import MODEL_NAME
 
     if not args.photos and not args.decisions:
@@ -61,6 +62,12 @@ def write_calibration(args: argparse.Namespace) -> int:
     if not 0 < args.max_false_match_rate < 1:
         raise errors.InvalidField("--max-false-match-rate must be between 0 and 1.")
     settings = loaded_settings()
+    if settings.calibration_path == SHIPPED_CALIBRATION_PATH:
+        raise errors.InvalidInput(
+            "Set REUNITE_CALIBRATION_PATH to the file your calibration should be written to (and "
+            "give the server the same): the calibration shipped inside the package is never "
+            "replaced."
+        )
     pipeline, d, s, sources = _labelled_distances(args, settings)
     if s.sum() < MIN_SAME_PAIRS or (~s).sum() < MIN_DIFFERENT_PAIRS:
         raise errors.InvalidInput(

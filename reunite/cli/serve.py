@@ -9,7 +9,7 @@ from typing import Any
 
 from reunite.cli.shared import loaded_settings
 
-APP_FACTORY = "reunite.api:app_from_environment"
+APP_FACTORY = "reunite.app:app_from_environment"
 """``module:function`` that builds the app from the environment; every worker process calls it
 (one worker: this process, after the checks below)."""
 

@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import base64
 import secrets
+from collections.abc import Callable, Coroutine
 from datetime import date
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, FastAPI, File, Form, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
@@ -41,7 +44,6 @@ from reunite.web import i18n
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 STATIC_DIR = Path(__file__).parent / "static"
 templates = Jinja2Templates(directory=TEMPLATES_DIR)
-router = APIRouter(include_in_schema=False)
 
 MAX_INTAKE_PHOTOS = 10
 """Most photos one intake form may carry."""
@@ -53,16 +55,46 @@ class SignInFirst(Exception):
     """Raised by a page that needs a user; answered with a redirect to the sign-in page."""
 
 
+Handler = Callable[[Request], Coroutine[Any, Any, Response]]
+
+
+class PageRoute(APIRoute):
+    """A page's route: its errors are answered as pages, never as problem+json.
+
+    A library error shows the error page with the error's HTTP status, a request that does not
+    validate (a malformed id in the path) the "not found" page, and a page that needs a user
+    redirects a visitor to the sign-in page.
+    """
+
+    def get_route_handler(self) -> Handler:
+        handler = super().get_route_handler()
+
+        async def page_handler(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except SignInFirst:
+                return sign_in_redirect(request)
+            except ReuniteError as exc:
+                return page_error(request, exc, status_of(exc))
+            except RequestValidationError:
+                return page_error(request, None, 404)
+
+        return page_handler
+
+
+router = APIRouter(include_in_schema=False, route_class=PageRoute)
+
+
 def install_pages(app: FastAPI) -> None:
-    """Add the pages, their static files and the sign-in redirect to ``app``."""
+    """Add the pages and their static files to ``app``."""
     app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    app.state.page_error = page_error
 
-    @app.exception_handler(SignInFirst)
-    async def _sign_in_first(request: Request, _exc: SignInFirst) -> Response:
-        target = quote(request.url.path + (f"?{request.url.query}" if request.url.query else ""))
-        return RedirectResponse(f"/login?next={target}", status_code=303)
+
+def sign_in_redirect(request: Request) -> Response:
+    """To the sign-in page, coming back to this page afterwards."""
+    target = quote(request.url.path + (f"?{request.url.query}" if request.url.query else ""))
+    return RedirectResponse(f"/login?next={target}", status_code=303)
 
 
 def language(request: Request) -> str:

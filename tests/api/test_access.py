@@ -176,7 +176,7 @@ def test_keys_are_refused_when_wrong_revoked_or_expired(client):
 
 
 def test_rate_limits_answer_429_with_retry_after(tmp_path, finder):
-    from reunite.api import create_app
+    from reunite.app import create_app
 
     app = create_app(
         settings_in(tmp_path, rate_limit_per_minute=60, rate_limit_burst=3), finder=finder

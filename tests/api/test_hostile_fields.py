@@ -18,7 +18,7 @@ import pytest
 import sqlalchemy
 from fastapi.testclient import TestClient
 
-from reunite.api import create_app
+from reunite.app import create_app
 from reunite.config import Settings
 from tests.conftest import key_headers, ready_client, settings_in, store_database
 from tests.hostile import assert_refused, stored

@@ -258,7 +258,7 @@ def test_face_index_picks_one_of_several_faces(client, sample):
 
 
 def test_uploads_over_the_limit_are_413(tmp_path, finder, sample):
-    from reunite.api import create_app
+    from reunite.app import create_app
     from tests.conftest import key_headers, ready_client, settings_in
 
     small = ready_client(create_app(settings_in(tmp_path, max_upload_bytes=50_000), finder=finder))

@@ -12,8 +12,8 @@ import sys
 
 import pytest
 
-from reunite.api import create_app
 from reunite.api.security import secret_key_weakness
+from reunite.app import create_app
 from reunite.errors import UnsafeConfiguration
 from tests.api.test_routes import API, create, upload
 from tests.conftest import key_headers, settings_in

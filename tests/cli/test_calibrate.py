@@ -30,3 +30,13 @@ def test_calibrate_from_labelled_photos_keeps_the_old_file(workdir, faces_dir, c
     assert "previous kept as" in capsys.readouterr().out
     assert len(list(workdir.glob("calibration.*.json"))) == 1
     assert main(["calibrate", "--decisions"]) == 4  # no labelled pairs at all
+
+
+def test_calibrate_never_replaces_the_shipped_calibration(workdir, capsys, monkeypatch):
+    from reunite.config import SHIPPED_CALIBRATION_PATH
+
+    monkeypatch.delenv("REUNITE_CALIBRATION_PATH", raising=False)
+    shipped = SHIPPED_CALIBRATION_PATH.read_bytes()
+    assert main(["calibrate", "--decisions"]) == 4
+    assert "REUNITE_CALIBRATION_PATH" in capsys.readouterr().err
+    assert SHIPPED_CALIBRATION_PATH.read_bytes() == shipped

@@ -1,0 +1,144 @@
+"""The composition root: ``create_app`` builds the web application from the HTTP API and the
+staff pages over one ``Reunite`` service.
+
+Layers point one way: the library (``reunite/*.py``) <- the API (``reunite.api``) <- the staff
+pages (``reunite.web``) <- this module. Only this module knows both the API and the pages.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
+from starlette.concurrency import run_in_threadpool
+from starlette.middleware.sessions import SessionMiddleware
+from starlette.types import Scope
+
+from reunite import __version__
+from reunite.api import auth
+from reunite.api.errors import install_error_handlers
+from reunite.api.limits import BodyLimit, RateLimiter
+from reunite.api.observability import configure_logging, install_observability
+from reunite.api.openapi import API_DESCRIPTION, install_openapi
+from reunite.api.operations import operations_router
+from reunite.api.routes import router as api_router
+from reunite.api.security import SecurityHeaders
+from reunite.config import Settings
+from reunite.faces import FaceFinder, faces_in_image
+from reunite.service import Reunite
+from reunite.web import MAX_INTAKE_PHOTOS, install_pages
+from reunite.webhooks import WebhookWorker
+
+log = logging.getLogger(__name__)
+
+MULTIPART_OVERHEAD_BYTES = 1024 * 1024
+"""Room above ``max_upload_bytes`` for multipart headers and form fields."""
+
+
+def create_app(settings: Settings | None = None, *, finder: FaceFinder = faces_in_image) -> FastAPI:
+    """The FastAPI app: API, staff pages, metrics, and the webhook worker.
+
+    At start-up the store opens at once and the index loads in the background: ``/healthz``
+    answers from the start, ``/readyz`` and the endpoints that need the index answer 503 until
+    it is loaded. At shutdown the worker stops and the index is saved.
+
+    Raises:
+        UnsafeConfiguration: in production, a weak session key (see ``api.security``).
+    """
+    settings = settings or Settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    session_key = auth.session_secret(settings)  # checked: refuses a weak key in production
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        log.info("data in %s, index in %s", settings.data_dir, settings.index_dir)
+        service = await run_in_threadpool(Reunite.open, settings, finder=finder, load_index=False)
+        app.state.service = service
+        stop_syncing = threading.Event()
+        loader = threading.Thread(
+            target=_load_and_sync_index, args=(service, stop_syncing), name="index-sync"
+        )
+        loader.start()
+        worker = WebhookWorker(service.store, settings)
+        app.state.webhook_worker = worker
+        service.on_outbox = worker.wake
+        worker.start()
+        try:
+            yield
+        finally:
+            # One delivery may take up to four timeouts (connect, write, read, pool).
+            await run_in_threadpool(worker.stop, 4 * settings.webhook_timeout_s + 5)
+            stop_syncing.set()
+            await run_in_threadpool(loader.join)
+            await run_in_threadpool(service.close)
+
+    app = FastAPIOffline(  # FastAPI, with the /docs assets served locally
+        title="reunite",
+        version=__version__,
+        summary="Face matching to reunite lost people with their families.",
+        description=API_DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.rate_limiter = RateLimiter(
+        per_minute=settings.rate_limit_per_minute, burst=settings.rate_limit_burst
+    )
+    app.state.sign_in_limiter = RateLimiter(
+        per_minute=settings.sign_in_attempts_per_minute,
+        burst=settings.sign_in_attempts_per_minute,
+    )
+    install_error_handlers(app)
+    app.include_router(auth.router)
+    app.include_router(api_router)
+    install_pages(app)
+    install_openapi(app)
+
+    app.add_middleware(BodyLimit, limit_of=lambda scope: body_limit_bytes(scope, settings))
+    app.add_middleware(
+        SessionMiddleware,
+        secret_key=session_key,
+        session_cookie=auth.SESSION_COOKIE,
+        max_age=settings.session_max_age_s,
+        same_site="lax",
+        https_only=settings.secure_cookies,
+    )
+    app.add_middleware(SecurityHeaders)  # on every answer, errors included
+    registry = install_observability(app)  # outermost: every answer gets its id and metrics
+    app.include_router(operations_router(registry))
+    return app
+
+
+def body_limit_bytes(scope: Scope, settings: Settings) -> int:
+    """Largest request body, bytes: a photo (or several on a page form), or a JSON body."""
+    headers = dict(scope.get("headers", []))
+    content_type = headers.get(b"content-type", b"").decode("latin-1")
+    if not content_type.startswith("multipart/"):
+        return settings.max_json_bytes
+    photos = 1 if scope.get("path", "").startswith("/api/") else MAX_INTAKE_PHOTOS
+    return settings.max_upload_bytes * photos + MULTIPART_OVERHEAD_BYTES
+
+
+def app_from_environment() -> FastAPI:
+    """``create_app`` with settings from the environment: the factory each worker process
+    calls when ``reunite serve`` runs several (``REUNITE_WORKERS``)."""
+    settings = Settings()
+    configure_logging(settings.log_format)  # a spawned worker starts with logging unset
+    return create_app(settings)
+
+
+def _load_and_sync_index(service: Reunite, stop: threading.Event) -> None:
+    """Load the index, then keep it in step with other processes until ``stop`` is set."""
+    try:
+        report = service.make_ready()
+    except Exception:  # the thread must say why, or the service would stay "not ready" silently
+        log.exception("index: loading failed; the service stays not ready")
+        return
+    log.info("index ready (%s: %s), counts %s", report.how, report.reason, report.counts)
+    while not stop.wait(service.settings.index_sync_interval_s):
+        try:
+            service.sync_index()
+        except Exception:  # keep syncing: a failed round (database busy, disk full) is retried
+            log.exception("index: sync with the store failed; retrying")

@@ -1,0 +1,28 @@
+"""Settings: relative paths are made absolute once; the shipped calibration is in the package."""
+
+import os
+from pathlib import Path
+
+from reunite.config import SHIPPED_CALIBRATION_PATH, Settings
+
+
+def test_relative_paths_are_made_absolute_against_the_working_directory_once(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("REUNITE_INDEX_DIR", "var/../index")
+    settings = Settings(data_dir=Path("data"), calibration_path=Path("mine.json"))
+    os.chdir("/")  # later changes of the working directory do not move them
+    assert settings.data_dir == tmp_path / "data"
+    assert settings.index_dir == tmp_path / "index"
+    assert settings.calibration_path == tmp_path / "mine.json"
+    assert settings.photos_dir == tmp_path / "data" / "photos"
+    assert settings.resolved_database_url == f"sqlite:///{tmp_path / 'data' / 'reunite.db'}"
+
+
+def test_the_shipped_calibration_is_found_inside_the_package_from_any_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert Settings().calibration_path == SHIPPED_CALIBRATION_PATH
+    assert SHIPPED_CALIBRATION_PATH.is_file()
+    assert (SHIPPED_CALIBRATION_PATH.parent / "README.md").is_file()  # beside the model card
+    assert Settings(calibration_path="/etc/reunite/c.json").calibration_path == Path(
+        "/etc/reunite/c.json"
+    )
