@@ -22,6 +22,7 @@ NOT_IMPORTABLE_ALONE = {"reunite.migrations.env"}
 LAYERS = {"library": 0, "api": 1, "web": 2, "app": 3, "cli": 4}
 WEB_FRAMEWORKS = ("fastapi", "starlette")
 
+
 def module_names() -> list[str]:
     """Every module of the package, dotted, packages included."""
     names = []
