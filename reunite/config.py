@@ -181,8 +181,12 @@ class Settings(BaseSettings):
         "crops and embeddings (the record and decisions stay). 0: never.",
     )
 
-    host: str = "127.0.0.1"
-    port: int = 8000
+    host: str = Field(
+        "127.0.0.1",
+        description="Address `reunite serve` listens on (`--host`). Keep 127.0.0.1 unless a "
+        "TLS-terminating proxy is in front (the service has no TLS of its own).",
+    )
+    port: int = Field(8000, ge=1, le=65535, description="TCP port `reunite serve` listens on.")
     workers: int = Field(
         1,
         ge=1,

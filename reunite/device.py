@@ -65,7 +65,7 @@ def chosen_devices(requested: str) -> Devices:
         if requested == "cuda":
             raise InvalidField(
                 f"REUNITE_DEVICE=cuda, but {reason}. Install a CUDA build of dlib (see the "
-                "README, 'Optional GPU'), or set REUNITE_DEVICE=auto or cpu."
+                "docs/operations.md, 'Optional GPU'), or set REUNITE_DEVICE=auto or cpu."
             )
         log.info("running on the CPU: %s (REUNITE_DEVICE=auto)", reason)
         return Devices(False, faiss_gpus, reason)

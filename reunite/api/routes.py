@@ -474,7 +474,7 @@ def register_webhook(
     agency: Agency, body: schemas.WebhookIn, service: Service, caller: Caller
 ) -> schemas.WebhookCreated:
     """Register a URL to receive the agency's candidate events, signed with the returned secret
-    (shown once). See the README for the event format and the signature header."""
+    (shown once). See docs/webhooks.md for the event format and the signature header."""
     access.check_agency(caller, agency)
     hook, secret = service.register_webhook(agency, body.url, actor=caller.name)
     return schemas.WebhookCreated(
