@@ -10,6 +10,7 @@ translate it in one place each::
     │   ├── ImageTooLarge        too many bytes, or too many pixels (decompression-bomb guard)
     │   ├── RequestTooLarge      a request body over its limit
     │   ├── UnreadableImage      empty, truncated or corrupt image data
+    │   ├── UnreadableFile       a photo file that cannot be read (batches report it by code)
     │   ├── ImageTooSmall        too few pixels to hold a face
     │   ├── NoFaceFound          a photo in which the detector found no face
     │   └── MultipleFaces        a case photo with several faces and no choice of one
@@ -72,6 +73,10 @@ class RequestTooLarge(InvalidInput):
 
 class UnreadableImage(InvalidInput):
     code = "unreadable_image"
+
+
+class UnreadableFile(InvalidInput):
+    code = "unreadable_file"
 
 
 class ImageTooSmall(InvalidInput):

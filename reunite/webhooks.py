@@ -57,6 +57,7 @@ import httpx2
 from sqlalchemy import CursorResult, func, select, update
 from sqlalchemy.orm import Session
 
+from reunite import audit
 from reunite.config import Settings
 from reunite.errors import Conflict, InvalidField, NotFound
 from reunite.store import Candidate, Case, OutboxEvent, Store, Webhook, utc_now
@@ -317,6 +318,55 @@ def backlog(session: Session) -> int:
         select(func.count()).select_from(OutboxEvent).where(OutboxEvent.status == "pending")
     )
     return count or 0
+
+
+# ------------------------------------------------------ registration over a store
+# Each runs one transaction; those that change a webhook or a delivery audit it.
+
+
+def create_webhook(store: Store, agency: str, url: str, *, actor: str) -> tuple[Webhook, str]:
+    """Register an agency's webhook URL (see ``register_webhook``); returns it and its signing
+    secret (shown once)."""
+    with store.transaction() as session:
+        hook, secret = register_webhook(session, agency, url)
+        audit.record(session, actor, "webhook.create", None, webhook_id=hook.id, agency=agency)
+    return hook, secret
+
+
+def webhooks_of(store: Store, agency: str) -> list[Webhook]:
+    """The agency's webhooks, active or not, oldest first."""
+    with store.transaction() as session:
+        return agency_webhooks(session, agency)
+
+
+def disable_webhook(store: Store, webhook_id: int, *, agency: str | None, actor: str) -> Webhook:
+    """``deactivate_webhook`` in its own transaction, audited."""
+    with store.transaction() as session:
+        hook = deactivate_webhook(session, webhook_id, agency)
+        audit.record(session, actor, "webhook.deactivate", None, webhook_id=hook.id)
+    return hook
+
+
+def webhook_deliveries(
+    store: Store, *, status: str | None, limit: int, before_id: int | None
+) -> list[OutboxEvent]:
+    """``deliveries`` in its own transaction."""
+    with store.transaction() as session:
+        return deliveries(session, status=status, limit=limit, before_id=before_id)
+
+
+def retry_webhook_delivery(store: Store, event_row_id: int, *, actor: str) -> OutboxEvent:
+    """``retry_delivery`` in its own transaction, audited."""
+    with store.transaction() as session:
+        event = retry_delivery(session, event_row_id)
+        audit.record(session, actor, "webhook.retry", None, outbox_event_id=event.id)
+    return event
+
+
+def webhook_backlog(store: Store) -> int:
+    """``backlog`` in its own transaction."""
+    with store.transaction() as session:
+        return backlog(session)
 
 
 def _checked_url(url: str) -> str:

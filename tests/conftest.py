@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+from reunite import accounts
 from reunite.api import create_app
 from reunite.config import Settings
 from reunite.faces import Face, Pipeline, faces_in_image
@@ -145,7 +146,9 @@ def app_client(settings: Settings, finder: MemoFinder) -> Iterator[TestClient]:
 
 
 def key_headers(client: TestClient, role: str = "admin", agency: str | None = None) -> dict:
-    _, key = client.app.state.service.create_api_key(role, agency=agency, actor="test")
+    _, key = accounts.create_api_key(
+        client.app.state.service.store, role, agency=agency, actor="test"
+    )
     return {"Authorization": f"Bearer {key}"}
 
 
