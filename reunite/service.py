@@ -103,15 +103,17 @@ class Reunite:
         lock = threading.RLock()
         self.live = LiveIndex(settings, store, write_lock=lock, devices=self.devices)
         self.photo_store = Photos(settings, store)
-        self.matcher = Candidates(
+        self.candidate_records = Candidates(
             settings, store, live=self.live, similarity=self.similarity, write_lock=lock
         )
-        self.case_records = Cases(store, write_lock=lock, live=self.live, candidates=self.matcher)
+        self.case_records = Cases(
+            store, write_lock=lock, live=self.live, candidates=self.candidate_records
+        )
         self.enrollments = Enrollments(
             settings,
             store,
             live=self.live,
-            candidates=self.matcher,
+            candidates=self.candidate_records,
             write_lock=lock,
             finder=finder,
             pipeline=self.pipeline,
@@ -119,7 +121,7 @@ class Reunite:
         self.searcher = Search(
             settings,
             store,
-            candidates=self.matcher,
+            candidates=self.candidate_records,
             finder=finder,
             pipeline=self.pipeline,
             similarity=self.similarity,
@@ -321,27 +323,29 @@ class Reunite:
 
     def candidates(self, case_id: int) -> list[CandidateView]:
         """See ``Candidates.of_case``."""
-        return self.matcher.of_case(case_id)
+        return self.candidate_records.of_case(case_id)
 
     def candidate(self, candidate_id: int) -> CandidateView:
         """See ``Candidates.candidate``."""
-        return self.matcher.candidate(candidate_id)
+        return self.candidate_records.candidate(candidate_id)
 
     def candidate_queue(self, **filters: Any) -> Listing[CandidateView]:
         """See ``Candidates.queue`` (status, order, agency, updated_since, after, limit)."""
-        return self.matcher.queue(**filters)
+        return self.candidate_records.queue(**filters)
 
     def decide(
         self, candidate_id: int, status: str, *, actor: str, role: str, note: str | None = None
     ) -> CandidateView:
         """See ``Candidates.decide``."""
-        view = self.matcher.decide(candidate_id, status, actor=actor, role=role, note=note)
+        view = self.candidate_records.decide(
+            candidate_id, status, actor=actor, role=role, note=note
+        )
         self.on_outbox()
         return view
 
     def decided_pairs(self) -> tuple[list[float], list[bool]]:
         """See ``Candidates.decided_pairs``."""
-        return self.matcher.decided_pairs()
+        return self.candidate_records.decided_pairs()
 
     def audit_events(self, **filters: Any) -> list[AuditEvent]:
         """See ``audit.audit_events``."""

@@ -25,6 +25,7 @@ from reunite.api import create_app
 from reunite.config import Settings
 from reunite.faces import Face, Pipeline, faces_in_image
 from reunite.service import Reunite
+from reunite.store import Case
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 FACES_DIR = Path(os.environ.get("REUNITE_FACES_DIR", PROJECT_ROOT.parent / "shared" / "faces"))
@@ -65,6 +66,14 @@ def sample(faces_dir: Path):  # type: ignore[no-untyped-def]
 @pytest.fixture(scope="session")
 def finder() -> MemoFinder:
     return MemoFinder()
+
+
+ACTOR = "test"
+
+
+def new_case(service: Reunite, kind: str, **facts: object) -> Case:
+    """A new case of ``kind`` with these facts, created by ``ACTOR``."""
+    return service.create_case({"kind": kind, **facts}, actor=ACTOR)
 
 
 def settings_in(directory: Path, **overrides: object) -> Settings:
