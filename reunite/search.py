@@ -13,6 +13,7 @@ from reunite.config import Settings
 from reunite.errors import InvalidField, NoFaceFound
 from reunite.faces import Face, FaceFinder, Pipeline
 from reunite.index import KINDS
+from reunite.live_index import LiveIndex
 from reunite.matching import CaseMatch
 from reunite.store import Case, Store
 
@@ -36,13 +37,15 @@ class FaceResult:
 
 
 class Search:
-    """Searches the cases of one store through the live index (via ``candidates.nearest``)."""
+    """Searches the cases of one store through the live index (``candidates.nearest`` scores
+    them as matching does)."""
 
     def __init__(
         self,
         settings: Settings,
         store: Store,
         *,
+        live: LiveIndex,
         candidates: Candidates,
         finder: FaceFinder,
         pipeline: Pipeline,
@@ -50,6 +53,7 @@ class Search:
     ) -> None:
         self.settings = settings
         self.store = store
+        self.live = live
         self.candidates = candidates
         self.finder = finder
         self.pipeline = pipeline
@@ -72,7 +76,7 @@ class Search:
         Raises:
             NotReady, NoFaceFound, InvalidField (unknown kind, bad k or tolerance).
         """
-        self.candidates.live.require_ready()
+        self.live.require_ready()
         k = self.settings.top_k if k is None else k
         tolerance = self.settings.tolerance if tolerance is None else tolerance
         if not 1 <= k <= 200:

@@ -1,7 +1,7 @@
 """``Reunite``: the library's front door over one store, photo folder and face index.
 
-The HTTP API, the web pages and the command line call this facade; each concern lives in its
-own module, which it composes (see docs: the module map)::
+The HTTP API, the web pages and the command line call this facade; it holds no rules of its
+own, only the parts it composes, one module per concern::
 
     with Reunite.open(Settings()) as service:
         case = service.create_case({"kind": "missing", "name": "..."}, actor="cli")
@@ -121,6 +121,7 @@ class Reunite:
         self.searcher = Search(
             settings,
             store,
+            live=self.live,
             candidates=self.candidate_records,
             finder=finder,
             pipeline=self.pipeline,
