@@ -6,6 +6,9 @@ strings, so one fast SHA-256 is enough: only that hash is stored, and the key is
 
 Key format: ``rk_<prefix>_<secret>``; the 8-character prefix identifies the key in lists and
 logs and is not secret.
+
+The functions over a ``Store`` each run one transaction and audit what they change; those over
+a ``Session`` are their parts, for callers already in a transaction.
 """
 
 from __future__ import annotations
@@ -22,10 +25,10 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from reunite.access import ROLES as KEY_ROLES
-from reunite.access import USER_ROLES as ROLES
+from reunite import audit
+from reunite.access import ROLES, USER_ROLES
 from reunite.errors import Conflict, InvalidField, NotAuthenticated, NotFound
-from reunite.store import ApiKey, User, utc_now
+from reunite.store import ApiKey, Store, User, utc_now
 
 MIN_PASSWORD_CHARS = 10
 USERNAME_PATTERN = re.compile(r"^[A-Za-z0-9_.\-@]{2,64}$")
@@ -44,8 +47,8 @@ def new_user(session: Session, username: str, password: str, role: str) -> User:
     """Add an account. Raises ``InvalidField`` (bad name, role or short password), ``Conflict``."""
     if not USERNAME_PATTERN.match(username):
         raise InvalidField("A username is 2-64 letters, digits or _ . - @.")
-    if role not in ROLES:
-        raise InvalidField(f"role must be one of {list(ROLES)}, not {role!r}.")
+    if role not in USER_ROLES:
+        raise InvalidField(f"role must be one of {list(USER_ROLES)}, not {role!r}.")
     if len(password) < MIN_PASSWORD_CHARS:
         raise InvalidField(f"A password needs at least {MIN_PASSWORD_CHARS} characters.")
     if session.scalar(select(User.id).where(User.username == username)) is not None:
@@ -92,8 +95,8 @@ def new_api_key(
 
     Police keys need an agency; other roles take none.
     """
-    if role not in KEY_ROLES:
-        raise InvalidField(f"role must be one of {list(KEY_ROLES)}, not {role!r}.")
+    if role not in ROLES:
+        raise InvalidField(f"role must be one of {list(ROLES)}, not {role!r}.")
     if (role == "police") != bool(agency):
         raise InvalidField("A police key needs --agency; other roles take none.")
     while True:
@@ -126,16 +129,110 @@ def api_key_for(session: Session, key: str) -> ApiKey:
     return row
 
 
-def revoke_api_key(session: Session, prefix: str) -> ApiKey:
-    """Revoke a key by its prefix (idempotent). Raises ``NotFound``."""
-    row = session.scalar(select(ApiKey).where(ApiKey.prefix == prefix))
-    if row is None:
-        raise NotFound(f"There is no key with prefix {prefix!r}.")
-    if row.revoked_at is None:
-        row.revoked_at = utc_now()
+# ---------------------------------------------------------------- over a store
+
+
+def create_user(store: Store, username: str, password: str, role: str, *, actor: str) -> User:
+    """Add a staff or admin account, audited. Raises ``InvalidField`` or ``Conflict``."""
+    with store.transaction() as session:
+        user = new_user(session, username, password, role)
+        audit.record(session, actor, "user.create", None, user_id=user.id, role=role)
+    return user
+
+
+def signed_in_user(store: Store, username: str, password: str) -> User:
+    """The user with these credentials; sign-ins and failed ones are audited (by user id
+    where the name exists; never the typed name, which may be a mistyped password).
+
+    Raises ``NotAuthenticated``.
+    """
+    try:
+        with store.transaction() as session:
+            user = authenticated_user(session, username, password)
+            audit.record(session, f"user:{user.username}", "user.sign_in", None, user_id=user.id)
+        return user
+    except NotAuthenticated:
+        with store.transaction() as session:
+            known = session.scalar(select(User.id).where(User.username == username))
+            audit.record(session, "anonymous", "user.sign_in_failed", None, user_id=known)
+        raise
+
+
+def sign_out(store: Store, user_id: int) -> None:
+    """End every session of the user (the session cookies carry an epoch this bumps)."""
+    with store.transaction() as session:
+        user = session.get(User, user_id)
+        if user is not None:
+            user.session_epoch += 1
+            audit.record(session, f"user:{user.username}", "user.sign_out", None, user_id=user_id)
+
+
+def disable_user(store: Store, username: str, *, actor: str) -> User:
+    """Disable an account and end its sessions, audited. Raises ``NotFound``."""
+    with store.transaction() as session:
+        user = session.scalar(select(User).where(User.username == username))
+        if user is None:
+            raise NotFound(f"There is no user {username!r}.")
+        user.disabled = True
+        user.session_epoch += 1
+        audit.record(session, actor, "user.disable", None, user_id=user.id)
+    return user
+
+
+def user(store: Store, user_id: int) -> User:
+    """The enabled user with this id. Raises ``NotAuthenticated`` if absent or disabled."""
+    with store.transaction() as session:
+        row = session.get(User, user_id)
+    if row is None or row.disabled:
+        raise NotAuthenticated("Your session has ended; please sign in again.")
     return row
 
 
-def api_keys(session: Session) -> list[ApiKey]:
+def create_api_key(
+    store: Store,
+    role: str,
+    *,
+    agency: str | None,
+    actor: str,
+    label: str | None = None,
+    expires_at: datetime | None = None,
+) -> tuple[ApiKey, str]:
+    """A new API key row and the key itself, which is shown once and never stored; audited."""
+    with store.transaction() as session:
+        row, key = new_api_key(session, role, agency=agency, label=label, expires_at=expires_at)
+        audit.record(
+            session,
+            actor,
+            "key.create",
+            None,
+            key_id=row.id,
+            prefix=row.prefix,
+            role=role,
+            agency=agency,
+        )
+    return row, key
+
+
+def api_key(store: Store, key: str) -> ApiKey:
+    """The usable key row for a presented key. Raises ``NotAuthenticated``."""
+    with store.transaction() as session:
+        return api_key_for(session, key)
+
+
+def revoke_api_key(store: Store, prefix: str, *, actor: str) -> ApiKey:
+    """Revoke a key by prefix (idempotent); it stops working at once. Audited. Raises
+    ``NotFound``."""
+    with store.transaction() as session:
+        row = session.scalar(select(ApiKey).where(ApiKey.prefix == prefix))
+        if row is None:
+            raise NotFound(f"There is no key with prefix {prefix!r}.")
+        if row.revoked_at is None:
+            row.revoked_at = utc_now()
+        audit.record(session, actor, "key.revoke", None, key_id=row.id, prefix=prefix)
+    return row
+
+
+def api_keys(store: Store) -> list[ApiKey]:
     """Every key, oldest first (prefixes only; the keys themselves are never stored)."""
-    return list(session.scalars(select(ApiKey).order_by(ApiKey.id)))
+    with store.transaction() as session:
+        return list(session.scalars(select(ApiKey).order_by(ApiKey.id)))

@@ -31,7 +31,7 @@ from reunite.config import Settings
 from reunite.faces import FaceFinder, faces_in_image
 from reunite.service import Reunite
 from reunite.web import MAX_INTAKE_PHOTOS, install_pages
-from reunite.webhooks import WebhookWorker
+from reunite.webhook_delivery import WebhookWorker
 
 log = logging.getLogger(__name__)
 

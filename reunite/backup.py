@@ -20,8 +20,8 @@ by the time it is copied (its case was erased after the snapshot) is listed in
 ``restore`` checks every file against the manifest, refuses to overwrite a store that holds
 cases, photos, users or keys (or a photos folder with files) unless forced, then restores the
 database (SQLite: the backup API again; PostgreSQL: ``pg_restore --clean``), the photos and the
-index, and opens the service there, which migrates the schema if the backup is older and
-catches the index up with the store (or rebuilds it).
+index, then opens the store there, which migrates the schema if the backup is older, and
+loads the index (``LiveIndex``), catching it up with the store (or rebuilding it).
 
 The backup holds every name, photo and embedding of the store: keep it as carefully as the
 store (it is written readable by its owner only), and let it expire, since an erased case
@@ -39,6 +39,7 @@ import sqlite3
 import subprocess
 import tarfile
 import tempfile
+import threading
 from collections.abc import Iterable, Iterator
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
@@ -53,7 +54,7 @@ from reunite import __version__, privacy
 from reunite.config import Settings
 from reunite.errors import Conflict, IndexUnusable, InvalidInput, ReuniteError
 from reunite.index import MANIFEST_NAME, DirectoryLock, read_manifest
-from reunite.store import Photo, photo_file_name
+from reunite.store import Photo, Store, photo_file_name
 
 log = logging.getLogger(__name__)
 
@@ -288,7 +289,7 @@ def restore(settings: Settings, source: Path, *, force: bool = False) -> dict[st
             other than the store's, or ``pg_restore`` missing.
         Conflict: the store (or photos folder) is not empty and ``force`` is not given.
     """
-    from reunite.service import Reunite
+    from reunite.live_index import LiveIndex  # FAISS: only for a restore
 
     url = settings.resolved_database_url
     kind = database_kind(url)
@@ -319,10 +320,16 @@ def restore(settings: Settings, source: Path, *, force: bool = False) -> dict[st
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(folder / name, target)
         _restore_index(folder / "index", settings.index_dir)
-    with Reunite.open(settings) as service:
-        with service.store.engine.connect() as connection:
+    settings.photos_dir.mkdir(parents=True, exist_ok=True)
+    store = Store(url)  # migrates the schema if the backup is older
+    try:
+        with store.engine.connect() as connection:
             counts = _snapshot_of(connection).counts
-        report = service.index_report
+        live = LiveIndex(settings, store, write_lock=threading.RLock())
+        report = live.make_ready()
+        live.save_at_shutdown()
+    finally:
+        store.close()
     expected = {k: v for k, v in manifest["counts"].items() if k in counts}
     if counts != expected:
         log.warning("restore: row counts %s differ from the backup's %s", counts, expected)

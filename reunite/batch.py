@@ -2,9 +2,10 @@
 
 Decoding, detection and embedding are CPU-bound, and dlib runs one of them at a time in a
 process (``reunite.faces.DLIB_LOCK``), so batches (``reunite enroll``, ``reunite import``) use
-one process per core, each loading the models once when it imports ``reunite.faces``. The
-results come back in order and are stored by the calling process, one at a time, as
-``Reunite.enroll_prepared`` requires.
+one process per core, each loading the models once when it imports ``reunite.faces``. Each
+file gives a ``PhotoResult`` (a ``PreparedPhoto`` or an error code). The results come back in
+order and are stored by the calling process, one at a time, as ``Reunite.enroll_prepared``
+requires. Workers import ``reunite.enrollment``, never the service or the index.
 """
 
 from __future__ import annotations
@@ -15,20 +16,20 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import TracebackType
 from typing import Self, TypeVar
 
-from reunite import imaging
-from reunite.errors import ReuniteError
+from reunite.enrollment import PreparedPhoto, prepared_photo
+from reunite.errors import ReuniteError, UnreadableFile
 from reunite.faces import Pipeline, faces_in_image
-from reunite.service import PreparedPhoto, chosen_face
 
 
 @dataclass(frozen=True)
-class Prepared:
-    """One photo's outcome: ``photo`` ready to enroll, or an error ``code`` and ``message``."""
+class PhotoResult:
+    """One photo file's outcome: ``photo`` ready to enroll, or an error ``code`` and
+    ``message``."""
 
     path: Path
     photo: PreparedPhoto | None = None
@@ -71,21 +72,26 @@ def exit_with_parent(parent: int) -> None:
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
-def _prepared(job: _Job) -> Prepared:
+def _photo_result(job: _Job) -> PhotoResult:
     try:
-        data = job.path.read_bytes()
-        image = imaging.decoded_image(data, max_bytes=job.max_bytes, max_pixels=job.max_pixels)
-        face = chosen_face(faces_in_image(image.pixels, job.pipeline), None)
+        photo = prepared_photo(
+            job.path.read_bytes(),
+            finder=faces_in_image,
+            pipeline=job.pipeline,
+            max_bytes=job.max_bytes,
+            max_pixels=job.max_pixels,
+        )
     except ReuniteError as exc:
-        return Prepared(job.path, code=exc.code, message=exc.message)
+        return PhotoResult(job.path, code=exc.code, message=exc.message)
     except OSError as exc:
-        return Prepared(job.path, code="unreadable_file", message=str(exc))
-    return Prepared(job.path, PreparedPhoto(data=data, image=image.without_pixels(), face=face))
+        return PhotoResult(job.path, code=UnreadableFile.code, message=str(exc))
+    return PhotoResult(job.path, replace(photo, image=photo.image.without_pixels()))
 
 
-class PhotoPreparer:
-    """Prepares batches of photos over one process pool, kept until ``close``: each worker loads
-    dlib's models once, however many batches follow (``reunite import`` sends one per chunk).
+class PhotoResultPool:
+    """Gives the ``PhotoResult`` of batches of photo files over one process pool, kept until
+    ``close``: each worker loads dlib's models once, however many batches follow (``reunite
+    import`` sends one per chunk).
 
     ``workers``: processes (default: one per core; 1: in the calling process). Use it as a
     context manager so the pool is shut down.
@@ -100,8 +106,8 @@ class PhotoPreparer:
         self.workers = workers or os.cpu_count() or 1
         self._pool: ProcessPoolExecutor | None = None
 
-    def prepared(self, paths: Sequence[Path]) -> Iterator[Prepared]:
-        """Each photo prepared, in the order given. With a pool, every photo is submitted at
+    def results(self, paths: Sequence[Path]) -> Iterator[PhotoResult]:
+        """Each photo's result, in the order given. With a pool, every photo is submitted at
         once (the work starts before the first result is read); in-process, as it is read.
 
         Cost: about 0.1-1 s a photo per process; the first batch also waits for the workers to
@@ -109,12 +115,12 @@ class PhotoPreparer:
         """
         jobs = [_Job(p, self.pipeline, self.max_bytes, self.max_pixels) for p in paths]
         if self.workers == 1:
-            return map(_prepared, jobs)
+            return map(_photo_result, jobs)
         if self._pool is None:
             self._pool = ProcessPoolExecutor(
                 self.workers, initializer=exit_with_parent, initargs=(os.getpid(),)
             )
-        return self._pool.map(_prepared, jobs)
+        return self._pool.map(_photo_result, jobs)
 
     def close(self) -> None:
         """Stop the workers; photos submitted and not yet prepared are dropped."""
@@ -134,21 +140,21 @@ class PhotoPreparer:
         self.close()
 
 
-def prepared_photos(
+def photo_results(
     paths: Sequence[Path],
     *,
     pipeline: Pipeline,
     max_bytes: int,
     max_pixels: int,
     workers: int | None = None,
-) -> Iterator[Prepared]:
-    """Each photo prepared (decoded, its one face found and embedded), in the order given.
+) -> Iterator[PhotoResult]:
+    """Each photo's result (decoded, its one face found and embedded), in the order given.
 
     ``workers``: processes (default: one per core; 1: in this process). Cost: about 0.1-1 s a
     photo per process; the first results wait for the workers to load dlib's models.
     """
     workers = min(workers or os.cpu_count() or 1, max(len(paths), 1))
-    with PhotoPreparer(
+    with PhotoResultPool(
         pipeline=pipeline, max_bytes=max_bytes, max_pixels=max_pixels, workers=workers
-    ) as preparer:
-        yield from preparer.prepared(paths)
+    ) as pool:
+        yield from pool.results(paths)

@@ -31,8 +31,15 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from reunite import imaging
-from reunite.batch import PhotoPreparer, Prepared, batched
-from reunite.errors import Conflict, ImageTooLarge, InvalidField, InvalidInput, NotFound
+from reunite.batch import PhotoResult, PhotoResultPool, batched
+from reunite.errors import (
+    Conflict,
+    ImageTooLarge,
+    InvalidField,
+    InvalidInput,
+    NotFound,
+    UnreadableFile,
+)
 from reunite.service import Reunite
 from reunite.store import Case, CaseFacts, validated_case_fields
 
@@ -262,18 +269,18 @@ def import_manifest(
     settings = service.settings
     with (
         writer,
-        PhotoPreparer(
+        PhotoResultPool(
             pipeline=service.pipeline,
             max_bytes=settings.max_upload_bytes,
             max_pixels=settings.max_pixels,
             workers=workers,
-        ) as preparer,
+        ) as pool,
     ):
         importer.advance(0)
-        pending: tuple[list[_PhotoJob], Iterator[Prepared], int] | None = None
+        pending: tuple[list[_PhotoJob], Iterator[PhotoResult], int] | None = None
         for chunk in batched(manifest_rows(manifest), chunk_rows):
             jobs = [job for row in chunk for job in importer.planned_jobs(row)]
-            prepared = preparer.prepared([job.path for job in jobs])  # workers start on these
+            prepared = pool.results([job.path for job in jobs])  # workers start on these
             if pending is not None:
                 importer.store(*pending)  # ... while the previous chunk is stored
             pending = jobs, prepared, chunk[-1].row
@@ -339,7 +346,7 @@ class _Importer:
                 continue
             except OSError as exc:
                 reason = f"The file cannot be read: {exc.strerror or type(exc).__name__}."
-                self._fail(row, position, "unreadable_file", reason)
+                self._fail(row, position, UnreadableFile.code, reason)
                 continue
             sha256 = imaging.sha256_hex(data)
             if sha256 in enrolled:
@@ -350,7 +357,7 @@ class _Importer:
             jobs.append(_PhotoJob(row, position, case.id, path))
         return jobs
 
-    def store(self, jobs: list[_PhotoJob], prepared: Iterable[Prepared], last_row: int) -> None:
+    def store(self, jobs: list[_PhotoJob], prepared: Iterable[PhotoResult], last_row: int) -> None:
         """Enroll each prepared photo in its case, in order, then write the report's lines of
         the rows up to ``last_row`` (the end of the chunk), in the manifest's order."""
         for job, ready in zip(jobs, prepared, strict=True):

@@ -1,22 +1,46 @@
-"""From nearest faces to ranked candidate cases.
+"""Case scoring: from the nearest faces to ranked candidate cases.
 
-The index answers per face; people are matched per case. A case with several photos scores by
-its closest face, so ``best_per_case`` keeps each case's first (nearest) hit and ranks cases by
-it. ``nearest_cases`` widens the face search until it has ``k`` distinct cases within the
-tolerance or has run out of faces, because one case may own many of the nearest faces.
+The index answers per face; people are matched per case, scored one of two ways
+(``Settings.case_scoring``):
+
+- ``mean`` (the default): a case scores by its template, the mean of its faces' embeddings. On
+  LFW that finds a person enrolled with three photos at rank 1 in 97.7% of searches, against
+  94.6% by the closest face (models/eval/identification.json). The nearest faces, searched a
+  little wider than the tolerance (``TEMPLATE_SEARCH_MARGIN``), choose which cases to score.
+- ``closest``: a case scores by its closest face. ``best_per_case`` keeps each case's first
+  (nearest) hit and ranks cases by it; ``nearest_cases`` widens the face search until it has
+  ``k`` distinct cases within the tolerance or has run out of faces, because one case may own
+  many of the nearest faces.
+
+``case_matches`` is the one entry point: open and matched cases of one kind, either way.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from reunite.faces import MODEL_NAME
+from reunite.index import FaceIndex
+from reunite.store import Case, embedding_vector
+from reunite.store import Face as FaceRow
 
 MISSING, FOUND = "missing", "found"
+
+TEMPLATE_SEARCH_MARGIN = 0.1
+"""How much wider than the tolerance the face search looks for cases to score by template (a
+case's mean can be nearer than any one of its faces)."""
 
 
 @dataclass(frozen=True)
 class CaseMatch:
-    """A case within tolerance of a probe face: its closest face and the L2 distance to it."""
+    """A case within tolerance of a probe face: its closest face and the L2 distance that
+    scores it (to that face, or to the case's template)."""
 
     case_id: int
     face_id: int
@@ -73,3 +97,62 @@ def nearest_cases(
         if len(matches) >= k or exhausted:
             return matches
         n_faces *= 4
+
+
+def case_matches(
+    session: Session,
+    index: FaceIndex,
+    embedding: np.ndarray,
+    kind: str,
+    *,
+    k: int,
+    tolerance: float,
+    scoring: Literal["mean", "closest"],
+) -> list[CaseMatch]:
+    """The ``k`` nearest open or matched cases of ``kind`` within ``tolerance``, scored by
+    ``scoring`` (see the module's docstring). ``face_id`` stays the case's closest face."""
+    if scoring == "closest":
+        return _nearest_by_face(session, index, embedding, kind, k, tolerance)
+    shortlist = _nearest_by_face(
+        session, index, embedding, kind, 3 * k, tolerance + TEMPLATE_SEARCH_MARGIN
+    )
+    if not shortlist:
+        return []
+    rows = session.execute(
+        select(FaceRow.case_id, FaceRow.embedding).where(
+            FaceRow.case_id.in_([m.case_id for m in shortlist]), FaceRow.model == MODEL_NAME
+        )
+    ).all()
+    templates: dict[int, list[np.ndarray]] = {}
+    for row in rows:
+        templates.setdefault(row.case_id, []).append(embedding_vector(row.embedding))
+    probe = np.asarray(embedding, dtype=np.float64)
+    scored = []
+    for match in shortlist:
+        vectors = templates.get(match.case_id)
+        if not vectors:  # deleted meanwhile
+            continue
+        distance = float(np.linalg.norm(np.mean(vectors, axis=0) - probe))
+        if distance <= tolerance:
+            scored.append(CaseMatch(match.case_id, match.face_id, distance))
+    return sorted(scored, key=lambda m: (m.distance, m.case_id))[:k]
+
+
+def _nearest_by_face(
+    session: Session, index: FaceIndex, embedding: np.ndarray, kind: str, k: int, tolerance: float
+) -> list[CaseMatch]:
+    """The ``k`` cases of ``kind`` whose closest face is nearest, within ``tolerance``."""
+
+    def case_of_faces(face_ids: list[int]) -> dict[int, int]:
+        if not face_ids:
+            return {}
+        rows = session.execute(
+            select(FaceRow.id, FaceRow.case_id)
+            .join(Case, Case.id == FaceRow.case_id)
+            .where(FaceRow.id.in_(face_ids), Case.status != "closed")
+        )
+        return {r.id: r.case_id for r in rows}
+
+    return nearest_cases(
+        lambda n: index.search(kind, embedding, n), case_of_faces, k=k, tolerance=tolerance
+    )

@@ -7,13 +7,46 @@ repeats a row). A cursor is the last row's sort key; the HTTP layer makes it opa
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
-from sqlalchemy import and_, or_
+from sqlalchemy import Select, and_, func, or_, select
+from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
+
+T = TypeVar("T")
 
 SortKey = Sequence[tuple[Any, bool]]
 """The ordering: (column, ascending) pairs, the last one unique (the id)."""
+
+
+@dataclass(frozen=True)
+class Listing(Generic[T]):
+    """One page of a list: its rows, how many match in all, and where the next page starts."""
+
+    items: list[T]
+    total: int
+    next_after: list[Any] | None
+    """The last row's sort key when the page is full (pass it as ``after``), else None."""
+
+
+def listing(
+    session: Session,
+    query: Select[T],
+    ordering: SortKey,
+    names: Sequence[str],
+    *,
+    after: Sequence[Any] | None,
+    limit: int,
+) -> Listing[T]:
+    """The page of ``query``'s rows that follows ``after`` (a ``next_after``) in ``ordering``,
+    whose columns are the rows' attributes ``names``; ``total`` counts every row of ``query``."""
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    if after is not None:
+        query = query.where(after_key(ordering, after))
+    rows = list(session.scalars(query.order_by(*order_by(ordering)).limit(limit)))
+    next_after = key_of(rows[-1], names) if len(rows) == limit else None
+    return Listing(rows, total, next_after)
 
 
 def after_key(ordering: SortKey, key: Sequence[Any]) -> ColumnElement[bool]:

@@ -33,17 +33,19 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import func, select, true, update
 
 from reunite import imaging
 from reunite.batch import batched, exit_with_parent
-from reunite.errors import InvalidInput, ReuniteError
+from reunite.config import Settings
+from reunite.enrollment import face_columns
+from reunite.errors import InvalidInput, ReuniteError, UnreadableFile
 from reunite.faces import MODEL_NAME, Box, Face, Pipeline, box_overlap, face_at_box, faces_in_image
+from reunite.photos import photo_path
 from reunite.privacy import ERASED
-from reunite.service import Reunite, face_columns
-from reunite.store import BatchJob, Photo
+from reunite.store import BatchJob, Photo, Store
 from reunite.store import Face as FaceRow
 
 log = logging.getLogger(__name__)
@@ -53,6 +55,20 @@ BATCH_SIZE = 256
 """Faces written per transaction (and so redone at most after a kill)."""
 SAME_FACE_OVERLAP = 0.3
 """A detected face is the stored one when their boxes overlap at least this much (IoU)."""
+
+
+class FacesOwner(Protocol):
+    """What re-embedding needs of a service (``Reunite`` is one): the store, the settings (its
+    photos folder) and the pipeline to embed with."""
+
+    @property
+    def store(self) -> Store: ...
+
+    @property
+    def settings(self) -> Settings: ...
+
+    @property
+    def pipeline(self) -> Pipeline: ...
 
 
 @dataclass(frozen=True)
@@ -105,12 +121,12 @@ def reembedded(job: FaceJob, pipeline: Pipeline) -> Reembedded:
     except ReuniteError as exc:
         return Reembedded(job.face_id, code=exc.code, message=exc.message)
     except OSError as exc:
-        return Reembedded(job.face_id, code="unreadable_file", message=exc.strerror or str(exc))
+        return Reembedded(job.face_id, code=UnreadableFile.code, message=exc.strerror or str(exc))
     return Reembedded(job.face_id, best)
 
 
 def reembed_faces(
-    service: Reunite,
+    service: FacesOwner,
     *,
     everything: bool = False,
     workers: int | None = None,
@@ -166,14 +182,14 @@ def reembed_faces(
     return report
 
 
-def _wanted(service: Reunite, everything: bool) -> Any:
+def _wanted(service: FacesOwner, everything: bool) -> Any:
     """The faces to embed again (a SQL condition): every face, or those made by another model
     or pipeline version; never an erased one (its photo is gone, see ``reunite.privacy``)."""
     made_otherwise = (FaceRow.model != MODEL_NAME) | (FaceRow.pipeline != service.pipeline.version)
     return (true() if everything else made_otherwise) & (FaceRow.model != ERASED)
 
 
-def _face_jobs(service: Reunite, after_face_id: int, stale: Any) -> Iterator[FaceJob]:
+def _face_jobs(service: FacesOwner, after_face_id: int, stale: Any) -> Iterator[FaceJob]:
     """The faces after ``after_face_id`` that ``stale`` (see ``_wanted``) selects, in id order,
     read a page at a time (no read stays open meanwhile)."""
     last = after_face_id
@@ -192,13 +208,13 @@ def _face_jobs(service: Reunite, after_face_id: int, stale: Any) -> Iterator[Fac
         for row in rows:
             yield FaceJob(
                 face_id=row.id,
-                photo_path=service.photo_path_of(row.sha256, row.format),
+                photo_path=photo_path(service.settings, row.sha256, row.format),
                 box=Box(row.top, row.right, row.bottom, row.left),
             )
         last = rows[-1].id
 
 
-def _write(service: Reunite, batch: list[Reembedded], report: ReembedReport) -> None:
+def _write(service: FacesOwner, batch: list[Reembedded], report: ReembedReport) -> None:
     """Store a batch of results and the job's new cursor, in one transaction."""
     with service.store.transaction() as session:
         service.store.lock_faces(session)

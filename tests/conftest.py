@@ -20,10 +20,12 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+from reunite import accounts
 from reunite.app import create_app
 from reunite.config import Settings
 from reunite.faces import Face, Pipeline, faces_in_image
 from reunite.service import Reunite
+from reunite.store import Case
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 FACES_DIR = Path(os.environ.get("REUNITE_FACES_DIR", PROJECT_ROOT.parent / "shared" / "faces"))
@@ -64,6 +66,14 @@ def sample(faces_dir: Path):  # type: ignore[no-untyped-def]
 @pytest.fixture(scope="session")
 def finder() -> MemoFinder:
     return MemoFinder()
+
+
+ACTOR = "test"
+
+
+def new_case(service: Reunite, kind: str, **facts: object) -> Case:
+    """A new case of ``kind`` with these facts, created by ``ACTOR``."""
+    return service.create_case({"kind": kind, **facts}, actor=ACTOR)
 
 
 def settings_in(directory: Path, **overrides: object) -> Settings:
@@ -145,7 +155,9 @@ def app_client(settings: Settings, finder: MemoFinder) -> Iterator[TestClient]:
 
 
 def key_headers(client: TestClient, role: str = "admin", agency: str | None = None) -> dict:
-    _, key = client.app.state.service.create_api_key(role, agency=agency, actor="test")
+    _, key = accounts.create_api_key(
+        client.app.state.service.store, role, agency=agency, actor="test"
+    )
     return {"Authorization": f"Bearer {key}"}
 
 

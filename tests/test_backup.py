@@ -12,7 +12,7 @@ from contextlib import ExitStack
 import pytest
 from sqlalchemy import select
 
-from reunite import errors
+from reunite import accounts, errors
 from reunite.backup import backup, restore
 from reunite.cli import main
 from reunite.service import Reunite
@@ -33,7 +33,7 @@ def enrolled_world(service, sample):
     found = service.create_case({"kind": "found", "place": "北京站"}, actor=ACTOR)
     [view] = service.enroll_photo(found.id, sample("obama2.jpg"), actor=ACTOR).new_candidates
     service.decide(view.candidate.id, "confirmed", actor=ACTOR, role="staff", note="visit")
-    service.create_user("anna", "correct horse battery", "staff", actor=ACTOR)
+    accounts.create_user(service.store, "anna", "correct horse battery", "staff", actor=ACTOR)
 
 
 def state_of(service):
@@ -130,7 +130,10 @@ def test_a_backup_restored_on_a_new_machine_holds_the_same_store(
     with Reunite.open(target, finder=finder) as restored:
         assert state_of(restored) == before
         assert searched(restored, sample) == found_before
-        assert restored.signed_in_user("anna", "correct horse battery").username == "anna"
+        assert (
+            accounts.signed_in_user(restored.store, "anna", "correct horse battery").username
+            == "anna"
+        )
         assert restored.face_crop(1, actor=ACTOR)[:2] == b"\xff\xd8"
     assert photo_files(target) == photo_files(source)
 

@@ -1,8 +1,13 @@
+"""Case scoring (unit), and by template and closest face on real photos."""
+
 import numpy as np
+import pytest
 
 from reunite.calibration import linear_similarity as similarity
 from reunite.index import FaceIndex
 from reunite.matching import best_per_case, nearest_cases, other_kind
+from reunite.service import Reunite
+from tests.conftest import ACTOR, new_case, settings_in
 
 
 def test_other_kind_pairs_missing_with_found():
@@ -50,3 +55,75 @@ def test_linear_similarity_formula():
     assert similarity(0.0) == 1.0
     assert similarity(0.6) == 0.5
     assert similarity(1.2) == 0.0 and similarity(2.0) == 0.0
+
+
+@pytest.mark.parametrize("scoring", ["mean", "closest"])
+def test_a_case_with_several_photos_scores_by_its_template(tmp_path, finder, sample, scoring):
+    with Reunite.open(settings_in(tmp_path, case_scoring=scoring), finder=finder) as service:
+        missing = new_case(service, "missing")
+        service.enroll_photo(missing.id, sample("obama.jpg"), actor=ACTOR)
+        service.enroll_photo(missing.id, sample("obama3.jpg"), actor=ACTOR)
+        [result] = service.search_photo(sample("obama2.jpg"), actor=ACTOR)
+        [ranked] = result.ranked
+        faces = [f for _, fs in service.photos(missing.id) for f in fs]
+    assert ranked.case.id == missing.id
+    probe = result.face.embedding.astype(np.float64)
+    distances = {f.id: float(np.linalg.norm(f.vector - probe)) for f in faces}
+    assert ranked.match.face_id == min(distances, key=distances.__getitem__)
+    template = np.mean([f.vector for f in faces], axis=0)
+    expected = (
+        float(np.linalg.norm(template - probe)) if scoring == "mean" else min(distances.values())
+    )
+    assert ranked.match.distance == pytest.approx(expected, abs=1e-5)
+
+
+def central_face_index(service: Reunite, finder, data: bytes) -> int | None:
+    """Which face of an LFW photo is its subject: the one nearest the image centre."""
+    from reunite.imaging import decoded_image
+
+    pixels = decoded_image(data, max_bytes=10**8, max_pixels=10**8).pixels
+    faces = finder(pixels, service.pipeline)
+    if not faces:
+        return None
+    centre = np.array(pixels.shape[:2]) / 2
+    offsets = [
+        np.hypot(
+            (f.box.top + f.box.bottom) / 2 - centre[0], (f.box.left + f.box.right) / 2 - centre[1]
+        )
+        for f in faces
+    ]
+    return int(np.argmin(offsets))
+
+
+def test_an_lfw_person_is_ranked_first_among_200_other_people(tmp_path, finder, faces_dir):
+    lfw = faces_dir / "lfw"
+    if not lfw.is_dir():
+        pytest.skip("LFW not found")
+    people = sorted(p for p in lfw.iterdir() if p.is_dir() and p.name != "protocol")
+    subject = next(p for p in people if len(list(p.glob("*.jpg"))) >= 4)
+    *gallery_photos, probe = sorted(subject.glob("*.jpg"))[:4]
+    others = [p for p in people if p != subject]
+    with Reunite.open(settings_in(tmp_path), finder=finder) as service:
+        target = new_case(service, "missing")
+        for photo in gallery_photos:
+            data = photo.read_bytes()
+            service.enroll_photo(
+                target.id, data, actor=ACTOR, face_index=central_face_index(service, finder, data)
+            )
+        enrolled_others = 0
+        for person in others:
+            data = sorted(person.glob("*.jpg"))[0].read_bytes()
+            chosen = central_face_index(service, finder, data)
+            if chosen is None:
+                continue
+            case = new_case(service, "missing")
+            service.enroll_photo(case.id, data, actor=ACTOR, face_index=chosen)
+            enrolled_others += 1
+            if enrolled_others == 200:
+                break
+        assert service.index.count("missing") == 203
+        results = service.search_photo(probe.read_bytes(), actor=ACTOR, kinds=["missing"], k=10)
+        probe_result = min(
+            results, key=lambda r: abs((r.face.box.left + r.face.box.right) / 2 - 125)
+        )
+        assert probe_result.ranked[0].case.id == target.id

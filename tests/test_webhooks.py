@@ -20,12 +20,11 @@ from reunite.config import Settings
 from reunite.errors import Conflict, InvalidField, NotFound
 from reunite.service import Reunite
 from reunite.store import OutboxEvent, Webhook, utc_now
+from reunite.webhook_delivery import WebhookWorker, backoff_s
 from reunite.webhooks import (
     SIGNATURE_HEADER,
-    WebhookWorker,
     agency_webhooks,
     backlog,
-    backoff_s,
     deactivate_webhook,
     deliveries,
     new_secret,

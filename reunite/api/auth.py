@@ -22,6 +22,7 @@ from fastapi import APIRouter, Depends, Header, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 
+from reunite import accounts
 from reunite.access import Principal
 from reunite.api.limits import RateLimiter
 from reunite.api.security import check_secret_key
@@ -78,7 +79,7 @@ def principal(
     """Dependency: the authenticated caller (401 if none), within its rate limit (429)."""
     service = service_of(request)
     if credentials is not None:
-        key = service.api_key(credentials.credentials)
+        key = accounts.api_key(service.store, credentials.credentials)
         who = Principal(name=f"key:{key.prefix}", role=key.role, agency=key.agency)
     else:
         user = session_user(request)
@@ -101,7 +102,7 @@ def session_user(request: Request) -> User | None:
     if user_id is None:
         return None
     try:
-        user = service_of(request).user(int(user_id))
+        user = accounts.user(service_of(request).store, int(user_id))
     except NotAuthenticated:
         request.session.clear()
         return None
@@ -158,7 +159,7 @@ class SessionOut(BaseModel):
 def sign_in(body: Credentials, request: Request) -> SessionOut:
     """Sign in; sets the session cookie. Send ``csrf_token`` back as ``X-CSRF-Token`` on writes."""
     limit_sign_ins(request, body.username)
-    user = service_of(request).signed_in_user(body.username, body.password)
+    user = accounts.signed_in_user(service_of(request).store, body.username, body.password)
     token = start_session(request, user)
     return SessionOut(user_id=user.id, username=user.username, role=user.role, csrf_token=token)
 
@@ -184,5 +185,5 @@ def sign_out(request: Request) -> Response:
 def end_session(request: Request) -> None:
     user = session_user(request)
     if user is not None:
-        service_of(request).sign_out(user.id)
+        accounts.sign_out(service_of(request).store, user.id)
     request.session.clear()

@@ -22,6 +22,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from reunite import webhooks
 from reunite.service import Reunite
 
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -100,7 +101,7 @@ class ServiceCollector(Collector):
         backlog = GaugeMetricFamily(
             "reunite_webhook_backlog", "Webhook events waiting for delivery."
         )
-        backlog.add_metric([], service.webhook_backlog())
+        backlog.add_metric([], webhooks.webhook_backlog(service.store))
         yield backlog
 
 

@@ -19,7 +19,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, File, Form, Path, Query, Request, Response, UploadFile
 from pydantic import AwareDatetime, BeforeValidator
 
-from reunite import access
+from reunite import access, webhooks
 from reunite.access import Principal
 from reunite.api import schemas
 from reunite.api.auth import principal, service_of
@@ -476,7 +476,7 @@ def register_webhook(
     """Register a URL to receive the agency's candidate events, signed with the returned secret
     (shown once). See docs/webhooks.md for the event format and the signature header."""
     access.check_agency(caller, agency)
-    hook, secret = service.register_webhook(agency, body.url, actor=caller.name)
+    hook, secret = webhooks.create_webhook(service.store, agency, body.url, actor=caller.name)
     return schemas.WebhookCreated(
         **schemas.WebhookOut.model_validate(hook).model_dump(), secret=secret
     )
@@ -485,7 +485,9 @@ def register_webhook(
 @router.get("/agencies/{agency}/webhooks", tags=["webhooks"])
 def list_webhooks(agency: Agency, service: Service, caller: Caller) -> list[schemas.WebhookOut]:
     access.check_agency(caller, agency)
-    return [schemas.WebhookOut.model_validate(h) for h in service.webhooks(agency)]
+    return [
+        schemas.WebhookOut.model_validate(h) for h in webhooks.webhooks_of(service.store, agency)
+    ]
 
 
 @router.delete(
@@ -499,7 +501,7 @@ def deactivate_webhook(
 ) -> Response:
     """Stop sending events to this webhook; its undelivered events are marked failed."""
     access.check_agency(caller, agency)
-    service.deactivate_webhook(webhook_id, agency=agency, actor=caller.name)
+    webhooks.disable_webhook(service.store, webhook_id, agency=agency, actor=caller.name)
     return Response(status_code=204)
 
 
@@ -513,7 +515,9 @@ def webhook_deliveries(
 ) -> schemas.DeliveryPage:
     """Webhook events and their delivery state, newest first (admins)."""
     access.check_role(caller)
-    rows = service.webhook_deliveries(status=status, limit=limit, before_id=before_id)
+    rows = webhooks.webhook_deliveries(
+        service.store, status=status, limit=limit, before_id=before_id
+    )
     return schemas.DeliveryPage(
         items=[schemas.DeliveryOut.model_validate(r) for r in rows],
         next_before_id=rows[-1].id if len(rows) == limit else None,
@@ -530,6 +534,6 @@ def retry_webhook_delivery(
 ) -> schemas.DeliveryOut:
     """Send a failed event again (admins)."""
     access.check_role(caller)
-    event = service.retry_webhook_delivery(delivery_id, actor=caller.name)
+    event = webhooks.retry_webhook_delivery(service.store, delivery_id, actor=caller.name)
     request.app.state.webhook_worker.wake()
     return schemas.DeliveryOut.model_validate(event)

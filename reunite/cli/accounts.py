@@ -2,7 +2,7 @@
 
 Light by design: these work on the store directly (``reunite.store`` and ``reunite.accounts``),
 never through the service, so they answer without loading dlib, FAISS or the index. Each change
-writes the same audit event the service writes for it.
+is audited by ``reunite.accounts``, as the API's are.
 """
 
 from __future__ import annotations
@@ -13,15 +13,13 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from reunite import errors
 from reunite.cli.shared import actor, loaded_settings
 
 if TYPE_CHECKING:
-    from sqlalchemy.orm import Session
-
-    from reunite.store import ApiKey
+    from reunite.store import ApiKey, Store
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -91,8 +89,8 @@ def _register_keys(commands: argparse._SubParsersAction[argparse.ArgumentParser]
 
 
 @contextmanager
-def _transaction() -> Iterator[Session]:
-    """One transaction on the store of the current settings (made and migrated if new)."""
+def _store() -> Iterator[Store]:
+    """The store of the current settings (made and migrated if new), closed afterwards."""
     from reunite.store import Store
 
     settings = loaded_settings()
@@ -100,17 +98,9 @@ def _transaction() -> Iterator[Session]:
     settings.photos_dir.mkdir(parents=True, exist_ok=True)
     store = Store(settings.resolved_database_url)
     try:
-        with store.transaction() as session:
-            yield session
+        yield store
     finally:
         store.close()
-
-
-def _audit(session: Session, action: str, **details: Any) -> None:
-    """Record ``action`` by this command's actor (ids only), as the service does."""
-    from reunite.store import AuditEvent
-
-    session.add(AuditEvent(actor=actor(), action=action, case_id=None, details=details))
 
 
 def create_user(args: argparse.Namespace) -> int:
@@ -122,25 +112,17 @@ def create_user(args: argparse.Namespace) -> int:
         password = getpass.getpass("Password: ")
         if getpass.getpass("Password again: ") != password:
             raise errors.InvalidField("The two passwords differ.")
-    with _transaction() as session:
-        user = accounts.new_user(session, args.username, password, args.role)
-        _audit(session, "user.create", user_id=user.id, role=args.role)
+    with _store() as store:
+        user = accounts.create_user(store, args.username, password, args.role, actor=actor())
     print(f"user {user.id} created: {user.username} ({user.role})")
     return 0
 
 
 def disable_user(args: argparse.Namespace) -> int:
-    from sqlalchemy import select
+    from reunite import accounts
 
-    from reunite.store import User
-
-    with _transaction() as session:
-        user = session.scalar(select(User).where(User.username == args.username))
-        if user is None:
-            raise errors.NotFound(f"There is no user {args.username!r}.")
-        user.disabled = True
-        user.session_epoch += 1  # ends its sessions
-        _audit(session, "user.disable", user_id=user.id)
+    with _store() as store:
+        user = accounts.disable_user(store, args.username, actor=actor())
     print(f"user {user.id} disabled: {user.username}")
     return 0
 
@@ -153,17 +135,14 @@ def create_key(args: argparse.Namespace) -> int:
         if args.expires_in_days < 1:
             raise errors.InvalidField("--expires-in-days must be 1 or more.")
         expires_at = datetime.now(UTC) + timedelta(days=args.expires_in_days)
-    with _transaction() as session:
-        row, key = accounts.new_api_key(
-            session, args.role, agency=args.agency, label=args.label, expires_at=expires_at
-        )
-        _audit(
-            session,
-            "key.create",
-            key_id=row.id,
-            prefix=row.prefix,
-            role=args.role,
+    with _store() as store:
+        row, key = accounts.create_api_key(
+            store,
+            args.role,
             agency=args.agency,
+            actor=actor(),
+            label=args.label,
+            expires_at=expires_at,
         )
     print(key)
     print(
@@ -185,8 +164,8 @@ def _state(row: ApiKey, now: datetime) -> str:
 def list_keys(_args: argparse.Namespace) -> int:
     from reunite import accounts
 
-    with _transaction() as session:
-        rows = accounts.api_keys(session)
+    with _store() as store:
+        rows = accounts.api_keys(store)
     now = datetime.now(UTC)
     for row in rows:
         expires = row.expires_at.date().isoformat() if row.expires_at else "never"
@@ -200,8 +179,7 @@ def list_keys(_args: argparse.Namespace) -> int:
 def revoke_key(args: argparse.Namespace) -> int:
     from reunite import accounts
 
-    with _transaction() as session:
-        row = accounts.revoke_api_key(session, args.prefix)
-        _audit(session, "key.revoke", key_id=row.id, prefix=args.prefix)
+    with _store() as store:
+        row = accounts.revoke_api_key(store, args.prefix, actor=actor())
     print(f"key {row.prefix} revoked")
     return 0

@@ -17,7 +17,9 @@ from reunite import errors
 from reunite.cli.shared import actor, loaded_settings, progress_display
 
 if TYPE_CHECKING:
-    from reunite.service import Enrollment, FaceResult, Reunite
+    from reunite.enrollment import Enrollment
+    from reunite.search import FaceResult
+    from reunite.service import Reunite
     from reunite.store import Case
 
 CASE_COLUMNS = (
@@ -149,13 +151,13 @@ def _existing_or_new_case(service: Reunite, fields: dict[str, Any]) -> Case:
 
 def _enroll_photos(service: Reunite, case: Case, photos: list[Path], *, workers: int | None) -> int:
     """Enroll each photo, printing one JSON line for each; returns how many failed."""
-    from reunite.batch import prepared_photos
+    from reunite.batch import photo_results
 
     # Photos already in the case are answered from the store, not detected again.
     enrolled = service.enrolled_sha256s(case.id)
     known = [_existing_enrollment(service, case.id, path, enrolled) for path in photos]
     prepared = iter(
-        prepared_photos(
+        photo_results(
             [path for path, done in zip(photos, known, strict=True) if done is None],
             pipeline=service.pipeline,
             max_bytes=service.settings.max_upload_bytes,

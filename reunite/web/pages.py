@@ -23,6 +23,7 @@ from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
+from reunite import accounts
 from reunite.api.auth import (
     CSRF_FIELD,
     check_csrf,
@@ -35,9 +36,9 @@ from reunite.api.auth import (
 )
 from reunite.api.errors import status_of
 from reunite.api.routes import Id, decoded_cursor, encoded_cursor
+from reunite.enrollment import PreparedPhoto
 from reunite.errors import InvalidField, InvalidInput, ReuniteError
 from reunite.review import birth_years
-from reunite.service import PreparedPhoto
 from reunite.store import EARLIEST_DATE, Case, User, validated_case_fields
 from reunite.web import i18n
 
@@ -243,7 +244,7 @@ def sign_in(
     try:
         check_csrf(request, csrf_token)
         limit_sign_ins(request, username)
-        user = service_of(request).signed_in_user(username, password)
+        user = accounts.signed_in_user(service_of(request).store, username, password)
     except ReuniteError as exc:
         return render(
             request,

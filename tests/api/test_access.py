@@ -4,6 +4,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from reunite import accounts, webhooks
 from tests.api.test_routes import API, assert_problem, create, upload
 from tests.conftest import key_headers, ready_client, settings_in
 
@@ -156,21 +157,25 @@ def test_police_see_other_agencies_cases_only_as_a_candidate_shows(client, world
 
 def test_keys_are_refused_when_wrong_revoked_or_expired(client):
     service = client.app.state.service
-    row, key = service.create_api_key("police", agency="SH-PSB", actor="test")
+    row, key = accounts.create_api_key(service.store, "police", agency="SH-PSB", actor="test")
     bearer = {"Authorization": f"Bearer {key}"}
     assert client.get(f"{API}/cases", headers=bearer).status_code == 200
     for wrong in (key[:-1] + ("A" if key[-1] != "A" else "B"), "rk_nothex_x", "secret"):
         refused = client.get(f"{API}/cases", headers={"Authorization": f"Bearer {wrong}"})
         assert_problem(refused, 401, "not_authenticated")
         assert refused.headers["www-authenticate"].startswith("Bearer")
-    service.revoke_api_key(row.prefix, actor="test")
+    accounts.revoke_api_key(service.store, row.prefix, actor="test")
     assert_problem(client.get(f"{API}/cases", headers=bearer), 401, "not_authenticated")
-    _, old = service.create_api_key(
-        "staff", agency=None, actor="test", expires_at=datetime.now(UTC) - timedelta(seconds=1)
+    _, old = accounts.create_api_key(
+        service.store,
+        "staff",
+        agency=None,
+        actor="test",
+        expires_at=datetime.now(UTC) - timedelta(seconds=1),
     )
     stale = client.get(f"{API}/cases", headers={"Authorization": f"Bearer {old}"})
     assert_problem(stale, 401, "not_authenticated")
-    keys = {k.prefix: k for k in service.api_keys()}
+    keys = {k.prefix: k for k in accounts.api_keys(service.store)}
     assert keys[row.prefix].revoked_at is not None
     assert all(not hasattr(k, "key") for k in keys.values())  # only hashes are kept
 
@@ -251,7 +256,7 @@ def test_a_chunked_body_over_the_limit_is_refused_as_it_streams(client):
 
 def test_sign_in_attempts_are_limited(client):
     service = client.app.state.service
-    service.create_user("staff1", "correct horse battery", "staff", actor="test")
+    accounts.create_user(service.store, "staff1", "correct horse battery", "staff", actor="test")
     answers = [
         client.post(f"{API}/session", json={"username": "staff1", "password": f"guess {i}"})
         for i in range(11)
@@ -299,14 +304,17 @@ def test_webhook_events_go_only_to_the_missing_cases_agency(client, sample):
 
     service = client.app.state.service
     for agency in ("A-PSB", "B-PSB"):
-        service.register_webhook(agency, "http://127.0.0.1:9/hook", actor="test")
+        webhooks.create_webhook(service.store, agency, "http://127.0.0.1:9/hook", actor="test")
     missing = create(client, "missing", agency="B-PSB", external_ref="B-1")
     upload(client, missing["id"], sample("obama.jpg"))
     found = create(client, "found", agency="A-PSB", external_ref="fx")  # a center's own ref
     upload(client, found["id"], sample("obama2.jpg"))
     with service.store.transaction() as session:
         events = session.query(OutboxEvent).all()
-        agencies = {service.webhooks("A-PSB")[0].id: "A", service.webhooks("B-PSB")[0].id: "B"}
+        agencies = {
+            webhooks.webhooks_of(service.store, "A-PSB")[0].id: "A",
+            webhooks.webhooks_of(service.store, "B-PSB")[0].id: "B",
+        }
         assert {agencies[e.webhook_id] for e in events} == {"B"}
         assert all(e.payload["case"]["id"] == missing["id"] for e in events)
 

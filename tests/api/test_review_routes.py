@@ -2,6 +2,7 @@
 
 import pytest
 
+from reunite.accounts import create_user, disable_user
 from tests.api.test_routes import API, assert_problem, create, upload
 
 PASSWORD = "correct horse battery"
@@ -11,8 +12,8 @@ NO_KEY = {"Authorization": ""}  # the client sends an admin key unless told othe
 @pytest.fixture
 def accounts(client):
     service = client.app.state.service
-    service.create_user("staff1", PASSWORD, "staff", actor="test")
-    service.create_user("admin1", PASSWORD, "admin", actor="test")
+    create_user(service.store, "staff1", PASSWORD, "staff", actor="test")
+    create_user(service.store, "admin1", PASSWORD, "admin", actor="test")
 
 
 def sign_in(client, username):
@@ -335,6 +336,6 @@ def test_signing_out_ends_the_session_even_for_a_copied_cookie(client, accounts)
     assert client.delete(f"{API}/session", headers=staff).status_code == 204
     client.cookies.set("reunite_session", copied)
     assert_problem(client.get(f"{API}/session", headers=NO_KEY), 401, "not_authenticated")
-    client.app.state.service.disable_user("staff1", actor="test")
+    disable_user(client.app.state.service.store, "staff1", actor="test")
     refused = client.post(f"{API}/session", json={"username": "staff1", "password": PASSWORD})
     assert_problem(refused, 401, "not_authenticated")

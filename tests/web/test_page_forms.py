@@ -4,12 +4,16 @@ import re
 
 import pytest
 
+from reunite import accounts
+
 PASSWORD = "correct horse battery"
 
 
 @pytest.fixture
 def staff(app_client):
-    app_client.app.state.service.create_user("staff1", PASSWORD, "staff", actor="test")
+    accounts.create_user(
+        app_client.app.state.service.store, "staff1", PASSWORD, "staff", actor="test"
+    )
     page = app_client.get("/login")
     token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
     signed = app_client.post(

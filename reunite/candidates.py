@@ -1,0 +1,493 @@
+"""Candidates: pairs of a missing and a found case whose faces are close, and people's
+decisions on them.
+
+Enrolling a face (or reopening a case) proposes a pending candidate for each near case of the
+other kind (``Candidates.record``); cross-age pairs are kept up to a wider tolerance. Reviewers
+confirm, reject or reopen them (``decide``, rules in ``reunite.review``); every decision is kept.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+import numpy as np
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from reunite import audit, paging, review, webhooks
+from reunite.cases import case_row, cases_by_id
+from reunite.config import Settings
+from reunite.errors import Conflict, InvalidField, NotFound
+from reunite.faces import MODEL_NAME
+from reunite.live_index import LiveIndex
+from reunite.matching import CaseMatch, case_matches, other_kind
+from reunite.paging import Listing
+from reunite.store import Candidate, CandidateDecision, Case, Photo, Store, utc_now
+from reunite.store import Face as FaceRow
+
+Similarity = Callable[[float], float]
+"""What a distance means, in [0, 1] (see ``Reunite.similarity``)."""
+
+
+@dataclass(frozen=True)
+class CandidateView:
+    """A candidate as a reviewer sees it: both cases, consistency flags and past decisions."""
+
+    candidate: Candidate
+    found: Case
+    missing: Case
+    flags: list[review.Flag]
+    decisions: list[CandidateDecision]
+    similarity: float
+
+
+_ORDERINGS: dict[str, tuple[paging.SortKey, tuple[str, ...]]] = {
+    "closest": ([(Candidate.distance, True), (Candidate.id, True)], ("distance", "id")),
+    "newest": ([(Candidate.id, False)], ("id",)),
+    "updated": ([(Candidate.updated_at, True), (Candidate.id, True)], ("updated_at", "id")),
+}
+
+
+class Candidates:
+    """The candidates of one store, matched through the live index. Writes that change
+    matching or decisions take ``write_lock``."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        *,
+        live: LiveIndex,
+        similarity: Similarity,
+        write_lock: threading.RLock,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.live = live
+        self.similarity = similarity
+        self.write_lock = write_lock
+
+    def nearest(
+        self, session: Session, embedding: np.ndarray, kind: str, k: int, tolerance: float
+    ) -> list[CaseMatch]:
+        """The ``k`` nearest open or matched cases of ``kind`` within ``tolerance``, scored as
+        ``case_scoring`` says (see ``reunite.matching``)."""
+        return case_matches(
+            session,
+            self.live.index,
+            embedding,
+            kind,
+            k=k,
+            tolerance=tolerance,
+            scoring=self.settings.case_scoring,
+        )
+
+    # --------------------------------------------------------------------- proposing
+
+    def record(
+        self, session: Session, case: Case, face: FaceRow, embedding: np.ndarray
+    ) -> list[Candidate]:
+        """Store a pending candidate for each near case of the other kind; returns the new ones.
+
+        An existing pending or confirmed candidate for the same pair keeps its status; its
+        distance and faces are updated when the new face is closer. A rejected one is proposed
+        again (back to pending) only by a photo added after the rejection.
+
+        Cross-age pairs (the person at least ``photo_age_gap_years`` older in one photo than in
+        the other, from photo dates and birth years) are kept up to ``cross_age_tolerance``: the
+        model's distances grow across age gaps, and dropping such a pair at the same-age
+        tolerance would hide a child missing for years.
+        """
+        settings = self.settings
+        wider = max(settings.tolerance, settings.cross_age_tolerance)
+        probe_age = _age_in_photo(case, _photo_date(session, face.photo_id))
+        matches = [
+            m
+            for m in self.nearest(session, embedding, other_kind(case.kind), settings.top_k, wider)
+            if m.distance <= settings.tolerance
+            or _years_apart(probe_age, _age_of_face(session, m.face_id))
+            >= settings.photo_age_gap_years
+        ]
+        created: list[Candidate] = []
+        reproposed: list[Candidate] = []
+        for match in matches:
+            candidate, how = _proposed(session, case, face, match)
+            if how == "reproposed":
+                reproposed.append(candidate)
+            if how in ("created", "reproposed"):
+                created.append(candidate)
+        session.flush()
+        for candidate in created:
+            audit.record(
+                session,
+                "system",
+                "candidate.propose",
+                candidate.found_case_id,
+                candidate_id=candidate.id,
+                missing_case_id=candidate.missing_case_id,
+                face_id=face.id,
+            )
+            webhooks.enqueue_candidate_event(
+                session,
+                "candidate.decided" if candidate in reproposed else "candidate.created",
+                candidate,
+                session.get_one(Case, candidate.found_case_id),
+                session.get_one(Case, candidate.missing_case_id),
+                similarity=self.similarity(candidate.distance),
+            )
+        return created
+
+    def rematch(self, session: Session, case: Case) -> None:
+        """Match every face of a reopened case again (matching skipped it while closed), in
+        ``session``'s transaction, after catching the index up under the faces lock."""
+        self.store.lock_faces(session)
+        self.live.pull_changes(session)
+        session.flush()
+        faces = session.scalars(
+            select(FaceRow).where(FaceRow.case_id == case.id, FaceRow.model == MODEL_NAME)
+        )
+        for face in list(faces):
+            self.record(session, case, face, face.vector)
+
+    # ----------------------------------------------------------------------- reading
+
+    def of_case(self, case_id: int) -> list[CandidateView]:
+        """A case's candidates, nearest first, with flags and decisions. Raises ``NotFound``."""
+        with self.store.transaction() as session:
+            case_row(session, case_id)
+            rows = session.scalars(
+                select(Candidate)
+                .where(
+                    (Candidate.found_case_id == case_id) | (Candidate.missing_case_id == case_id)
+                )
+                .order_by(Candidate.distance, Candidate.id)
+            )
+            return self.views(session, list(rows))
+
+    def candidate(self, candidate_id: int) -> CandidateView:
+        """One candidate with both cases, flags and decisions. Raises ``NotFound``."""
+        with self.store.transaction() as session:
+            return self.views(session, [_candidate_row(session, candidate_id)])[0]
+
+    def queue(
+        self,
+        *,
+        status: str | None = "pending",
+        order: str = "closest",
+        agency: str | None = None,
+        updated_since: datetime | None = None,
+        after: Sequence[Any] | None = None,
+        limit: int = 50,
+    ) -> Listing[CandidateView]:
+        """Candidates with ``status`` (None: any), with flags and decisions.
+
+        ``order``: ``closest`` (distance, then id), ``newest`` (newest first) or ``updated``
+        (by last change, oldest first, for sync clients). ``agency`` keeps candidates whose
+        missing case is that agency's. ``after`` is the previous listing's ``next_after``.
+        """
+        if order not in _ORDERINGS:
+            raise InvalidField(f"order must be one of {sorted(_ORDERINGS)}, not {order!r}.")
+        ordering, names = _ORDERINGS[order]
+        query = select(Candidate)
+        if status:
+            query = query.where(Candidate.status == status)
+        if status == "pending":  # a closed case's candidates wait for nobody
+            closed = select(Case.id).where(Case.status == "closed")
+            query = query.where(
+                Candidate.found_case_id.not_in(closed), Candidate.missing_case_id.not_in(closed)
+            )
+        if agency:
+            query = query.join(Case, Case.id == Candidate.missing_case_id).where(
+                Case.agency == agency
+            )
+        if updated_since:
+            query = query.where(Candidate.updated_at >= updated_since)
+        with self.store.transaction() as session:
+            page = paging.listing(session, query, ordering, names, after=after, limit=limit)
+            return Listing(self.views(session, page.items), page.total, page.next_after)
+
+    def decided_pairs(self) -> tuple[list[float], list[bool]]:
+        """(distances, same) of every decided candidate: confirmed ones are the same person,
+        rejected ones are not. The deployment's own evidence for ``reunite calibrate``."""
+        with self.store.transaction() as session:
+            rows = session.execute(
+                select(Candidate.distance, Candidate.status).where(
+                    Candidate.status.in_(("confirmed", "rejected"))
+                )
+            ).all()
+        return [r.distance for r in rows], [r.status == "confirmed" for r in rows]
+
+    def views(self, session: Session, candidates: list[Candidate]) -> list[CandidateView]:
+        """Candidates with both cases, consistency flags and decisions (oldest first)."""
+        if not candidates:
+            return []
+        ids = [c.id for c in candidates]
+        cases = cases_by_id(
+            session, [i for c in candidates for i in (c.found_case_id, c.missing_case_id)]
+        )
+        decisions = list(
+            session.scalars(
+                select(CandidateDecision)
+                .where(CandidateDecision.candidate_id.in_(ids))
+                .order_by(CandidateDecision.id)
+            )
+        )
+        face_ids = [c.found_face_id for c in candidates] + [c.missing_face_id for c in candidates]
+        photo_dates = {
+            face_id: taken_on
+            for face_id, taken_on in session.execute(
+                select(FaceRow.id, Photo.taken_on)
+                .join(Photo, Photo.id == FaceRow.photo_id)
+                .where(FaceRow.id.in_(face_ids))
+            )
+        }
+        settings = self.settings
+        return [
+            CandidateView(
+                candidate=c,
+                found=cases[c.found_case_id],
+                missing=cases[c.missing_case_id],
+                flags=review.consistency_flags(
+                    cases[c.found_case_id],
+                    cases[c.missing_case_id],
+                    found_photo_taken_on=photo_dates.get(c.found_face_id),
+                    age_margin_years=settings.age_margin_years,
+                    found_before_missing_days=settings.found_before_missing_days,
+                    missing_photo_taken_on=photo_dates.get(c.missing_face_id),
+                    photo_age_gap_years=settings.photo_age_gap_years,
+                ),
+                decisions=[d for d in decisions if d.candidate_id == c.id],
+                similarity=self.similarity(c.distance),
+            )
+            for c in candidates
+        ]
+
+    # ---------------------------------------------------------------------- deciding
+
+    def decide(
+        self, candidate_id: int, status: str, *, actor: str, role: str, note: str | None = None
+    ) -> CandidateView:
+        """Record a person's decision on a candidate: ``confirmed``, ``rejected`` or ``pending``.
+
+        Confirming marks both cases ``matched``. Reopening (admin only, with a reason in
+        ``note``) a confirmed candidate sets a ``matched`` case back to ``open`` when it has no
+        other confirmed candidate. Every decision is kept with who, when and the note.
+
+        Raises:
+            NotFound, Conflict (not allowed from the current status, or a closed case),
+            Forbidden (role too low), InvalidField (reopening without a reason).
+        """
+        with self.write_lock, self.store.transaction() as session:
+            candidate = _candidate_row(session, candidate_id)
+            review.check_candidate_transition(candidate.status, status, role=role, note=note)
+            cases = [
+                case_row(session, candidate.found_case_id),
+                case_row(session, candidate.missing_case_id),
+            ]
+            if any(c.status == "closed" for c in cases):
+                raise Conflict("One of the two cases is closed; reopen the case first.")
+            if status == "confirmed":
+                for case in cases:
+                    if _has_other_confirmed(session, candidate, case):
+                        raise Conflict(
+                            f"Case {case.id} is already matched by another confirmed "
+                            "candidate; an admin must reopen that one first."
+                        )
+            was_confirmed = candidate.status == "confirmed"
+            _record_decision(session, candidate, status, actor=actor, note=note)
+            webhooks.enqueue_candidate_event(
+                session,
+                "candidate.decided",
+                candidate,
+                *cases,
+                similarity=self.similarity(candidate.distance),
+            )
+            for case in cases:
+                _update_case_status(session, candidate, case, status, was_confirmed, actor)
+            session.flush()
+            return self.views(session, [candidate])[0]
+
+
+def _update_case_status(
+    session: Session,
+    candidate: Candidate,
+    case: Case,
+    status: str,
+    was_confirmed: bool,
+    actor: str,
+) -> None:
+    """Set one of a decided candidate's cases to ``matched`` (confirmed), or back to ``open``
+    (a confirmed candidate reopened, the case matched by no other), audited."""
+    new_status = case.status
+    if status == "confirmed":
+        new_status = "matched"
+    elif (
+        was_confirmed
+        and case.status == "matched"
+        and not _has_other_confirmed(session, candidate, case)
+    ):
+        new_status = "open"
+    if new_status != case.status:
+        audit.record(
+            session,
+            actor,
+            "case.status",
+            case.id,
+            old=case.status,
+            new=new_status,
+            candidate_id=candidate.id,
+        )
+        case.status = new_status
+
+
+def _proposed(
+    session: Session, case: Case, face: FaceRow, match: CaseMatch
+) -> tuple[Candidate, str]:
+    """Propose one pair (``face`` of ``case`` and a near case); returns the candidate and
+    ``created``, ``reproposed`` (was rejected), ``closer`` (faces updated) or ``kept``."""
+    found_side = case.kind == "found"
+    pair = {
+        "found_case_id": case.id if found_side else match.case_id,
+        "missing_case_id": match.case_id if found_side else case.id,
+    }
+    faces = {
+        "found_face_id": face.id if found_side else match.face_id,
+        "missing_face_id": match.face_id if found_side else face.id,
+    }
+    existing = session.scalar(select(Candidate).filter_by(**pair))
+    if existing is None:
+        candidate = Candidate(**pair, **faces, distance=match.distance, status="pending")
+        session.add(candidate)
+        return candidate, "created"
+    if not _is_new_evidence(session, existing.id, **faces):
+        return existing, "kept"  # both faces were there when a person rejected this pair
+    if existing.status == "rejected":
+        existing.distance = match.distance
+        existing.found_face_id = faces["found_face_id"]
+        existing.missing_face_id = faces["missing_face_id"]
+        _record_decision(
+            session,
+            existing,
+            "pending",
+            actor="system",
+            note="proposed again: a photo added after the rejection matched",
+        )
+        return existing, "reproposed"
+    if match.distance < existing.distance:
+        existing.distance = match.distance
+        existing.found_face_id = faces["found_face_id"]
+        existing.missing_face_id = faces["missing_face_id"]
+        return existing, "closer"
+    return existing, "kept"
+
+
+def _record_decision(
+    session: Session, candidate: Candidate, status: str, *, actor: str, note: str | None
+) -> None:
+    session.add(
+        CandidateDecision(
+            candidate_id=candidate.id,
+            from_status=candidate.status,
+            to_status=status,
+            actor=actor,
+            note=note,
+            found_face_id=candidate.found_face_id,
+            missing_face_id=candidate.missing_face_id,
+        )
+    )
+    # A conditional update: of two people deciding at once (in any process), one wins and
+    # the other gets a Conflict, even without this process's lock.
+    changed = session.execute(
+        update(Candidate)
+        .where(Candidate.id == candidate.id, Candidate.status == candidate.status)
+        .values(status=status, updated_at=utc_now())
+        .execution_options(synchronize_session=False)
+    )
+    if changed.rowcount != 1:  # type: ignore[attr-defined]
+        raise Conflict("Someone else decided on this candidate at the same moment; reload.")
+    audit.record(
+        session,
+        actor,
+        "candidate.decision",
+        candidate.found_case_id,
+        candidate_id=candidate.id,
+        missing_case_id=candidate.missing_case_id,
+        old=candidate.status,
+        new=status,
+    )
+    candidate.status = status
+
+
+def _candidate_row(session: Session, candidate_id: int) -> Candidate:
+    candidate = session.get(Candidate, candidate_id)
+    if candidate is None:
+        raise NotFound(f"There is no candidate {candidate_id}.")
+    return candidate
+
+
+def _photo_date(session: Session, photo_id: int) -> date | None:
+    return session.scalar(select(Photo.taken_on).where(Photo.id == photo_id))
+
+
+def _age_of_face(session: Session, face_id: int) -> tuple[int, int] | None:
+    row = session.execute(
+        select(Case, Photo.taken_on)
+        .join(FaceRow, FaceRow.case_id == Case.id)
+        .join(Photo, Photo.id == FaceRow.photo_id)
+        .where(FaceRow.id == face_id)
+    ).first()
+    return None if row is None else _age_in_photo(row[0], row[1])
+
+
+def _age_in_photo(case: Case, taken_on: date | None) -> tuple[int, int] | None:
+    """The (youngest, oldest) age the case's person can have in a photo taken on ``taken_on``
+    (from the birth date or years; a found case's undated photo counts as taken the day the
+    person was found, as the consistency flags do); None when unknown."""
+    if taken_on is None and case.kind == "found":
+        taken_on = case.date_found
+    years = review.birth_years(case)
+    if taken_on is None or years is None:
+        return None
+    return taken_on.year - years[1], taken_on.year - years[0]
+
+
+def _years_apart(a: tuple[int, int] | None, b: tuple[int, int] | None) -> int:
+    """The least age difference between two (youngest, oldest) ranges; 0 when unknown."""
+    if a is None or b is None:
+        return 0
+    return max(a[0] - b[1], b[0] - a[1], 0)
+
+
+def _is_new_evidence(
+    session: Session, candidate_id: int, *, found_face_id: int, missing_face_id: int
+) -> bool:
+    """Whether a pair of faces may be shown for a candidate: true unless a person rejected the
+    candidate after both faces were enrolled (a rejection covers every face it saw; only a
+    photo added later can bring the pair back)."""
+    rejected_at = session.scalar(
+        select(func.max(CandidateDecision.at)).where(
+            CandidateDecision.candidate_id == candidate_id,
+            CandidateDecision.to_status == "rejected",
+        )
+    )
+    if rejected_at is None:
+        return True
+    newest_face = session.scalar(
+        select(func.max(FaceRow.created_at)).where(FaceRow.id.in_([found_face_id, missing_face_id]))
+    )
+    return newest_face is not None and newest_face > rejected_at
+
+
+def _has_other_confirmed(session: Session, candidate: Candidate, case: Case) -> bool:
+    """Whether ``case`` has a confirmed candidate other than ``candidate``."""
+    column = Candidate.found_case_id if case.kind == "found" else Candidate.missing_case_id
+    other = session.scalar(
+        select(Candidate.id).where(
+            column == case.id, Candidate.status == "confirmed", Candidate.id != candidate.id
+        )
+    )
+    return other is not None

@@ -1,0 +1,386 @@
+"""The live index: this process's in-memory ``FaceIndex``, kept in step with the store.
+
+The store is the source of truth; the index is derived from it. ``LiveIndex`` loads the saved
+index (or catches it up, or rebuilds it), applies the faces other processes added or deleted
+(``sync``), adopts newer builds saved by ``reunite reindex``, and saves it every
+``index_save_every`` changes. Matching, search and erasure need it loaded (``require_ready``).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from reunite.config import Settings
+from reunite.device import Devices
+from reunite.errors import IndexUnusable, NotReady
+from reunite.faces import EMBEDDING_DIM, MODEL_NAME
+from reunite.index import (
+    KINDS,
+    MANIFEST_NAME,
+    DirectoryLock,
+    FaceIndex,
+    graph_parts,
+    read_manifest,
+)
+from reunite.store import Face as FaceRow
+from reunite.store import RemovedFace, Store, embedding_vector
+
+log = logging.getLogger(__name__)
+
+IndexType = Literal["auto", "flat", "hnsw"]
+
+
+@dataclass(frozen=True)
+class IndexReport:
+    """How the index was made ready: ``loaded``, ``caught_up`` or ``rebuilt``, and why."""
+
+    how: str
+    reason: str
+    counts: dict[str, int]
+
+
+class LiveIndex:
+    """The index this process searches, with the marks that keep it in step with the store.
+
+    ``write_lock`` is the service's lock on writes that change matching; every change to the
+    index happens under it.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        *,
+        write_lock: threading.RLock,
+        devices: Devices | None = None,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.devices = devices
+        self.write_lock = write_lock
+        self.index = FaceIndex(MODEL_NAME, EMBEDDING_DIM)
+        self.report = IndexReport("empty", "not opened yet", {k: 0 for k in KINDS})
+        self._ready = threading.Event()
+        self._unsaved_changes = 0
+        self._dir_lock = DirectoryLock(settings.index_dir)
+        self._face_mark = 0
+        """Highest face id (committed) that the index has seen; see ``sync``."""
+        self._removal_mark = 0
+        """Highest ``removed_faces`` id that the index has applied."""
+        self._manifest_stamp: tuple[int, int, int] | None = None
+
+    @property
+    def ready(self) -> bool:
+        """Whether the index is loaded (matching, search and deletion need it)."""
+        return self._ready.is_set()
+
+    def require_ready(self) -> None:
+        """Raises ``NotReady`` until ``make_ready`` has run."""
+        if not self._ready.is_set():
+            raise NotReady("The service is starting (loading the face index); retry shortly.")
+
+    def make_ready(self) -> IndexReport:
+        """Load the index (see ``load``); matching and search work from then on."""
+        self.report = self.load()
+        self._ready.set()
+        return self.report
+
+    def counts(self) -> dict[str, int]:
+        """Faces held per kind."""
+        return {kind: self.index.count(kind) for kind in KINDS}
+
+    # ------------------------------------------------------------------- changes
+
+    def add(self, kind: str, face_id: int, embedding: np.ndarray) -> None:
+        """Add a face this process just committed (under the write lock); saves every
+        ``index_save_every`` changes."""
+        self.index.add(kind, [face_id], embedding[None, :])
+        self._face_mark = max(self._face_mark, face_id)
+        self._unsaved_changes += 1
+        if self._unsaved_changes >= self.settings.index_save_every:
+            self.try_save()
+
+    def remove(self, face_ids: list[int]) -> None:
+        """Take faces out (an erasure committed, under the write lock); the caller saves."""
+        self.index.remove(face_ids)
+        self._unsaved_changes += len(face_ids)
+
+    # -------------------------------------------------------------- load and save
+
+    def load(self) -> IndexReport:
+        """Make the index agree with the store: load it, catch it up, or rebuild it.
+
+        The saved index is used when its manifest matches this model; faces added to or deleted
+        from the store since it was saved are then added or removed. A missing, corrupt or
+        foreign index is rebuilt from the store. The log says which happened and why.
+        """
+        with self.write_lock, self._dir_lock.held():
+            try:
+                index, manifest = FaceIndex.load(
+                    self.settings.index_dir, model=MODEL_NAME, dim=EMBEDDING_DIM
+                )
+            except IndexUnusable as exc:
+                first_start = not (self.settings.index_dir / MANIFEST_NAME).exists()
+                with self.store.transaction() as session:
+                    stored = session.scalar(select(func.count(FaceRow.id))) or 0
+                # A new installation (no index, no faces) is normal; anything else is news.
+                level = logging.INFO if first_start and not stored else logging.WARNING
+                log.log(level, "index: rebuilding from the store: %s", exc)
+                return self._rebuild(f"{exc}")
+            added, removed = self._adopt(index)
+            self._unsaved_changes += added + removed
+            self._unsaved_changes += self._fit_index_type(index, only_if_crossed=True)
+            if added or removed:
+                reason = f"{added} faces added and {removed} removed since the last save"
+                log.warning("index: loaded and caught up with the store: %s", reason)
+                self.save()
+                return IndexReport("caught_up", reason, self.counts())
+            log.info("index: loaded %d faces saved at %s", manifest.count, manifest.saved_at)
+            return IndexReport("loaded", "manifest matches the store", self.counts())
+
+    def rebuild(self, index_type: IndexType = "auto") -> IndexReport:
+        """Build a fresh index from every face in the store, swap it in and save it as a new
+        build. Running servers sharing the index directory adopt it within
+        ``index_sync_interval_s``, and keep answering from their old one meanwhile.
+
+        ``index_type``: ``auto`` chooses by size (``approximate_min_faces``); ``flat`` and
+        ``hnsw`` force one (an HNSW graph that cannot reach the target recall stays flat).
+        Cost: seconds per 100,000 faces for a flat index, about 4 minutes per million for HNSW.
+        """
+        with self.write_lock:
+            return self._rebuild("requested", index_type)
+
+    def save(self) -> None:
+        """Write the index files and manifest atomically (no-op if nothing changed).
+
+        Never over a newer build on disk (made by another process): that one is adopted by the
+        next ``sync`` instead.
+        """
+        directory = self.settings.index_dir
+        with self.write_lock, self._dir_lock.held():
+            try:
+                on_disk = read_manifest(directory)
+            except IndexUnusable:
+                on_disk = None
+            if on_disk is not None and self.index.is_older_than(on_disk):
+                log.info("index: not saved: a newer build is on disk (%s)", on_disk.build_id)
+                return
+            if self._unsaved_changes or on_disk is None or on_disk.build_id != self.index.build_id:
+                self.index.save(directory)
+                self._unsaved_changes = 0
+
+    def try_save(self) -> None:
+        """``save``, logging an ``OSError`` instead of raising it: the store already holds
+        the changes, a later save retries, and the next start catches the index up."""
+        try:
+            self.save()
+        except OSError:
+            log.exception("index: saving failed; will retry, and catch up at next start")
+
+    def save_at_shutdown(self) -> None:
+        """``save`` if the index was loaded, logging an ``OSError`` (the next start catches
+        the index up from the store)."""
+        with self.write_lock:
+            try:
+                if self.ready:
+                    self.save()
+            except OSError:
+                log.exception("index: saving at shutdown failed; the next start catches it up")
+
+    # ---------------------------------------------------------------------- sync
+
+    def sync(self) -> tuple[int, int]:
+        """Bring this process's index in step with the store and the index directory; returns
+        (faces added, faces removed).
+
+        First adopts a newer build that another process saved (``reunite reindex``), caught up
+        with the store; then applies the faces other processes (API workers, other servers)
+        added or deleted since the last sync. Servers call it every ``index_sync_interval_s``;
+        enrollment does the same step under the faces lock before matching.
+
+        Cost: a ``stat`` of the manifest and two indexed queries when nothing changed; loading
+        the new build (seconds per million faces) when there is one.
+        """
+        self.require_ready()
+        self._adopt_newer_build()
+        with self.write_lock, self.store.transaction() as session:
+            return self.pull_changes(session)
+
+    def pull_changes(self, session: Session) -> tuple[int, int]:
+        """Add the faces committed since ``_face_mark`` and remove those deleted since
+        ``_removal_mark``; returns (added, removed).
+
+        Faces are committed in id order (``Store.lock_faces``), so nothing committed can hide
+        below a mark. A face may arrive twice (a catch-up ran after the mark was read), so those
+        already held are skipped.
+        """
+        added = removed = 0
+        rows = session.execute(
+            select(FaceRow.id, FaceRow.kind, FaceRow.model, FaceRow.embedding)
+            .where(FaceRow.id > self._face_mark)
+            .order_by(FaceRow.id)
+        ).all()
+        for kind in KINDS:
+            ours = [r for r in rows if r.kind == kind and r.model == MODEL_NAME]
+            if not ours:
+                continue
+            ids = np.array([r.id for r in ours], dtype=np.int64)
+            new = ~np.isin(ids, self.index.face_ids(kind))
+            if new.any():
+                self.index.add(kind, ids[new], _matrix(r.embedding for r in ours)[new])
+                added += int(new.sum())
+        if rows:
+            self._face_mark = max(self._face_mark, rows[-1].id)
+        gone = session.execute(
+            select(RemovedFace.id, RemovedFace.face_id)
+            .where(RemovedFace.id > self._removal_mark)
+            .order_by(RemovedFace.id)
+        ).all()
+        if gone:
+            removed = self.index.remove(r.face_id for r in gone)
+            self._removal_mark = gone[-1].id
+        if added or removed:
+            self._unsaved_changes += added + removed
+            log.info("index: %d faces added and %d removed by other processes", added, removed)
+        return added, removed
+
+    def _adopt_newer_build(self) -> bool:
+        directory = self.settings.index_dir
+        try:
+            stat = (directory / MANIFEST_NAME).stat()
+        except FileNotFoundError:
+            return False
+        stamp = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
+        if stamp == self._manifest_stamp:
+            return False
+        with self._dir_lock.held():
+            try:
+                if not self.index.is_older_than(read_manifest(directory)):
+                    self._manifest_stamp = stamp
+                    return False
+                index, manifest = FaceIndex.load(directory, model=MODEL_NAME, dim=EMBEDDING_DIM)
+            except IndexUnusable as exc:
+                log.warning("index: a newer build on disk is unusable, keeping ours: %s", exc)
+                self._manifest_stamp = stamp
+                return False
+        with self.write_lock:
+            added, removed = self._adopt(index)
+            self._manifest_stamp = stamp
+        log.info(
+            "index: adopted build %s (%d faces, saved at %s); caught up: %d added, %d removed",
+            manifest.build_id,
+            index.count(),
+            manifest.saved_at,
+            added,
+            removed,
+        )
+        return True
+
+    def _adopt(self, index: FaceIndex) -> tuple[int, int]:
+        """Catch a loaded ``index`` up with the store and make it the one searched, with the
+        marks ``pull_changes`` continues from; returns (faces added, faces removed)."""
+        with self.store.transaction() as session:
+            marks = _marks(session)  # before the catch-up: see ``pull_changes``
+        added, removed = self._catch_up(index)
+        self._swap_in(index)
+        self._face_mark, self._removal_mark = marks
+        return added, removed
+
+    def _swap_in(self, index: FaceIndex) -> None:
+        """Make ``index`` the one searched, on the GPU where FAISS can (``FaceIndex.use_gpu``)."""
+        on_gpu = index.use_gpu(self.devices is not None and self.devices.faiss_gpus > 0)
+        if on_gpu:
+            log.info("index: exact kinds searched on the GPU")
+        self.index = index
+
+    def _rebuild(self, reason: str, index_type: IndexType = "auto") -> IndexReport:
+        index = FaceIndex(MODEL_NAME, EMBEDDING_DIM)
+        with self.store.transaction() as session:
+            marks = _marks(session)  # before reading the faces: see ``pull_changes``
+            for kind in KINDS:
+                rows = session.execute(
+                    select(FaceRow.id, FaceRow.embedding)
+                    .where(FaceRow.kind == kind, FaceRow.model == MODEL_NAME)
+                    .order_by(FaceRow.id)
+                    .execution_options(yield_per=10_000)
+                )
+                for chunk in rows.partitions():
+                    index.add(kind, [r.id for r in chunk], _matrix(r.embedding for r in chunk))
+        self._fit_index_type(index, only_if_crossed=False, index_type=index_type)
+        self._swap_in(index)  # whole, before anyone searches it
+        self._face_mark, self._removal_mark = marks
+        self._unsaved_changes = 1
+        self.save()
+        log.info("index: rebuilt with %d faces (%s)", index.count(), reason)
+        return IndexReport("rebuilt", reason, self.counts())
+
+    def _fit_index_type(
+        self, index: FaceIndex, *, only_if_crossed: bool, index_type: IndexType = "auto"
+    ) -> int:
+        """Exact or approximate per kind, by size (``approximate_min_faces``) or as forced by
+        ``index_type``; returns how many kinds changed. With ``only_if_crossed`` a kind is left
+        alone unless its size crossed the threshold since it was built, or it outgrew its
+        graphs (``graph_parts`` now asks for more of them): a reload keeps its trained index."""
+        changed = 0
+        threshold = {
+            "auto": self.settings.approximate_min_faces,
+            "flat": sys.maxsize,
+            "hnsw": 0,
+        }[index_type]
+        for kind in KINDS:
+            approximate = index.params[kind]["type"] != "flat"
+            outgrown = approximate and graph_parts(index.count(kind)) > len(index.part_sizes(kind))
+            if only_if_crossed and approximate == (index.count(kind) >= threshold) and not outgrown:
+                continue
+            params = index.optimize(
+                kind, min_faces=threshold, target_recall=self.settings.approximate_target_recall
+            )
+            changed += 1
+            log.info("index: %s faces: %s", kind, params)
+        return changed
+
+    def _catch_up(self, index: FaceIndex) -> tuple[int, int]:
+        """Add faces the store has and the index lacks; remove the reverse. Returns the counts."""
+        added = removed = 0
+        with self.store.transaction() as session:
+            for kind in KINDS:
+                stored = set(
+                    session.scalars(
+                        select(FaceRow.id).where(FaceRow.kind == kind, FaceRow.model == MODEL_NAME)
+                    )
+                )
+                held = set(index.face_ids(kind).tolist())
+                removed += index.remove(held - stored, kind)
+                missing = sorted(stored - held)
+                for start in range(0, len(missing), 10_000):
+                    ids = missing[start : start + 10_000]
+                    rows = session.execute(
+                        select(FaceRow.id, FaceRow.embedding)
+                        .where(FaceRow.id.in_(ids))
+                        .order_by(FaceRow.id)
+                    ).all()
+                    index.add(kind, [r.id for r in rows], _matrix(r.embedding for r in rows))
+                    added += len(rows)
+        return added, removed
+
+
+def _marks(session: Session) -> tuple[int, int]:
+    """The store's highest face id and ``removed_faces`` id, now."""
+    return (
+        session.scalar(select(func.max(FaceRow.id))) or 0,
+        session.scalar(select(func.max(RemovedFace.id))) or 0,
+    )
+
+
+def _matrix(embeddings: Iterable[bytes]) -> np.ndarray:
+    rows = [embedding_vector(e) for e in embeddings]
+    return np.vstack(rows) if rows else np.empty((0, EMBEDDING_DIM), dtype=np.float32)

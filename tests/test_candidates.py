@@ -1,0 +1,83 @@
+"""Candidates: proposals between the two kinds, closer faces, closed and reopened cases and
+cross-age pairs (real photos, real dlib)."""
+
+import pytest
+
+from reunite.service import Reunite
+from tests.conftest import ACTOR, new_case, settings_in
+
+
+@pytest.mark.parametrize("first_kind", ["missing", "found"])
+def test_matching_is_two_way(service, sample, first_kind):
+    second_kind = "found" if first_kind == "missing" else "missing"
+    first = new_case(service, first_kind)
+    assert service.enroll_photo(first.id, sample("obama.jpg"), actor=ACTOR).new_candidates == []
+    second = new_case(service, second_kind)
+    enrollment = service.enroll_photo(second.id, sample("obama2.jpg"), actor=ACTOR)
+    [view] = enrollment.new_candidates
+    candidate = view.candidate
+    found, missing = (first, second) if first_kind == "found" else (second, first)
+    assert (candidate.found_case_id, candidate.missing_case_id) == (found.id, missing.id)
+    assert candidate.status == "pending" and candidate.distance < 0.6
+    assert [v.candidate.id for v in service.candidates(first.id)] == [candidate.id]
+
+
+def test_a_closer_photo_improves_an_existing_candidate_without_duplicating_it(service, sample):
+    missing = new_case(service, "missing")
+    service.enroll_photo(missing.id, sample("obama3.jpg"), actor=ACTOR)
+    found = new_case(service, "found")
+    [first] = service.enroll_photo(found.id, sample("obama2.jpg"), actor=ACTOR).new_candidates
+    first_distance = first.candidate.distance
+    second = service.enroll_photo(missing.id, sample("obama.jpg"), actor=ACTOR)
+    assert second.new_candidates == []
+    [only] = service.candidates(found.id)
+    assert only.candidate.id == first.candidate.id
+    assert only.candidate.distance < first_distance
+    assert only.candidate.missing_face_id == second.faces[0].id
+
+
+def test_a_different_person_is_not_a_candidate(service, sample):
+    missing = new_case(service, "missing")
+    service.enroll_photo(missing.id, sample("obama.jpg"), actor=ACTOR)
+    found = new_case(service, "found")
+    assert service.enroll_photo(found.id, sample("biden.jpg"), actor=ACTOR).new_candidates == []
+
+
+def test_closed_cases_get_no_new_candidates(service, sample):
+    missing = new_case(service, "missing")
+    service.enroll_photo(missing.id, sample("obama.jpg"), actor=ACTOR)
+    service.update_case(missing.id, {"status": "closed"}, actor=ACTOR)
+    found = new_case(service, "found")
+    assert service.enroll_photo(found.id, sample("obama2.jpg"), actor=ACTOR).new_candidates == []
+
+
+def test_a_reopened_case_is_matched_again(service, sample):
+    missing = new_case(service, "missing")
+    service.enroll_photo(missing.id, sample("obama.jpg"), actor=ACTOR)
+    service.update_case(missing.id, {"status": "closed"}, actor=ACTOR)
+    found = new_case(service, "found")
+    assert service.enroll_photo(found.id, sample("obama2.jpg"), actor=ACTOR).new_candidates == []
+    service.update_case(missing.id, {"status": "open"}, actor=ACTOR)
+    [view] = service.candidates(found.id)
+    assert (view.candidate.missing_case_id, view.candidate.status) == (missing.id, "pending")
+
+
+def test_cross_age_pairs_are_kept_up_to_the_wider_tolerance(tmp_path, finder, sample):
+    from datetime import date
+
+    # Same-age tolerance 0.3 would drop obama/obama2 (0.35); 0.5 is allowed across 10+ years.
+    settings = settings_in(tmp_path, tolerance=0.3, cross_age_tolerance=0.5)
+    with Reunite.open(settings, finder=finder) as service:
+        child = new_case(service, "missing", birth_date="1961-08-04")
+        service.enroll_photo(child.id, sample("obama.jpg"), actor=ACTOR, taken_on=date(1971, 6, 1))
+        adult = new_case(service, "found", birth_year_min=1955, birth_year_max=1965)
+        [view] = service.enroll_photo(
+            adult.id, sample("obama2.jpg"), actor=ACTOR, taken_on=date(2024, 3, 5)
+        ).new_candidates
+        assert view.candidate.distance > 0.3
+        assert [f.code for f in view.flags] == ["photo_age_gap"]
+        assert view.flags[0].facts["gap_years"] == 49  # aged 10 in 1971; 59-69 in 2024
+        undated = new_case(service, "found", birth_year_min=1955, birth_year_max=1965)
+        assert (
+            service.enroll_photo(undated.id, sample("obama3.jpg"), actor=ACTOR).new_candidates == []
+        )
