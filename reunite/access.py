@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from reunite.errors import Forbidden, NotFound
-from reunite.store import Case
+from reunite.store import CaseRow
 
 ROLES = ("staff", "admin", "police")
 """Every role; an API key may have any of them."""
@@ -40,18 +40,18 @@ class Principal:
         return self.role == "police"
 
 
-def owns(principal: Principal, case: Case) -> bool:
+def owns(principal: Principal, case: CaseRow) -> bool:
     """Whether the case is the police principal's own (its agency's missing case)."""
     return principal.is_police and case.kind == "missing" and case.agency == principal.agency
 
 
-def check_read_case(principal: Principal, case: Case) -> None:
+def check_read_case(principal: Principal, case: CaseRow) -> None:
     """Raise ``NotFound`` if ``principal`` may not see this case's details."""
     if principal.is_police and not owns(principal, case):
         raise NotFound(f"There is no case {case.id}.")
 
 
-def check_write_case(principal: Principal, case: Case) -> None:
+def check_write_case(principal: Principal, case: CaseRow) -> None:
     """Raise unless ``principal`` may change this case (or add photos to it, or delete it)."""
     check_read_case(principal, case)
     if principal.role == "staff" and case.kind != "found":
@@ -87,7 +87,7 @@ def check_role(principal: Principal, *roles: str) -> None:
         raise Forbidden(f"The {principal.role} role may not do this.")
 
 
-def may_see_face_of(principal: Principal, case: Case) -> bool:
+def may_see_face_of(principal: Principal, case: CaseRow) -> bool:
     """Whether ``principal`` may see the photos and face crops of ``case``.
 
     Police see their own cases and found (unidentified) people, whom searchers are meant to

@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 from reunite import audit
 from reunite.access import ROLES, USER_ROLES
 from reunite.errors import Conflict, InvalidField, NotAuthenticated, NotFound
-from reunite.store import ApiKey, Store, User, utc_now
+from reunite.store import ApiKeyRow, Store, UserRow, utc_now
 
 MIN_PASSWORD_CHARS = 10
 USERNAME_PATTERN = re.compile(r"^[A-Za-z0-9_.\-@]{2,64}$")
@@ -43,7 +43,7 @@ def _dummy_hash() -> str:
     return _hasher.hash("not a real password: keeps sign-in time the same for unknown users")
 
 
-def new_user(session: Session, username: str, password: str, role: str) -> User:
+def new_user(session: Session, username: str, password: str, role: str) -> UserRow:
     """Add an account. Raises ``InvalidField`` (bad name, role or short password), ``Conflict``."""
     if not USERNAME_PATTERN.match(username):
         raise InvalidField("A username is 2-64 letters, digits or _ . - @.")
@@ -51,20 +51,20 @@ def new_user(session: Session, username: str, password: str, role: str) -> User:
         raise InvalidField(f"role must be one of {list(USER_ROLES)}, not {role!r}.")
     if len(password) < MIN_PASSWORD_CHARS:
         raise InvalidField(f"A password needs at least {MIN_PASSWORD_CHARS} characters.")
-    if session.scalar(select(User.id).where(User.username == username)) is not None:
+    if session.scalar(select(UserRow.id).where(UserRow.username == username)) is not None:
         raise Conflict(f"There is already a user named {username!r}.")
-    user = User(username=username, password_hash=_hasher.hash(password), role=role)
+    user = UserRow(username=username, password_hash=_hasher.hash(password), role=role)
     session.add(user)
     session.flush()
     return user
 
 
-def authenticated_user(session: Session, username: str, password: str) -> User:
+def authenticated_user(session: Session, username: str, password: str) -> UserRow:
     """The enabled user with this name and password. Raises ``NotAuthenticated`` otherwise.
 
     Takes the same time whether or not the user exists (one argon2 verification).
     """
-    user = session.scalar(select(User).where(User.username == username))
+    user = session.scalar(select(UserRow).where(UserRow.username == username))
     try:
         _hasher.verify(user.password_hash if user else _dummy_hash(), password)
     except (VerificationError, InvalidHashError):
@@ -90,7 +90,7 @@ def new_api_key(
     agency: str | None,
     label: str | None = None,
     expires_at: datetime | None = None,
-) -> tuple[ApiKey, str]:
+) -> tuple[ApiKeyRow, str]:
     """A new key row and the key itself (shown once; only its hash is stored).
 
     Police keys need an agency; other roles take none.
@@ -101,10 +101,10 @@ def new_api_key(
         raise InvalidField("A police key needs --agency; other roles take none.")
     while True:
         prefix = secrets.token_hex(4)
-        if session.scalar(select(ApiKey.id).where(ApiKey.prefix == prefix)) is None:
+        if session.scalar(select(ApiKeyRow.id).where(ApiKeyRow.prefix == prefix)) is None:
             break
     key = f"rk_{prefix}_{secrets.token_urlsafe(32)}"
-    row = ApiKey(
+    row = ApiKeyRow(
         prefix=prefix,
         key_sha256=key_sha256(key),
         role=role,
@@ -117,11 +117,15 @@ def new_api_key(
     return row, key
 
 
-def api_key_for(session: Session, key: str) -> ApiKey:
+def api_key_for(session: Session, key: str) -> ApiKeyRow:
     """The usable key row for a presented key. Raises ``NotAuthenticated`` (unknown, malformed,
     revoked or expired), with a message that does not tell which."""
     match = KEY_PATTERN.match(key)
-    row = session.scalar(select(ApiKey).where(ApiKey.prefix == match.group(1))) if match else None
+    row = (
+        session.scalar(select(ApiKeyRow).where(ApiKeyRow.prefix == match.group(1)))
+        if match
+        else None
+    )
     if row is None or not hmac.compare_digest(row.key_sha256, key_sha256(key)):
         raise NotAuthenticated("The API key is not valid.")
     if row.revoked_at is not None or (row.expires_at is not None and row.expires_at <= utc_now()):
@@ -132,7 +136,7 @@ def api_key_for(session: Session, key: str) -> ApiKey:
 # ---------------------------------------------------------------- over a store
 
 
-def create_user(store: Store, username: str, password: str, role: str, *, actor: str) -> User:
+def create_user(store: Store, username: str, password: str, role: str, *, actor: str) -> UserRow:
     """Add a staff or admin account, audited. Raises ``InvalidField`` or ``Conflict``."""
     with store.transaction() as session:
         user = new_user(session, username, password, role)
@@ -140,7 +144,7 @@ def create_user(store: Store, username: str, password: str, role: str, *, actor:
     return user
 
 
-def signed_in_user(store: Store, username: str, password: str) -> User:
+def signed_in_user(store: Store, username: str, password: str) -> UserRow:
     """The user with these credentials; sign-ins and failed ones are audited (by user id
     where the name exists; never the typed name, which may be a mistyped password).
 
@@ -153,7 +157,7 @@ def signed_in_user(store: Store, username: str, password: str) -> User:
         return user
     except NotAuthenticated:
         with store.transaction() as session:
-            known = session.scalar(select(User.id).where(User.username == username))
+            known = session.scalar(select(UserRow.id).where(UserRow.username == username))
             audit.record(session, "anonymous", "user.sign_in_failed", None, user_id=known)
         raise
 
@@ -161,16 +165,16 @@ def signed_in_user(store: Store, username: str, password: str) -> User:
 def sign_out(store: Store, user_id: int) -> None:
     """End every session of the user (the session cookies carry an epoch this bumps)."""
     with store.transaction() as session:
-        user = session.get(User, user_id)
+        user = session.get(UserRow, user_id)
         if user is not None:
             user.session_epoch += 1
             audit.record(session, f"user:{user.username}", "user.sign_out", None, user_id=user_id)
 
 
-def disable_user(store: Store, username: str, *, actor: str) -> User:
+def disable_user(store: Store, username: str, *, actor: str) -> UserRow:
     """Disable an account and end its sessions, audited. Raises ``NotFound``."""
     with store.transaction() as session:
-        user = session.scalar(select(User).where(User.username == username))
+        user = session.scalar(select(UserRow).where(UserRow.username == username))
         if user is None:
             raise NotFound(f"There is no user {username!r}.")
         user.disabled = True
@@ -179,10 +183,10 @@ def disable_user(store: Store, username: str, *, actor: str) -> User:
     return user
 
 
-def user(store: Store, user_id: int) -> User:
+def user(store: Store, user_id: int) -> UserRow:
     """The enabled user with this id. Raises ``NotAuthenticated`` if absent or disabled."""
     with store.transaction() as session:
-        row = session.get(User, user_id)
+        row = session.get(UserRow, user_id)
     if row is None or row.disabled:
         raise NotAuthenticated("Your session has ended; please sign in again.")
     return row
@@ -196,7 +200,7 @@ def create_api_key(
     actor: str,
     label: str | None = None,
     expires_at: datetime | None = None,
-) -> tuple[ApiKey, str]:
+) -> tuple[ApiKeyRow, str]:
     """A new API key row and the key itself, which is shown once and never stored; audited."""
     with store.transaction() as session:
         row, key = new_api_key(session, role, agency=agency, label=label, expires_at=expires_at)
@@ -213,17 +217,17 @@ def create_api_key(
     return row, key
 
 
-def api_key(store: Store, key: str) -> ApiKey:
+def api_key(store: Store, key: str) -> ApiKeyRow:
     """The usable key row for a presented key. Raises ``NotAuthenticated``."""
     with store.transaction() as session:
         return api_key_for(session, key)
 
 
-def revoke_api_key(store: Store, prefix: str, *, actor: str) -> ApiKey:
+def revoke_api_key(store: Store, prefix: str, *, actor: str) -> ApiKeyRow:
     """Revoke a key by prefix (idempotent); it stops working at once. Audited. Raises
     ``NotFound``."""
     with store.transaction() as session:
-        row = session.scalar(select(ApiKey).where(ApiKey.prefix == prefix))
+        row = session.scalar(select(ApiKeyRow).where(ApiKeyRow.prefix == prefix))
         if row is None:
             raise NotFound(f"There is no key with prefix {prefix!r}.")
         if row.revoked_at is None:
@@ -232,7 +236,7 @@ def revoke_api_key(store: Store, prefix: str, *, actor: str) -> ApiKey:
     return row
 
 
-def api_keys(store: Store) -> list[ApiKey]:
+def api_keys(store: Store) -> list[ApiKeyRow]:
     """Every key, oldest first (prefixes only; the keys themselves are never stored)."""
     with store.transaction() as session:
-        return list(session.scalars(select(ApiKey).order_by(ApiKey.id)))
+        return list(session.scalars(select(ApiKeyRow).order_by(ApiKeyRow.id)))

@@ -9,12 +9,12 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from reunite.store import AuditEvent, Store
+from reunite.store import AuditEventRow, Store
 
 
 def record(session: Session, actor: str, action: str, case_id: int | None, **details: Any) -> None:
     """Add an audit event to ``session``'s transaction (it is kept only if that commits)."""
-    session.add(AuditEvent(actor=actor, action=action, case_id=case_id, details=details))
+    session.add(AuditEventRow(actor=actor, action=action, case_id=case_id, details=details))
 
 
 def audit_events(
@@ -27,20 +27,20 @@ def audit_events(
     until: datetime | None = None,
     before_id: int | None = None,
     limit: int = 100,
-) -> list[AuditEvent]:
+) -> list[AuditEventRow]:
     """Audit events, newest first, filtered; page with ``before_id`` (the last id seen)."""
-    query = select(AuditEvent)
+    query = select(AuditEventRow)
     if action:
-        query = query.where(AuditEvent.action == action)
+        query = query.where(AuditEventRow.action == action)
     if actor:
-        query = query.where(AuditEvent.actor == actor)
+        query = query.where(AuditEventRow.actor == actor)
     if case_id is not None:
-        query = query.where(AuditEvent.case_id == case_id)
+        query = query.where(AuditEventRow.case_id == case_id)
     if since:
-        query = query.where(AuditEvent.at >= since)
+        query = query.where(AuditEventRow.at >= since)
     if until:
-        query = query.where(AuditEvent.at < until)
+        query = query.where(AuditEventRow.at < until)
     if before_id is not None:
-        query = query.where(AuditEvent.id < before_id)
+        query = query.where(AuditEventRow.id < before_id)
     with store.transaction() as session:
-        return list(session.scalars(query.order_by(AuditEvent.id.desc()).limit(limit)))
+        return list(session.scalars(query.order_by(AuditEventRow.id.desc()).limit(limit)))

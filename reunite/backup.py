@@ -54,7 +54,7 @@ from reunite import __version__, privacy
 from reunite.config import Settings
 from reunite.errors import Conflict, IndexUnusable, InvalidInput, ReuniteError
 from reunite.index import MANIFEST_NAME, DirectoryLock, read_manifest
-from reunite.store import Photo, Store, photo_file_name
+from reunite.store import PhotoRow, Store, photo_file_name
 
 log = logging.getLogger(__name__)
 
@@ -218,7 +218,7 @@ def _snapshot_of(connection: Connection) -> Snapshot:
         else None
     )
     rows = connection.execute(
-        select(Photo.sha256, Photo.format).distinct().where(privacy.live_photo())
+        select(PhotoRow.sha256, PhotoRow.format).distinct().where(privacy.live_photo())
     ).all()
     photos = sorted(photo_file_name(row.sha256, row.format) for row in rows)
     return Snapshot(counts, revision, photos)

@@ -26,8 +26,15 @@ from reunite.faces import MODEL_NAME
 from reunite.live_index import LiveIndex
 from reunite.matching import CaseMatch, case_matches, other_kind
 from reunite.paging import Listing
-from reunite.store import Candidate, CandidateDecision, Case, Photo, Store, utc_now
-from reunite.store import Face as FaceRow
+from reunite.store import (
+    CandidateDecisionRow,
+    CandidateRow,
+    CaseRow,
+    FaceRow,
+    PhotoRow,
+    Store,
+    utc_now,
+)
 
 Similarity = Callable[[float], float]
 """What a distance means, in [0, 1] (see ``Reunite.similarity``)."""
@@ -37,18 +44,18 @@ Similarity = Callable[[float], float]
 class CandidateView:
     """A candidate as a reviewer sees it: both cases, consistency flags and past decisions."""
 
-    candidate: Candidate
-    found: Case
-    missing: Case
+    candidate: CandidateRow
+    found: CaseRow
+    missing: CaseRow
     flags: list[review.Flag]
-    decisions: list[CandidateDecision]
+    decisions: list[CandidateDecisionRow]
     similarity: float
 
 
 _ORDERINGS: dict[str, tuple[paging.SortKey, tuple[str, ...]]] = {
-    "closest": ([(Candidate.distance, True), (Candidate.id, True)], ("distance", "id")),
-    "newest": ([(Candidate.id, False)], ("id",)),
-    "updated": ([(Candidate.updated_at, True), (Candidate.id, True)], ("updated_at", "id")),
+    "closest": ([(CandidateRow.distance, True), (CandidateRow.id, True)], ("distance", "id")),
+    "newest": ([(CandidateRow.id, False)], ("id",)),
+    "updated": ([(CandidateRow.updated_at, True), (CandidateRow.id, True)], ("updated_at", "id")),
 }
 
 
@@ -89,8 +96,8 @@ class Candidates:
     # --------------------------------------------------------------------- proposing
 
     def record(
-        self, session: Session, case: Case, face: FaceRow, embedding: np.ndarray
-    ) -> list[Candidate]:
+        self, session: Session, case: CaseRow, face: FaceRow, embedding: np.ndarray
+    ) -> list[CandidateRow]:
         """Store a pending candidate for each near case of the other kind; returns the new ones.
 
         An existing pending or confirmed candidate for the same pair keeps its status; its
@@ -112,8 +119,8 @@ class Candidates:
             or _years_apart(probe_age, _age_of_face(session, m.face_id))
             >= settings.photo_age_gap_years
         ]
-        created: list[Candidate] = []
-        reproposed: list[Candidate] = []
+        created: list[CandidateRow] = []
+        reproposed: list[CandidateRow] = []
         for match in matches:
             candidate, how = _proposed(session, case, face, match)
             if how == "reproposed":
@@ -135,13 +142,13 @@ class Candidates:
                 session,
                 "candidate.decided" if candidate in reproposed else "candidate.created",
                 candidate,
-                session.get_one(Case, candidate.found_case_id),
-                session.get_one(Case, candidate.missing_case_id),
+                session.get_one(CaseRow, candidate.found_case_id),
+                session.get_one(CaseRow, candidate.missing_case_id),
                 similarity=self.similarity(candidate.distance),
             )
         return created
 
-    def rematch(self, session: Session, case: Case) -> None:
+    def rematch(self, session: Session, case: CaseRow) -> None:
         """Match every face of a reopened case again (matching skipped it while closed), in
         ``session``'s transaction, after catching the index up under the faces lock."""
         self.store.lock_faces(session)
@@ -160,11 +167,12 @@ class Candidates:
         with self.store.transaction() as session:
             case_row(session, case_id)
             rows = session.scalars(
-                select(Candidate)
+                select(CandidateRow)
                 .where(
-                    (Candidate.found_case_id == case_id) | (Candidate.missing_case_id == case_id)
+                    (CandidateRow.found_case_id == case_id)
+                    | (CandidateRow.missing_case_id == case_id)
                 )
-                .order_by(Candidate.distance, Candidate.id)
+                .order_by(CandidateRow.distance, CandidateRow.id)
             )
             return self.views(session, list(rows))
 
@@ -192,20 +200,21 @@ class Candidates:
         if order not in _ORDERINGS:
             raise InvalidField(f"order must be one of {sorted(_ORDERINGS)}, not {order!r}.")
         ordering, names = _ORDERINGS[order]
-        query = select(Candidate)
+        query = select(CandidateRow)
         if status:
-            query = query.where(Candidate.status == status)
+            query = query.where(CandidateRow.status == status)
         if status == "pending":  # a closed case's candidates wait for nobody
-            closed = select(Case.id).where(Case.status == "closed")
+            closed = select(CaseRow.id).where(CaseRow.status == "closed")
             query = query.where(
-                Candidate.found_case_id.not_in(closed), Candidate.missing_case_id.not_in(closed)
+                CandidateRow.found_case_id.not_in(closed),
+                CandidateRow.missing_case_id.not_in(closed),
             )
         if agency:
-            query = query.join(Case, Case.id == Candidate.missing_case_id).where(
-                Case.agency == agency
+            query = query.join(CaseRow, CaseRow.id == CandidateRow.missing_case_id).where(
+                CaseRow.agency == agency
             )
         if updated_since:
-            query = query.where(Candidate.updated_at >= updated_since)
+            query = query.where(CandidateRow.updated_at >= updated_since)
         with self.store.transaction() as session:
             page = paging.listing(session, query, ordering, names, after=after, limit=limit)
             return Listing(self.views(session, page.items), page.total, page.next_after)
@@ -215,13 +224,13 @@ class Candidates:
         rejected ones are not. The deployment's own evidence for ``reunite calibrate``."""
         with self.store.transaction() as session:
             rows = session.execute(
-                select(Candidate.distance, Candidate.status).where(
-                    Candidate.status.in_(("confirmed", "rejected"))
+                select(CandidateRow.distance, CandidateRow.status).where(
+                    CandidateRow.status.in_(("confirmed", "rejected"))
                 )
             ).all()
         return [r.distance for r in rows], [r.status == "confirmed" for r in rows]
 
-    def views(self, session: Session, candidates: list[Candidate]) -> list[CandidateView]:
+    def views(self, session: Session, candidates: list[CandidateRow]) -> list[CandidateView]:
         """Candidates with both cases, consistency flags and decisions (oldest first)."""
         if not candidates:
             return []
@@ -231,17 +240,17 @@ class Candidates:
         )
         decisions = list(
             session.scalars(
-                select(CandidateDecision)
-                .where(CandidateDecision.candidate_id.in_(ids))
-                .order_by(CandidateDecision.id)
+                select(CandidateDecisionRow)
+                .where(CandidateDecisionRow.candidate_id.in_(ids))
+                .order_by(CandidateDecisionRow.id)
             )
         )
         face_ids = [c.found_face_id for c in candidates] + [c.missing_face_id for c in candidates]
         photo_dates = {
             face_id: taken_on
             for face_id, taken_on in session.execute(
-                select(FaceRow.id, Photo.taken_on)
-                .join(Photo, Photo.id == FaceRow.photo_id)
+                select(FaceRow.id, PhotoRow.taken_on)
+                .join(PhotoRow, PhotoRow.id == FaceRow.photo_id)
                 .where(FaceRow.id.in_(face_ids))
             )
         }
@@ -314,8 +323,8 @@ class Candidates:
 
 def _update_case_status(
     session: Session,
-    candidate: Candidate,
-    case: Case,
+    candidate: CandidateRow,
+    case: CaseRow,
     status: str,
     was_confirmed: bool,
     actor: str,
@@ -345,8 +354,8 @@ def _update_case_status(
 
 
 def _proposed(
-    session: Session, case: Case, face: FaceRow, match: CaseMatch
-) -> tuple[Candidate, str]:
+    session: Session, case: CaseRow, face: FaceRow, match: CaseMatch
+) -> tuple[CandidateRow, str]:
     """Propose one pair (``face`` of ``case`` and a near case); returns the candidate and
     ``created``, ``reproposed`` (was rejected), ``closer`` (faces updated) or ``kept``."""
     found_side = case.kind == "found"
@@ -358,9 +367,9 @@ def _proposed(
         "found_face_id": face.id if found_side else match.face_id,
         "missing_face_id": match.face_id if found_side else face.id,
     }
-    existing = session.scalar(select(Candidate).filter_by(**pair))
+    existing = session.scalar(select(CandidateRow).filter_by(**pair))
     if existing is None:
-        candidate = Candidate(**pair, **faces, distance=match.distance, status="pending")
+        candidate = CandidateRow(**pair, **faces, distance=match.distance, status="pending")
         session.add(candidate)
         return candidate, "created"
     if not _is_new_evidence(session, existing.id, **faces):
@@ -386,10 +395,10 @@ def _proposed(
 
 
 def _record_decision(
-    session: Session, candidate: Candidate, status: str, *, actor: str, note: str | None
+    session: Session, candidate: CandidateRow, status: str, *, actor: str, note: str | None
 ) -> None:
     session.add(
-        CandidateDecision(
+        CandidateDecisionRow(
             candidate_id=candidate.id,
             from_status=candidate.status,
             to_status=status,
@@ -402,8 +411,8 @@ def _record_decision(
     # A conditional update: of two people deciding at once (in any process), one wins and
     # the other gets a Conflict, even without this process's lock.
     changed = session.execute(
-        update(Candidate)
-        .where(Candidate.id == candidate.id, Candidate.status == candidate.status)
+        update(CandidateRow)
+        .where(CandidateRow.id == candidate.id, CandidateRow.status == candidate.status)
         .values(status=status, updated_at=utc_now())
         .execution_options(synchronize_session=False)
     )
@@ -422,28 +431,28 @@ def _record_decision(
     candidate.status = status
 
 
-def _candidate_row(session: Session, candidate_id: int) -> Candidate:
-    candidate = session.get(Candidate, candidate_id)
+def _candidate_row(session: Session, candidate_id: int) -> CandidateRow:
+    candidate = session.get(CandidateRow, candidate_id)
     if candidate is None:
         raise NotFound(f"There is no candidate {candidate_id}.")
     return candidate
 
 
 def _photo_date(session: Session, photo_id: int) -> date | None:
-    return session.scalar(select(Photo.taken_on).where(Photo.id == photo_id))
+    return session.scalar(select(PhotoRow.taken_on).where(PhotoRow.id == photo_id))
 
 
 def _age_of_face(session: Session, face_id: int) -> tuple[int, int] | None:
     row = session.execute(
-        select(Case, Photo.taken_on)
-        .join(FaceRow, FaceRow.case_id == Case.id)
-        .join(Photo, Photo.id == FaceRow.photo_id)
+        select(CaseRow, PhotoRow.taken_on)
+        .join(FaceRow, FaceRow.case_id == CaseRow.id)
+        .join(PhotoRow, PhotoRow.id == FaceRow.photo_id)
         .where(FaceRow.id == face_id)
     ).first()
     return None if row is None else _age_in_photo(row[0], row[1])
 
 
-def _age_in_photo(case: Case, taken_on: date | None) -> tuple[int, int] | None:
+def _age_in_photo(case: CaseRow, taken_on: date | None) -> tuple[int, int] | None:
     """The (youngest, oldest) age the case's person can have in a photo taken on ``taken_on``
     (from the birth date or years; a found case's undated photo counts as taken the day the
     person was found, as the consistency flags do); None when unknown."""
@@ -469,9 +478,9 @@ def _is_new_evidence(
     candidate after both faces were enrolled (a rejection covers every face it saw; only a
     photo added later can bring the pair back)."""
     rejected_at = session.scalar(
-        select(func.max(CandidateDecision.at)).where(
-            CandidateDecision.candidate_id == candidate_id,
-            CandidateDecision.to_status == "rejected",
+        select(func.max(CandidateDecisionRow.at)).where(
+            CandidateDecisionRow.candidate_id == candidate_id,
+            CandidateDecisionRow.to_status == "rejected",
         )
     )
     if rejected_at is None:
@@ -482,12 +491,12 @@ def _is_new_evidence(
     return newest_face is not None and newest_face > rejected_at
 
 
-def _has_other_confirmed(session: Session, candidate: Candidate, case: Case) -> bool:
+def _has_other_confirmed(session: Session, candidate: CandidateRow, case: CaseRow) -> bool:
     """Whether ``case`` has a confirmed candidate other than ``candidate``."""
-    column = Candidate.found_case_id if case.kind == "found" else Candidate.missing_case_id
+    column = CandidateRow.found_case_id if case.kind == "found" else CandidateRow.missing_case_id
     other = session.scalar(
-        select(Candidate.id).where(
-            column == case.id, Candidate.status == "confirmed", Candidate.id != candidate.id
+        select(CandidateRow.id).where(
+            column == case.id, CandidateRow.status == "confirmed", CandidateRow.id != candidate.id
         )
     )
     return other is not None

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from reunite import audit, paging, review
 from reunite.errors import Conflict, InvalidField, NotFound
 from reunite.paging import Listing
-from reunite.store import Case, CaseFields, Store, validated_case_fields
+from reunite.store import CaseFields, CaseRow, Store, validated_case_fields
 
 if TYPE_CHECKING:
     from reunite.candidates import Candidates
@@ -32,20 +32,20 @@ PutOutcome = Literal["created", "updated", "unchanged"]
 CASE_FIELD_NAMES = tuple(CaseFields.model_fields)
 
 
-def case_row(session: Session, case_id: int) -> Case:
+def case_row(session: Session, case_id: int) -> CaseRow:
     """The case with this id in ``session``. Raises ``NotFound``."""
-    case = session.get(Case, case_id)
+    case = session.get(CaseRow, case_id)
     if case is None:
         raise NotFound(f"There is no case {case_id}.")
     return case
 
 
-def cases_by_id(session: Session, case_ids: Iterable[int]) -> dict[int, Case]:
+def cases_by_id(session: Session, case_ids: Iterable[int]) -> dict[int, CaseRow]:
     """The cases with these ids that exist, by id."""
     ids = list(set(case_ids))
     if not ids:
         return {}
-    return {c.id: c for c in session.scalars(select(Case).where(Case.id.in_(ids)))}
+    return {c.id: c for c in session.scalars(select(CaseRow).where(CaseRow.id.in_(ids)))}
 
 
 def _check_external_ref_free(
@@ -54,7 +54,7 @@ def _check_external_ref_free(
     if not external_ref:
         return
     other = session.scalar(
-        select(Case.id).where(Case.agency == agency, Case.external_ref == external_ref)
+        select(CaseRow.id).where(CaseRow.agency == agency, CaseRow.external_ref == external_ref)
     )
     if other is not None and other != case_id:
         raise Conflict(
@@ -81,7 +81,7 @@ class Cases:
         self.live = live
         self.candidates = candidates
 
-    def create(self, data: Mapping[str, Any], *, actor: str) -> Case:
+    def create(self, data: Mapping[str, Any], *, actor: str) -> CaseRow:
         """Create a case from its facts (see ``CaseFields``).
 
         Raises:
@@ -95,23 +95,25 @@ class Cases:
             )
         with self.write_lock, self.store.transaction() as session:
             _check_external_ref_free(session, fields.agency, fields.external_ref, None)
-            case = Case(**fields.model_dump())
+            case = CaseRow(**fields.model_dump())
             session.add(case)
             session.flush()
             audit.record(session, actor, "case.create", case.id)
         log.info("case %d created (%s)", case.id, case.kind)
         return case
 
-    def case(self, case_id: int) -> Case:
+    def case(self, case_id: int) -> CaseRow:
         """The case with this id. Raises ``NotFound``."""
         with self.store.transaction() as session:
             return case_row(session, case_id)
 
-    def by_external_ref(self, agency: str, external_ref: str) -> Case:
+    def by_external_ref(self, agency: str, external_ref: str) -> CaseRow:
         """The agency's case with this external reference. Raises ``NotFound``."""
         with self.store.transaction() as session:
             case = session.scalar(
-                select(Case).where(Case.agency == agency, Case.external_ref == external_ref)
+                select(CaseRow).where(
+                    CaseRow.agency == agency, CaseRow.external_ref == external_ref
+                )
             )
         if case is None:
             raise NotFound(f"Agency {agency} has no case {external_ref!r}.")
@@ -126,22 +128,22 @@ class Cases:
         updated_since: datetime | None = None,
         after: Sequence[Any] | None = None,
         limit: int = 50,
-    ) -> Listing[Case]:
+    ) -> Listing[CaseRow]:
         """Cases by last change, oldest first (so a sync client can follow them), filtered.
 
         ``after`` is the ``next_after`` of the previous listing. ``total`` counts every case
         that matches the filters.
         """
-        query = select(Case)
+        query = select(CaseRow)
         if kind:
-            query = query.where(Case.kind == kind)
+            query = query.where(CaseRow.kind == kind)
         if status:
-            query = query.where(Case.status == status)
+            query = query.where(CaseRow.status == status)
         if agency:
-            query = query.where(Case.agency == agency)
+            query = query.where(CaseRow.agency == agency)
         if updated_since:
-            query = query.where(Case.updated_at >= updated_since)
-        ordering = [(Case.updated_at, True), (Case.id, True)]
+            query = query.where(CaseRow.updated_at >= updated_since)
+        ordering = [(CaseRow.updated_at, True), (CaseRow.id, True)]
         with self.store.transaction() as session:
             return paging.listing(
                 session, query, ordering, ("updated_at", "id"), after=after, limit=limit
@@ -149,7 +151,7 @@ class Cases:
 
     def put(
         self, agency: str, external_ref: str, data: Mapping[str, Any], *, actor: str
-    ) -> tuple[Case, PutOutcome]:
+    ) -> tuple[CaseRow, PutOutcome]:
         """Create or replace the agency's case ``external_ref`` with ``data``; idempotent.
 
         ``data`` is the whole record (fields left out become empty; ``status`` is kept unless
@@ -181,7 +183,7 @@ class Cases:
                 return case, "unchanged"
             return self.update(case.id, changes, actor=actor), "updated"
 
-    def update(self, case_id: int, changes: Mapping[str, Any], *, actor: str) -> Case:
+    def update(self, case_id: int, changes: Mapping[str, Any], *, actor: str) -> CaseRow:
         """Change some facts of a case. The kind cannot change (delete and re-create instead).
 
         A status change must be allowed from the current status (see ``reunite.review``). A

@@ -24,8 +24,7 @@ from reunite.errors import Conflict, InvalidField, MultipleFaces, NoFaceFound
 from reunite.faces import MODEL_NAME, Face, FaceFinder, Pipeline
 from reunite.files import write_atomically
 from reunite.photos import photo_path
-from reunite.store import EARLIEST_DATE, Photo, Store, embedding_bytes
-from reunite.store import Face as FaceRow
+from reunite.store import EARLIEST_DATE, FaceRow, PhotoRow, Store, embedding_bytes
 
 if TYPE_CHECKING:
     from reunite.candidates import Candidates, CandidateView
@@ -39,7 +38,7 @@ log = logging.getLogger(__name__)
 class Enrollment:
     """The outcome of adding a photo to a case."""
 
-    photo: Photo
+    photo: PhotoRow
     faces: list[FaceRow]
     new_candidates: list[CandidateView]
     created: bool
@@ -248,11 +247,11 @@ class Enrollments:
         case_id: int,
         prepared: PreparedPhoto,
         taken_on: date | None,
-    ) -> tuple[Photo, FaceRow]:
+    ) -> tuple[PhotoRow, FaceRow]:
         """Write the photo's file and add its photo and face rows (flushed, so with ids)."""
         image = prepared.image
         write_atomically(photo_path(self.settings, image.sha256, image.format), prepared.data)
-        photo = Photo(
+        photo = PhotoRow(
             case_id=case_id,
             sha256=image.sha256,
             format=image.format,
@@ -276,7 +275,9 @@ class Enrollments:
 
 def _existing_enrollment(session: Session, case_id: int, sha256: str) -> Enrollment | None:
     """The case's photo with these bytes, as an unchanged ``Enrollment``, or None."""
-    photo = session.scalar(select(Photo).where(Photo.case_id == case_id, Photo.sha256 == sha256))
+    photo = session.scalar(
+        select(PhotoRow).where(PhotoRow.case_id == case_id, PhotoRow.sha256 == sha256)
+    )
     if photo is None:
         return None
     faces = list(session.scalars(select(FaceRow).where(FaceRow.photo_id == photo.id)))

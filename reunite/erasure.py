@@ -21,8 +21,7 @@ from reunite.config import Settings
 from reunite.errors import InvalidField
 from reunite.live_index import LiveIndex
 from reunite.photos import Photos, crop_path
-from reunite.store import Candidate, Case, Photo, RemovedFace, Store, utc_now
-from reunite.store import Face as FaceRow
+from reunite.store import CandidateRow, CaseRow, FaceRow, PhotoRow, RemovedFaceRow, Store, utc_now
 
 log = logging.getLogger(__name__)
 
@@ -75,10 +74,10 @@ class Erasure:
                     session.scalars(select(FaceRow.id).where(FaceRow.case_id == case_id))
                 )
                 _drop_faces(session, case.kind, face_ids)
-                photos = list(session.scalars(select(Photo).where(Photo.case_id == case_id)))
+                photos = list(session.scalars(select(PhotoRow).where(PhotoRow.case_id == case_id)))
                 candidates = self._delete_candidates(session, case_id)
                 session.execute(delete(FaceRow).where(FaceRow.case_id == case_id))
-                session.execute(delete(Photo).where(Photo.case_id == case_id))
+                session.execute(delete(PhotoRow).where(PhotoRow.case_id == case_id))
                 session.delete(case)
                 audit.record(
                     session,
@@ -98,18 +97,20 @@ class Erasure:
     def _delete_candidates(self, session: Session, case_id: int) -> int:
         """Delete a case's candidates (their decisions go with them), telling the agencies'
         webhooks; returns how many."""
-        of_case = (Candidate.found_case_id == case_id) | (Candidate.missing_case_id == case_id)
-        doomed = list(session.scalars(select(Candidate).where(of_case)))
+        of_case = (CandidateRow.found_case_id == case_id) | (
+            CandidateRow.missing_case_id == case_id
+        )
+        doomed = list(session.scalars(select(CandidateRow).where(of_case)))
         for candidate in doomed:
             webhooks.enqueue_candidate_event(
                 session,
                 "candidate.deleted",
                 candidate,
-                session.get_one(Case, candidate.found_case_id),
-                session.get_one(Case, candidate.missing_case_id),
+                session.get_one(CaseRow, candidate.found_case_id),
+                session.get_one(CaseRow, candidate.missing_case_id),
                 similarity=self.similarity(candidate.distance),
             )
-        session.execute(delete(Candidate).where(of_case))
+        session.execute(delete(CandidateRow).where(of_case))
         return len(doomed)
 
     def purge_expired(
@@ -168,7 +169,7 @@ class Erasure:
         with self.write_lock:
             with self.store.transaction() as session:
                 self.store.lock_faces(session)
-                case = session.get(Case, case_id)
+                case = session.get(CaseRow, case_id)
                 if case is None or case.status != "closed":
                     return None
                 photos, faces = _biometrics(session, case_id)
@@ -220,12 +221,14 @@ def _drop_faces(session: Session, kind: str, face_ids: list[int]) -> None:
     """Record that these faces (of one kind) leave the store, so that every server's index
     drops them; the caller deletes or tombstones their rows. The transaction must hold
     ``Store.lock_faces`` from its start (before the faces were read)."""
-    session.add_all(RemovedFace(face_id=i, kind=kind) for i in face_ids)
+    session.add_all(RemovedFaceRow(face_id=i, kind=kind) for i in face_ids)
 
 
-def _biometrics(session: Session, case_id: int) -> tuple[list[Photo], list[FaceRow]]:
+def _biometrics(session: Session, case_id: int) -> tuple[list[PhotoRow], list[FaceRow]]:
     """A case's photos and faces that the retention purge has not erased."""
-    photos = session.scalars(select(Photo).where(Photo.case_id == case_id, privacy.live_photo()))
+    photos = session.scalars(
+        select(PhotoRow).where(PhotoRow.case_id == case_id, privacy.live_photo())
+    )
     faces = session.scalars(
         select(FaceRow).where(FaceRow.case_id == case_id, FaceRow.model != privacy.ERASED)
     )

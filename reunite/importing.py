@@ -41,7 +41,7 @@ from reunite.errors import (
     UnreadableFile,
 )
 from reunite.service import Reunite
-from reunite.store import Case, CaseFacts, validated_case_fields
+from reunite.store import CaseFacts, CaseRow, validated_case_fields
 
 log = logging.getLogger(__name__)
 
@@ -379,7 +379,7 @@ class _Importer:
             self.advance(1)
         self.writer.write_through(last_row)
 
-    def _put_case(self, row: ManifestRow) -> Case:
+    def _put_case(self, row: ManifestRow) -> CaseRow:
         if row.problem is not None:
             raise row.problem
         fields = validated_case_fields(row.fields)

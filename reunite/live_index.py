@@ -31,8 +31,7 @@ from reunite.index import (
     graph_parts,
     read_manifest,
 )
-from reunite.store import Face as FaceRow
-from reunite.store import RemovedFace, Store, embedding_vector
+from reunite.store import FaceRow, RemovedFaceRow, Store, embedding_vector
 
 log = logging.getLogger(__name__)
 
@@ -241,9 +240,9 @@ class LiveIndex:
         if rows:
             self._face_mark = max(self._face_mark, rows[-1].id)
         gone = session.execute(
-            select(RemovedFace.id, RemovedFace.face_id)
-            .where(RemovedFace.id > self._removal_mark)
-            .order_by(RemovedFace.id)
+            select(RemovedFaceRow.id, RemovedFaceRow.face_id)
+            .where(RemovedFaceRow.id > self._removal_mark)
+            .order_by(RemovedFaceRow.id)
         ).all()
         if gone:
             removed = self.index.remove(r.face_id for r in gone)
@@ -377,7 +376,7 @@ def _marks(session: Session) -> tuple[int, int]:
     """The store's highest face id and ``removed_faces`` id, now."""
     return (
         session.scalar(select(func.max(FaceRow.id))) or 0,
-        session.scalar(select(func.max(RemovedFace.id))) or 0,
+        session.scalar(select(func.max(RemovedFaceRow.id))) or 0,
     )
 
 

@@ -27,8 +27,7 @@ from sqlalchemy.orm import Session
 
 from reunite.faces import MODEL_NAME
 from reunite.index import FaceIndex
-from reunite.store import Case, embedding_vector
-from reunite.store import Face as FaceRow
+from reunite.store import CaseRow, FaceRow, embedding_vector
 
 MISSING, FOUND = "missing", "found"
 
@@ -148,8 +147,8 @@ def _nearest_by_face(
             return {}
         rows = session.execute(
             select(FaceRow.id, FaceRow.case_id)
-            .join(Case, Case.id == FaceRow.case_id)
-            .where(FaceRow.id.in_(face_ids), Case.status != "closed")
+            .join(CaseRow, CaseRow.id == FaceRow.case_id)
+            .where(FaceRow.id.in_(face_ids), CaseRow.status != "closed")
         )
         return {r.id: r.case_id for r in rows}
 

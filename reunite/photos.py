@@ -16,8 +16,7 @@ from reunite.cases import case_row
 from reunite.config import Settings
 from reunite.errors import NotFound
 from reunite.files import write_atomically
-from reunite.store import Face as FaceRow
-from reunite.store import Photo, Store, photo_file_name
+from reunite.store import FaceRow, PhotoRow, Store, photo_file_name
 
 CROP_MARGIN = 0.25
 """Margin added on each side of a face box when cropping, as a fraction of the box size."""
@@ -46,16 +45,16 @@ class Photos:
             data, max_bytes=self.settings.max_upload_bytes, max_pixels=self.settings.max_pixels
         )
 
-    def of_case(self, case_id: int) -> list[tuple[Photo, list[FaceRow]]]:
+    def of_case(self, case_id: int) -> list[tuple[PhotoRow, list[FaceRow]]]:
         """A case's photos, oldest first, each with its faces; photos purged by the retention
         rule are left out. Raises ``NotFound``."""
         with self.store.transaction() as session:
             case_row(session, case_id)
             photos = list(
                 session.scalars(
-                    select(Photo)
-                    .where(Photo.case_id == case_id, privacy.live_photo())
-                    .order_by(Photo.id)
+                    select(PhotoRow)
+                    .where(PhotoRow.case_id == case_id, privacy.live_photo())
+                    .order_by(PhotoRow.id)
                 )
             )
             faces = list(
@@ -69,12 +68,12 @@ class Photos:
         """The SHA-256 (hex) of each photo of a case: bytes that enrolling again would skip, so a
         batch can skip them before the costly detection. Cost: one indexed query."""
         with self.store.transaction() as session:
-            return set(session.scalars(select(Photo.sha256).where(Photo.case_id == case_id)))
+            return set(session.scalars(select(PhotoRow.sha256).where(PhotoRow.case_id == case_id)))
 
-    def photo(self, photo_id: int) -> Photo:
+    def photo(self, photo_id: int) -> PhotoRow:
         """A photo's row (no bytes, no audit). Raises ``NotFound``."""
         with self.store.transaction() as session:
-            photo = session.get(Photo, photo_id)
+            photo = session.get(PhotoRow, photo_id)
         if photo is None:
             raise NotFound(f"There is no photo {photo_id}.")
         return photo
@@ -87,11 +86,11 @@ class Photos:
             raise NotFound(f"There is no face {face_id}.")
         return face
 
-    def photo_file(self, photo_id: int, *, actor: str) -> tuple[Photo, bytes]:
+    def photo_file(self, photo_id: int, *, actor: str) -> tuple[PhotoRow, bytes]:
         """A photo's row and its original bytes; the view is audited. Raises ``NotFound`` (also
         for a photo purged by the retention rule)."""
         with self.store.transaction() as session:
-            photo = session.get(Photo, photo_id)
+            photo = session.get(PhotoRow, photo_id)
             if photo is None or privacy.is_erased(photo):
                 raise NotFound(f"There is no photo {photo_id}.")
             audit.record(session, actor, "photo.view", photo.case_id, photo_id=photo_id)
@@ -111,7 +110,7 @@ class Photos:
             if face is None or face.model == privacy.ERASED:
                 raise NotFound(f"There is no face {face_id}.")
             audit.record(session, actor, "face.view", face.case_id, face_id=face_id)
-            photo = session.get_one(Photo, face.photo_id)
+            photo = session.get_one(PhotoRow, face.photo_id)
         cached = crop_path(self.settings, face_id)
         if cached.exists():
             return cached.read_bytes()
@@ -131,6 +130,6 @@ class Photos:
     def forget_file(self, sha256: str, fmt: str) -> None:
         """Delete a photo's file unless another photo row still uses the same bytes."""
         with self.store.transaction() as session:
-            still_used = session.scalar(select(Photo.id).where(Photo.sha256 == sha256))
+            still_used = session.scalar(select(PhotoRow.id).where(PhotoRow.sha256 == sha256))
         if still_used is None:
             photo_path(self.settings, sha256, fmt).unlink(missing_ok=True)

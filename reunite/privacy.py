@@ -26,7 +26,7 @@ from typing import Literal, get_args
 from sqlalchemy import ColumnElement, select, text
 from sqlalchemy.orm import Session
 
-from reunite.store import AuditEvent, Case, Photo
+from reunite.store import AuditEventRow, CaseRow, PhotoRow
 
 ErasureReason = Literal[
     "subject_request",
@@ -54,14 +54,14 @@ def erased_photo_sha256(photo_id: int) -> str:
     return f"{ERASED_PHOTO_PREFIX}{photo_id}"
 
 
-def is_erased(photo: Photo) -> bool:
+def is_erased(photo: PhotoRow) -> bool:
     """Whether the photo's file and faces were purged (the row is a tombstone)."""
     return photo.sha256.startswith(ERASED_PHOTO_PREFIX)
 
 
 def live_photo() -> ColumnElement[bool]:
     """The SQL condition on ``photos`` that the photo was not purged: ``not is_erased``."""
-    return ~Photo.sha256.startswith(ERASED_PHOTO_PREFIX)
+    return ~PhotoRow.sha256.startswith(ERASED_PHOTO_PREFIX)
 
 
 @dataclass(frozen=True)
@@ -118,18 +118,20 @@ def closed_cases_with_photos(session: Session) -> dict[int, datetime]:
     which only delays the purge). Cost: two indexed queries, and one audit query per 10,000
     cases.
     """
-    holding = select(Photo.case_id).where(live_photo())
+    holding = select(PhotoRow.case_id).where(live_photo())
     rows = session.execute(
-        select(Case.id, Case.updated_at).where(Case.status == "closed", Case.id.in_(holding))
+        select(CaseRow.id, CaseRow.updated_at).where(
+            CaseRow.status == "closed", CaseRow.id.in_(holding)
+        )
     ).all()
     closed_at = {row.id: row.updated_at for row in rows}
     ids = sorted(closed_at)
     closed_by_event: dict[int, datetime] = {}
     for start in range(0, len(ids), 10_000):
         events = session.execute(
-            select(AuditEvent.case_id, AuditEvent.at, AuditEvent.details).where(
-                AuditEvent.action == "case.status",
-                AuditEvent.case_id.in_(ids[start : start + 10_000]),
+            select(AuditEventRow.case_id, AuditEventRow.at, AuditEventRow.details).where(
+                AuditEventRow.action == "case.status",
+                AuditEventRow.case_id.in_(ids[start : start + 10_000]),
             )
         ).all()
         for event in events:

@@ -45,8 +45,7 @@ from reunite.errors import InvalidInput, ReuniteError, UnreadableFile
 from reunite.faces import MODEL_NAME, Box, Face, Pipeline, box_overlap, face_at_box, faces_in_image
 from reunite.photos import photo_path
 from reunite.privacy import ERASED
-from reunite.store import BatchJob, Photo, Store
-from reunite.store import Face as FaceRow
+from reunite.store import BatchJobRow, FaceRow, PhotoRow, Store
 
 log = logging.getLogger(__name__)
 
@@ -147,14 +146,14 @@ def reembed_faces(
     pipeline = service.pipeline
     wanted = json.dumps({"model": MODEL_NAME, "pipeline": pipeline.version, "all": everything})
     with service.store.transaction() as session:
-        job = session.get(BatchJob, JOB_NAME)
+        job = session.get(BatchJobRow, JOB_NAME)
         if job is not None and job.settings != wanted:
             log.info("reembed: an unfinished run with other settings is dropped")
             session.delete(job)
             session.flush()
             job = None
         if job is None:
-            job = BatchJob(name=JOB_NAME, settings=wanted, cursor=0)
+            job = BatchJobRow(name=JOB_NAME, settings=wanted, cursor=0)
             session.add(job)
         cursor = job.cursor
         stale = _wanted(service, everything)
@@ -169,7 +168,7 @@ def reembed_faces(
         if progress is not None:
             progress(report.reembedded + len(report.failed), report.total)
     with service.store.transaction() as session:
-        finished = session.get(BatchJob, JOB_NAME)
+        finished = session.get(BatchJobRow, JOB_NAME)
         if finished is not None:
             session.delete(finished)
     report.seconds = time.perf_counter() - started
@@ -197,8 +196,8 @@ def _face_jobs(service: FacesOwner, after_face_id: int, stale: Any) -> Iterator[
         with service.store.transaction() as session:
             rows = session.execute(
                 select(FaceRow.id, FaceRow.top, FaceRow.right, FaceRow.bottom, FaceRow.left)
-                .add_columns(Photo.sha256, Photo.format)
-                .join(Photo, Photo.id == FaceRow.photo_id)
+                .add_columns(PhotoRow.sha256, PhotoRow.format)
+                .join(PhotoRow, PhotoRow.id == FaceRow.photo_id)
                 .where(FaceRow.id > last, stale)
                 .order_by(FaceRow.id)
                 .limit(5000)
@@ -229,7 +228,7 @@ def _write(service: FacesOwner, batch: list[Reembedded], report: ReembedReport) 
             )
             report.reembedded += 1
         session.execute(
-            update(BatchJob).where(BatchJob.name == JOB_NAME).values(cursor=batch[-1].face_id)
+            update(BatchJobRow).where(BatchJobRow.name == JOB_NAME).values(cursor=batch[-1].face_id)
         )
 
 

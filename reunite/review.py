@@ -25,7 +25,7 @@ from typing import Any
 
 from reunite.access import USER_ROLES
 from reunite.errors import Conflict, Forbidden, InvalidField
-from reunite.store import Case
+from reunite.store import CaseRow
 
 CANDIDATE_TRANSITIONS: dict[tuple[str, str], str] = {
     ("pending", "confirmed"): "staff",
@@ -89,8 +89,8 @@ class Flag:
 
 
 def consistency_flags(
-    found: Case,
-    missing: Case,
+    found: CaseRow,
+    missing: CaseRow,
     *,
     found_photo_taken_on: date | None,
     age_margin_years: int,
@@ -171,7 +171,7 @@ def consistency_flags(
     return flags
 
 
-def birth_years(case: Case) -> tuple[int, int] | None:
+def birth_years(case: CaseRow) -> tuple[int, int] | None:
     """The (earliest, latest) possible birth year of a case's person, or None if unknown."""
     if case.birth_date:
         return case.birth_date.year, case.birth_date.year

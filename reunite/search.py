@@ -15,7 +15,7 @@ from reunite.faces import Face, FaceFinder, Pipeline
 from reunite.index import KINDS
 from reunite.live_index import LiveIndex
 from reunite.matching import CaseMatch
-from reunite.store import Case, Store
+from reunite.store import CaseRow, Store
 
 
 @dataclass(frozen=True)
@@ -23,7 +23,7 @@ class RankedCase:
     """A candidate case for one probe face: the case row, how close its nearest face is, and
     what that distance means (``similarity``, see ``Reunite.similarity``)."""
 
-    case: Case
+    case: CaseRow
     match: CaseMatch
     similarity: float
 

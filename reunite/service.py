@@ -43,8 +43,7 @@ from reunite.live_index import IndexReport, IndexType, LiveIndex
 from reunite.paging import Listing
 from reunite.photos import Photos, photo_path
 from reunite.search import FaceResult, RankedCase, Search
-from reunite.store import AuditEvent, Case, Photo, Store
-from reunite.store import Face as FaceRow
+from reunite.store import AuditEventRow, CaseRow, FaceRow, PhotoRow, Store
 
 __all__ = [
     "CandidateView",
@@ -214,29 +213,29 @@ class Reunite:
 
     # --------------------------------------------------------------------- cases
 
-    def create_case(self, data: Mapping[str, Any], *, actor: str) -> Case:
+    def create_case(self, data: Mapping[str, Any], *, actor: str) -> CaseRow:
         """See ``Cases.create``."""
         return self.case_records.create(data, actor=actor)
 
-    def case(self, case_id: int) -> Case:
+    def case(self, case_id: int) -> CaseRow:
         """The case with this id. Raises ``NotFound``."""
         return self.case_records.case(case_id)
 
-    def case_by_external_ref(self, agency: str, external_ref: str) -> Case:
+    def case_by_external_ref(self, agency: str, external_ref: str) -> CaseRow:
         """See ``Cases.by_external_ref``."""
         return self.case_records.by_external_ref(agency, external_ref)
 
-    def cases(self, **filters: Any) -> Listing[Case]:
+    def cases(self, **filters: Any) -> Listing[CaseRow]:
         """See ``Cases.listing`` (kind, status, agency, updated_since, after, limit)."""
         return self.case_records.listing(**filters)
 
     def put_case(
         self, agency: str, external_ref: str, data: Mapping[str, Any], *, actor: str
-    ) -> tuple[Case, PutOutcome]:
+    ) -> tuple[CaseRow, PutOutcome]:
         """See ``Cases.put``."""
         return self.case_records.put(agency, external_ref, data, actor=actor)
 
-    def update_case(self, case_id: int, changes: Mapping[str, Any], *, actor: str) -> Case:
+    def update_case(self, case_id: int, changes: Mapping[str, Any], *, actor: str) -> CaseRow:
         """See ``Cases.update``."""
         return self.case_records.update(case_id, changes, actor=actor)
 
@@ -288,7 +287,7 @@ class Reunite:
             self.stats.add(enrollments=1, candidates=len(enrollment.new_candidates))
         return enrollment
 
-    def photos(self, case_id: int) -> list[tuple[Photo, list[FaceRow]]]:
+    def photos(self, case_id: int) -> list[tuple[PhotoRow, list[FaceRow]]]:
         """See ``Photos.of_case``."""
         return self.photo_store.of_case(case_id)
 
@@ -296,7 +295,7 @@ class Reunite:
         """See ``Photos.enrolled_sha256s``."""
         return self.photo_store.enrolled_sha256s(case_id)
 
-    def photo(self, photo_id: int) -> Photo:
+    def photo(self, photo_id: int) -> PhotoRow:
         """A photo's row. Raises ``NotFound``."""
         return self.photo_store.photo(photo_id)
 
@@ -304,7 +303,7 @@ class Reunite:
         """A face's row. Raises ``NotFound``."""
         return self.photo_store.face(face_id)
 
-    def photo_file(self, photo_id: int, *, actor: str) -> tuple[Photo, bytes]:
+    def photo_file(self, photo_id: int, *, actor: str) -> tuple[PhotoRow, bytes]:
         """See ``Photos.photo_file``."""
         return self.photo_store.photo_file(photo_id, actor=actor)
 
@@ -348,7 +347,7 @@ class Reunite:
         """See ``Candidates.decided_pairs``."""
         return self.candidate_records.decided_pairs()
 
-    def audit_events(self, **filters: Any) -> list[AuditEvent]:
+    def audit_events(self, **filters: Any) -> list[AuditEventRow]:
         """See ``audit.audit_events``."""
         return audit.audit_events(self.store, **filters)
 

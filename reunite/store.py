@@ -98,7 +98,7 @@ NEVER_REUSED_IDS: dict[str, Any] = {"sqlite_autoincrement": True}
 identify faces and cases by id, so an id must never mean two things."""
 
 
-class Case(Base):
+class CaseRow(Base):
     """One person: reported ``missing``, or ``found`` (unidentified, at a rescue center)."""
 
     __tablename__ = "cases"
@@ -130,7 +130,7 @@ class Case(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utc_now, onupdate=utc_now)
 
 
-class Photo(Base):
+class PhotoRow(Base):
     """A photo of a case. The file lives once on disk, named by the SHA-256 of its bytes."""
 
     __tablename__ = "photos"
@@ -159,7 +159,7 @@ def photo_file_name(sha256: str, fmt: str) -> str:
     return f"{sha256[:2]}/{sha256}.{PHOTO_EXTENSIONS[fmt]}"
 
 
-class Face(Base):
+class FaceRow(Base):
     """A face in a photo; box in pixels of the upright original (top, right, bottom, left)."""
 
     __tablename__ = "faces"
@@ -185,7 +185,7 @@ class Face(Base):
         return embedding_vector(self.embedding)
 
 
-class RemovedFace(Base):
+class RemovedFaceRow(Base):
     """A face deleted from the store: servers sharing the store read these (in ``id`` order)
     to drop the face from their own indexes (``Reunite.sync_index``). Ids only, no biometrics."""
 
@@ -198,7 +198,7 @@ class RemovedFace(Base):
     removed_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utc_now)
 
 
-class Lock(Base):
+class LockRow(Base):
     """A named row that writers lock (``UPDATE``) to take turns across processes and machines."""
 
     __tablename__ = "locks"
@@ -209,7 +209,7 @@ class Lock(Base):
 FACES_LOCK = "faces"
 
 
-class BatchJob(Base):
+class BatchJobRow(Base):
     """Where an interrupted batch job (``reunite reindex``) stands, written in the same
     transaction as its work, so that a rerun resumes exactly there."""
 
@@ -223,7 +223,7 @@ class BatchJob(Base):
     started_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utc_now)
 
 
-class Candidate(Base):
+class CandidateRow(Base):
     """A found case paired with a missing case by their closest faces, for a person to review."""
 
     __tablename__ = "candidates"
@@ -250,7 +250,7 @@ class Candidate(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utc_now, onupdate=utc_now)
 
 
-class CandidateDecision(Base):
+class CandidateDecisionRow(Base):
     """One change of a candidate's status: from, to, who, when, an optional note, which faces."""
 
     __tablename__ = "candidate_decisions"
@@ -269,7 +269,7 @@ class CandidateDecision(Base):
     at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utc_now)
 
 
-class User(Base):
+class UserRow(Base):
     """A staff or admin account. Only an argon2 hash of the password is kept."""
 
     __tablename__ = "users"
@@ -288,7 +288,7 @@ class User(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utc_now)
 
 
-class Webhook(Base):
+class WebhookRow(Base):
     """An agency's endpoint for candidate events, with the secret that signs them."""
 
     __tablename__ = "webhooks"
@@ -302,7 +302,7 @@ class Webhook(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utc_now)
 
 
-class OutboxEvent(Base):
+class OutboxEventRow(Base):
     """A webhook event waiting for delivery (the transactional outbox).
 
     Written in the same transaction as the change that causes it; marked ``delivered`` only when
@@ -331,7 +331,7 @@ class OutboxEvent(Base):
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
-class ApiKey(Base):
+class ApiKeyRow(Base):
     """A machine client's key. Only its SHA-256 is stored; ``prefix`` identifies it in lists."""
 
     __tablename__ = "api_keys"
@@ -352,7 +352,7 @@ class ApiKey(Base):
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
-class AuditEvent(Base):
+class AuditEventRow(Base):
     """An append-only record: who did what, when, to which ids. Never names, images or vectors."""
 
     __tablename__ = "audit_events"
@@ -384,7 +384,7 @@ for _dialect, _statements in (
 ):
     for _statement in _statements:
         _ddl = DDL(_statement).execute_if(dialect=_dialect)  # type: ignore[no-untyped-call]
-        event.listen(AuditEvent.__table__, "after_create", _ddl)
+        event.listen(AuditEventRow.__table__, "after_create", _ddl)
 
 
 def embedding_bytes(vector: np.ndarray) -> bytes:
@@ -503,7 +503,7 @@ class Store:
         ``WHERE id > last seen``, and a new face is matched against every face committed
         before it. (SQLite allows one writer anyway; on PostgreSQL this is a row lock.)
         """
-        session.execute(update(Lock).where(Lock.name == FACES_LOCK).values(name=FACES_LOCK))
+        session.execute(update(LockRow).where(LockRow.name == FACES_LOCK).values(name=FACES_LOCK))
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:

@@ -18,7 +18,7 @@ import httpx2
 from sqlalchemy import CursorResult, select, update
 
 from reunite.config import Settings
-from reunite.store import OutboxEvent, Store, Webhook, utc_now
+from reunite.store import OutboxEventRow, Store, WebhookRow, utc_now
 from reunite.webhooks import (
     EVENT_ID_HEADER,
     EVENT_TYPE_HEADER,
@@ -122,13 +122,13 @@ class WebhookWorker:
         with self.store.transaction() as session:
             return list(
                 session.scalars(
-                    select(OutboxEvent.id)
+                    select(OutboxEventRow.id)
                     .where(
-                        OutboxEvent.status == "pending",
-                        OutboxEvent.next_attempt_at <= cutoff,
-                        OutboxEvent.id > after_id,
+                        OutboxEventRow.status == "pending",
+                        OutboxEventRow.next_attempt_at <= cutoff,
+                        OutboxEventRow.id > after_id,
                     )
-                    .order_by(OutboxEvent.id)
+                    .order_by(OutboxEventRow.id)
                     .limit(BATCH_SIZE)
                 )
             )
@@ -149,19 +149,19 @@ class WebhookWorker:
         lease_until = now + self._lease
         with self.store.transaction() as session:
             result = session.execute(
-                update(OutboxEvent)
+                update(OutboxEventRow)
                 .where(
-                    OutboxEvent.id == row_id,
-                    OutboxEvent.status == "pending",
-                    OutboxEvent.next_attempt_at <= now,
+                    OutboxEventRow.id == row_id,
+                    OutboxEventRow.status == "pending",
+                    OutboxEventRow.next_attempt_at <= now,
                 )
                 .values(next_attempt_at=lease_until)
                 .execution_options(synchronize_session=False)
             )
             if cast(CursorResult[Any], result).rowcount != 1:
                 return None
-            event = session.get_one(OutboxEvent, row_id)
-            hook = session.get(Webhook, event.webhook_id)
+            event = session.get_one(OutboxEventRow, row_id)
+            hook = session.get(WebhookRow, event.webhook_id)
             if hook is None or not hook.active:
                 event.status = "failed"
                 event.last_error = "webhook deactivated"
@@ -213,7 +213,7 @@ class WebhookWorker:
         attempts = claim.attempts + 1
         if outcome.delivered:
             # Recorded even if the lease ran out meanwhile: the receiver has the event.
-            conditions = [OutboxEvent.id == claim.row_id, OutboxEvent.status == "pending"]
+            conditions = [OutboxEventRow.id == claim.row_id, OutboxEventRow.status == "pending"]
             values: dict[str, Any] = {
                 "status": "delivered",
                 "delivered_at": now,
@@ -227,9 +227,9 @@ class WebhookWorker:
             )
             # Only while the lease is ours: else another worker has taken the event over.
             conditions = [
-                OutboxEvent.id == claim.row_id,
-                OutboxEvent.status == "pending",
-                OutboxEvent.next_attempt_at == claim.lease_until,
+                OutboxEventRow.id == claim.row_id,
+                OutboxEventRow.status == "pending",
+                OutboxEventRow.next_attempt_at == claim.lease_until,
             ]
             values = {
                 "status": "failed" if gave_up else "pending",
@@ -239,7 +239,7 @@ class WebhookWorker:
             }
         with self.store.transaction() as session:
             result = session.execute(
-                update(OutboxEvent)
+                update(OutboxEventRow)
                 .where(*conditions)
                 .values(**values)
                 .execution_options(synchronize_session=False)

@@ -56,7 +56,7 @@ from sqlalchemy.orm import Session
 
 from reunite import audit
 from reunite.errors import Conflict, InvalidField, NotFound
-from reunite.store import Candidate, Case, OutboxEvent, Store, Webhook, utc_now
+from reunite.store import CandidateRow, CaseRow, OutboxEventRow, Store, WebhookRow, utc_now
 
 log = logging.getLogger(__name__)
 
@@ -142,9 +142,9 @@ def body_bytes(payload: dict[str, Any]) -> bytes:
 def enqueue_candidate_event(
     session: Session,
     event_type: str,
-    candidate: Candidate,
-    found: Case,
-    missing: Case,
+    candidate: CandidateRow,
+    found: CaseRow,
+    missing: CaseRow,
     *,
     similarity: float,
 ) -> int:
@@ -159,17 +159,17 @@ def enqueue_candidate_event(
     written = 0
     # Agencies own missing cases (reunite.access.owns); a found case's agency field is a rescue
     # center's reference and gives its holder no right to hear about others' cases.
-    own_cases: dict[str, list[Case]] = {}
+    own_cases: dict[str, list[CaseRow]] = {}
     if missing.agency:
         own_cases[missing.agency] = [missing]
     for agency, cases in own_cases.items():
         hooks = session.scalars(
-            select(Webhook).where(Webhook.agency == agency, Webhook.active.is_(True))
+            select(WebhookRow).where(WebhookRow.agency == agency, WebhookRow.active.is_(True))
         )
         for hook in hooks:
             event_id = str(uuid.uuid4())
             session.add(
-                OutboxEvent(
+                OutboxEventRow(
                     webhook_id=hook.id,
                     event_id=event_id,
                     type=event_type,
@@ -181,7 +181,7 @@ def enqueue_candidate_event(
 
 
 def _payload(
-    event_id: str, event_type: str, candidate: Candidate, own: list[Case], similarity: float
+    event_id: str, event_type: str, candidate: CandidateRow, own: list[CaseRow], similarity: float
 ) -> dict[str, Any]:
     """The event body. ``case`` is the receiving agency's case in the pair (``cases`` lists
     both when both are the agency's)."""
@@ -209,7 +209,7 @@ def _payload(
 # ------------------------------------------------------------------------ registration
 
 
-def register_webhook(session: Session, agency: str, url: str) -> tuple[Webhook, str]:
+def register_webhook(session: Session, agency: str, url: str) -> tuple[WebhookRow, str]:
     """Add an active webhook for ``agency``; returns the row and its signing secret.
 
     The URL must be absolute ``http`` or ``https`` with a host, without credentials (receivers
@@ -222,21 +222,23 @@ def register_webhook(session: Session, agency: str, url: str) -> tuple[Webhook, 
         raise _invalid("agency", "An agency is 1-64 letters, digits or _ . -.")
     checked = _checked_url(url)
     secret = new_secret()
-    hook = Webhook(agency=agency, url=checked, secret=secret, active=True)
+    hook = WebhookRow(agency=agency, url=checked, secret=secret, active=True)
     session.add(hook)
     session.flush()
     log.info("webhook %d registered", hook.id)
     return hook, secret
 
 
-def agency_webhooks(session: Session, agency: str) -> list[Webhook]:
+def agency_webhooks(session: Session, agency: str) -> list[WebhookRow]:
     """The agency's webhooks, active or not, oldest first."""
     return list(
-        session.scalars(select(Webhook).where(Webhook.agency == agency).order_by(Webhook.id))
+        session.scalars(
+            select(WebhookRow).where(WebhookRow.agency == agency).order_by(WebhookRow.id)
+        )
     )
 
 
-def deactivate_webhook(session: Session, webhook_id: int, agency: str | None) -> Webhook:
+def deactivate_webhook(session: Session, webhook_id: int, agency: str | None) -> WebhookRow:
     """Stop sending to a webhook (its pending events are marked failed by the next pass).
 
     With ``agency`` given, only that agency's webhook can be deactivated. Deactivating an
@@ -245,7 +247,7 @@ def deactivate_webhook(session: Session, webhook_id: int, agency: str | None) ->
     Raises:
         NotFound: no such webhook, or it belongs to another agency.
     """
-    hook = session.get(Webhook, webhook_id)
+    hook = session.get(WebhookRow, webhook_id)
     if hook is None or (agency is not None and hook.agency != agency):
         raise NotFound(f"There is no webhook {webhook_id}.")
     if hook.active:
@@ -260,7 +262,7 @@ def deliveries(
     status: str | None = None,
     limit: int = 50,
     before_id: int | None = None,
-) -> list[OutboxEvent]:
+) -> list[OutboxEventRow]:
     """Outbox events, newest first, optionally of one status; page with ``before_id`` (the
     last row id seen).
 
@@ -271,15 +273,15 @@ def deliveries(
         raise _invalid("status", f"status must be one of {list(DELIVERY_STATUSES)}.")
     if not 1 <= limit <= MAX_DELIVERIES_PAGE:
         raise _invalid("limit", f"limit must be between 1 and {MAX_DELIVERIES_PAGE}.")
-    query = select(OutboxEvent)
+    query = select(OutboxEventRow)
     if status is not None:
-        query = query.where(OutboxEvent.status == status)
+        query = query.where(OutboxEventRow.status == status)
     if before_id is not None:
-        query = query.where(OutboxEvent.id < before_id)
-    return list(session.scalars(query.order_by(OutboxEvent.id.desc()).limit(limit)))
+        query = query.where(OutboxEventRow.id < before_id)
+    return list(session.scalars(query.order_by(OutboxEventRow.id.desc()).limit(limit)))
 
 
-def retry_delivery(session: Session, event_row_id: int) -> OutboxEvent:
+def retry_delivery(session: Session, event_row_id: int) -> OutboxEventRow:
     """Put a ``failed`` event back to ``pending``, due now.
 
     Its attempts are kept, so one more failure marks it failed again (one retry per call).
@@ -288,14 +290,14 @@ def retry_delivery(session: Session, event_row_id: int) -> OutboxEvent:
         NotFound: no such event.
         Conflict: the event is not ``failed``, or its webhook is no longer active.
     """
-    event = session.get(OutboxEvent, event_row_id)
+    event = session.get(OutboxEventRow, event_row_id)
     if event is None:
         raise NotFound(f"There is no webhook delivery {event_row_id}.")
     if event.status != "failed":
         raise Conflict(
             f"Webhook delivery {event_row_id} is {event.status}; only failed ones can be retried."
         )
-    hook = session.get(Webhook, event.webhook_id)
+    hook = session.get(WebhookRow, event.webhook_id)
     if hook is None or not hook.active:
         raise Conflict(
             f"Webhook {event.webhook_id} is deactivated; register a new one to receive events."
@@ -309,7 +311,7 @@ def retry_delivery(session: Session, event_row_id: int) -> OutboxEvent:
 def backlog(session: Session) -> int:
     """How many events wait for delivery (``pending``, due now or later)."""
     count = session.scalar(
-        select(func.count()).select_from(OutboxEvent).where(OutboxEvent.status == "pending")
+        select(func.count()).select_from(OutboxEventRow).where(OutboxEventRow.status == "pending")
     )
     return count or 0
 
@@ -318,7 +320,7 @@ def backlog(session: Session) -> int:
 # Each runs one transaction; those that change a webhook or a delivery audit it.
 
 
-def create_webhook(store: Store, agency: str, url: str, *, actor: str) -> tuple[Webhook, str]:
+def create_webhook(store: Store, agency: str, url: str, *, actor: str) -> tuple[WebhookRow, str]:
     """Register an agency's webhook URL (see ``register_webhook``); returns it and its signing
     secret (shown once)."""
     with store.transaction() as session:
@@ -327,13 +329,13 @@ def create_webhook(store: Store, agency: str, url: str, *, actor: str) -> tuple[
     return hook, secret
 
 
-def webhooks_of(store: Store, agency: str) -> list[Webhook]:
+def webhooks_of(store: Store, agency: str) -> list[WebhookRow]:
     """The agency's webhooks, active or not, oldest first."""
     with store.transaction() as session:
         return agency_webhooks(session, agency)
 
 
-def disable_webhook(store: Store, webhook_id: int, *, agency: str | None, actor: str) -> Webhook:
+def disable_webhook(store: Store, webhook_id: int, *, agency: str | None, actor: str) -> WebhookRow:
     """``deactivate_webhook`` in its own transaction, audited."""
     with store.transaction() as session:
         hook = deactivate_webhook(session, webhook_id, agency)
@@ -343,13 +345,13 @@ def disable_webhook(store: Store, webhook_id: int, *, agency: str | None, actor:
 
 def webhook_deliveries(
     store: Store, *, status: str | None, limit: int, before_id: int | None
-) -> list[OutboxEvent]:
+) -> list[OutboxEventRow]:
     """``deliveries`` in its own transaction."""
     with store.transaction() as session:
         return deliveries(session, status=status, limit=limit, before_id=before_id)
 
 
-def retry_webhook_delivery(store: Store, event_row_id: int, *, actor: str) -> OutboxEvent:
+def retry_webhook_delivery(store: Store, event_row_id: int, *, actor: str) -> OutboxEventRow:
     """``retry_delivery`` in its own transaction, audited."""
     with store.transaction() as session:
         event = retry_delivery(session, event_row_id)

@@ -25,7 +25,7 @@ from reunite.app import create_app
 from reunite.config import Settings
 from reunite.faces import Face, Pipeline, faces_in_image
 from reunite.service import Reunite
-from reunite.store import Case
+from reunite.store import CaseRow
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 FACES_DIR = Path(os.environ.get("REUNITE_FACES_DIR", PROJECT_ROOT.parent / "shared" / "faces"))
@@ -71,7 +71,7 @@ def finder() -> MemoFinder:
 ACTOR = "test"
 
 
-def new_case(service: Reunite, kind: str, **facts: object) -> Case:
+def new_case(service: Reunite, kind: str, **facts: object) -> CaseRow:
     """A new case of ``kind`` with these facts, created by ``ACTOR``."""
     return service.create_case({"kind": kind, **facts}, actor=ACTOR)
 

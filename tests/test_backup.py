@@ -16,8 +16,7 @@ from reunite import accounts, errors
 from reunite.backup import backup, restore
 from reunite.cli import main
 from reunite.service import Reunite
-from reunite.store import Candidate, CandidateDecision, Case, Photo, User
-from reunite.store import Face as FaceRow
+from reunite.store import CandidateDecisionRow, CandidateRow, CaseRow, FaceRow, PhotoRow, UserRow
 from tests.conftest import postgres_database, settings_in
 
 ACTOR = "test"
@@ -47,12 +46,12 @@ def state_of(service):
             ]
 
         return {
-            "cases": rows(Case, "id", "kind", "name", "place", "status", "updated_at"),
-            "photos": rows(Photo, "id", "case_id", "sha256", "taken_on"),
+            "cases": rows(CaseRow, "id", "kind", "name", "place", "status", "updated_at"),
+            "photos": rows(PhotoRow, "id", "case_id", "sha256", "taken_on"),
             "faces": rows(FaceRow, "id", "case_id", "embedding", "model"),
-            "candidates": rows(Candidate, "id", "found_case_id", "missing_case_id", "distance"),
-            "decisions": rows(CandidateDecision, "id", "candidate_id", "to_status", "note"),
-            "users": rows(User, "id", "username", "password_hash"),
+            "candidates": rows(CandidateRow, "id", "found_case_id", "missing_case_id", "distance"),
+            "decisions": rows(CandidateDecisionRow, "id", "candidate_id", "to_status", "note"),
+            "users": rows(UserRow, "id", "username", "password_hash"),
         }
 
 
@@ -172,7 +171,7 @@ def test_a_backup_taken_during_a_write_holds_what_was_committed(tmp_path, finder
         enrolled_world(service, sample)
         with ExitStack() as stack:  # another writer, mid-transaction, while the backup runs
             session = stack.enter_context(service.store.transaction())
-            session.add(Case(kind="missing", name="uncommitted"))
+            session.add(CaseRow(kind="missing", name="uncommitted"))
             session.flush()
             backup(settings, tmp_path / "backup")
             session.rollback()

@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 
 from reunite.faces import MODEL_NAME
 from reunite.index import FaceIndex
-from reunite.store import Face, Photo, Store
+from reunite.store import FaceRow, PhotoRow, Store
 from tests.conftest import settings_in
 from tests.server import UNLIMITED_RATE, Server, store_env
 
@@ -97,10 +97,12 @@ def test_acknowledged_enrollments_survive_a_sigkill(tmp_path, faces_dir, databas
     store = Store(settings.resolved_database_url)
     try:
         with store.transaction() as session:
-            photo_rows = session.scalars(select(Photo)).all()
-            face_ids = set(session.scalars(select(Face.id).where(Face.model == MODEL_NAME)))
+            photo_rows = session.scalars(select(PhotoRow)).all()
+            face_ids = set(session.scalars(select(FaceRow.id).where(FaceRow.model == MODEL_NAME)))
             faces_per_photo = dict(
-                session.execute(select(Face.photo_id, func.count()).group_by(Face.photo_id)).all()
+                session.execute(
+                    select(FaceRow.photo_id, func.count()).group_by(FaceRow.photo_id)
+                ).all()
             )
     finally:
         store.close()

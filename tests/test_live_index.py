@@ -88,8 +88,7 @@ def test_a_failed_index_save_does_not_fail_the_enrollment(tmp_path, finder, samp
 def test_a_large_kind_gets_an_approximate_index_that_survives_a_restart(tmp_path, finder, caplog):
     from reunite.faces import MODEL_NAME
     from reunite.index import read_manifest
-    from reunite.store import Face as FaceRow
-    from reunite.store import Photo, embedding_bytes
+    from reunite.store import FaceRow, PhotoRow, embedding_bytes
     from tests.test_index import clustered_faces
 
     settings = settings_in(tmp_path, approximate_min_faces=10_000)
@@ -97,7 +96,7 @@ def test_a_large_kind_gets_an_approximate_index_that_survives_a_restart(tmp_path
     with Reunite.open(settings, finder=finder) as service:
         case = new_case(service, "missing")
         with service.store.transaction() as session:
-            photo = Photo(
+            photo = PhotoRow(
                 case_id=case.id, sha256="0" * 64, format="JPEG", width=1, height=1, byte_size=1
             )
             session.add(photo)

@@ -13,8 +13,7 @@ from reunite.cli import main
 from reunite.privacy import ERASED
 from reunite.reembedding import reembed_faces
 from reunite.service import Reunite
-from reunite.store import AuditEvent, Case, utc_now
-from reunite.store import Face as FaceRow
+from reunite.store import AuditEventRow, CaseRow, FaceRow, utc_now
 from tests.conftest import settings_in
 
 ACTOR = "test"
@@ -33,10 +32,10 @@ def closed_long_ago(service, case_id, days):
     then = utc_now() - timedelta(days=days)
     with service.store.transaction() as session:
         session.execute(
-            update(Case).where(Case.id == case_id).values(status="closed", updated_at=then)
+            update(CaseRow).where(CaseRow.id == case_id).values(status="closed", updated_at=then)
         )
         session.add(
-            AuditEvent(
+            AuditEventRow(
                 actor=ACTOR,
                 action="case.status",
                 case_id=case_id,
@@ -61,7 +60,7 @@ def table_counts(service):
     with service.store.transaction() as session:
         return {
             table: session.scalar(select(func.count()).select_from(model))
-            for table, model in (("cases", Case), ("faces", FaceRow), ("audit", AuditEvent))
+            for table, model in (("cases", CaseRow), ("faces", FaceRow), ("audit", AuditEventRow))
         }
 
 

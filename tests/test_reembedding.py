@@ -16,7 +16,7 @@ from reunite.faces import MODEL_NAME
 from reunite.index import FaceIndex
 from reunite.reembedding import reembed_faces
 from reunite.service import Reunite
-from reunite.store import Face as FaceRow
+from reunite.store import FaceRow
 from tests.conftest import settings_in
 from tests.server import settings_env
 

@@ -11,7 +11,7 @@ from reunite.review import (
     check_case_transition,
     consistency_flags,
 )
-from reunite.store import Case
+from reunite.store import CaseRow
 
 STATUSES = ("pending", "confirmed", "rejected")
 
@@ -79,7 +79,7 @@ def test_case_transitions(current, target, allowed):
 
 
 def case(kind, **facts):
-    return Case(kind=kind, sex=facts.pop("sex", "unknown"), status="open", **facts)
+    return CaseRow(kind=kind, sex=facts.pop("sex", "unknown"), status="open", **facts)
 
 
 def codes(found, missing, taken_on=None):

@@ -1,6 +1,6 @@
 """Search: candidates per face, audit records only, and searching during deletions."""
 
-from reunite.store import AuditEvent, Candidate
+from reunite.store import AuditEventRow, CandidateRow
 from tests.conftest import ACTOR, new_case
 
 
@@ -9,7 +9,7 @@ def test_search_returns_candidates_per_face_and_stores_only_an_audit_record(serv
     service.enroll_photo(obama.id, sample("obama.jpg"), actor=ACTOR)
     service.enroll_photo(biden.id, sample("biden.jpg"), actor=ACTOR)
     with service.store.transaction() as session:
-        before = session.query(Candidate).count()
+        before = session.query(CandidateRow).count()
     results = service.search_photo(sample("obama_and_biden.jpg"), actor="searcher")
     matched = {r.ranked[0].case.id for r in results if r.ranked}
     assert matched == {obama.id, biden.id}
@@ -18,8 +18,8 @@ def test_search_returns_candidates_per_face_and_stores_only_an_audit_record(serv
     )
     assert {r.ranked[0].case.id for r in only_missing if r.ranked} == {obama.id}
     with service.store.transaction() as session:
-        assert session.query(Candidate).count() == before
-        audit = session.query(AuditEvent).filter_by(action="search", actor="searcher").all()
+        assert session.query(CandidateRow).count() == before
+        audit = session.query(AuditEventRow).filter_by(action="search", actor="searcher").all()
     assert len(audit) == 2
     assert sorted(i for ids in audit[0].details["results"] for i in ids) == sorted(
         [obama.id, biden.id]

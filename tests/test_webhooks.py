@@ -19,7 +19,7 @@ import pytest
 from reunite.config import Settings
 from reunite.errors import Conflict, InvalidField, NotFound
 from reunite.service import Reunite
-from reunite.store import OutboxEvent, Webhook, utc_now
+from reunite.store import OutboxEventRow, WebhookRow, utc_now
 from reunite.webhook_delivery import WebhookWorker, backoff_s
 from reunite.webhooks import (
     SIGNATURE_HEADER,
@@ -172,7 +172,7 @@ def make_candidate(service: Reunite, sample: Callable[[str], bytes], ref: str = 
     return view.candidate.id
 
 
-def events(service: Reunite, status: str | None = None) -> list[OutboxEvent]:
+def events(service: Reunite, status: str | None = None) -> list[OutboxEventRow]:
     """Every outbox event (of ``status``), oldest first."""
     with service.store.transaction() as session:
         return list(reversed(deliveries(session, status=status, limit=500)))
@@ -515,7 +515,7 @@ def test_one_bad_webhook_does_not_stop_the_pass(
     service: Reunite, worker: WebhookWorker, sample: Callable[[str], bytes], receiver: Receiver
 ) -> None:
     with service.store.transaction() as session:  # a row stored before URLs were checked
-        session.add(Webhook(agency="SH-PSB", url="http://exa mple/hook", secret=new_secret()))
+        session.add(WebhookRow(agency="SH-PSB", url="http://exa mple/hook", secret=new_secret()))
     register(service, receiver.url())
     make_candidate(service, sample)
 

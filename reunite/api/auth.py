@@ -30,7 +30,7 @@ from reunite.config import Settings
 from reunite.errors import Forbidden, NotAuthenticated
 from reunite.files import write_atomically
 from reunite.service import Reunite
-from reunite.store import User
+from reunite.store import UserRow
 
 SESSION_COOKIE = "reunite_session"
 CSRF_HEADER = "X-CSRF-Token"
@@ -96,7 +96,7 @@ def principal(
     return who
 
 
-def session_user(request: Request) -> User | None:
+def session_user(request: Request) -> UserRow | None:
     """The signed-in user, or None. A session whose user was disabled is cleared."""
     user_id = request.session.get("user_id")
     if user_id is None:
@@ -135,7 +135,7 @@ def limit_sign_ins(request: Request, username: str) -> None:
     limiter.take(f"sign-in-as:{username}")
 
 
-def start_session(request: Request, user: User) -> str:
+def start_session(request: Request, user: UserRow) -> str:
     """Put ``user`` in a fresh session (new CSRF token); returns the token."""
     request.session.clear()
     token = secrets.token_urlsafe(32)

@@ -26,8 +26,7 @@ from reunite.api.examples import (
 )
 from reunite.review import birth_years
 from reunite.service import CandidateView, Enrollment, FaceResult
-from reunite.store import Case, CaseFacts, CaseKind, CaseStatus, Photo, Sex
-from reunite.store import Face as FaceRow
+from reunite.store import CaseFacts, CaseKind, CaseRow, CaseStatus, FaceRow, PhotoRow, Sex
 
 
 class CaseOut(BaseModel):
@@ -56,7 +55,7 @@ class CaseOut(BaseModel):
     updated_at: datetime
 
 
-def case_out(case: Case, principal: Principal | None = None) -> CaseOut:
+def case_out(case: CaseRow, principal: Principal | None = None) -> CaseOut:
     """A case for ``principal``: whole, or redacted when it is another agency's (police)."""
     whole = {name: getattr(case, name) for name in CaseOut.model_fields if name != "redacted"}
     if principal is None or not principal.is_police or owns(principal, case):
@@ -195,7 +194,7 @@ class PhotoOut(BaseModel):
     faces: list[FaceOut]
 
     @classmethod
-    def of(cls, photo: Photo, faces: list[FaceRow]) -> PhotoOut:
+    def of(cls, photo: PhotoRow, faces: list[FaceRow]) -> PhotoOut:
         return cls(
             id=photo.id,
             case_id=photo.case_id,

@@ -19,7 +19,7 @@ from reunite import errors
 from reunite.cli.shared import actor, loaded_settings
 
 if TYPE_CHECKING:
-    from reunite.store import ApiKey, Store
+    from reunite.store import ApiKeyRow, Store
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -153,7 +153,7 @@ def create_key(args: argparse.Namespace) -> int:
     return 0
 
 
-def _state(row: ApiKey, now: datetime) -> str:
+def _state(row: ApiKeyRow, now: datetime) -> str:
     if row.revoked_at:
         return "revoked"
     if row.expires_at and row.expires_at <= now:

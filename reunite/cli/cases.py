@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from reunite.enrollment import Enrollment
     from reunite.search import FaceResult
     from reunite.service import Reunite
-    from reunite.store import Case
+    from reunite.store import CaseRow
 
 CASE_COLUMNS = (
     "kind",
@@ -140,7 +140,7 @@ def enroll_folder(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
-def _existing_or_new_case(service: Reunite, fields: dict[str, Any]) -> Case:
+def _existing_or_new_case(service: Reunite, fields: dict[str, Any]) -> CaseRow:
     if fields.get("agency") and fields.get("external_ref"):
         try:
             return service.case_by_external_ref(fields["agency"], fields["external_ref"])
@@ -149,7 +149,9 @@ def _existing_or_new_case(service: Reunite, fields: dict[str, Any]) -> Case:
     return service.create_case(fields, actor=actor())
 
 
-def _enroll_photos(service: Reunite, case: Case, photos: list[Path], *, workers: int | None) -> int:
+def _enroll_photos(
+    service: Reunite, case: CaseRow, photos: list[Path], *, workers: int | None
+) -> int:
     """Enroll each photo, printing one JSON line for each; returns how many failed."""
     from reunite.batch import photo_results
 

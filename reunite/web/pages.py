@@ -39,7 +39,7 @@ from reunite.api.routes import Id, decoded_cursor, encoded_cursor
 from reunite.enrollment import PreparedPhoto
 from reunite.errors import InvalidField, InvalidInput, ReuniteError
 from reunite.review import birth_years
-from reunite.store import EARLIEST_DATE, Case, User, validated_case_fields
+from reunite.store import EARLIEST_DATE, CaseRow, UserRow, validated_case_fields
 from reunite.web import i18n
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
@@ -104,7 +104,7 @@ def language(request: Request) -> str:
     )
 
 
-def page_user(request: Request) -> User:
+def page_user(request: Request) -> UserRow:
     user = session_user(request)
     if user is None:
         raise SignInFirst()
@@ -156,7 +156,7 @@ def page_error(request: Request, error: ReuniteError | None, status_code: int) -
     return render(request, "error.html", status_code=status_code, error=message)
 
 
-def case_facts(lang: str, case: Case) -> list[tuple[str, str]]:
+def case_facts(lang: str, case: CaseRow) -> list[tuple[str, str]]:
     """The key facts of a case as (label, value) rows, in ``lang``."""
     t = i18n.text
     years = birth_years(case)

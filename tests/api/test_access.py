@@ -300,7 +300,7 @@ def test_bad_cursors_are_422_never_500(client):
 
 
 def test_webhook_events_go_only_to_the_missing_cases_agency(client, sample):
-    from reunite.store import OutboxEvent
+    from reunite.store import OutboxEventRow
 
     service = client.app.state.service
     for agency in ("A-PSB", "B-PSB"):
@@ -310,7 +310,7 @@ def test_webhook_events_go_only_to_the_missing_cases_agency(client, sample):
     found = create(client, "found", agency="A-PSB", external_ref="fx")  # a center's own ref
     upload(client, found["id"], sample("obama2.jpg"))
     with service.store.transaction() as session:
-        events = session.query(OutboxEvent).all()
+        events = session.query(OutboxEventRow).all()
         agencies = {
             webhooks.webhooks_of(service.store, "A-PSB")[0].id: "A",
             webhooks.webhooks_of(service.store, "B-PSB")[0].id: "B",

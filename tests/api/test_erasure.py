@@ -6,7 +6,7 @@ import json
 
 from sqlalchemy import select
 
-from reunite.store import AuditEvent, OutboxEvent
+from reunite.store import AuditEventRow, OutboxEventRow
 from tests.api.test_routes import API, assert_problem, create, upload
 
 NAME = "Erasable Zhangsan"
@@ -84,10 +84,12 @@ def test_an_erased_case_leaves_no_trace_but_the_fact(client, sample, settings):
     }
     with service.store.transaction() as session:
         audit = [
-            json.dumps(e.details, ensure_ascii=False) for e in session.scalars(select(AuditEvent))
+            json.dumps(e.details, ensure_ascii=False)
+            for e in session.scalars(select(AuditEventRow))
         ]
         outbox = [
-            json.dumps(e.payload, ensure_ascii=False) for e in session.scalars(select(OutboxEvent))
+            json.dumps(e.payload, ensure_ascii=False)
+            for e in session.scalars(select(OutboxEventRow))
         ]
     assert any('"candidate.deleted"' in p for p in outbox)  # the agency is told, by ids
     for row in audit + outbox:

@@ -244,13 +244,13 @@ def test_the_database_refuses_to_rewrite_the_audit_log(client, candidate):
     from sqlalchemy import delete, update
 
     from reunite.errors import Conflict
-    from reunite.store import AuditEvent
+    from reunite.store import AuditEventRow
 
     store = client.app.state.service.store
     with pytest.raises(Conflict), store.transaction() as session:
-        session.execute(update(AuditEvent).values(actor="someone else"))
+        session.execute(update(AuditEventRow).values(actor="someone else"))
     with pytest.raises(Conflict), store.transaction() as session:
-        session.execute(delete(AuditEvent))
+        session.execute(delete(AuditEventRow))
 
 
 def test_two_people_deciding_at_once_one_wins(client, candidate):
