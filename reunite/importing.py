@@ -246,11 +246,7 @@ def import_manifest(
     report = report or default_report_path(manifest)
     if report.resolve() == manifest.resolve():
         raise InvalidInput("The report would overwrite the manifest; choose another --report.")
-    rows_total = photos_total = 0
-    for row in manifest_rows(manifest):
-        rows_total += 1
-        photos_total += len(row.photos)
-    log.info("import: %d rows listing %d photos", rows_total, photos_total)
+    photos_total = _photos_listed(manifest)
     try:
         writer = _ReportWriter(report)
     except OSError as exc:
@@ -287,7 +283,21 @@ def import_manifest(
         if pending is not None:
             importer.store(*pending)
         writer.commit()
-    summary = importer.summary
+    _log_summary(importer.summary)
+    return importer.summary
+
+
+def _photos_listed(manifest: Path) -> int:
+    """How many photos the manifest lists, after checking every row (``manifest_rows``)."""
+    rows_total = photos_total = 0
+    for row in manifest_rows(manifest):
+        rows_total += 1
+        photos_total += len(row.photos)
+    log.info("import: %d rows listing %d photos", rows_total, photos_total)
+    return photos_total
+
+
+def _log_summary(summary: ImportSummary) -> None:
     log.info(
         "import: %d rows (%d failed), cases %d created %d updated %d unchanged, photos %d "
         "enrolled %d already enrolled %d failed, %d new candidates",
@@ -301,7 +311,6 @@ def import_manifest(
         summary.photos_failed,
         summary.new_candidates,
     )
-    return summary
 
 
 @dataclass

@@ -135,25 +135,15 @@ def consistency_flags(
                 )
             )
 
-    found_on = found_photo_taken_on or found.date_found
-    if missing_photo_taken_on and found_on and missing_years and found_years:
-        in_missing_photo = (
-            missing_photo_taken_on.year - missing_years[1],
-            missing_photo_taken_on.year - missing_years[0],
-        )
-        in_found_photo = (found_on.year - found_years[1], found_on.year - found_years[0])
-        gap = max(in_found_photo[0] - in_missing_photo[1], in_missing_photo[0] - in_found_photo[1])
-        if gap >= photo_age_gap_years:
-            flags.append(
-                Flag(
-                    "photo_age_gap",
-                    {
-                        "missing_photo_age": list(in_missing_photo),
-                        "found_photo_age": list(in_found_photo),
-                        "gap_years": gap,
-                    },
-                )
-            )
+    gap_flag = _photo_age_gap_flag(
+        missing_photo_taken_on,
+        found_photo_taken_on or found.date_found,
+        missing_years,
+        found_years,
+        photo_age_gap_years,
+    )
+    if gap_flag is not None:
+        flags.append(gap_flag)
 
     if found.date_found and missing.date_missing:
         early_days = (missing.date_missing - found.date_found).days
@@ -169,6 +159,31 @@ def consistency_flags(
                 )
             )
     return flags
+
+
+def _photo_age_gap_flag(
+    missing_on: date | None,
+    found_on: date | None,
+    missing_years: tuple[int, int] | None,
+    found_years: tuple[int, int] | None,
+    photo_age_gap_years: int,
+) -> Flag | None:
+    """``photo_age_gap`` when the person is at least that many years older in one photo."""
+    if not (missing_on and found_on and missing_years and found_years):
+        return None
+    in_missing_photo = (missing_on.year - missing_years[1], missing_on.year - missing_years[0])
+    in_found_photo = (found_on.year - found_years[1], found_on.year - found_years[0])
+    gap = max(in_found_photo[0] - in_missing_photo[1], in_missing_photo[0] - in_found_photo[1])
+    if gap < photo_age_gap_years:
+        return None
+    return Flag(
+        "photo_age_gap",
+        {
+            "missing_photo_age": list(in_missing_photo),
+            "found_photo_age": list(in_found_photo),
+            "gap_years": gap,
+        },
+    )
 
 
 def birth_years(case: CaseRow) -> tuple[int, int] | None:

@@ -39,6 +39,7 @@ from reunite.api.routes import Id, decoded_cursor, encoded_cursor
 from reunite.enrollment import PreparedPhoto
 from reunite.errors import InvalidField, InvalidInput, ReuniteError
 from reunite.review import birth_years
+from reunite.service import Reunite
 from reunite.store import EARLIEST_DATE, CaseRow, UserRow, validated_case_fields
 from reunite.web import i18n
 
@@ -382,6 +383,28 @@ def intake(
     except InvalidField as exc:
         field_errors.append(i18n.error_text(lang, exc))
     photo_date = _form_date(lang, values, "taken_on", field_errors)
+    prepared, photo_errors = _prepared_uploads(service, lang, photos, field_errors)
+    if field_errors or photo_errors:
+        return refused(field_errors, photo_errors)
+    actor = f"user:{user.username}"
+    try:
+        case = service.create_case(fields, actor=actor)
+    except ReuniteError as exc:
+        return refused([i18n.error_text(lang, exc)], [])
+    found = 0
+    for photo in prepared:
+        enrolled = service.enroll_prepared(case.id, photo, actor=actor, taken_on=photo_date)
+        found += len(enrolled.new_candidates)
+    request.session["notice"] = i18n.text(lang, "case.created", count=found)
+    return RedirectResponse(f"/cases/{case.id}", status_code=303)
+
+
+def _prepared_uploads(
+    service: Reunite, lang: str, photos: list[UploadFile], field_errors: list[str]
+) -> tuple[list[PreparedPhoto], list[tuple[str, str]]]:
+    """The intake form's photos, each decoded with its one face found, and (file name, problem
+    in ``lang``) for each that is not usable; a missing photo or too many go to
+    ``field_errors``."""
     uploads = [p for p in photos if p.filename]
     if not uploads:
         field_errors.append(i18n.text(lang, "error.photo_required"))
@@ -396,19 +419,7 @@ def intake(
             prepared.append(service.prepared_photo(data))
         except InvalidInput as exc:
             photo_errors.append((upload.filename or "", i18n.error_text(lang, exc)))
-    if field_errors or photo_errors:
-        return refused(field_errors, photo_errors)
-    actor = f"user:{user.username}"
-    try:
-        case = service.create_case(fields, actor=actor)
-    except ReuniteError as exc:
-        return refused([i18n.error_text(lang, exc)], [])
-    found = 0
-    for photo in prepared:
-        enrolled = service.enroll_prepared(case.id, photo, actor=actor, taken_on=photo_date)
-        found += len(enrolled.new_candidates)
-    request.session["notice"] = i18n.text(lang, "case.created", count=found)
-    return RedirectResponse(f"/cases/{case.id}", status_code=303)
+    return prepared, photo_errors
 
 
 def _found_case_fields(lang: str, values: dict[str, str]) -> tuple[dict[str, Any], list[str]]:
