@@ -80,7 +80,8 @@ class Server:
                 if ready.status_code == 200:
                     return
             except httpx2.TransportError:
-                time.sleep(0.2)
+                pass
+            time.sleep(0.2)
         pytest.fail("server did not answer /healthz within 60 s")
 
     def ready(self) -> bool:
