@@ -18,7 +18,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.types import Scope
 
-from reunite import __version__
+from reunite import __version__, accounts
 from reunite.api import auth
 from reunite.api.errors import install_error_handlers
 from reunite.api.limits import BodyLimit, RateLimiter
@@ -57,6 +57,7 @@ def create_app(settings: Settings | None = None, *, finder: FaceFinder = faces_i
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         log.info("data in %s, index in %s", settings.data_dir, settings.index_dir)
         service = await run_in_threadpool(Reunite.open, settings, finder=finder, load_index=False)
+        await run_in_threadpool(accounts.dummy_hash)  # sign-in takes as long for every name
         app.state.service = service
         stop_syncing = threading.Event()
         loader = threading.Thread(

@@ -69,6 +69,25 @@ class Calibration:
         return cls(**json.loads(path.read_text(encoding="utf-8")))
 
 
+OLD_DEFAULT_PATH = Path("models/calibration.json")
+"""Where the calibration was read from before it shipped inside the package: relative to the
+working folder, which is also where ``reunite calibrate`` wrote a site's own fit."""
+
+
+def warn_of_a_calibration_left_behind(path: Path, *, shipped: Path) -> None:
+    """Log a warning when ``path`` is the shipped default but a calibration sits at the old
+    default place in the working folder: most likely a site's own fit, no longer read unless
+    REUNITE_CALIBRATION_PATH names it."""
+    left_behind = OLD_DEFAULT_PATH.resolve()
+    if path == shipped and left_behind.is_file() and left_behind != shipped.resolve():
+        log.warning(
+            "%s is no longer read by default (the shipped calibration is used); set "
+            "REUNITE_CALIBRATION_PATH=%s to keep using it",
+            left_behind,
+            left_behind,
+        )
+
+
 def loaded_calibration(path: Path, *, model: str, pipeline: str) -> Calibration | None:
     """The calibration at ``path`` if it exists and belongs to ``model``, else None.
 

@@ -29,10 +29,14 @@ from typing import Any, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from reunite import audit, imaging, privacy
-from reunite.calibration import linear_similarity, loaded_calibration
+from reunite.calibration import (
+    linear_similarity,
+    loaded_calibration,
+    warn_of_a_calibration_left_behind,
+)
 from reunite.candidates import Candidates, CandidateView
 from reunite.cases import Cases, PutOutcome
-from reunite.config import Settings
+from reunite.config import SHIPPED_CALIBRATION_PATH, Settings
 from reunite.device import chosen_devices
 from reunite.enrollment import Enrollment, Enrollments, PreparedPhoto
 from reunite.erasure import Erasure
@@ -90,6 +94,9 @@ class Reunite:
             upsample_times=settings.upsample_times,
             num_jitters=settings.num_jitters,
             min_face_px=settings.min_face_px,
+        )
+        warn_of_a_calibration_left_behind(
+            settings.calibration_path, shipped=SHIPPED_CALIBRATION_PATH
         )
         self.calibration = loaded_calibration(
             settings.calibration_path, model=MODEL_NAME, pipeline=self.pipeline.version

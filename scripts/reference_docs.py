@@ -209,6 +209,8 @@ def _type_name(annotation: Any) -> str:
 
 
 def _default_text(field: FieldInfo) -> str:
+    if field.default_factory is not None:  # made at run time (a path on this machine)
+        return "see Meaning"
     default = field.get_default()
     if default is None:
         return "unset"

@@ -26,3 +26,22 @@ def test_the_shipped_calibration_is_found_inside_the_package_from_any_folder(tmp
     assert Settings(calibration_path="/etc/reunite/c.json").calibration_path == Path(
         "/etc/reunite/c.json"
     )
+
+
+def test_a_calibration_left_at_the_old_default_place_is_named_in_a_warning(
+    tmp_path, monkeypatch, caplog
+):
+    from reunite.calibration import warn_of_a_calibration_left_behind
+
+    monkeypatch.chdir(tmp_path)
+    warn_of_a_calibration_left_behind(SHIPPED_CALIBRATION_PATH, shipped=SHIPPED_CALIBRATION_PATH)
+    assert not caplog.records  # nothing left behind: nothing to say
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "calibration.json").write_text("{}")
+    own = tmp_path / "own.json"
+    warn_of_a_calibration_left_behind(own, shipped=SHIPPED_CALIBRATION_PATH)
+    assert not caplog.records  # a calibration chosen on purpose: nothing to say
+    warn_of_a_calibration_left_behind(SHIPPED_CALIBRATION_PATH, shipped=SHIPPED_CALIBRATION_PATH)
+    assert (
+        "REUNITE_CALIBRATION_PATH=" + str(tmp_path / "models" / "calibration.json") in caplog.text
+    )

@@ -135,7 +135,11 @@ def enroll_folder(args: argparse.Namespace) -> int:
     if not photos:
         raise errors.InvalidInput(f"No .jpg, .jpeg, .png or .webp files in {args.folder}.")
     with Reunite.open(loaded_settings()) as service:
-        case = _existing_or_new_case(service, {"kind": args.kind, **fields})
+        try:
+            case = _existing_or_new_case(service, {"kind": args.kind, **fields})
+        except (errors.InvalidInput, errors.Conflict) as exc:
+            print(json.dumps({"row": 1, "error": exc.code, "message": exc.message}))
+            return 1
         failures = _enroll_photos(service, case, photos, workers=args.workers)
     return 1 if failures else 0
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib
-from collections.abc import Callable
 from typing import Any
 
 from reunite.cli.shared import loaded_settings
@@ -30,12 +28,6 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     serve.set_defaults(run=serve_api)
 
 
-def _app_factory() -> Callable[[], Any]:
-    module, _, name = APP_FACTORY.partition(":")
-    factory: Callable[[], Any] = getattr(importlib.import_module(module), name)
-    return factory
-
-
 def serve_api(args: argparse.Namespace) -> int:
     """Check the settings, then serve until stopped."""
     import uvicorn
@@ -57,8 +49,13 @@ def serve_api(args: argparse.Namespace) -> int:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     session_secret(settings)
     one_process = settings.workers == 1
+    app: Any = APP_FACTORY  # each worker process builds its app from the environment
+    if one_process:
+        from reunite.app import create_app
+
+        app = create_app(settings)  # with the command line's overrides
     uvicorn.run(
-        _app_factory()() if one_process else APP_FACTORY,
+        app,
         factory=not one_process,
         workers=None if one_process else settings.workers,
         host=settings.host,

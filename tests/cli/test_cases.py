@@ -156,3 +156,13 @@ def test_enroll_over_two_processes_matches_one(tmp_path, faces_dir, capsys, monk
             ("two_people.jpg", "multiple_faces", None),
         ]
     )
+
+
+def test_enroll_reports_a_case_it_cannot_create_as_a_json_line(workdir, capsys):
+    folder = workdir / "photos"
+    folder.mkdir()
+    (folder / "never-read.jpg").write_bytes(b"")  # the case is refused before any photo is read
+    argv = ["enroll", str(folder), "--kind", "missing"]
+    assert main([*argv, "--birth-year-min", "1990", "--birth-year-max", "1980"]) == 1
+    line = json.loads(capsys.readouterr().out)
+    assert line["row"] == 1 and line["error"] == "invalid_field"
