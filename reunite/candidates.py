@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 from datetime import date, datetime
 from typing import Any
 
@@ -59,24 +59,17 @@ _ORDERINGS: dict[str, tuple[paging.SortKey, tuple[str, ...]]] = {
 }
 
 
+@dataclass(eq=False)
 class Candidates:
     """The candidates of one store, matched through the live index. Writes that change
     matching or decisions take ``write_lock``."""
 
-    def __init__(
-        self,
-        settings: Settings,
-        store: Store,
-        *,
-        live: LiveIndex,
-        similarity: Similarity,
-        write_lock: threading.RLock,
-    ) -> None:
-        self.settings = settings
-        self.store = store
-        self.live = live
-        self.similarity = similarity
-        self.write_lock = write_lock
+    settings: Settings
+    store: Store
+    _: KW_ONLY
+    live: LiveIndex
+    similarity: Similarity
+    write_lock: threading.RLock
 
     def nearest(
         self, session: Session, embedding: np.ndarray, kind: str, k: int, tolerance: float

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import KW_ONLY, dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -64,22 +65,16 @@ def _check_external_ref_free(
         )
 
 
+@dataclass(eq=False)
 class Cases:
     """The case records of one store. Writes take ``write_lock``; a reopened case is matched
     again through ``candidates`` (which needs ``live`` ready)."""
 
-    def __init__(
-        self,
-        store: Store,
-        *,
-        write_lock: threading.RLock,
-        live: LiveIndex,
-        candidates: Candidates,
-    ) -> None:
-        self.store = store
-        self.write_lock = write_lock
-        self.live = live
-        self.candidates = candidates
+    store: Store
+    _: KW_ONLY
+    write_lock: threading.RLock
+    live: LiveIndex
+    candidates: Candidates
 
     def create(self, data: Mapping[str, Any], *, actor: str) -> CaseRow:
         """Create a case from its facts (see ``CaseFields``).

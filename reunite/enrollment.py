@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
@@ -123,28 +123,19 @@ def face_columns(face: Face, pipeline: Pipeline) -> dict[str, Any]:
     }
 
 
+@dataclass(eq=False)
 class Enrollments:
     """Stores photos in cases and matches their faces. ``write_lock`` serialises the writes
     that change matching, so two enrollments of opposite kinds always see each other."""
 
-    def __init__(
-        self,
-        settings: Settings,
-        store: Store,
-        *,
-        live: LiveIndex,
-        candidates: Candidates,
-        write_lock: threading.RLock,
-        finder: FaceFinder,
-        pipeline: Pipeline,
-    ) -> None:
-        self.settings = settings
-        self.store = store
-        self.live = live
-        self.candidates = candidates
-        self.write_lock = write_lock
-        self.finder = finder
-        self.pipeline = pipeline
+    settings: Settings
+    store: Store
+    _: KW_ONLY
+    live: LiveIndex
+    candidates: Candidates
+    write_lock: threading.RLock
+    finder: FaceFinder
+    pipeline: Pipeline
 
     def prepared_photo(self, data: bytes, *, face_index: int | None = None) -> PreparedPhoto:
         """``prepared_photo`` with this service's finder, pipeline and upload limits."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from dataclasses import KW_ONLY, dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, select
@@ -26,25 +27,17 @@ from reunite.store import CandidateRow, CaseRow, FaceRow, PhotoRow, RemovedFaceR
 log = logging.getLogger(__name__)
 
 
+@dataclass(eq=False)
 class Erasure:
     """Erases cases and expired biometric data of one store, data folder and live index."""
 
-    def __init__(
-        self,
-        settings: Settings,
-        store: Store,
-        *,
-        live: LiveIndex,
-        photos: Photos,
-        similarity: Similarity,
-        write_lock: threading.RLock,
-    ) -> None:
-        self.settings = settings
-        self.store = store
-        self.live = live
-        self.photos = photos
-        self.similarity = similarity
-        self.write_lock = write_lock
+    settings: Settings
+    store: Store
+    _: KW_ONLY
+    live: LiveIndex
+    photos: Photos
+    similarity: Similarity
+    write_lock: threading.RLock
 
     def delete_case(self, case_id: int, *, actor: str, reason: str) -> None:
         """Erase a case: its record, its photos (files too, unless another case has the same

@@ -7,6 +7,7 @@ photo or a crop are audited; photos erased by the retention rule read as absent.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import select
@@ -32,12 +33,12 @@ def crop_path(settings: Settings, face_id: int) -> Path:
     return settings.data_dir / "crops" / f"{face_id}.jpg"
 
 
+@dataclass(eq=False)
 class Photos:
     """The photos, faces and crops of one store and data folder."""
 
-    def __init__(self, settings: Settings, store: Store) -> None:
-        self.settings = settings
-        self.store = store
+    settings: Settings
+    store: Store
 
     def decoded(self, data: bytes) -> imaging.DecodedImage:
         """Photo bytes decoded under the upload limits (see ``imaging.decoded_image``)."""

@@ -4,7 +4,7 @@ record (ids and the photo's SHA-256 only)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 
 from reunite import audit, imaging
 from reunite.candidates import Candidates, Similarity
@@ -36,28 +36,19 @@ class FaceResult:
     ranked: list[RankedCase] = field(default_factory=list)
 
 
+@dataclass(eq=False)
 class Search:
     """Searches the cases of one store through the live index (``candidates.nearest`` scores
     them as matching does)."""
 
-    def __init__(
-        self,
-        settings: Settings,
-        store: Store,
-        *,
-        live: LiveIndex,
-        candidates: Candidates,
-        finder: FaceFinder,
-        pipeline: Pipeline,
-        similarity: Similarity,
-    ) -> None:
-        self.settings = settings
-        self.store = store
-        self.live = live
-        self.candidates = candidates
-        self.finder = finder
-        self.pipeline = pipeline
-        self.similarity = similarity
+    settings: Settings
+    store: Store
+    _: KW_ONLY
+    live: LiveIndex
+    candidates: Candidates
+    finder: FaceFinder
+    pipeline: Pipeline
+    similarity: Similarity
 
     def search_image(
         self,
