@@ -7,6 +7,7 @@
 #    (pyproject.toml: requires-python = ">=3.11,<3.13").
 # 2. Makes .tools/, a virtual environment holding only uv (pinned below), with that venv's pip.
 # 3. Runs `uv sync --frozen`: creates or updates .venv/ exactly as uv.lock says, never the lock.
+# 4. Compiles the environment's and the package's modules to bytecode (kept until they change).
 
 UV_VERSION="0.13.9"
 
@@ -49,6 +50,13 @@ ensure_venv() {
     # UV_PROJECT_ENVIRONMENT says; uv never downloads a Python of its own here.
     UV_PROJECT_ENVIRONMENT="$PWD/.venv" .tools/bin/uv sync --frozen --python "$python" \
         --no-python-downloads "$@"
+    # Bytecode for the environment and the package, written here once (about 20 s the first
+    # time, 3 s to check after): where PYTHONDONTWRITEBYTECODE is set, every process would
+    # otherwise compile each module it imports at each start (`reunite keys create`: 2.0 s
+    # instead of 0.85 s). Only a speed-up: a file that does not compile is compiled, and
+    # reported, when imported.
+    .venv/bin/python -m compileall -q -j 0 .venv/lib/python*/site-packages reunite \
+        >/dev/null 2>&1 || true
 }
 
 # Debian's chromium and a CJK font for the browser tests (never a browser download). Installs
