@@ -17,9 +17,12 @@ calls the service.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from reunite.errors import Forbidden, NotFound
-from reunite.store import CaseRow
+
+if TYPE_CHECKING:  # annotations only: the command line reads ROLES without the store
+    from reunite.store import CaseRow
 
 ROLES = ("staff", "admin", "police")
 """Every role; an API key may have any of them."""

@@ -16,7 +16,8 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from reunite import errors
-from reunite.cli.shared import actor, loaded_settings
+from reunite.access import ROLES, USER_ROLES
+from reunite.cli.shared import actor, loaded_settings, opened_store
 
 if TYPE_CHECKING:
     from reunite.store import ApiKeyRow, Store
@@ -41,9 +42,7 @@ def _register_users(commands: argparse._SubParsersAction[argparse.ArgumentParser
         "it is stored.",
     )
     create.add_argument("username", help="2-64 letters, digits or _ . - @")
-    create.add_argument(
-        "--role", choices=["staff", "admin"], required=True, help="what the account may do"
-    )
+    create.add_argument("--role", choices=USER_ROLES, required=True, help="what the account may do")
     create.add_argument(
         "--password-stdin", action="store_true", help="read the password from standard input"
     )
@@ -68,9 +67,7 @@ def _register_keys(commands: argparse._SubParsersAction[argparse.ArgumentParser]
         description="Create an API key and print it once; only its hash is stored. Clients "
         "send it as 'Authorization: Bearer <key>'.",
     )
-    create.add_argument(
-        "--role", choices=["police", "staff", "admin"], required=True, help="what the key may do"
-    )
+    create.add_argument("--role", choices=ROLES, required=True, help="what the key may do")
     create.add_argument("--agency", help="the police agency's code (police keys only)")
     create.add_argument("--label", help="a note on who holds the key")
     create.add_argument(
@@ -90,17 +87,12 @@ def _register_keys(commands: argparse._SubParsersAction[argparse.ArgumentParser]
 
 @contextmanager
 def _store() -> Iterator[Store]:
-    """The store of the current settings (made and migrated if new), closed afterwards."""
-    from reunite.store import Store
-
+    """The store of the current settings, its folders made if new (as the service makes them)."""
     settings = loaded_settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     settings.photos_dir.mkdir(parents=True, exist_ok=True)
-    store = Store(settings.resolved_database_url)
-    try:
+    with opened_store(settings) as store:
         yield store
-    finally:
-        store.close()
 
 
 def create_user(args: argparse.Namespace) -> int:

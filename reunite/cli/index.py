@@ -7,7 +7,7 @@ import json
 import time
 from typing import TYPE_CHECKING, Any
 
-from reunite.cli.shared import loaded_settings, progress_display
+from reunite.cli.shared import loaded_settings, opened_store, progress_display
 
 if TYPE_CHECKING:
     from reunite.reembedding import ReembedReport
@@ -61,13 +61,8 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 def migrate_store(_args: argparse.Namespace) -> int:
     """Migrate the store's schema (opening it does) and print the revision."""
-    from reunite.store import Store
-
-    store = Store(loaded_settings().resolved_database_url)  # opening migrates
-    try:
+    with opened_store(loaded_settings()) as store:
         print(f"schema at revision {store.revision}")
-    finally:
-        store.close()
     return 0
 
 

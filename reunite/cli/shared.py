@@ -14,11 +14,24 @@ from reunite.errors import BadConfiguration
 
 if TYPE_CHECKING:
     from reunite.config import Settings
+    from reunite.store import Store
 
 
 def actor() -> str:
     """Who the audit log names for this command: ``cli:<login name>``."""
     return f"cli:{getpass.getuser()}"
+
+
+@contextmanager
+def opened_store(settings: Settings) -> Iterator[Store]:
+    """The store of ``settings`` (opening it migrates the schema), closed afterwards."""
+    from reunite.store import Store
+
+    store = Store(settings.resolved_database_url)
+    try:
+        yield store
+    finally:
+        store.close()
 
 
 def loaded_settings(**overrides: Any) -> Settings:
