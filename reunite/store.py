@@ -126,6 +126,9 @@ class CaseRow(Base):
     description: Mapped[str | None] = mapped_column(Text)
     contact: Mapped[str | None] = mapped_column(String(500))
     status: Mapped[str] = mapped_column(String(7), default="open")
+    matched_by_rules: Mapped[str | None] = mapped_column(String(64))
+    """The matching rules (``matching.rules_version``) the case's faces were last matched by;
+    None before any match. ``reunite rematch`` skips cases already matched by today's rules."""
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utc_now)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utc_now, onupdate=utc_now)
 
@@ -178,6 +181,9 @@ class FaceRow(Base):
     pipeline: Mapped[str] = mapped_column(String(128))
     face_width_px: Mapped[int] = mapped_column(Integer)
     sharpness: Mapped[float] = mapped_column(Float)
+    face_choice: Mapped[str | None] = mapped_column(String(8))
+    """How the face was chosen among several in its photo: ``largest`` or ``central`` (by the
+    import's ``--face``); None when it was the photo's only face or a person chose it."""
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utc_now)
 
     @property
@@ -245,7 +251,15 @@ class CandidateRow(Base):
     found_face_id: Mapped[int] = mapped_column(ForeignKey("faces.id", ondelete="CASCADE"))
     missing_face_id: Mapped[int] = mapped_column(ForeignKey("faces.id", ondelete="CASCADE"))
     distance: Mapped[float] = mapped_column(Float)
+    score: Mapped[float | None] = mapped_column(Float)
+    """The normalised score of ``distance`` in its search (``reunite.matching``); None where
+    the search had too small a cohort, or for candidates proposed before scores existed."""
+    rank: Mapped[int | None] = mapped_column(Integer)
+    """1 for the nearest case in the search that proposed (or last updated) this candidate."""
     status: Mapped[str] = mapped_column(String(9), default="pending")
+    superseded_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    """When ``reunite rematch`` found that today's rules would no longer propose this pending
+    candidate (kept and flagged, never deleted); None while the rules still propose it."""
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utc_now)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utc_now, onupdate=utc_now)
 

@@ -4,13 +4,14 @@ import sqlite3
 import subprocess
 import sys
 
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine
 
-from reunite.migrations import MIGRATIONS_PATH
+from reunite.migrations import BASELINE_REVISION, MIGRATIONS_PATH
 from reunite.store import Base, Store
 from tests.server import settings_env
 
@@ -47,8 +48,12 @@ def test_a_store_made_before_migrations_is_adopted(tmp_path):
     keeps its rows and is marked as the baseline, then upgraded."""
     path = tmp_path / "old.db"
     engine = create_engine(f"sqlite:///{path}")
-    Base.metadata.create_all(engine)
-    with engine.begin() as connection:
+    with engine.begin() as connection:  # the first release's tables: the baseline's schema
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS_PATH))
+        config.attributes["connection"] = connection
+        command.upgrade(config, BASELINE_REVISION)
+        connection.exec_driver_sql("DROP TABLE alembic_version")
         connection.exec_driver_sql(
             "INSERT INTO cases (kind, status, sex, created_at, updated_at) "
             "VALUES ('missing', 'open', 'unknown', '2026-01-01', '2026-01-01')"
