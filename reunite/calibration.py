@@ -1,9 +1,14 @@
-"""What a distance means: the calibrated probability that two faces are the same person.
+"""What a candidate means: the calibrated chance that it is the person searched for.
 
-A ``Calibration`` maps an L2 distance to P(same person) with a logistic curve fitted on labelled
-pairs (``reunite calibrate``, or ``scripts/calibrate_lfw.py`` for the shipped one). It belongs to
-one model and pipeline; the service refuses one made for another. Without a calibration file the
-service falls back, saying so in its log, to the linear display score ``1 - distance / 1.2``.
+A ``Calibration`` holds two logistic fits. The **search fit** maps a candidate's distance and
+normalised score (``reunite.matching``) to the chance that it is the true case, fitted on 1:N
+searches: the candidates of mated and never-enrolled probes against a gallery of thousands
+(``scripts/calibrate_search.py``), so that a stranger's best candidate reads low. The **pair
+fit** maps a distance alone to P(same person), fitted on balanced labelled pairs (``reunite
+calibrate``, ``scripts/calibrate_lfw.py``); it is used where a search has no cohort (a gallery
+of fewer than 30 cases) or no search fit is present. A calibration belongs to one model and
+pipeline; the service refuses one made for another. Without a calibration file the service
+falls back, saying so in its log, to the linear display score ``1 - distance / 1.2``.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import json
 import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -42,14 +48,34 @@ class Calibration:
     created_at: str
     checks: dict[str, float] = field(default_factory=dict)
     suggested_tolerance: float | None = None
+    search: dict[str, Any] | None = None
+    """The search fit: ``P(true case) = 1 / (1 + exp(-(intercept + score_weight * score +
+    distance_weight * distance)))``, with what it was fitted on and its checks; None if absent."""
 
     def probability(self, distance: float | np.ndarray) -> np.ndarray:
+        """The pair fit: P(same person) at ``distance`` (L2), elementwise."""
         z = np.clip(self.slope * (np.asarray(distance, dtype=np.float64) - self.midpoint), -50, 50)
         probability: np.ndarray = 1.0 / (1.0 + np.exp(z))
         return probability
 
-    def similarity(self, distance: float) -> float:
-        """P(same person) at ``distance``, in [0, 1]."""
+    def search_probability(self, distance: np.ndarray, score: np.ndarray) -> np.ndarray:
+        """The search fit: P(true case) of candidates at ``distance`` with ``score``.
+        Raises ``ValueError`` without a search fit."""
+        if self.search is None:
+            raise ValueError("this calibration has no search fit")
+        logit = (
+            self.search["intercept"]
+            + self.search["score_weight"] * np.asarray(score, dtype=np.float64)
+            + self.search["distance_weight"] * np.asarray(distance, dtype=np.float64)
+        )
+        probability: np.ndarray = 1.0 / (1.0 + np.exp(-np.clip(logit, -50, 50)))
+        return probability
+
+    def similarity(self, distance: float, score: float | None = None) -> float:
+        """The chance, in [0, 1], that a candidate at ``distance`` with normalised ``score`` is
+        the person: the search fit when there is a score and a search fit, else the pair fit."""
+        if score is not None and self.search is not None:
+            return float(self.search_probability(np.asarray(distance), np.asarray(score)))
         return float(self.probability(distance))
 
     def save(self, path: Path) -> Path | None:

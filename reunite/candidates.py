@@ -36,8 +36,8 @@ from reunite.store import (
     utc_now,
 )
 
-Similarity = Callable[[float], float]
-"""What a distance means, in [0, 1] (see ``Reunite.similarity``)."""
+Similarity = Callable[[float, float | None], float]
+"""What a distance and its normalised score mean, in [0, 1] (see ``Reunite.similarity``)."""
 
 
 @dataclass(frozen=True)
@@ -75,7 +75,8 @@ class Candidates:
         self, session: Session, embedding: np.ndarray, kind: str, k: int, tolerance: float
     ) -> list[CaseMatch]:
         """The ``k`` nearest open or matched cases of ``kind`` within ``tolerance``, scored as
-        ``case_scoring`` says (see ``reunite.matching``)."""
+        ``case_scoring`` says and normalised against the probe's cohort (see
+        ``reunite.matching``)."""
         return case_matches(
             session,
             self.live.index,
@@ -84,6 +85,7 @@ class Candidates:
             k=k,
             tolerance=tolerance,
             scoring=self.settings.case_scoring,
+            cohort_size=self.settings.cohort_size,
         )
 
     # --------------------------------------------------------------------- proposing
@@ -97,10 +99,12 @@ class Candidates:
         distance and faces are updated when the new face is closer. A rejected one is proposed
         again (back to pending) only by a photo added after the rejection.
 
-        Cross-age pairs (the person at least ``photo_age_gap_years`` older in one photo than in
-        the other, from photo dates and birth years) are kept up to ``cross_age_tolerance``: the
-        model's distances grow across age gaps, and dropping such a pair at the same-age
-        tolerance would hide a child missing for years.
+        A pair is proposed when it is within ``tolerance`` and its normalised score (when the
+        search has a cohort) is at least ``min_score``. Cross-age pairs (the person at least
+        ``photo_age_gap_years`` older in one photo than in the other, from photo dates and birth
+        years) are kept up to ``cross_age_tolerance`` whatever their score: the model's
+        distances grow across age gaps, and dropping such a pair would hide a child missing for
+        years.
         """
         settings = self.settings
         wider = max(settings.tolerance, settings.cross_age_tolerance)
@@ -108,7 +112,10 @@ class Candidates:
         matches = [
             m
             for m in self.nearest(session, embedding, other_kind(case.kind), settings.top_k, wider)
-            if m.distance <= settings.tolerance
+            if (
+                m.distance <= settings.tolerance
+                and (m.score is None or m.score >= settings.min_score)
+            )
             or _years_apart(probe_age, _age_of_face(session, m.face_id))
             >= settings.photo_age_gap_years
         ]
@@ -137,7 +144,7 @@ class Candidates:
                 candidate,
                 session.get_one(CaseRow, candidate.found_case_id),
                 session.get_one(CaseRow, candidate.missing_case_id),
-                similarity=self.similarity(candidate.distance),
+                similarity=self.similarity(candidate.distance, candidate.score),
             )
         return created
 
@@ -263,7 +270,7 @@ class Candidates:
                     photo_age_gap_years=settings.photo_age_gap_years,
                 ),
                 decisions=[d for d in decisions if d.candidate_id == c.id],
-                similarity=self.similarity(c.distance),
+                similarity=self.similarity(c.distance, c.score),
             )
             for c in candidates
         ]
@@ -306,7 +313,7 @@ class Candidates:
                 "candidate.decided",
                 candidate,
                 *cases,
-                similarity=self.similarity(candidate.distance),
+                similarity=self.similarity(candidate.distance, candidate.score),
             )
             for case in cases:
                 _update_case_status(session, candidate, case, status, was_confirmed, actor)
@@ -361,14 +368,15 @@ def _proposed(
         "missing_face_id": match.face_id if found_side else face.id,
     }
     existing = session.scalar(select(CandidateRow).filter_by(**pair))
+    scored = {"distance": match.distance, "score": match.score, "rank": match.rank}
     if existing is None:
-        candidate = CandidateRow(**pair, **faces, distance=match.distance, status="pending")
+        candidate = CandidateRow(**pair, **faces, **scored, status="pending")
         session.add(candidate)
         return candidate, "created"
     if not _is_new_evidence(session, existing.id, **faces):
         return existing, "kept"  # both faces were there when a person rejected this pair
     if existing.status == "rejected":
-        existing.distance = match.distance
+        _set_scores(existing, match)
         existing.found_face_id = faces["found_face_id"]
         existing.missing_face_id = faces["missing_face_id"]
         _record_decision(
@@ -380,11 +388,15 @@ def _proposed(
         )
         return existing, "reproposed"
     if match.distance < existing.distance:
-        existing.distance = match.distance
+        _set_scores(existing, match)
         existing.found_face_id = faces["found_face_id"]
         existing.missing_face_id = faces["missing_face_id"]
         return existing, "closer"
     return existing, "kept"
+
+
+def _set_scores(candidate: CandidateRow, match: CaseMatch) -> None:
+    candidate.distance, candidate.score, candidate.rank = match.distance, match.score, match.rank
 
 
 def _record_decision(

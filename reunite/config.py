@@ -61,6 +61,22 @@ class Settings(BaseSettings):
         description="A case scores by the mean of its faces' embeddings, or by its closest face.",
     )
 
+    cohort_size: int = Field(
+        100,
+        ge=0,
+        le=1000,
+        description="How many of a probe's nearest cases of the other kind form its cohort, "
+        "against which each candidate's distance is normalised (a per-search Z-norm; see "
+        "docs/matching.md). 0 turns scores off; so does a gallery of fewer than 30 cases.",
+    )
+    min_score: float = Field(
+        3.0,
+        ge=-10,
+        le=20,
+        description="Least normalised score a candidate needs to be proposed (besides being "
+        "within tolerance): how many standard deviations its distance is below the mean of the "
+        "probe's cohort. Cross-age pairs (photo_age_gap_years apart) need only the tolerance.",
+    )
     calibration_path: Path = Field(
         # A factory: the absolute path differs per machine, so references show no default.
         default_factory=lambda: SHIPPED_CALIBRATION_PATH,

@@ -101,7 +101,7 @@ class Erasure:
                 candidate,
                 session.get_one(CaseRow, candidate.found_case_id),
                 session.get_one(CaseRow, candidate.missing_case_id),
-                similarity=self.similarity(candidate.distance),
+                similarity=self.similarity(candidate.distance, candidate.score),
             )
         session.execute(delete(CandidateRow).where(of_case))
         return len(doomed)

@@ -93,7 +93,7 @@ class Search:
                 )[:k]
                 cases = cases_by_id(session, [m.case_id for m in matches])
                 ranked = [
-                    RankedCase(cases[m.case_id], m, self.similarity(m.distance))
+                    RankedCase(cases[m.case_id], m, self.similarity(m.distance, m.score))
                     for m in matches
                     if m.case_id in cases
                 ]

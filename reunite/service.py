@@ -158,12 +158,13 @@ class Reunite:
             service.make_ready()
         return service
 
-    def similarity(self, distance: float) -> float:
-        """What a distance means, in [0, 1]: the calibrated P(same person) when a calibration
-        is loaded, else the linear ``1 - distance / 1.2``."""
+    def similarity(self, distance: float, score: float | None = None) -> float:
+        """What a candidate's distance and normalised score mean, in [0, 1]: the calibrated
+        chance that it is the person searched for (``Calibration.similarity``) when a
+        calibration is loaded, else the linear ``1 - distance / 1.2``."""
         if self.calibration is None:
             return linear_similarity(distance)
-        return self.calibration.similarity(distance)
+        return self.calibration.similarity(distance, score)
 
     def close(self) -> None:
         """Save the index (if it was loaded) and release the database connections."""

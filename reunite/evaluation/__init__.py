@@ -340,24 +340,35 @@ def identification(
 # ------------------------------------------------------------------------------ calibration
 
 
-def fitted_calibration(
-    distances: np.ndarray, same: np.ndarray, *, model: str, pipeline: str, fitted_on: str
-) -> Calibration:
-    """Logistic regression of ``same`` on distance (Newton's method; ~10 iterations)."""
-    x = np.asarray(distances, dtype=np.float64)
-    y = np.asarray(same, dtype=np.float64)
+def fitted_logistic(features: np.ndarray, labels: np.ndarray) -> list[float]:
+    """Logistic regression of ``labels`` (0/1) on the columns of ``features`` (n, m): the
+    weights ``[intercept, w1, ..., wm]`` of ``logit(P) = intercept + features @ w`` (Newton's
+    method, ~10 iterations). Raises ``ValueError`` unless both labels occur."""
+    y = np.asarray(labels, dtype=np.float64)
     if len(np.unique(y)) < 2:
-        raise ValueError("calibration needs both same-person and different-person pairs")
-    w = np.array([0.0, 0.0])  # logit(P) = w0 + w1 * x
-    design = np.column_stack([np.ones_like(x), x])
+        raise ValueError("a logistic fit needs both labels")
+    x = np.asarray(features, dtype=np.float64).reshape(len(y), -1)
+    design = np.column_stack([np.ones(len(y)), x])
+    w = np.zeros(design.shape[1])
     for _ in range(100):
         p = 1 / (1 + np.exp(-np.clip(design @ w, -50, 50)))
         gradient = design.T @ (y - p)
-        hessian = -(design.T * (p * (1 - p) + 1e-9)) @ design - 1e-6 * np.eye(2)
+        hessian = -(design.T * (p * (1 - p) + 1e-9)) @ design - 1e-6 * np.eye(len(w))
         step = np.linalg.solve(hessian, gradient)
         w -= step
         if np.abs(step).max() < 1e-10:
             break
+    return [float(v) for v in w]
+
+
+def fitted_calibration(
+    distances: np.ndarray, same: np.ndarray, *, model: str, pipeline: str, fitted_on: str
+) -> Calibration:
+    """Logistic regression of ``same`` on distance (``fitted_logistic``)."""
+    x = np.asarray(distances, dtype=np.float64)
+    if len(np.unique(np.asarray(same))) < 2:
+        raise ValueError("calibration needs both same-person and different-person pairs")
+    w = fitted_logistic(x[:, None], np.asarray(same))  # logit(P) = w0 + w1 * x
     slope = -w[1]
     return Calibration(
         model=model,
