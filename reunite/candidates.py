@@ -163,7 +163,8 @@ class Candidates:
     # ----------------------------------------------------------------------- reading
 
     def of_case(self, case_id: int) -> list[CandidateView]:
-        """A case's candidates, nearest first, with flags and decisions. Raises ``NotFound``."""
+        """A case's candidates with flags and decisions, in the order a reviewer should look at
+        them (``in_review_order``). Raises ``NotFound``."""
         with self.store.transaction() as session:
             case_row(session, case_id)
             rows = session.scalars(
@@ -174,7 +175,7 @@ class Candidates:
                 )
                 .order_by(CandidateRow.distance, CandidateRow.id)
             )
-            return self.views(session, list(rows))
+            return in_review_order(self.views(session, list(rows)))
 
     def candidate(self, candidate_id: int) -> CandidateView:
         """One candidate with both cases, flags and decisions. Raises ``NotFound``."""
@@ -319,6 +320,22 @@ class Candidates:
                 _update_case_status(session, candidate, case, status, was_confirmed, actor)
             session.flush()
             return self.views(session, [candidate])[0]
+
+
+def in_review_order(views: list[CandidateView]) -> list[CandidateView]:
+    """Candidates whose facts contradict (``review.CONTRADICTIONS``: sex, an impossible age,
+    found before missing) below every candidate without a contradiction; within each part,
+    the likeliest first (shown similarity), then the nearest. Agreeing facts never lift a
+    candidate: only face evidence orders the candidates without a contradiction."""
+    return sorted(
+        views,
+        key=lambda v: (
+            any(f.code in review.CONTRADICTIONS for f in v.flags),
+            -v.similarity,
+            v.candidate.distance,
+            v.candidate.id,
+        ),
+    )
 
 
 def _update_case_status(

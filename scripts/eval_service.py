@@ -128,9 +128,9 @@ def _imported_gallery(
     folder = work / f"gallery-{design.fingerprint()}-{face or 'refuse'}"
     if (folder / "import.json").exists():
         return folder
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
-    (folder / "lfw").symlink_to(lfw.resolve())
+    folder.mkdir(parents=True, exist_ok=True)  # an import stopped midway resumes
+    if not (folder / "lfw").exists():
+        (folder / "lfw").symlink_to(lfw.resolve())
     manifest = folder / "gallery.jsonl"
     with manifest.open("w") as out:
         for row in gallery_manifest_rows(design, photos_root=lfw):
@@ -141,9 +141,9 @@ def _imported_gallery(
         command += ["--face", face]
     print(f"importing {len(design.gallery)} gallery cases into {folder}", file=sys.stderr)
     started = time.monotonic()
-    done = subprocess.run(
-        command, env=_folder_env(env, folder), check=True, capture_output=True, text=True
-    )
+    done = subprocess.run(command, env=_folder_env(env, folder), capture_output=True, text=True)
+    if done.returncode not in (0, 1):  # 1: some photos were refused, listed in the report
+        raise SystemExit(f"reunite import failed ({done.returncode}): {done.stderr[-2000:]}")
     result = json.loads(done.stdout.strip().splitlines()[-1])
     result["seconds"] = round(time.monotonic() - started, 1)
     result["refused_by_code"], result["refused_refs"] = _report_codes(

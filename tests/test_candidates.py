@@ -81,3 +81,21 @@ def test_cross_age_pairs_are_kept_up_to_the_wider_tolerance(tmp_path, finder, sa
         assert (
             service.enroll_photo(undated.id, sample("obama3.jpg"), actor=ACTOR).new_candidates == []
         )
+
+
+def test_a_candidate_whose_facts_contradict_is_listed_below_the_others_and_still_shown(
+    service, sample
+):
+    found = new_case(service, "found", sex="male")
+    service.enroll_photo(found.id, sample("obama2.jpg"), actor=ACTOR)
+    missing = [new_case(service, "missing", sex="male") for _ in range(2)]
+    service.enroll_photo(missing[0].id, sample("obama.jpg"), actor=ACTOR)
+    service.enroll_photo(missing[1].id, sample("obama3.jpg"), actor=ACTOR)
+    by_distance = [v.candidate.missing_case_id for v in service.candidates(found.id)]
+    assert sorted(by_distance) == sorted(m.id for m in missing)
+    nearer = by_distance[0]
+    service.update_case(nearer, {"sex": "female"}, actor=ACTOR)
+    listed = service.candidates(found.id)
+    assert [v.candidate.missing_case_id for v in listed] == by_distance[::-1]
+    assert [f.code for f in listed[1].flags] == ["sex_differs"]
+    assert listed[1].candidate.distance < listed[0].candidate.distance

@@ -31,6 +31,8 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
+from reunite.review import CONTRADICTIONS
+
 EAST_ASIAN_SEVERAL = [
     "Alberto_Fujimori", "Antony_Leung", "Chang_Dae-whan", "Chen_Liang_Yu", "Chen_Shui-bian",
     "Choi_Sung-hong", "Chok_Tong_Goh", "Chung_Mong-hun", "Chung_Mong-joon", "Gao_Qiang",
@@ -268,9 +270,6 @@ class Search:
     @property
     def wrong(self) -> list[Shown]:
         return [c for c in self.shown if c.ref != self.probe.true_ref]
-
-
-CONTRADICTIONS = ("sex_differs", "age_implausible", "found_before_missing")
 
 
 def summary(searches: Sequence[Search]) -> dict[str, Any]:
