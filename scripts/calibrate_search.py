@@ -2,7 +2,7 @@
 
     .venv/bin/python scripts/eval_service.py --variants plain --setting MIN_SCORE=-20 \\
         --out /tmp/unfiltered.json
-    .venv/bin/python scripts/calibrate_search.py .cache/eval_service/run-plain
+    .venv/bin/python scripts/calibrate_search.py .cache/eval_service/run-unfiltered-plain
 
 Reads every candidate a run of ``scripts/eval_service.py`` proposed (its folder's database:
 distance, normalised score, the probe's and the candidate's external_ref; the true case of a

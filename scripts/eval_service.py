@@ -14,7 +14,8 @@
    ``SIMULATION_NOTE``).
 3. The summary per group (true case in the list, first, wrong candidates per search, searches
    with any wrong candidate) and the shown score against the observed share of true matches
-   go to ``--out`` (JSON) and a plot beside it; every list shown goes to ``--work``.
+   go to ``--out`` (JSON) and a plot beside it; every list shown goes to
+   ``<work>/run-<out's stem>-<variant>/searches.json``, beside the server's folder.
 
 ``--setting NAME=VALUE`` passes ``REUNITE_NAME=VALUE`` to the import and the server (to compare
 rules on the same gallery). Cost with the defaults: about 3,500 gallery photos imported once
@@ -91,13 +92,14 @@ def main() -> None:
         "variants": {},
     }
     for variant in args.variants.split(","):
-        searches, refused = _searched(design, gallery, args.work / f"run-{variant}", env, variant)
+        run = args.work / f"run-{args.out.stem}-{variant}"
+        searches, refused = _searched(design, gallery, run, env, variant)
         report["variants"][variant] = {
             "summary": summary(searches),
             "probes_refused": refused,
             "score_bands": score_bands(searches),
         }
-        _write_searches(args.work / f"searches-{variant}.json", searches)
+        _write_searches(run / "searches.json", searches)
         print(variant, json.dumps(report["variants"][variant]["summary"], indent=1))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=1, ensure_ascii=False) + "\n")
