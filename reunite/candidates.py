@@ -447,14 +447,13 @@ def _age_of_face(session: Session, face_id: int) -> tuple[int, int] | None:
 
 def _age_in_photo(case: CaseRow, taken_on: date | None) -> tuple[int, int] | None:
     """The (youngest, oldest) age the case's person can have in a photo taken on ``taken_on``
-    (from the birth date or years; a found case's undated photo counts as taken the day the
-    person was found, as the consistency flags do); None when unknown."""
-    if taken_on is None and case.kind == "found":
-        taken_on = case.date_found
+    (from the birth date or years; an undated photo counts as taken on the date found or
+    missing, ``review.photo_date``, as the consistency flags do); None when unknown."""
+    on = review.photo_date(case, taken_on)
     years = review.birth_years(case)
-    if taken_on is None or years is None:
+    if on is None or years is None:
         return None
-    return taken_on.year - years[1], taken_on.year - years[0]
+    return on.year - years[1], on.year - years[0]
 
 
 def _years_apart(a: tuple[int, int] | None, b: tuple[int, int] | None) -> int:
