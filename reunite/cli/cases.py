@@ -37,7 +37,7 @@ CASE_COLUMNS = (
     "description",
     "contact",
 )
-"""The facts of a case: ``reunite.importing.CASE_COLUMNS`` (a test keeps them equal), written
+"""The facts of a case: ``reunite.manifests.CASE_COLUMNS`` (a test keeps them equal), written
 out so that building the parser does not import the store."""
 PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
 
@@ -79,13 +79,16 @@ def _register_import(commands: argparse._SubParsersAction[argparse.ArgumentParse
         description="Create or update every case of MANIFEST and enroll its photos. MANIFEST "
         "is a .csv file (columns: "
         f"{', '.join(CASE_COLUMNS)}, photos; photos separated by ';') or a .jsonl "
-        "file (one JSON object a line with the same keys, photos a list). Photo paths are "
-        "relative to the manifest's folder. A case is found again by agency and external_ref, "
-        "and photos already enrolled in their case are skipped before detection, so running it "
-        "again changes nothing, and an interrupted run resumes where it stopped. Bad rows and "
-        "photos are written to the report (row, external_ref, photo, code, reason) and the run "
-        "goes on. Prints a summary as one JSON line; exits 1 if any row or photo failed. "
-        "Shows a progress bar on a terminal, else a progress line every 10 s.",
+        "file (one JSON object a line with the same keys, photos a list of paths or of "
+        'objects {"path": ..., "taken_on": "YYYY-MM-DD"}). Photo paths are relative to the '
+        "manifest's folder; path@YYYY-MM-DD gives the date a photo was taken (an undated "
+        "photo counts as taken on the date missing or found). A case is found again by agency "
+        "and external_ref, and photos already enrolled in their case are skipped before "
+        "detection, so running it again changes nothing, and an interrupted run resumes where "
+        "it stopped. Bad rows and photos are written to the report (row, external_ref, "
+        "photo, code, reason) and the run goes on. Prints a summary as one JSON line; exits 1 "
+        "if any row or photo failed. Shows a progress bar on a terminal, else a progress line "
+        "every 10 s.",
     )
     import_cases.add_argument("manifest", type=Path, help="the .csv or .jsonl manifest")
     import_cases.add_argument(
