@@ -114,3 +114,23 @@ def test_the_case_page_links_each_face_to_its_whole_photo(staff, sample):
     assert link in page
     whole = staff.get(f"/api/v1/photos/{photo.id}/image")  # the staff session may open it
     assert whole.status_code == 200 and whole.content == sample("obama2.jpg")
+
+
+def test_the_photo_date_applies_to_the_intakes_photos_and_its_hint_says_so(staff, sample):
+    for lang, words in (("en", "YYYY-MM-DD"), ("zh-CN", "走失当天")):
+        page = staff.get("/intake", headers={"Accept-Language": lang}).text
+        assert 'aria-describedby="taken-on-hint"' in page and words in page
+    response = staff.post(
+        "/intake",
+        data={"csrf_token": csrf(staff), "date_found": "2024-03-05", "taken_on": "2023-12-24"},
+        files=[
+            ("photos", ("obama.jpg", sample("obama.jpg"), "image/jpeg")),
+            ("photos", ("obama2.jpg", sample("obama2.jpg"), "image/jpeg")),
+        ],
+        follow_redirects=False,
+    )
+    assert response.status_code == 303
+    service = staff.app.state.service
+    [case] = service.cases().items
+    photos = service.photos(case.id)
+    assert [photo.taken_on.isoformat() for photo, _ in photos] == ["2023-12-24"] * 2
