@@ -224,7 +224,8 @@ class Candidates:
         return [r.distance for r in rows], [r.status == "confirmed" for r in rows]
 
     def views(self, session: Session, candidates: list[CandidateRow]) -> list[CandidateView]:
-        """Candidates with both cases, consistency flags and decisions (oldest first)."""
+        """Candidates with both cases, flags (consistency, then faces chosen automatically) and
+        decisions (oldest first)."""
         if not candidates:
             return []
         ids = [c.id for c in candidates]
@@ -239,14 +240,13 @@ class Candidates:
             )
         )
         face_ids = [c.found_face_id for c in candidates] + [c.missing_face_id for c in candidates]
-        photo_dates = {
-            face_id: taken_on
-            for face_id, taken_on in session.execute(
-                select(FaceRow.id, PhotoRow.taken_on)
-                .join(PhotoRow, PhotoRow.id == FaceRow.photo_id)
-                .where(FaceRow.id.in_(face_ids))
-            )
-        }
+        faces = session.execute(
+            select(FaceRow.id, PhotoRow.taken_on, FaceRow.face_choice)
+            .join(PhotoRow, PhotoRow.id == FaceRow.photo_id)
+            .where(FaceRow.id.in_(face_ids))
+        ).all()
+        photo_dates = {face_id: taken_on for face_id, taken_on, _ in faces}
+        face_choices = {face_id: choice for face_id, _, choice in faces}
         settings = self.settings
         return [
             CandidateView(
@@ -261,6 +261,9 @@ class Candidates:
                     found_before_missing_days=settings.found_before_missing_days,
                     missing_photo_taken_on=photo_dates.get(c.missing_face_id),
                     photo_age_gap_years=settings.photo_age_gap_years,
+                )
+                + review.face_choice_flags(
+                    face_choices.get(c.found_face_id), face_choices.get(c.missing_face_id)
                 ),
                 decisions=[d for d in decisions if d.candidate_id == c.id],
                 similarity=self.similarity(c.distance),

@@ -30,11 +30,13 @@ from pathlib import Path
 
 from reunite import imaging
 from reunite.batch import PhotoResult, PhotoResultPool, batched
+from reunite.enrollment import FACE_CHOICES
 from reunite.errors import (
     Conflict,
     ImageTooLarge,
     InvalidField,
     InvalidInput,
+    MultipleFaces,
     NotFound,
     UnreadableFile,
 )
@@ -49,6 +51,11 @@ REPORT_COLUMNS = ("row", "external_ref", "photo", "code", "reason")
 CHUNK_ROWS = 200
 """Rows read, and their photos prepared, at a time; the next chunk is prepared while this one
 is stored."""
+
+FACE_CHOICE_HINT = (
+    "Crop it to one person, or run the import again with --face largest (the largest face) "
+    "or --face central (the face nearest the centre)."
+)
 
 ProgressCallback = Callable[[int, int], None]
 """Called with (photos done, photos listed in the manifest) at the start and after each photo."""
@@ -105,6 +112,7 @@ def import_manifest(
     workers: int | None = None,
     chunk_rows: int = CHUNK_ROWS,
     on_progress: ProgressCallback | None = None,
+    face_choice: str = "refuse",
 ) -> ImportSummary:
     """Create or update every case of a manifest and enroll its photos; returns the counts.
 
@@ -113,7 +121,9 @@ def import_manifest(
     each photo is read and hashed here, skipped if its bytes are already in the case, else
     prepared over ``workers`` processes (default: one per core) and enrolled. The report
     (default: ``default_report_path``) is written as the run goes to ``<report>.partial`` and
-    renamed to ``report`` at the end.
+    renamed to ``report`` at the end. A photo that shows several faces is refused
+    (``multiple_faces``) unless ``face_choice`` (``enrollment.FACE_CHOICES``) is ``largest`` or
+    ``central``: that face is enrolled, and the choice recorded with it (``FaceRow.face_choice``).
 
     Cost: dominated by face detection, about 0.1-1 s a photo per worker (LFW's 250x250 photos:
     about 0.1 s; a 12 MP phone photo: seconds), plus about 10 ms a photo here to hash it and
@@ -122,9 +132,11 @@ def import_manifest(
     row to refuse a case given twice.
 
     Raises:
-        InvalidInput: the manifest is unusable as a whole (see ``manifest_rows``), or the
-            report cannot be written. Nothing is imported then.
+        InvalidInput: the manifest is unusable as a whole (see ``manifest_rows``), the
+            report cannot be written, or ``face_choice`` is unknown. Nothing is imported then.
     """
+    if face_choice not in FACE_CHOICES:
+        raise InvalidField(f"--face must be one of {', '.join(FACE_CHOICES)}, not {face_choice!r}.")
     report = report or default_report_path(manifest)
     if report.resolve() == manifest.resolve():
         raise InvalidInput("The report would overwrite the manifest; choose another --report.")
@@ -152,6 +164,7 @@ def import_manifest(
             max_bytes=settings.max_upload_bytes,
             max_pixels=settings.max_pixels,
             workers=workers,
+            face_choice=face_choice,
         ) as pool,
     ):
         importer.advance(0)
@@ -256,7 +269,10 @@ class _Importer:
         the rows up to ``last_row`` (the end of the chunk), in the manifest's order."""
         for job, ready in zip(jobs, prepared, strict=True):
             if ready.photo is None:
-                self._fail(job.row, job.position, str(ready.code), ready.message)
+                reason = ready.message
+                if ready.code == MultipleFaces.code:  # the API's face_index means nothing here
+                    reason = f"The photo shows several faces. {FACE_CHOICE_HINT}"
+                self._fail(job.row, job.position, str(ready.code), reason)
                 continue
             try:
                 enrollment = self.service.enroll_prepared(

@@ -13,7 +13,8 @@ reopened, and an ``open`` one closed directly (found by other means). A closed c
 candidates, its pending ones leave the review queue, and no decision can be made on them.
 A case has at most one confirmed candidate.
 
-Consistency flags compare the two cases' facts. They warn a reviewer; they never hide a
+Consistency flags compare the two cases' facts; ``face_chosen_automatically`` says that a face
+was picked by an import among several in a photo. They warn a reviewer; they never hide a
 candidate.
 """
 
@@ -159,6 +160,17 @@ def consistency_flags(
                 )
             )
     return flags
+
+
+def face_choice_flags(found_choice: str | None, missing_choice: str | None) -> list[Flag]:
+    """``face_chosen_automatically`` for each side (found first) whose face was chosen by an
+    import among several in its photo (``FaceRow.face_choice``, ``largest`` or ``central``):
+    the reviewer should check that it is the right person in the photo."""
+    return [
+        Flag("face_chosen_automatically", {"side": side, "choice": choice})
+        for side, choice in (("found", found_choice), ("missing", missing_choice))
+        if choice
+    ]
 
 
 def _photo_age_gap_flag(

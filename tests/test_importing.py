@@ -490,3 +490,53 @@ def database_url() -> None:
     """These tests read the SQLite file directly: SQLite only (the import itself is store
     independent, and the store tests run on PostgreSQL too)."""
     return None
+
+
+def test_photos_with_several_faces_are_refused_unless_the_import_may_choose_one(
+    archive, workdir, faces_dir, capsys
+):
+    # Obama beside Biden (the same size, Obama nearer the centre); an LFW portrait with a
+    # second face at its edge; Obama alone.
+    (archive / "photos" / "two.jpg").symlink_to(faces_dir / "samples" / "two_people.jpg")
+    (archive / "photos" / "obama.jpg").symlink_to(faces_dir / "samples" / "obama.jpg")
+    (archive / "photos" / "hakim.jpg").symlink_to(
+        faces_dir / "lfw" / "Abdel_Aziz_Al-Hakim" / "Abdel_Aziz_Al-Hakim_0001.jpg"
+    )
+    manifest = write_csv(
+        archive / "cases.csv",
+        [
+            ("missing", "police", "M-1", "", "photos/two.jpg"),
+            ("found", "shelter", "F-1", "", "photos/obama.jpg"),
+            ("found", "shelter", "F-2", "", "photos/hakim.jpg"),
+        ],
+    )
+    assert main(["import", str(manifest), "--workers", "1"]) == 1  # --face refuse
+    assert json.loads(capsys.readouterr().out)["photos_failed"] == 2
+    report = read_report(default_report_path(manifest))
+    assert [(r["photo"], r["code"]) for r in report] == [
+        ("photos/two.jpg", "multiple_faces"),
+        ("photos/hakim.jpg", "multiple_faces"),
+    ]
+    assert "--face largest" in report[0]["reason"] and "face_index" not in report[0]["reason"]
+
+    for choice in ("largest", "central"):  # the second run finds nothing left to do
+        assert main(["import", str(manifest), "--workers", "2", "--face", choice]) == 0
+    summary = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert (summary["photos_enrolled"], summary["photos_already_enrolled"]) == (0, 3)
+
+    with Reunite.open(settings_in(workdir)) as service:
+        faces = {
+            ref: service.photos(service.case_by_external_ref(agency, ref).id)[0][1][0]
+            for agency, ref in (("police", "M-1"), ("shelter", "F-1"), ("shelter", "F-2"))
+        }
+        assert {ref: f.face_choice for ref, f in faces.items()} == {
+            "M-1": "largest",
+            "F-1": None,  # one face: nothing was chosen
+            "F-2": "largest",
+        }
+        assert faces["F-2"].left < 125 < faces["F-2"].right  # the portrait's subject
+        [view] = service.candidates(faces["F-1"].case_id)  # Obama, chosen beside Biden
+        assert view.candidate.missing_case_id == faces["M-1"].case_id
+        assert [(f.code, f.facts) for f in view.flags] == [
+            ("face_chosen_automatically", {"side": "missing", "choice": "largest"})
+        ]

@@ -39,6 +39,9 @@ CASE_COLUMNS = (
 )
 """The facts of a case: ``reunite.manifests.CASE_COLUMNS`` (a test keeps them equal), written
 out so that building the parser does not import the store."""
+FACE_CHOICES = ("refuse", "largest", "central")
+"""``reunite.enrollment.FACE_CHOICES`` (a test keeps them equal), written out for the same
+reason."""
 PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
 
 
@@ -102,6 +105,14 @@ def _register_import(commands: argparse._SubParsersAction[argparse.ArgumentParse
         type=int,
         default=None,
         help="processes that decode and embed photos (default: one per core)",
+    )
+    import_cases.add_argument(
+        "--face",
+        choices=FACE_CHOICES,
+        default="refuse",
+        help="a photo that shows several faces: refuse it (multiple_faces in the report), or "
+        "enroll its largest face, or the face nearest the photo's centre; the choice is "
+        "recorded and shown to reviewers (flag face_chosen_automatically)",
     )
     import_cases.set_defaults(run=import_manifest)
 
@@ -232,6 +243,7 @@ def import_manifest(args: argparse.Namespace) -> int:
                 report=args.report,
                 workers=args.workers,
                 on_progress=progress,
+                face_choice=args.face,
             )
     except KeyboardInterrupt:
         print("interrupted: run the same command again to resume", file=sys.stderr)
