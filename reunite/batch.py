@@ -43,6 +43,7 @@ class _Job:
     pipeline: Pipeline
     max_bytes: int
     max_pixels: int
+    face_choice: str
 
 
 T = TypeVar("T")
@@ -80,6 +81,7 @@ def _photo_result(job: _Job) -> PhotoResult:
             pipeline=job.pipeline,
             max_bytes=job.max_bytes,
             max_pixels=job.max_pixels,
+            face_choice=job.face_choice,
         )
     except ReuniteError as exc:
         return PhotoResult(job.path, code=exc.code, message=exc.message)
@@ -93,16 +95,24 @@ class PhotoResultPool:
     ``close``: each worker loads dlib's models once, however many batches follow (``reunite
     import`` sends one per chunk).
 
-    ``workers``: processes (default: one per core; 1: in the calling process). Use it as a
-    context manager so the pool is shut down.
+    ``workers``: processes (default: one per core; 1: in the calling process).
+    ``face_choice``: how a photo with several faces is taken (``enrollment.FACE_CHOICES``;
+    default: refused). Use it as a context manager so the pool is shut down.
     """
 
     def __init__(
-        self, *, pipeline: Pipeline, max_bytes: int, max_pixels: int, workers: int | None = None
+        self,
+        *,
+        pipeline: Pipeline,
+        max_bytes: int,
+        max_pixels: int,
+        workers: int | None = None,
+        face_choice: str = "refuse",
     ) -> None:
         self.pipeline = pipeline
         self.max_bytes = max_bytes
         self.max_pixels = max_pixels
+        self.face_choice = face_choice
         self.workers = workers or os.cpu_count() or 1
         self._pool: ProcessPoolExecutor | None = None
 
@@ -113,7 +123,9 @@ class PhotoResultPool:
         Cost: about 0.1-1 s a photo per process; the first batch also waits for the workers to
         load dlib's models (about a second each).
         """
-        jobs = [_Job(p, self.pipeline, self.max_bytes, self.max_pixels) for p in paths]
+        jobs = [
+            _Job(p, self.pipeline, self.max_bytes, self.max_pixels, self.face_choice) for p in paths
+        ]
         if self.workers == 1:
             return map(_photo_result, jobs)
         if self._pool is None:

@@ -232,7 +232,8 @@ class Candidates:
         return [r.distance for r in rows], [r.status == "confirmed" for r in rows]
 
     def views(self, session: Session, candidates: list[CandidateRow]) -> list[CandidateView]:
-        """Candidates with both cases, consistency flags and decisions (oldest first)."""
+        """Candidates with both cases, flags (consistency, then faces chosen automatically) and
+        decisions (oldest first)."""
         if not candidates:
             return []
         ids = [c.id for c in candidates]
@@ -247,14 +248,13 @@ class Candidates:
             )
         )
         face_ids = [c.found_face_id for c in candidates] + [c.missing_face_id for c in candidates]
-        photo_dates = {
-            face_id: taken_on
-            for face_id, taken_on in session.execute(
-                select(FaceRow.id, PhotoRow.taken_on)
-                .join(PhotoRow, PhotoRow.id == FaceRow.photo_id)
-                .where(FaceRow.id.in_(face_ids))
-            )
-        }
+        faces = session.execute(
+            select(FaceRow.id, PhotoRow.taken_on, FaceRow.face_choice)
+            .join(PhotoRow, PhotoRow.id == FaceRow.photo_id)
+            .where(FaceRow.id.in_(face_ids))
+        ).all()
+        photo_dates = {face_id: taken_on for face_id, taken_on, _ in faces}
+        face_choices = {face_id: choice for face_id, _, choice in faces}
         settings = self.settings
         return [
             CandidateView(
@@ -269,6 +269,9 @@ class Candidates:
                     found_before_missing_days=settings.found_before_missing_days,
                     missing_photo_taken_on=photo_dates.get(c.missing_face_id),
                     photo_age_gap_years=settings.photo_age_gap_years,
+                )
+                + review.face_choice_flags(
+                    face_choices.get(c.found_face_id), face_choices.get(c.missing_face_id)
                 ),
                 decisions=[d for d in decisions if d.candidate_id == c.id],
                 similarity=self.similarity(c.distance, c.score),
@@ -476,14 +479,13 @@ def _age_of_face(session: Session, face_id: int) -> tuple[int, int] | None:
 
 def _age_in_photo(case: CaseRow, taken_on: date | None) -> tuple[int, int] | None:
     """The (youngest, oldest) age the case's person can have in a photo taken on ``taken_on``
-    (from the birth date or years; a found case's undated photo counts as taken the day the
-    person was found, as the consistency flags do); None when unknown."""
-    if taken_on is None and case.kind == "found":
-        taken_on = case.date_found
+    (from the birth date or years; an undated photo counts as taken on the date found or
+    missing, ``review.photo_date``, as the consistency flags do); None when unknown."""
+    on = review.photo_date(case, taken_on)
     years = review.birth_years(case)
-    if taken_on is None or years is None:
+    if on is None or years is None:
         return None
-    return taken_on.year - years[1], taken_on.year - years[0]
+    return on.year - years[1], on.year - years[0]
 
 
 def _years_apart(a: tuple[int, int] | None, b: tuple[int, int] | None) -> int:

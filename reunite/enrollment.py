@@ -15,13 +15,21 @@ from dataclasses import KW_ONLY, dataclass
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from reunite import audit, imaging
 from reunite.cases import case_row
 from reunite.errors import Conflict, InvalidField, MultipleFaces, NoFaceFound
-from reunite.faces import MODEL_NAME, Face, FaceFinder, Pipeline
+from reunite.faces import (
+    MODEL_NAME,
+    Face,
+    FaceFinder,
+    Pipeline,
+    central_index,
+    largest_index,
+)
 from reunite.files import write_atomically
 from reunite.photos import photo_path
 from reunite.store import EARLIEST_DATE, FaceRow, PhotoRow, Store, embedding_bytes
@@ -45,6 +53,12 @@ class Enrollment:
     """False when the same bytes were already a photo of this case (nothing changed)."""
 
 
+FACE_CHOICES = ("refuse", "largest", "central")
+"""How a batch takes a photo that shows several faces: refuse it (``MultipleFaces``, as the API
+does without ``face_index``), or use the face with the largest box, or the one whose box centre
+is nearest the photo's centre (``reunite import --face``)."""
+
+
 @dataclass(frozen=True)
 class PreparedPhoto:
     """A decoded case photo and the one face chosen in it, not yet stored."""
@@ -52,6 +66,9 @@ class PreparedPhoto:
     data: bytes
     image: imaging.DecodedImage
     face: Face
+    face_choice: str | None = None
+    """``largest`` or ``central`` when the face was chosen automatically among several (stored
+    as ``FaceRow.face_choice``); None when the photo had one face or a person chose it."""
 
 
 def prepared_photo(
@@ -62,6 +79,7 @@ def prepared_photo(
     max_bytes: int,
     max_pixels: int,
     face_index: int | None = None,
+    face_choice: str = "refuse",
 ) -> PreparedPhoto:
     """A case photo decoded (within ``max_bytes`` and ``max_pixels``) with its one face found
     and embedded by ``finder`` (see ``chosen_face``), storing nothing.
@@ -71,7 +89,10 @@ def prepared_photo(
         NoFaceFound, MultipleFaces, InvalidField: no usable face, or a bad ``face_index``.
     """
     image = imaging.decoded_image(data, max_bytes=max_bytes, max_pixels=max_pixels)
-    return PreparedPhoto(data, image, chosen_face(finder(image.pixels, pipeline), face_index))
+    faces = finder(image.pixels, pipeline)
+    shape = (image.pixels.shape[0], image.pixels.shape[1])
+    face, how = chosen_face(faces, face_index, choice=face_choice, shape=shape)
+    return PreparedPhoto(data, image, face, how)
 
 
 def check_taken_on(taken_on: date | None) -> None:
@@ -83,8 +104,20 @@ def check_taken_on(taken_on: date | None) -> None:
         )
 
 
-def chosen_face(faces: list[Face], face_index: int | None) -> Face:
-    """The one face to enroll from a case photo (see ``Enrollments.enroll_photo``)."""
+def chosen_face(
+    faces: list[Face],
+    face_index: int | None,
+    *,
+    choice: str = "refuse",
+    shape: tuple[int, int] = (0, 0),
+) -> tuple[Face, str | None]:
+    """The one face to enroll from a case photo (see ``Enrollments.enroll_photo``), and how it
+    was chosen among several: ``choice`` (one of ``FACE_CHOICES``) when a photo of ``shape``
+    (height, width) shows several faces and no ``face_index`` is given, else None."""
+    if choice not in FACE_CHOICES:
+        raise InvalidField(
+            f"The face choice must be one of {', '.join(FACE_CHOICES)}, not {choice!r}."
+        )
     if not faces:
         raise NoFaceFound(
             "No face was found in this photo. Use a clear photo where the face is at least "
@@ -97,14 +130,22 @@ def chosen_face(faces: list[Face], face_index: int | None) -> Face:
                 f"face_index {face_index} is out of range: this photo has {len(faces)} faces.",
                 boxes=boxes,
             )
-        return faces[face_index]
+        return faces[face_index], None
+    if len(faces) > 1 and choice != "refuse":
+        boxes_px = [f.box for f in faces]
+        index = (
+            largest_index(boxes_px)
+            if choice == "largest"
+            else central_index(np.array(boxes_px, dtype=float), shape)
+        )
+        return faces[index or 0], choice
     if len(faces) > 1:
         raise MultipleFaces(
             f"This photo shows {len(faces)} faces. Send it again with face_index set to the "
             "face to use (0 is the leftmost), or crop the photo to one person.",
             boxes=boxes,
         )
-    return faces[0]
+    return faces[0], None
 
 
 def face_columns(face: Face, pipeline: Pipeline) -> dict[str, Any]:
@@ -257,6 +298,7 @@ class Enrollments:
             photo_id=photo.id,
             case_id=case_id,
             kind=kind,
+            face_choice=prepared.face_choice,
             **face_columns(prepared.face, self.pipeline),
         )
         session.add(row)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
@@ -213,6 +213,31 @@ def _faces_at(pixels: np.ndarray, boxes: list[Box], pipeline: Pipeline) -> list[
         )
         for box, encoding in zip(boxes, encodings, strict=True)
     ]
+
+
+def central_index(boxes: np.ndarray, shape: tuple[int, int]) -> int | None:
+    """Which face is the photo's subject: the one whose box centre is nearest the image centre.
+
+    ``boxes``: one (top, right, bottom, left) row per face; ``shape``: the photo's (height,
+    width). None when there is no box.
+    """
+    if not len(boxes):
+        return None
+    centres = np.column_stack(
+        [
+            (boxes[:, 0] + boxes[:, 2]) / 2 - shape[0] / 2,
+            (boxes[:, 1] + boxes[:, 3]) / 2 - shape[1] / 2,
+        ]
+    )
+    return int(np.argmin(np.hypot(centres[:, 0], centres[:, 1])))
+
+
+def largest_index(boxes: Sequence[Box]) -> int | None:
+    """Which face has the largest box (by area; the first of equal ones), or None."""
+    if not boxes:
+        return None
+    areas = [box.width * box.height for box in boxes]
+    return areas.index(max(areas))
 
 
 def box_overlap(a: Box, b: Box) -> float:

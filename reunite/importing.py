@@ -1,15 +1,14 @@
 """Batch import of an archive of cases (``reunite import MANIFEST``).
 
-A manifest lists one case per row: its ``kind``, ``agency``, ``external_ref``, its facts (the
-fields of ``CaseFacts``) and its ``photos``, paths relative to the manifest's folder. It is CSV
-(``.csv``: one column per field, ``photos`` separated by ``;``) or JSON lines (``.jsonl``: one
-object per line, ``photos`` a list of strings). ``import_manifest`` creates or updates each
-case (``Reunite.put_case``) and enrolls its photos, which a process pool prepares
-(``reunite.batch``) a chunk of rows at a time, so memory stays bounded however long the
-manifest is.
+A manifest (read by ``reunite.manifests``) lists one case per row: its kind, agency,
+external_ref, facts and photos, each photo with the date it was taken if known.
+``import_manifest`` creates or updates each case (``Reunite.put_case``) and enrolls its photos,
+which a process pool prepares (``reunite.batch``) a chunk of rows at a time, so memory stays
+bounded however long the manifest is.
 
 Repeatable and resumable: a case is found again by its agency and external_ref, and a photo
-whose bytes are already enrolled in its case is skipped before detection. A second run changes
+whose bytes are already enrolled in its case is skipped before detection (its date as it was
+enrolled). A second run changes
 nothing; a run stopped at any point (even by ``kill -9``) continues where it stopped when run
 again, and ends in the same state as a run that was never stopped. Bad rows and bad photos never
 stop the run: each becomes a line of the report (``REPORT_COLUMNS``), and the summary counts them.
@@ -21,40 +20,42 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import json
 import logging
 import os
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
-from typing import Any, TextIO
 
 from reunite import imaging
 from reunite.batch import PhotoResult, PhotoResultPool, batched
+from reunite.enrollment import FACE_CHOICES
 from reunite.errors import (
     Conflict,
     ImageTooLarge,
     InvalidField,
     InvalidInput,
+    MultipleFaces,
     NotFound,
     UnreadableFile,
 )
+from reunite.manifests import ManifestRow, manifest_rows
 from reunite.service import Reunite
-from reunite.store import CaseFacts, CaseRow, validated_case_fields
+from reunite.store import CaseRow, validated_case_fields
 
 log = logging.getLogger(__name__)
 
-CASE_COLUMNS = ("kind", "agency", "external_ref", *CaseFacts.model_fields)
-"""The fields of a case a manifest row may give (besides ``photos``)."""
-REQUIRED_COLUMNS = ("kind", "agency", "external_ref", "photos")
-"""Columns a CSV manifest's header must have: agency and external_ref identify the case when
-the import runs again."""
 REPORT_COLUMNS = ("row", "external_ref", "photo", "code", "reason")
 """The report's header: one line per bad row (``photo`` empty) or bad photo."""
 CHUNK_ROWS = 200
 """Rows read, and their photos prepared, at a time; the next chunk is prepared while this one
 is stored."""
+
+FACE_CHOICE_HINT = (
+    "Crop it to one person, or run the import again with --face largest (the largest face) "
+    "or --face central (the face nearest the centre)."
+)
 
 ProgressCallback = Callable[[int, int], None]
 """Called with (photos done, photos listed in the manifest) at the start and after each photo."""
@@ -88,130 +89,18 @@ class ImportSummary:
 
 
 @dataclass(frozen=True)
-class ManifestRow:
-    """One case of a manifest, as written; ``problem`` says why the row cannot be used at all."""
-
-    row: int
-    """Line number where the row starts (a CSV's header is line 1)."""
-    fields: dict[str, Any]
-    """Case fields given (blank ones left out); not yet validated."""
-    photos: list[str]
-    """Photo paths as written, relative to the manifest's folder."""
-    problem: InvalidInput | None = None
-
-    @property
-    def external_ref(self) -> str:
-        return str(self.fields.get("external_ref") or "")
-
-
-@dataclass(frozen=True)
 class _PhotoJob:
     row: ManifestRow
     position: int
     """The photo's place in the row's list (0-based)."""
     case_id: int
     path: Path
+    taken_on: date | None
 
 
 def default_report_path(manifest: Path) -> Path:
     """Where the report goes unless told: beside the manifest, ``<manifest name>.report.csv``."""
     return manifest.with_name(f"{manifest.name}.report.csv")
-
-
-def manifest_rows(manifest: Path) -> Iterator[ManifestRow]:
-    """The rows of a ``.csv`` or ``.jsonl`` manifest, read as they are consumed.
-
-    Cost: one pass over the file, a few seconds per million rows; memory for one row.
-
-    Raises:
-        InvalidInput: a fatal problem with the whole file: missing or unreadable, another
-            extension, not UTF-8, not CSV, or a CSV header without a required column or with an
-            unknown one. A bad row is not fatal: it comes with its ``problem``.
-    """
-    suffix = manifest.suffix.lower()
-    if suffix not in (".csv", ".jsonl"):
-        raise InvalidInput(
-            f"The manifest {manifest} must be a .csv or a .jsonl file (JSON lines), "
-            f"not {suffix or 'a file without an extension'}."
-        )
-    try:
-        handle = manifest.open(encoding="utf-8-sig", newline="")
-    except OSError as exc:
-        raise InvalidInput(f"Cannot read the manifest {manifest}: {exc.strerror}.") from exc
-    with handle:
-        reader = _csv_rows(handle) if suffix == ".csv" else _jsonl_rows(handle)
-        try:
-            yield from reader
-        except UnicodeDecodeError as exc:
-            raise InvalidInput(
-                f"The manifest {manifest} is not UTF-8 text ({exc.reason}). Save it as UTF-8 "
-                "and run again."
-            ) from exc
-        except csv.Error as exc:
-            raise InvalidInput(f"The manifest {manifest} is not readable CSV: {exc}.") from exc
-
-
-def _csv_rows(handle: TextIO) -> Iterator[ManifestRow]:
-    reader = csv.reader(handle)
-    header = [name.strip() for name in next(reader, [])]
-    missing = [name for name in REQUIRED_COLUMNS if name not in header]
-    unknown = [name for name in header if name not in (*CASE_COLUMNS, "photos")]
-    repeated = sorted({name for name in header if header.count(name) > 1})
-    if missing or unknown or repeated:
-        problems = [
-            f"{label}: {', '.join(names)}"
-            for label, names in (("missing", missing), ("unknown", unknown), ("repeated", repeated))
-            if names
-        ]
-        raise InvalidInput(
-            f"The manifest's header has bad columns ({'; '.join(problems)}). Columns: "
-            f"{', '.join(CASE_COLUMNS)}, photos; {', '.join(REQUIRED_COLUMNS)} are required."
-        )
-    while True:
-        start = reader.line_num + 1
-        cells = next(reader, None)
-        if cells is None:
-            return
-        if not any(cell.strip() for cell in cells):
-            continue
-        values = {name: cell.strip() for name, cell in zip(header, cells, strict=False)}
-        photos = [p.strip() for p in values.pop("photos", "").split(";") if p.strip()]
-        fields = {name: value for name, value in values.items() if value}
-        problem = None
-        if len(cells) > len(header):
-            problem = InvalidField(
-                f"The row has {len(cells)} cells and the header {len(header)} columns. "
-                "Quote cells that contain commas."
-            )
-        yield ManifestRow(start, fields, photos, problem)
-
-
-def _jsonl_rows(handle: TextIO) -> Iterator[ManifestRow]:
-    for number, line in enumerate(handle, start=1):
-        if not line.strip():
-            continue
-        try:
-            value = json.loads(line)
-        except json.JSONDecodeError as exc:
-            yield ManifestRow(
-                number, {}, [], InvalidField(f"Not valid JSON: {exc.msg} at column {exc.colno}.")
-            )
-            continue
-        if not isinstance(value, dict):
-            yield ManifestRow(number, {}, [], InvalidField("Each line must be a JSON object."))
-            continue
-        photos = value.pop("photos", None) or []
-        fields = {k: v for k, v in value.items() if v is not None and v != ""}
-        problem = None
-        unknown = sorted(k for k in fields if k not in CASE_COLUMNS)
-        if not isinstance(photos, list) or not all(isinstance(p, str) for p in photos):
-            problem = InvalidField("photos must be a list of paths (strings).")
-            photos = []
-        elif unknown:
-            problem = InvalidField(
-                f"Unknown keys: {', '.join(unknown)}. Keys: {', '.join(CASE_COLUMNS)}, photos."
-            )
-        yield ManifestRow(number, fields, [p.strip() for p in photos if p.strip()], problem)
 
 
 def import_manifest(
@@ -223,6 +112,7 @@ def import_manifest(
     workers: int | None = None,
     chunk_rows: int = CHUNK_ROWS,
     on_progress: ProgressCallback | None = None,
+    face_choice: str = "refuse",
 ) -> ImportSummary:
     """Create or update every case of a manifest and enroll its photos; returns the counts.
 
@@ -231,7 +121,9 @@ def import_manifest(
     each photo is read and hashed here, skipped if its bytes are already in the case, else
     prepared over ``workers`` processes (default: one per core) and enrolled. The report
     (default: ``default_report_path``) is written as the run goes to ``<report>.partial`` and
-    renamed to ``report`` at the end.
+    renamed to ``report`` at the end. A photo that shows several faces is refused
+    (``multiple_faces``) unless ``face_choice`` (``enrollment.FACE_CHOICES``) is ``largest`` or
+    ``central``: that face is enrolled, and the choice recorded with it (``FaceRow.face_choice``).
 
     Cost: dominated by face detection, about 0.1-1 s a photo per worker (LFW's 250x250 photos:
     about 0.1 s; a 12 MP phone photo: seconds), plus about 10 ms a photo here to hash it and
@@ -240,9 +132,11 @@ def import_manifest(
     row to refuse a case given twice.
 
     Raises:
-        InvalidInput: the manifest is unusable as a whole (see ``manifest_rows``), or the
-            report cannot be written. Nothing is imported then.
+        InvalidInput: the manifest is unusable as a whole (see ``manifest_rows``), the
+            report cannot be written, or ``face_choice`` is unknown. Nothing is imported then.
     """
+    if face_choice not in FACE_CHOICES:
+        raise InvalidField(f"--face must be one of {', '.join(FACE_CHOICES)}, not {face_choice!r}.")
     report = report or default_report_path(manifest)
     if report.resolve() == manifest.resolve():
         raise InvalidInput("The report would overwrite the manifest; choose another --report.")
@@ -270,6 +164,7 @@ def import_manifest(
             max_bytes=settings.max_upload_bytes,
             max_pixels=settings.max_pixels,
             workers=workers,
+            face_choice=face_choice,
         ) as pool,
     ):
         importer.advance(0)
@@ -347,8 +242,11 @@ class _Importer:
         enrolled = self.service.enrolled_sha256s(case.id)
         jobs = []
         for position, photo in enumerate(row.photos):
+            if photo.problem is not None:
+                self._fail(row, position, photo.problem.code, photo.problem.message)
+                continue
             try:
-                path = _photo_path(self.folder, photo)
+                path = _photo_path(self.folder, photo.path)
                 data = _photo_bytes(path, self.service.settings.max_upload_bytes)
             except InvalidInput as exc:
                 self._fail(row, position, exc.code, exc.message)
@@ -363,7 +261,7 @@ class _Importer:
                 self.advance(1)
                 continue
             enrolled.add(sha256)  # the same bytes twice in a row are prepared once
-            jobs.append(_PhotoJob(row, position, case.id, path))
+            jobs.append(_PhotoJob(row, position, case.id, path, photo.taken_on))
         return jobs
 
     def store(self, jobs: list[_PhotoJob], prepared: Iterable[PhotoResult], last_row: int) -> None:
@@ -371,11 +269,14 @@ class _Importer:
         the rows up to ``last_row`` (the end of the chunk), in the manifest's order."""
         for job, ready in zip(jobs, prepared, strict=True):
             if ready.photo is None:
-                self._fail(job.row, job.position, str(ready.code), ready.message)
+                reason = ready.message
+                if ready.code == MultipleFaces.code:  # the API's face_index means nothing here
+                    reason = f"The photo shows several faces. {FACE_CHOICE_HINT}"
+                self._fail(job.row, job.position, str(ready.code), reason)
                 continue
             try:
                 enrollment = self.service.enroll_prepared(
-                    job.case_id, ready.photo, actor=self.actor
+                    job.case_id, ready.photo, actor=self.actor, taken_on=job.taken_on
                 )
             except (InvalidInput, Conflict, NotFound) as exc:
                 self._fail(job.row, job.position, exc.code, exc.message)
@@ -418,7 +319,9 @@ class _Importer:
 
     def _fail(self, row: ManifestRow, position: int, code: str, reason: str | None) -> None:
         self.summary.photos_failed += 1
-        self.writer.add(row.row, position, row.external_ref, row.photos[position], code, reason)
+        self.writer.add(
+            row.row, position, row.external_ref, row.photos[position].path, code, reason
+        )
         log.debug("import: row %d, photo %d failed (%s)", row.row, position + 1, code)
         self.advance(1)
 

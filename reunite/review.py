@@ -13,7 +13,8 @@ reopened, and an ``open`` one closed directly (found by other means). A closed c
 candidates, its pending ones leave the review queue, and no decision can be made on them.
 A case has at most one confirmed candidate.
 
-Consistency flags compare the two cases' facts. They warn a reviewer; they never hide a
+Consistency flags compare the two cases' facts; ``face_chosen_automatically`` says that a face
+was picked by an import among several in a photo. They warn a reviewer; they never hide a
 candidate.
 """
 
@@ -106,13 +107,13 @@ def consistency_flags(
     """Warnings from the two cases' facts, in a fixed order. Unknown facts raise no flag.
 
     - ``sex_differs``: both sexes known and different.
-    - ``age_implausible``: at the found photo's date (else the date found), the missing person's
+    - ``age_implausible``: at the found photo's date (``photo_date``), the missing person's
       age from their birth date (or birth-year range) is more than ``age_margin_years`` outside
       the found person's apparent age (their estimated birth-year range, or birth date).
     - ``found_before_missing``: found more than ``found_before_missing_days`` days before the
       date reported missing.
     - ``photo_age_gap``: the person is at least ``photo_age_gap_years`` older in one photo than
-      in the other (from the photo dates, else the date found, and the birth years): the model
+      in the other (from the photo dates, ``photo_date``, and the birth years): the model
       is much less reliable across such gaps, so a small distance means less and a large one
       rules out less.
     """
@@ -120,7 +121,7 @@ def consistency_flags(
     if "unknown" not in (found.sex, missing.sex) and found.sex != missing.sex:
         flags.append(Flag("sex_differs", {"found": found.sex, "missing": missing.sex}))
 
-    on = found_photo_taken_on or found.date_found
+    on = photo_date(found, found_photo_taken_on)
     missing_years = birth_years(missing)
     found_years = birth_years(found)
     if on and missing_years and found_years:
@@ -141,8 +142,8 @@ def consistency_flags(
             )
 
     gap_flag = _photo_age_gap_flag(
-        missing_photo_taken_on,
-        found_photo_taken_on or found.date_found,
+        photo_date(missing, missing_photo_taken_on),
+        on,
         missing_years,
         found_years,
         photo_age_gap_years,
@@ -164,6 +165,17 @@ def consistency_flags(
                 )
             )
     return flags
+
+
+def face_choice_flags(found_choice: str | None, missing_choice: str | None) -> list[Flag]:
+    """``face_chosen_automatically`` for each side (found first) whose face was chosen by an
+    import among several in its photo (``FaceRow.face_choice``, ``largest`` or ``central``):
+    the reviewer should check that it is the right person in the photo."""
+    return [
+        Flag("face_chosen_automatically", {"side": side, "choice": choice})
+        for side, choice in (("found", found_choice), ("missing", missing_choice))
+        if choice
+    ]
 
 
 def _photo_age_gap_flag(
@@ -189,6 +201,15 @@ def _photo_age_gap_flag(
             "gap_years": gap,
         },
     )
+
+
+def photo_date(case: CaseRow, taken_on: date | None) -> date | None:
+    """When a photo of ``case`` counts as taken: its own date, else (undated) the day a found
+    person was found, or the day a missing person went missing; None when none is known.
+    The one rule for every age in a photo (flags, the cross-age tolerance)."""
+    if taken_on is not None:
+        return taken_on
+    return case.date_found if case.kind == "found" else case.date_missing
 
 
 def birth_years(case: CaseRow) -> tuple[int, int] | None:

@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from reunite import imaging
-from reunite.evaluation import EmbeddingCache, central_index, lfw_pairs, ten_fold
-from reunite.faces import Pipeline, face_boxes
+from reunite.evaluation import EmbeddingCache, lfw_pairs, ten_fold
+from reunite.faces import Pipeline, central_index, face_boxes
 
 VARIANTS = [(1, "small"), (1, "large"), (5, "small"), (10, "small")]
 

@@ -81,6 +81,13 @@ def test_cross_age_pairs_are_kept_up_to_the_wider_tolerance(tmp_path, finder, sa
         assert (
             service.enroll_photo(undated.id, sample("obama3.jpg"), actor=ACTOR).new_candidates == []
         )
+        # A missing case's undated photo counts as taken on the date missing.
+        lost = new_case(service, "missing", birth_date="1961-08-04", date_missing="1971-06-01")
+        views = service.enroll_photo(lost.id, sample("obama.jpg"), actor=ACTOR).new_candidates
+        [view] = [v for v in views if v.candidate.found_case_id == adult.id]
+        assert view.candidate.distance > 0.3
+        assert [f.code for f in view.flags] == ["photo_age_gap"]
+        assert view.flags[0].facts["missing_photo_age"] == [10, 10]
 
 
 def test_a_candidate_whose_facts_contradict_is_listed_below_the_others_and_still_shown(

@@ -256,6 +256,108 @@ def test_an_unusable_manifest_imports_nothing(archive, service, settings, name, 
     assert not default_report_path(manifest).exists()
 
 
+# ------------------------------------------------------------------------------- photo dates
+
+CAMPBELL = ("Alastair_Campbell_0001", "Alastair_Campbell_0002")
+"""Two LFW photos of one man, 0.62 apart (reunite's pipeline): beyond the tolerance (0.55),
+within the cross-age tolerance (0.7)."""
+
+
+@pytest.fixture
+def campbell(archive, faces_dir):
+    """``archive`` with the two photos of ``CAMPBELL`` in ``photos/``."""
+    for name in CAMPBELL:
+        (archive / "photos" / f"{name}.jpg").symlink_to(
+            faces_dir / "lfw" / "Alastair_Campbell" / f"{name}.jpg"
+        )
+    return archive
+
+
+@pytest.mark.parametrize(
+    ("form", "child_photo", "child_facts", "proposed"),
+    [
+        ("csv", "@1967-06-01", {}, True),
+        ("jsonl", "1967-06-01", {}, True),
+        ("csv", "", {"date_missing": "1967-06-01"}, True),  # undated: taken on the date missing
+        ("csv", "", {}, False),  # no date: no age in the photo, the same-age tolerance
+    ],
+)
+def test_photo_dates_give_an_imported_archive_the_cross_age_tolerance(
+    campbell, service, form, child_photo, child_facts, proposed
+):
+    # A boy born in 1957, photographed aged 10; a man found looking 43-53 in a 2003 photo.
+    missing = {"kind": "missing", "agency": "police", "external_ref": "M-1"}
+    missing |= {"birth_date": "1957-05-25", **child_facts}
+    found = {"kind": "found", "agency": "shelter", "external_ref": "F-1"}
+    found |= {"birth_year_min": 1950, "birth_year_max": 1960, "date_found": "2003-02-01"}
+    child, adult = (f"photos/{name}.jpg" for name in CAMPBELL)
+    if form == "csv":
+        header = ("kind", "agency", "external_ref", "birth_date", "date_missing")
+        header += ("birth_year_min", "birth_year_max", "date_found", "photos")
+        missing["photos"] = child + child_photo
+        found["photos"] = f"{adult}@2003-01-15"
+        manifest = write_csv(
+            campbell / "cases.csv",
+            [[row.get(c, "") for c in header] for row in (missing, found)],
+            header,
+        )
+    else:
+        missing["photos"] = [{"path": child, "taken_on": child_photo}]
+        found["photos"] = [{"path": adult, "taken_on": "2003-01-15"}]
+        manifest = campbell / "cases.jsonl"
+        manifest.write_text(f"{json.dumps(missing)}\n{json.dumps(found)}\n", encoding="utf-8")
+
+    summary = import_manifest(service, manifest, actor="test", workers=1)
+
+    assert (summary.photos_enrolled, summary.failed) == (2, 0)
+    assert summary.new_candidates == int(proposed)
+    views = service.candidates(service.case_by_external_ref("shelter", "F-1").id)
+    if not proposed:
+        assert views == []
+        return
+    [view] = views
+    settings = service.settings
+    assert settings.tolerance < view.candidate.distance <= settings.cross_age_tolerance
+    [flag] = view.flags
+    assert flag.code == "photo_age_gap"
+    assert flag.facts["missing_photo_age"] == [10, 10] and flag.facts["found_photo_age"] == [43, 53]
+
+
+def test_photo_dates_are_stored_and_a_bad_one_is_a_report_line_run_after_run(
+    archive, service, settings
+):
+    manifest = write_csv(
+        archive / "cases.csv",
+        [
+            (
+                "missing",
+                "city-police",
+                "M-1",
+                "",
+                "photos/Aaron_Peirsol_0001.jpg@2002-02-30;photos/Aaron_Peirsol_0002.jpg@2003-04-05",
+            ),
+            ("found", "shelter", "F-1", "", "photos/Aaron_Peirsol_0003.jpg@2999-01-01"),
+        ],
+    )
+    summary = import_manifest(service, manifest, actor="test", workers=2)
+    assert (summary.photos_enrolled, summary.photos_failed) == (1, 2)
+    report = read_report(default_report_path(manifest))
+    assert [(r["row"], r["photo"], r["code"]) for r in report] == [
+        ("2", "photos/Aaron_Peirsol_0001.jpg", "invalid_field"),
+        ("3", "photos/Aaron_Peirsol_0003.jpg", "invalid_field"),
+    ]
+    assert "2002-02-30 is not a day of the calendar" in report[0]["reason"]
+    assert "between 1900-01-01 and today, not 2999-01-01" in report[1]["reason"]
+    with closing(sqlite3.connect(settings.data_dir / "reunite.db")) as db:
+        assert db.execute("SELECT taken_on FROM photos").fetchall() == [("2003-04-05",)]
+
+    before = stored_state(settings.data_dir)
+    again = import_manifest(service, manifest, actor="test", workers=2)
+    assert (again.photos_enrolled, again.photos_already_enrolled, again.photos_failed) == (0, 1, 2)
+    assert read_report(default_report_path(manifest)) == report
+    assert stored_state(settings.data_dir) == before
+
+
 # ------------------------------------------------------------------------------ command line
 
 
@@ -388,3 +490,53 @@ def database_url() -> None:
     """These tests read the SQLite file directly: SQLite only (the import itself is store
     independent, and the store tests run on PostgreSQL too)."""
     return None
+
+
+def test_photos_with_several_faces_are_refused_unless_the_import_may_choose_one(
+    archive, workdir, faces_dir, capsys
+):
+    # Obama beside Biden (the same size, Obama nearer the centre); an LFW portrait with a
+    # second face at its edge; Obama alone.
+    (archive / "photos" / "two.jpg").symlink_to(faces_dir / "samples" / "two_people.jpg")
+    (archive / "photos" / "obama.jpg").symlink_to(faces_dir / "samples" / "obama.jpg")
+    (archive / "photos" / "hakim.jpg").symlink_to(
+        faces_dir / "lfw" / "Abdel_Aziz_Al-Hakim" / "Abdel_Aziz_Al-Hakim_0001.jpg"
+    )
+    manifest = write_csv(
+        archive / "cases.csv",
+        [
+            ("missing", "police", "M-1", "", "photos/two.jpg"),
+            ("found", "shelter", "F-1", "", "photos/obama.jpg"),
+            ("found", "shelter", "F-2", "", "photos/hakim.jpg"),
+        ],
+    )
+    assert main(["import", str(manifest), "--workers", "1"]) == 1  # --face refuse
+    assert json.loads(capsys.readouterr().out)["photos_failed"] == 2
+    report = read_report(default_report_path(manifest))
+    assert [(r["photo"], r["code"]) for r in report] == [
+        ("photos/two.jpg", "multiple_faces"),
+        ("photos/hakim.jpg", "multiple_faces"),
+    ]
+    assert "--face largest" in report[0]["reason"] and "face_index" not in report[0]["reason"]
+
+    for choice in ("largest", "central"):  # the second run finds nothing left to do
+        assert main(["import", str(manifest), "--workers", "2", "--face", choice]) == 0
+    summary = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert (summary["photos_enrolled"], summary["photos_already_enrolled"]) == (0, 3)
+
+    with Reunite.open(settings_in(workdir)) as service:
+        faces = {
+            ref: service.photos(service.case_by_external_ref(agency, ref).id)[0][1][0]
+            for agency, ref in (("police", "M-1"), ("shelter", "F-1"), ("shelter", "F-2"))
+        }
+        assert {ref: f.face_choice for ref, f in faces.items()} == {
+            "M-1": "largest",
+            "F-1": None,  # one face: nothing was chosen
+            "F-2": "largest",
+        }
+        assert faces["F-2"].left < 125 < faces["F-2"].right  # the portrait's subject
+        [view] = service.candidates(faces["F-1"].case_id)  # Obama, chosen beside Biden
+        assert view.candidate.missing_case_id == faces["M-1"].case_id
+        assert [(f.code, f.facts) for f in view.flags] == [
+            ("face_chosen_automatically", {"side": "missing", "choice": "largest"})
+        ]

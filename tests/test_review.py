@@ -10,6 +10,7 @@ from reunite.review import (
     check_candidate_transition,
     check_case_transition,
     consistency_flags,
+    photo_date,
 )
 from reunite.store import CaseRow
 
@@ -119,10 +120,11 @@ def test_age_is_compared_on_the_found_photo_date():
         "apparent_age": [60, 70],
         "gap_years": 26,
     }
-    # A child missing since 2000, born 1995, found 2024 looking 25-35: plausible.
+    # A child missing since 2000, born 1995, found 2024 looking 25-35: plausible (the photos,
+    # undated, count as taken on the dates missing and found: 20 years apart in age).
     adult = case("found", birth_year_min=1989, birth_year_max=1999, date_found=date(2024, 1, 1))
     child = case("missing", birth_date=date(1995, 1, 1), date_missing=date(2000, 1, 1))
-    assert codes(adult, child) == []
+    assert codes(adult, child) == ["photo_age_gap"]
     # Within the margin (5 years) is not flagged; 6 years is.
     near = case("found", birth_year_min=1982, birth_year_max=1986, date_found=date(2024, 1, 1))
     assert codes(near, case("missing", birth_date=date(1991, 1, 1))) == []
@@ -143,3 +145,36 @@ def test_found_long_before_reported_missing_is_flagged():
     assert codes(found, case("missing", date_missing=date(2024, 3, 1))) == ["found_before_missing"]
     assert codes(found, case("missing", date_missing=date(2024, 1, 20))) == []
     assert codes(found, case("missing", date_missing=date(2023, 1, 1))) == []
+
+
+def test_an_undated_photo_counts_as_taken_on_the_date_found_or_missing():
+    found = case("found", date_found=date(2024, 1, 1), date_missing=date(1999, 1, 1))
+    missing = case("missing", date_found=date(2024, 1, 1), date_missing=date(2000, 1, 1))
+    assert photo_date(found, None) == date(2024, 1, 1)
+    assert photo_date(missing, None) == date(2000, 1, 1)
+    assert photo_date(missing, date(2001, 5, 6)) == date(2001, 5, 6)
+    assert photo_date(case("missing"), None) is None
+
+
+def test_the_photo_age_gap_uses_the_missing_photo_date_else_the_date_missing():
+    adult = case("found", birth_year_min=1989, birth_year_max=1991, date_found=date(2024, 1, 1))
+    child = case("missing", birth_date=date(1990, 1, 1), date_missing=date(2000, 1, 1))
+
+    def gap_flags(missing, missing_on=None):
+        flags = consistency_flags(
+            adult,
+            missing,
+            found_photo_taken_on=None,
+            age_margin_years=5,
+            found_before_missing_days=30,
+            missing_photo_taken_on=missing_on,
+        )
+        return [f.facts for f in flags if f.code == "photo_age_gap"]
+
+    # Aged 10 on the date missing, 33-35 when found.
+    assert gap_flags(child) == [
+        {"missing_photo_age": [10, 10], "found_photo_age": [33, 35], "gap_years": 23}
+    ]
+    assert gap_flags(child, date(2020, 1, 1)) == []  # aged 30 in a recent photo: no gap
+    # Neither a photo date nor a date missing: no age in the photo, no flag.
+    assert gap_flags(case("missing", birth_date=date(1990, 1, 1))) == []

@@ -37,8 +37,11 @@ CASE_COLUMNS = (
     "description",
     "contact",
 )
-"""The facts of a case: ``reunite.importing.CASE_COLUMNS`` (a test keeps them equal), written
+"""The facts of a case: ``reunite.manifests.CASE_COLUMNS`` (a test keeps them equal), written
 out so that building the parser does not import the store."""
+FACE_CHOICES = ("refuse", "largest", "central")
+"""``reunite.enrollment.FACE_CHOICES`` (a test keeps them equal), written out for the same
+reason."""
 PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
 
 
@@ -79,13 +82,16 @@ def _register_import(commands: argparse._SubParsersAction[argparse.ArgumentParse
         description="Create or update every case of MANIFEST and enroll its photos. MANIFEST "
         "is a .csv file (columns: "
         f"{', '.join(CASE_COLUMNS)}, photos; photos separated by ';') or a .jsonl "
-        "file (one JSON object a line with the same keys, photos a list). Photo paths are "
-        "relative to the manifest's folder. A case is found again by agency and external_ref, "
-        "and photos already enrolled in their case are skipped before detection, so running it "
-        "again changes nothing, and an interrupted run resumes where it stopped. Bad rows and "
-        "photos are written to the report (row, external_ref, photo, code, reason) and the run "
-        "goes on. Prints a summary as one JSON line; exits 1 if any row or photo failed. "
-        "Shows a progress bar on a terminal, else a progress line every 10 s.",
+        "file (one JSON object a line with the same keys, photos a list of paths or of "
+        'objects {"path": ..., "taken_on": "YYYY-MM-DD"}). Photo paths are relative to the '
+        "manifest's folder; path@YYYY-MM-DD gives the date a photo was taken (an undated "
+        "photo counts as taken on the date missing or found). A case is found again by agency "
+        "and external_ref, and photos already enrolled in their case are skipped before "
+        "detection, so running it again changes nothing, and an interrupted run resumes where "
+        "it stopped. Bad rows and photos are written to the report (row, external_ref, "
+        "photo, code, reason) and the run goes on. Prints a summary as one JSON line; exits 1 "
+        "if any row or photo failed. Shows a progress bar on a terminal, else a progress line "
+        "every 10 s.",
     )
     import_cases.add_argument("manifest", type=Path, help="the .csv or .jsonl manifest")
     import_cases.add_argument(
@@ -99,6 +105,14 @@ def _register_import(commands: argparse._SubParsersAction[argparse.ArgumentParse
         type=int,
         default=None,
         help="processes that decode and embed photos (default: one per core)",
+    )
+    import_cases.add_argument(
+        "--face",
+        choices=FACE_CHOICES,
+        default="refuse",
+        help="a photo that shows several faces: refuse it (multiple_faces in the report), or "
+        "enroll its largest face, or the face nearest the photo's centre; the choice is "
+        "recorded and shown to reviewers (flag face_chosen_automatically)",
     )
     import_cases.set_defaults(run=import_manifest)
 
@@ -229,6 +243,7 @@ def import_manifest(args: argparse.Namespace) -> int:
                 report=args.report,
                 workers=args.workers,
                 on_progress=progress,
+                face_choice=args.face,
             )
     except KeyboardInterrupt:
         print("interrupted: run the same command again to resume", file=sys.stderr)

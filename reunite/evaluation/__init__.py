@@ -22,7 +22,7 @@ import numpy as np
 
 from reunite import imaging
 from reunite.calibration import Calibration
-from reunite.faces import Box, Pipeline, face_at_box, faces_in_image
+from reunite.faces import Box, Pipeline, central_index, face_at_box, faces_in_image
 from reunite.files import write_atomically
 
 # ------------------------------------------------------------------------------ embeddings
@@ -79,19 +79,6 @@ class EmbeddingCache:
         np.savez(buffer, boxes=boxes, embeddings=embeddings, shape=shape)
         write_atomically(path, buffer.getvalue())
         return boxes, embeddings, (int(shape[0]), int(shape[1]))
-
-
-def central_index(boxes: np.ndarray, shape: tuple[int, int]) -> int | None:
-    """Which face is the photo's subject: the one whose centre is nearest the image centre."""
-    if not len(boxes):
-        return None
-    centres = np.column_stack(
-        [
-            (boxes[:, 0] + boxes[:, 2]) / 2 - shape[0] / 2,
-            (boxes[:, 1] + boxes[:, 3]) / 2 - shape[1] / 2,
-        ]
-    )
-    return int(np.argmin(np.hypot(centres[:, 0], centres[:, 1])))
 
 
 def _embedded(job: tuple[Path, Path, Pipeline, bool]) -> Embedded:

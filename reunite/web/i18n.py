@@ -69,6 +69,11 @@ MESSAGES: dict[str, dict[str, str]] = {
         "field.date_missing": "Missing since",
         "field.date_found": "Date found",
         "field.taken_on": "Photos taken on",
+        "hint.taken_on": (
+            "The day these photos were taken, as YYYY-MM-DD (e.g. 2024-03-05). Left empty, they "
+            "count as taken on the date found (a missing person's undated photo counts as taken "
+            "on the date missing). With a birth year, it gives the age in each photo."
+        ),
         "field.place": "Place",
         "field.description": "Description",
         "field.contact": "Contact",
@@ -92,6 +97,14 @@ MESSAGES: dict[str, dict[str, str]] = {
             "in the missing person's photo, {found_low}–{found_high} in the found person's): "
             "face matching is much less reliable across such a gap"
         ),
+        "flag.face_chosen_automatically": (
+            "The {side} photo shows several faces; the import chose {choice}: check that it is "
+            "the right person"
+        ),
+        "flag.side.found": "found person's",
+        "flag.side.missing": "missing person's",
+        "flag.choice.largest": "the largest",
+        "flag.choice.central": "the one nearest the centre",
         "intake.title": "New intake: a person found",
         "intake.help": "Enter what is known; leave the rest empty. Candidates appear at once.",
         "intake.submit": "Save and find candidates",
@@ -184,6 +197,10 @@ MESSAGES: dict[str, dict[str, str]] = {
         "field.date_missing": "走失日期",
         "field.date_found": "发现日期",
         "field.taken_on": "拍摄日期",
+        "hint.taken_on": (
+            "这些照片的拍摄日期，格式为 YYYY-MM-DD（例如 2024-03-05）。留空则视为在发现当天拍摄"
+            "（走失者未注明日期的照片视为在走失当天拍摄）。结合出生年份可推算每张照片中的年龄。"
+        ),
         "field.place": "地点",
         "field.description": "特征描述",
         "field.contact": "联系方式",
@@ -208,6 +225,13 @@ MESSAGES: dict[str, dict[str, str]] = {
             "受助人员照片中 {found_low}–{found_high} 岁）："
             "跨越这样的年龄差，人脸比对可靠性大大降低"
         ),
+        "flag.face_chosen_automatically": (
+            "{side}的照片中有多张人脸，导入时自动选用了{choice}：请核对是否选对了人"
+        ),
+        "flag.side.found": "受助人员",
+        "flag.side.missing": "走失人员",
+        "flag.choice.largest": "最大的人脸",
+        "flag.choice.central": "最靠近画面中心的人脸",
         "intake.title": "新登记：受助人员",
         "intake.help": "填写已知信息，其余留空。提交后立即显示候选匹配。",
         "intake.submit": "保存并查找候选",

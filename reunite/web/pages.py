@@ -198,6 +198,11 @@ def flag_text(lang: str, flag: Any) -> str:
             "found_low": facts["found_photo_age"][0],
             "found_high": facts["found_photo_age"][1],
         }
+    if flag.code == "face_chosen_automatically":
+        facts = {
+            "side": i18n.text(lang, f"flag.side.{facts['side']}"),
+            "choice": i18n.text(lang, f"flag.choice.{facts['choice']}"),
+        }
     if flag.code == "found_before_missing":
         facts |= {
             k: i18n.date_text(lang, date.fromisoformat(facts[k]))

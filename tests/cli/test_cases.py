@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from reunite import importing
+from reunite import enrollment, manifests
 from reunite.cli import cases, main
 
 
@@ -24,7 +24,8 @@ def lines(text):
 
 
 def test_the_case_columns_are_the_importers():
-    assert cases.CASE_COLUMNS == importing.CASE_COLUMNS
+    assert cases.CASE_COLUMNS == manifests.CASE_COLUMNS
+    assert cases.FACE_CHOICES == enrollment.FACE_CHOICES
 
 
 def test_enroll_a_folder_then_search_and_reindex(workdir, faces_dir, capsys):

@@ -1,10 +1,13 @@
 """Odd input to the staff pages' forms: always a page in the user's language, never a 500."""
 
+import html
 import re
 
 import pytest
 
 from reunite import accounts
+from reunite.enrollment import prepared_photo
+from reunite.faces import faces_in_image
 
 PASSWORD = "correct horse battery"
 
@@ -114,3 +117,50 @@ def test_the_case_page_links_each_face_to_its_whole_photo(staff, sample):
     assert link in page
     whole = staff.get(f"/api/v1/photos/{photo.id}/image")  # the staff session may open it
     assert whole.status_code == 200 and whole.content == sample("obama2.jpg")
+
+
+def test_the_photo_date_applies_to_the_intakes_photos_and_its_hint_says_so(staff, sample):
+    for lang, words in (("en", "YYYY-MM-DD"), ("zh-CN", "走失当天")):
+        page = staff.get("/intake", headers={"Accept-Language": lang}).text
+        assert 'aria-describedby="taken-on-hint"' in page and words in page
+    response = staff.post(
+        "/intake",
+        data={"csrf_token": csrf(staff), "date_found": "2024-03-05", "taken_on": "2023-12-24"},
+        files=[
+            ("photos", ("obama.jpg", sample("obama.jpg"), "image/jpeg")),
+            ("photos", ("obama2.jpg", sample("obama2.jpg"), "image/jpeg")),
+        ],
+        follow_redirects=False,
+    )
+    assert response.status_code == 303
+    service = staff.app.state.service
+    [case] = service.cases().items
+    photos = service.photos(case.id)
+    assert [photo.taken_on.isoformat() for photo, _ in photos] == ["2023-12-24"] * 2
+
+
+def test_a_face_chosen_by_an_import_is_flagged_on_the_pages_and_in_the_api(staff, sample):
+    service = staff.app.state.service
+    found = service.create_case({"kind": "found"}, actor="t")
+    service.enroll_photo(found.id, sample("obama.jpg"), actor="t")
+    missing = service.create_case({"kind": "missing"}, actor="t")
+    group = prepared_photo(  # as reunite import --face central prepares it
+        sample("two_people.jpg"),
+        finder=faces_in_image,
+        pipeline=service.pipeline,
+        max_bytes=service.settings.max_upload_bytes,
+        max_pixels=service.settings.max_pixels,
+        face_choice="central",
+    )
+    [view] = service.enroll_prepared(missing.id, group, actor="t").new_candidates
+    for lang, words in (
+        ("en", "The missing person's photo shows several faces; the import chose the one nearest"),
+        ("zh-CN", "走失人员的照片中有多张人脸，导入时自动选用了最靠近画面中心的人脸"),
+    ):
+        page = staff.get(f"/cases/{found.id}", headers={"Accept-Language": lang}).text
+        assert 'data-code="face_chosen_automatically"' in page and words in html.unescape(page)
+    answer = staff.get(f"/api/v1/cases/{found.id}/candidates").json()
+    flags = [c["flags"] for c in answer if c["id"] == view.candidate.id]
+    assert flags == [
+        [{"code": "face_chosen_automatically", "facts": {"side": "missing", "choice": "central"}}]
+    ]
