@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from reunite import audit, paging, review, webhooks
 from reunite.cases import case_row, cases_by_id
@@ -70,6 +71,8 @@ class Candidates:
     live: LiveIndex
     similarity: Similarity
     write_lock: threading.RLock
+    rules_version: str
+    """Today's matching rules (``matching.rules_version``), recorded with the cases matched."""
 
     def nearest(
         self, session: Session, embedding: np.ndarray, kind: str, k: int, tolerance: float
@@ -88,14 +91,11 @@ class Candidates:
 
     # --------------------------------------------------------------------- proposing
 
-    def record(
+    def proposals(
         self, session: Session, case: CaseRow, face: FaceRow, embedding: np.ndarray
-    ) -> list[CandidateRow]:
-        """Store a pending candidate for each near case of the other kind; returns the new ones.
-
-        An existing pending or confirmed candidate for the same pair keeps its status; its
-        distance and faces are updated when the new face is closer. A rejected one is proposed
-        again (back to pending) only by a photo added after the rejection.
+    ) -> list[CaseMatch]:
+        """The near cases of the other kind that today's rules propose for one face of ``case``
+        (``embedding`` is the face's): the one place that decides what is proposed.
 
         Cross-age pairs (the person at least ``photo_age_gap_years`` older in one photo than in
         the other, from photo dates and birth years) are kept up to ``cross_age_tolerance``: the
@@ -105,17 +105,31 @@ class Candidates:
         settings = self.settings
         wider = max(settings.tolerance, settings.cross_age_tolerance)
         probe_age = _age_in_photo(case, _photo_date(session, face.photo_id))
-        matches = [
+        return [
             m
             for m in self.nearest(session, embedding, other_kind(case.kind), settings.top_k, wider)
             if m.distance <= settings.tolerance
             or _years_apart(probe_age, _age_of_face(session, m.face_id))
             >= settings.photo_age_gap_years
         ]
+
+    def record(
+        self, session: Session, case: CaseRow, face: FaceRow, embedding: np.ndarray
+    ) -> list[CandidateRow]:
+        """Store a pending candidate for each case ``proposals`` finds; returns the new ones.
+
+        An existing pending or confirmed candidate for the same pair keeps its status; its
+        distance and faces are updated when the new face is closer, and a pending one is no
+        longer superseded (``superseded_at``: the rules propose it). A rejected one is proposed
+        again (back to pending) only by a photo added after the rejection.
+        """
+        matches = self.proposals(session, case, face, embedding)
         created: list[CandidateRow] = []
         reproposed: list[CandidateRow] = []
         for match in matches:
             candidate, how = _proposed(session, case, face, match)
+            if candidate.status == "pending":
+                candidate.superseded_at = None
             if how == "reproposed":
                 reproposed.append(candidate)
             if how in ("created", "reproposed"):
@@ -152,6 +166,17 @@ class Candidates:
         )
         for face in list(faces):
             self.record(session, case, face, face.vector)
+
+    def mark_matched(self, session: Session, case: CaseRow) -> None:
+        """Record that every face of ``case`` was matched by today's rules. Bookkeeping, not a
+        fact of the case: its ``updated_at`` (what case sync clients follow) stays."""
+        session.execute(
+            update(CaseRow)
+            .where(CaseRow.id == case.id)
+            .values(matched_by_rules=self.rules_version, updated_at=CaseRow.updated_at)
+            .execution_options(synchronize_session=False)
+        )
+        set_committed_value(case, "matched_by_rules", self.rules_version)
 
     # ----------------------------------------------------------------------- reading
 

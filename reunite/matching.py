@@ -13,13 +13,19 @@ The index answers per face; people are matched per case, scored one of two ways
   many of the nearest faces.
 
 ``case_matches`` is the one entry point: open and matched cases of one kind, either way.
+
+``rules_version`` names the rules that decide which candidates are proposed (the model, the
+settings in ``MATCHING_SETTINGS``, the calibration), so that ``reunite rematch`` can find the
+cases matched by other rules.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 from sqlalchemy import select
@@ -29,7 +35,20 @@ from reunite.faces import MODEL_NAME
 from reunite.index import FaceIndex
 from reunite.store import CaseRow, FaceRow, embedding_vector
 
+if TYPE_CHECKING:
+    from reunite.config import Settings
+
 MISSING, FOUND = "missing", "found"
+
+MATCHING_SETTINGS = (
+    "tolerance",
+    "cross_age_tolerance",
+    "photo_age_gap_years",
+    "top_k",
+    "case_scoring",
+)
+"""The settings that decide which candidates are proposed: a change of any of them changes
+``rules_version``. Add a new matching setting here (and only here)."""
 
 TEMPLATE_SEARCH_MARGIN = 0.1
 """How much wider than the tolerance the face search looks for cases to score by template (a
@@ -44,6 +63,16 @@ class CaseMatch:
     case_id: int
     face_id: int
     distance: float
+
+
+def rules_version(settings: Settings, calibration_fingerprint: str) -> str:
+    """A short, stable name (16 hex digits of SHA-256) of the rules that decide which
+    candidates are proposed: the model, the ``MATCHING_SETTINGS`` and the calibration
+    (``calibration.calibration_fingerprint``). Equal settings give the same name in any process."""
+    rules = {name: getattr(settings, name) for name in MATCHING_SETTINGS}
+    rules |= {"model": MODEL_NAME, "calibration": calibration_fingerprint}
+    text = json.dumps(rules, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
 def other_kind(kind: str) -> str:

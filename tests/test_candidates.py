@@ -81,3 +81,24 @@ def test_cross_age_pairs_are_kept_up_to_the_wider_tolerance(tmp_path, finder, sa
         assert (
             service.enroll_photo(undated.id, sample("obama3.jpg"), actor=ACTOR).new_candidates == []
         )
+
+
+def test_a_new_case_is_matched_by_todays_rules_when_its_first_face_is_enrolled(service, sample):
+    from reunite.store import CaseRow
+
+    case = new_case(service, "missing")
+    service.enroll_photo(case.id, sample("obama.jpg"), actor=ACTOR)
+    with service.store.transaction() as session:
+        row = session.get_one(CaseRow, case.id)
+        assert row.matched_by_rules == service.rules_version
+        assert row.updated_at == case.updated_at  # bookkeeping: case sync clients see no change
+        row.matched_by_rules = None  # as if matched before the rules were recorded
+    service.enroll_photo(case.id, sample("obama2.jpg"), actor=ACTOR)
+    with service.store.transaction() as session:
+        row = session.get_one(CaseRow, case.id)
+        assert row.matched_by_rules is None  # its first face was matched by other rules
+    other = new_case(service, "found")
+    service.enroll_photo(other.id, sample("biden.jpg"), actor=ACTOR)
+    with service.store.transaction() as session:
+        row = session.get_one(CaseRow, other.id)
+        assert row.matched_by_rules == service.rules_version
