@@ -15,7 +15,7 @@ from datetime import date, datetime
 from typing import Any
 
 import numpy as np
-from sqlalchemy import func, select, update
+from sqlalchemy import and_, case, func, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -53,8 +53,23 @@ class CandidateView:
     similarity: float
 
 
-_ORDERINGS: dict[str, tuple[paging.SortKey, tuple[str, ...]]] = {
-    "closest": ([(CandidateRow.distance, True), (CandidateRow.id, True)], ("distance", "id")),
+def _superseded_last(candidate: CandidateRow) -> int:
+    """1 for a pending candidate that today's rules no longer propose, else 0."""
+    return int(candidate.status == "pending" and candidate.superseded_at is not None)
+
+
+_SUPERSEDED_LAST = case(
+    (and_(CandidateRow.status == "pending", CandidateRow.superseded_at.is_not(None)), 1),
+    else_=0,
+)
+"""``_superseded_last`` in SQL: a sort column that is never NULL, so the keyset cursor
+compares it like any other (a NULL ``superseded_at`` would not compare)."""
+
+_ORDERINGS: dict[str, tuple[paging.SortKey, tuple[paging.KeyPart, ...]]] = {
+    "closest": (
+        [(_SUPERSEDED_LAST, True), (CandidateRow.distance, True), (CandidateRow.id, True)],
+        (_superseded_last, "distance", "id"),
+    ),
     "newest": ([(CandidateRow.id, False)], ("id",)),
     "updated": ([(CandidateRow.updated_at, True), (CandidateRow.id, True)], ("updated_at", "id")),
 }
@@ -211,7 +226,8 @@ class Candidates:
     ) -> Listing[CandidateView]:
         """Candidates with ``status`` (None: any), with flags and decisions.
 
-        ``order``: ``closest`` (distance, then id), ``newest`` (newest first) or ``updated``
+        ``order``: ``closest`` (distance, then id; pending candidates that today's rules no
+        longer propose after all others, still listed), ``newest`` (newest first) or ``updated``
         (by last change, oldest first, for sync clients). ``agency`` keeps candidates whose
         missing case is that agency's. ``after`` is the previous listing's ``next_after``.
         """
@@ -286,7 +302,8 @@ class Candidates:
                     found_before_missing_days=settings.found_before_missing_days,
                     missing_photo_taken_on=photo_dates.get(c.missing_face_id),
                     photo_age_gap_years=settings.photo_age_gap_years,
-                ),
+                )
+                + _rules_flags(c),
                 decisions=[d for d in decisions if d.candidate_id == c.id],
                 similarity=self.similarity(c.distance),
             )
@@ -337,6 +354,14 @@ class Candidates:
                 _update_case_status(session, candidate, case, status, was_confirmed, actor)
             session.flush()
             return self.views(session, [candidate])[0]
+
+
+def _rules_flags(candidate: CandidateRow) -> list[review.Flag]:
+    """``no_longer_proposed`` for a pending candidate that ``reunite rematch`` found today's
+    rules no longer propose, with ``since`` (ISO time)."""
+    if candidate.status != "pending" or candidate.superseded_at is None:
+        return []
+    return [review.Flag("no_longer_proposed", {"since": candidate.superseded_at.isoformat()})]
 
 
 def _update_case_status(

@@ -211,8 +211,9 @@ class PhotoOut(BaseModel):
 
 
 class FlagOut(BaseModel):
-    """A consistency warning, with the facts that raised it: ``sex_differs``,
-    ``age_implausible``, ``found_before_missing`` or ``photo_age_gap``."""
+    """A warning, with the facts that raised it: ``sex_differs``, ``age_implausible``,
+    ``found_before_missing``, ``photo_age_gap``, or ``no_longer_proposed`` (a pending
+    candidate that today's matching rules would not propose, ``since`` when)."""
 
     model_config = ConfigDict(json_schema_extra=examples(FLAG_EXAMPLE))
 

@@ -92,6 +92,10 @@ MESSAGES: dict[str, dict[str, str]] = {
             "in the missing person's photo, {found_low}–{found_high} in the found person's): "
             "face matching is much less reliable across such a gap"
         ),
+        "flag.no_longer_proposed": (
+            "No longer proposed: since {since}, the current matching rules would not propose "
+            "this pair (kept for review)"
+        ),
         "intake.title": "New intake: a person found",
         "intake.help": "Enter what is known; leave the rest empty. Candidates appear at once.",
         "intake.submit": "Save and find candidates",
@@ -207,6 +211,9 @@ MESSAGES: dict[str, dict[str, str]] = {
             "（走失人员照片中 {missing_low}–{missing_high} 岁，"
             "受助人员照片中 {found_low}–{found_high} 岁）："
             "跨越这样的年龄差，人脸比对可靠性大大降低"
+        ),
+        "flag.no_longer_proposed": (
+            "已不再推荐：自 {since} 起，按当前比对规则不会推荐这一对（保留待审核）"
         ),
         "intake.title": "新登记：受助人员",
         "intake.help": "填写已知信息，其余留空。提交后立即显示候选匹配。",
