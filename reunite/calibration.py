@@ -13,6 +13,7 @@ falls back, saying so in its log, to the linear display score ``1 - distance / 1
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from dataclasses import asdict, dataclass, field
@@ -93,6 +94,15 @@ class Calibration:
     @classmethod
     def load(cls, path: Path) -> Calibration:
         return cls(**json.loads(path.read_text(encoding="utf-8")))
+
+
+def calibration_fingerprint(path: Path) -> str:
+    """The SHA-256 (hex) of the calibration file's bytes, or ``none`` when there is no file:
+    part of the matching rules' version (``matching.rules_version``)."""
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except FileNotFoundError:
+        return "none"
 
 
 OLD_DEFAULT_PATH = Path("models/calibration.json")

@@ -15,8 +15,9 @@ from datetime import date, datetime
 from typing import Any
 
 import numpy as np
-from sqlalchemy import func, select, update
+from sqlalchemy import and_, case, func, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from reunite import audit, paging, review, webhooks
 from reunite.cases import case_row, cases_by_id
@@ -52,8 +53,23 @@ class CandidateView:
     similarity: float
 
 
-_ORDERINGS: dict[str, tuple[paging.SortKey, tuple[str, ...]]] = {
-    "closest": ([(CandidateRow.distance, True), (CandidateRow.id, True)], ("distance", "id")),
+def _superseded_last(candidate: CandidateRow) -> int:
+    """1 for a pending candidate that today's rules no longer propose, else 0."""
+    return int(candidate.status == "pending" and candidate.superseded_at is not None)
+
+
+_SUPERSEDED_LAST = case(
+    (and_(CandidateRow.status == "pending", CandidateRow.superseded_at.is_not(None)), 1),
+    else_=0,
+)
+"""``_superseded_last`` in SQL: a sort column that is never NULL, so the keyset cursor
+compares it like any other (a NULL ``superseded_at`` would not compare)."""
+
+_ORDERINGS: dict[str, tuple[paging.SortKey, tuple[paging.KeyPart, ...]]] = {
+    "closest": (
+        [(_SUPERSEDED_LAST, True), (CandidateRow.distance, True), (CandidateRow.id, True)],
+        (_superseded_last, "distance", "id"),
+    ),
     "newest": ([(CandidateRow.id, False)], ("id",)),
     "updated": ([(CandidateRow.updated_at, True), (CandidateRow.id, True)], ("updated_at", "id")),
 }
@@ -70,6 +86,8 @@ class Candidates:
     live: LiveIndex
     similarity: Similarity
     write_lock: threading.RLock
+    rules_version: str
+    """Today's matching rules (``matching.rules_version``), recorded with the cases matched."""
 
     def nearest(
         self, session: Session, embedding: np.ndarray, kind: str, k: int, tolerance: float
@@ -90,14 +108,11 @@ class Candidates:
 
     # --------------------------------------------------------------------- proposing
 
-    def record(
+    def proposals(
         self, session: Session, case: CaseRow, face: FaceRow, embedding: np.ndarray
-    ) -> list[CandidateRow]:
-        """Store a pending candidate for each near case of the other kind; returns the new ones.
-
-        An existing pending or confirmed candidate for the same pair keeps its status; its
-        distance and faces are updated when the new face is closer. A rejected one is proposed
-        again (back to pending) only by a photo added after the rejection.
+    ) -> list[CaseMatch]:
+        """The near cases of the other kind that today's rules propose for one face of ``case``
+        (``embedding`` is the face's): the one place that decides what is proposed.
 
         A pair is proposed when it is within ``tolerance`` and its normalised score (when the
         search has a cohort) is at least ``min_score``. Cross-age pairs (the person at least
@@ -109,7 +124,7 @@ class Candidates:
         settings = self.settings
         wider = max(settings.tolerance, settings.cross_age_tolerance)
         probe_age = _age_in_photo(case, _photo_date(session, face.photo_id))
-        matches = [
+        return [
             m
             for m in self.nearest(session, embedding, other_kind(case.kind), settings.top_k, wider)
             if (
@@ -119,10 +134,24 @@ class Candidates:
             or _years_apart(probe_age, _age_of_face(session, m.face_id))
             >= settings.photo_age_gap_years
         ]
+
+    def record(
+        self, session: Session, case: CaseRow, face: FaceRow, embedding: np.ndarray
+    ) -> list[CandidateRow]:
+        """Store a pending candidate for each case ``proposals`` finds; returns the new ones.
+
+        An existing pending or confirmed candidate for the same pair keeps its status; its
+        distance and faces are updated when the new face is closer, and a pending one is no
+        longer superseded (``superseded_at``: the rules propose it). A rejected one is proposed
+        again (back to pending) only by a photo added after the rejection.
+        """
+        matches = self.proposals(session, case, face, embedding)
         created: list[CandidateRow] = []
         reproposed: list[CandidateRow] = []
         for match in matches:
             candidate, how = _proposed(session, case, face, match)
+            if candidate.status == "pending":
+                candidate.superseded_at = None
             if how == "reproposed":
                 reproposed.append(candidate)
             if how in ("created", "reproposed"):
@@ -160,6 +189,17 @@ class Candidates:
         for face in list(faces):
             self.record(session, case, face, face.vector)
 
+    def mark_matched(self, session: Session, case: CaseRow) -> None:
+        """Record that every face of ``case`` was matched by today's rules. Bookkeeping, not a
+        fact of the case: its ``updated_at`` (what case sync clients follow) stays."""
+        session.execute(
+            update(CaseRow)
+            .where(CaseRow.id == case.id)
+            .values(matched_by_rules=self.rules_version, updated_at=CaseRow.updated_at)
+            .execution_options(synchronize_session=False)
+        )
+        set_committed_value(case, "matched_by_rules", self.rules_version)
+
     # ----------------------------------------------------------------------- reading
 
     def of_case(self, case_id: int) -> list[CandidateView]:
@@ -194,7 +234,8 @@ class Candidates:
     ) -> Listing[CandidateView]:
         """Candidates with ``status`` (None: any), with flags and decisions.
 
-        ``order``: ``closest`` (distance, then id), ``newest`` (newest first) or ``updated``
+        ``order``: ``closest`` (distance, then id; pending candidates that today's rules no
+        longer propose after all others, still listed), ``newest`` (newest first) or ``updated``
         (by last change, oldest first, for sync clients). ``agency`` keeps candidates whose
         missing case is that agency's. ``after`` is the previous listing's ``next_after``.
         """
@@ -272,7 +313,8 @@ class Candidates:
                 )
                 + review.face_choice_flags(
                     face_choices.get(c.found_face_id), face_choices.get(c.missing_face_id)
-                ),
+                )
+                + _rules_flags(c),
                 decisions=[d for d in decisions if d.candidate_id == c.id],
                 similarity=self.similarity(c.distance, c.score),
             )
@@ -339,6 +381,14 @@ def in_review_order(views: list[CandidateView]) -> list[CandidateView]:
             v.candidate.id,
         ),
     )
+
+
+def _rules_flags(candidate: CandidateRow) -> list[review.Flag]:
+    """``no_longer_proposed`` for a pending candidate that ``reunite rematch`` found today's
+    rules no longer propose, with ``since`` (ISO time)."""
+    if candidate.status != "pending" or candidate.superseded_at is None:
+        return []
+    return [review.Flag("no_longer_proposed", {"since": candidate.superseded_at.isoformat()})]
 
 
 def _update_case_status(

@@ -252,6 +252,8 @@ class Enrollments:
                     if case.status != "closed"
                     else []
                 )
+                if case.status != "closed" and _first_face(session, case_id, row.id):
+                    self.candidates.mark_matched(session, case)
                 audit.record(
                     session,
                     actor,
@@ -315,6 +317,15 @@ def _existing_enrollment(session: Session, case_id: int, sha256: str) -> Enrollm
         return None
     faces = list(session.scalars(select(FaceRow).where(FaceRow.photo_id == photo.id)))
     return Enrollment(photo, faces, [], created=False)
+
+
+def _first_face(session: Session, case_id: int, face_id: int) -> bool:
+    """Whether ``face_id`` is the case's only face: a new case, so matching its one face with
+    today's rules matches the whole case with them."""
+    other = session.scalar(
+        select(FaceRow.id).where(FaceRow.case_id == case_id, FaceRow.id != face_id).limit(1)
+    )
+    return other is None
 
 
 def _box_of(face: FaceRow) -> tuple[int, int, int, int]:

@@ -21,14 +21,20 @@ probe's cohort, the distances from the probe to its ``cohort_size`` nearest case
 together (East-Asian faces, on LFW): there a distance of 0.5 is ordinary and the true person
 stands out only against the probe's own neighbours. With fewer than ``MIN_COHORT_SIZE`` cases of
 that kind there is no cohort and the score is None.
+
+``rules_version`` names the rules that decide which candidates are proposed (the model, the
+settings in ``MATCHING_SETTINGS``, the calibration), so that ``reunite rematch`` can find the
+cases matched by other rules.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 from sqlalchemy import select
@@ -38,7 +44,22 @@ from reunite.faces import MODEL_NAME
 from reunite.index import FaceIndex
 from reunite.store import CaseRow, FaceRow, embedding_vector
 
+if TYPE_CHECKING:
+    from reunite.config import Settings
+
 MISSING, FOUND = "missing", "found"
+
+MATCHING_SETTINGS = (
+    "tolerance",
+    "cross_age_tolerance",
+    "photo_age_gap_years",
+    "top_k",
+    "case_scoring",
+    "cohort_size",
+    "min_score",
+)
+"""The settings that decide which candidates are proposed: a change of any of them changes
+``rules_version``. Add a new matching setting here (and only here)."""
 
 TEMPLATE_SEARCH_MARGIN = 0.1
 """How much wider than the tolerance the face search looks for cases to score by template (a
@@ -84,6 +105,16 @@ def cohort_of(distances: list[float]) -> Cohort | None:
     if std <= 1e-6:
         return None
     return Cohort(mean=float(values.mean()), std=std, size=len(values))
+
+
+def rules_version(settings: Settings, calibration_fingerprint: str) -> str:
+    """A short, stable name (16 hex digits of SHA-256) of the rules that decide which
+    candidates are proposed: the model, the ``MATCHING_SETTINGS`` and the calibration
+    (``calibration.calibration_fingerprint``). Equal settings give the same name in any process."""
+    rules = {name: getattr(settings, name) for name in MATCHING_SETTINGS}
+    rules |= {"model": MODEL_NAME, "calibration": calibration_fingerprint}
+    text = json.dumps(rules, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
 def other_kind(kind: str) -> str:

@@ -6,7 +6,7 @@ repeats a row). A cursor is the last row's sort key; the HTTP layer makes it opa
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -18,6 +18,10 @@ T = TypeVar("T")
 
 SortKey = Sequence[tuple[Any, bool]]
 """The ordering: (column, ascending) pairs, the last one unique (the id)."""
+
+KeyPart = str | Callable[[Any], Any]
+"""How a row gives one value of its sort key: an attribute's name, or a function of the row
+(for a sort column that is an SQL expression)."""
 
 
 @dataclass(frozen=True)
@@ -34,13 +38,14 @@ def listing(
     session: Session,
     query: Select[T],
     ordering: SortKey,
-    names: Sequence[str],
+    names: Sequence[KeyPart],
     *,
     after: Sequence[Any] | None,
     limit: int,
 ) -> Listing[T]:
     """The page of ``query``'s rows that follows ``after`` (a ``next_after``) in ``ordering``,
-    whose columns are the rows' attributes ``names``; ``total`` counts every row of ``query``."""
+    whose values each row gives by ``names`` (see ``KeyPart``); ``total`` counts every row of
+    ``query``."""
     total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
     if after is not None:
         query = query.where(after_key(ordering, after))
@@ -65,6 +70,6 @@ def order_by(ordering: SortKey) -> list[Any]:
     return [column.asc() if ascending else column.desc() for column, ascending in ordering]
 
 
-def key_of(row: Any, names: Sequence[str]) -> list[Any]:
-    """A row's sort key, by attribute name."""
-    return [getattr(row, name) for name in names]
+def key_of(row: Any, names: Sequence[KeyPart]) -> list[Any]:
+    """A row's sort key, by attribute name or function."""
+    return [getattr(row, name) if isinstance(name, str) else name(row) for name in names]

@@ -30,6 +30,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from reunite import audit, imaging, privacy
 from reunite.calibration import (
+    calibration_fingerprint,
     linear_similarity,
     loaded_calibration,
     warn_of_a_calibration_left_behind,
@@ -44,6 +45,7 @@ from reunite.errors import InvalidField
 from reunite.faces import MODEL_NAME, FaceFinder, Pipeline, faces_in_image
 from reunite.index import KINDS, FaceIndex
 from reunite.live_index import IndexReport, IndexType, LiveIndex
+from reunite.matching import rules_version
 from reunite.paging import Listing
 from reunite.photos import Photos, photo_path
 from reunite.search import FaceResult, RankedCase, Search
@@ -109,8 +111,17 @@ class Reunite:
         lock = threading.RLock()
         self.live = LiveIndex(settings, store, write_lock=lock, devices=self.devices)
         self.photo_store = Photos(settings, store)
+        self.rules_version = rules_version(
+            settings, calibration_fingerprint(settings.calibration_path)
+        )
+        """Today's matching rules (``matching.rules_version``): what ``reunite rematch`` checks."""
         self.candidate_records = Candidates(
-            settings, store, live=self.live, similarity=self.similarity, write_lock=lock
+            settings,
+            store,
+            live=self.live,
+            similarity=self.similarity,
+            write_lock=lock,
+            rules_version=self.rules_version,
         )
         self.case_records = Cases(
             store, write_lock=lock, live=self.live, candidates=self.candidate_records

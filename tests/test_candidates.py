@@ -106,3 +106,60 @@ def test_a_candidate_whose_facts_contradict_is_listed_below_the_others_and_still
     assert [v.candidate.missing_case_id for v in listed] == by_distance[::-1]
     assert [f.code for f in listed[1].flags] == ["sex_differs"]
     assert listed[1].candidate.distance < listed[0].candidate.distance
+
+
+def test_a_new_case_is_matched_by_todays_rules_when_its_first_face_is_enrolled(service, sample):
+    from reunite.store import CaseRow
+
+    case = new_case(service, "missing")
+    service.enroll_photo(case.id, sample("obama.jpg"), actor=ACTOR)
+    with service.store.transaction() as session:
+        row = session.get_one(CaseRow, case.id)
+        assert row.matched_by_rules == service.rules_version
+        assert row.updated_at == case.updated_at  # bookkeeping: case sync clients see no change
+        row.matched_by_rules = None  # as if matched before the rules were recorded
+    service.enroll_photo(case.id, sample("obama2.jpg"), actor=ACTOR)
+    with service.store.transaction() as session:
+        row = session.get_one(CaseRow, case.id)
+        assert row.matched_by_rules is None  # its first face was matched by other rules
+    other = new_case(service, "found")
+    service.enroll_photo(other.id, sample("biden.jpg"), actor=ACTOR)
+    with service.store.transaction() as session:
+        row = session.get_one(CaseRow, other.id)
+        assert row.matched_by_rules == service.rules_version
+
+
+def test_candidates_no_longer_proposed_are_flagged_and_listed_last_across_pages(service, sample):
+    from reunite.store import CandidateRow, utc_now
+
+    missing = [new_case(service, "missing") for _ in range(2)]
+    service.enroll_photo(missing[0].id, sample("obama.jpg"), actor=ACTOR)
+    service.enroll_photo(missing[1].id, sample("obama3.jpg"), actor=ACTOR)
+    found = new_case(service, "found")
+    service.enroll_photo(found.id, sample("obama2.jpg"), actor=ACTOR)
+    other = new_case(service, "found")
+    service.enroll_photo(other.id, sample("obama.jpg"), actor=ACTOR)
+    whole = service.candidate_queue(status="pending").items
+    assert len(whole) == 4
+    nearest = whole[0].candidate
+    with service.store.transaction() as session:  # as `reunite rematch` leaves it
+        session.get_one(CandidateRow, nearest.id).superseded_at = utc_now()
+    reordered = service.candidate_queue(status="pending").items
+    assert [v.candidate.id for v in reordered] == [v.candidate.id for v in whole[1:]] + [nearest.id]
+    since = reordered[-1].candidate.superseded_at
+    assert [(f.code, f.facts) for f in reordered[-1].flags] == [
+        ("no_longer_proposed", {"since": since.isoformat()})
+    ]
+    assert all(not v.flags for v in reordered[:-1])
+    for limit in (1, 2, 3):
+        seen, after = [], None
+        while True:
+            page = service.candidate_queue(status="pending", limit=limit, after=after)
+            seen += [v.candidate.id for v in page.items]
+            if page.next_after is None:
+                break
+            after = page.next_after
+        assert seen == [v.candidate.id for v in reordered], limit
+    # Decided, it is no longer flagged (the flag is about what waits for review).
+    service.decide(nearest.id, "rejected", actor=ACTOR, role="admin")
+    assert service.candidate(nearest.id).flags == []

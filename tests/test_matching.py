@@ -127,3 +127,36 @@ def test_an_lfw_person_is_ranked_first_among_200_other_people(tmp_path, finder, 
             results, key=lambda r: abs((r.face.box.left + r.face.box.right) / 2 - 125)
         )
         assert probe_result.ranked[0].case.id == target.id
+
+
+def test_the_rules_version_names_every_matching_setting_and_the_calibration(tmp_path):
+    from reunite.config import Settings
+    from reunite.matching import MATCHING_SETTINGS, rules_version
+
+    base = Settings(data_dir=tmp_path)
+    today = rules_version(base, "none")
+    assert len(today) == 16 and today == rules_version(Settings(data_dir=tmp_path), "none")
+    assert rules_version(base, "ab" * 32) != today
+    changed = {
+        "tolerance": 0.5,
+        "cross_age_tolerance": 0.8,
+        "photo_age_gap_years": 12,
+        "top_k": 5,
+        "case_scoring": "closest",
+    }
+    assert set(changed) == set(MATCHING_SETTINGS)
+    for name, value in changed.items():
+        other = Settings(data_dir=tmp_path, **{name: value})
+        assert rules_version(other, "none") != today, name
+    assert rules_version(Settings(data_dir=tmp_path, max_pixels=10**6), "none") == today
+
+
+def test_the_calibration_fingerprint_is_the_files_hash_or_none(tmp_path):
+    import hashlib
+
+    from reunite.calibration import calibration_fingerprint
+
+    path = tmp_path / "calibration.json"
+    assert calibration_fingerprint(path) == "none"
+    path.write_bytes(b"{}")
+    assert calibration_fingerprint(path) == hashlib.sha256(b"{}").hexdigest()

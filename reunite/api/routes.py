@@ -79,7 +79,7 @@ def encoded_cursor(key: list[Any] | None) -> str | None:
 
 CURSOR_SHAPES = {
     "updated": ("time", "id"),
-    "closest": ("number", "id"),
+    "closest": ("number", "number", "id"),  # superseded last (0 or 1), distance, id
     "newest": ("id",),
 }
 """The sort key of each listing order, as a cursor carries it."""
@@ -395,7 +395,8 @@ def candidate_queue(
     cursor: Cursor = None,
     limit: Limit = 50,
 ) -> schemas.CandidatePage:
-    """Candidates: the review queue (pending, closest first), or any status for sync clients
+    """Candidates: the review queue (pending, closest first; those flagged
+    `no_longer_proposed` after all others), or any status for sync clients
     (`order=updated` with `updated_since`). A police key sees those of its own cases."""
     listing = service.candidate_queue(
         status=None if status == "any" else status,

@@ -212,8 +212,10 @@ class PhotoOut(BaseModel):
 
 class FlagOut(BaseModel):
     """A warning, with the facts that raised it: ``sex_differs``, ``age_implausible``,
-    ``found_before_missing``, ``photo_age_gap`` or ``face_chosen_automatically`` (an import
-    chose this face among several in its photo; facts ``side``, ``choice``)."""
+    ``found_before_missing``, ``photo_age_gap``, ``face_chosen_automatically`` (an import
+    chose this face among several in its photo; facts ``side``, ``choice``) or
+    ``no_longer_proposed`` (a pending candidate that today's matching rules would not propose,
+    ``since`` when)."""
 
     model_config = ConfigDict(json_schema_extra=examples(FLAG_EXAMPLE))
 

@@ -19,7 +19,7 @@ import sys
 from collections.abc import Sequence
 
 from reunite import __version__, errors
-from reunite.cli import accounts, calibrate, cases, index, maintenance, serve
+from reunite.cli import accounts, calibrate, cases, index, maintenance, rematching, serve
 
 EXIT_CODES: dict[type[errors.ReuniteError], int] = {
     errors.NotFound: 3,
@@ -29,7 +29,7 @@ EXIT_CODES: dict[type[errors.ReuniteError], int] = {
     errors.UnsafeConfiguration: 7,
     errors.BadConfiguration: 8,
 }
-COMMAND_MODULES = (serve, cases, accounts, calibrate, index, maintenance)
+COMMAND_MODULES = (serve, cases, accounts, calibrate, index, rematching, maintenance)
 """Each adds its commands to the parser, in this order in ``--help``."""
 
 

@@ -105,6 +105,10 @@ MESSAGES: dict[str, dict[str, str]] = {
         "flag.side.missing": "missing person's",
         "flag.choice.largest": "the largest",
         "flag.choice.central": "the one nearest the centre",
+        "flag.no_longer_proposed": (
+            "No longer proposed: since {since}, the current matching rules would not propose "
+            "this pair (kept for review)"
+        ),
         "intake.title": "New intake: a person found",
         "intake.help": "Enter what is known; leave the rest empty. Candidates appear at once.",
         "intake.submit": "Save and find candidates",
@@ -232,6 +236,9 @@ MESSAGES: dict[str, dict[str, str]] = {
         "flag.side.missing": "走失人员",
         "flag.choice.largest": "最大的人脸",
         "flag.choice.central": "最靠近画面中心的人脸",
+        "flag.no_longer_proposed": (
+            "已不再推荐：自 {since} 起，按当前比对规则不会推荐这一对（保留待审核）"
+        ),
         "intake.title": "新登记：受助人员",
         "intake.help": "填写已知信息，其余留空。提交后立即显示候选匹配。",
         "intake.submit": "保存并查找候选",

@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import secrets
 from collections.abc import Callable, Coroutine
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
@@ -208,6 +208,8 @@ def flag_text(lang: str, flag: Any) -> str:
             k: i18n.date_text(lang, date.fromisoformat(facts[k]))
             for k in ("date_found", "date_missing")
         }
+    if flag.code == "no_longer_proposed":
+        facts["since"] = i18n.date_text(lang, datetime.fromisoformat(facts["since"]).date())
     return i18n.text(lang, f"flag.{flag.code}", **facts)
 
 

@@ -293,6 +293,7 @@ def test_bad_cursors_are_422_never_500(client):
         ("/candidates", [0.5]),
         ("/candidates?order=newest", [True]),
         ("/candidates?order=closest", [float("inf"), 1]),
+        ("/candidates?order=closest", [0, float("inf"), 1]),
     ]:
         separator = "&" if "?" in path else "?"
         response = client.get(f"{API}{path}{separator}cursor={cursor(values)}")

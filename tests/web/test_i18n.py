@@ -52,3 +52,12 @@ def test_dates_as_people_write_them():
     assert i18n.date_text("zh-CN", date(2024, 3, 5)) == "2024年3月5日"
     assert i18n.date_text("en", date(2024, 3, 5)) == "5 Mar 2024"
     assert i18n.date_text("en", None) == "—"
+
+
+def test_a_candidate_no_longer_proposed_says_since_when_in_both_languages():
+    from reunite.review import Flag
+    from reunite.web.pages import flag_text
+
+    flag = Flag("no_longer_proposed", {"since": "2024-03-05T08:30:00+00:00"})
+    assert flag_text("en", flag).startswith("No longer proposed: since 5 Mar 2024")
+    assert flag_text("zh-CN", flag).startswith("已不再推荐：自 2024年3月5日 起")

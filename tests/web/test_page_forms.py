@@ -108,6 +108,26 @@ def test_the_queue_pages_through_every_candidate(staff, sample):
     assert len(seen) == 27 and len(set(seen)) == 27
 
 
+def test_the_queue_shows_a_candidate_no_longer_proposed_last_with_its_flag(staff, sample):
+    from reunite.store import CandidateRow, utc_now
+
+    service = staff.app.state.service
+    missing = service.create_case({"kind": "missing"}, actor="t")
+    service.enroll_photo(missing.id, sample("obama.jpg"), actor="t")
+    ids = []
+    for photo in ("obama2.jpg", "obama3.jpg"):
+        found = service.create_case({"kind": "found"}, actor="t")
+        [view] = service.enroll_photo(found.id, sample(photo), actor="t").new_candidates
+        ids.append(view.candidate.id)
+    nearest = min(ids, key=lambda i: service.candidate(i).candidate.distance)
+    with service.store.transaction() as session:  # as `reunite rematch` leaves it
+        session.get_one(CandidateRow, nearest).superseded_at = utc_now()
+    for lang, words in (("en", "No longer proposed"), ("zh-CN", "已不再推荐")):
+        page = staff.get("/review", headers={"Accept-Language": lang}).text
+        assert [int(i) for i in re.findall(r'id="candidate-(\d+)"', page)][-1] == nearest
+        assert page.count('data-code="no_longer_proposed"') == 1 and words in page
+
+
 def test_the_case_page_links_each_face_to_its_whole_photo(staff, sample):
     service = staff.app.state.service
     case = service.create_case({"kind": "found"}, actor="t")
