@@ -4,7 +4,9 @@ from datetime import date
 import pytest
 
 from reunite import errors
+from reunite.review import Flag
 from reunite.web import i18n
+from reunite.web.pages import flag_text
 
 
 def placeholders(template: str) -> set[str]:
@@ -52,3 +54,11 @@ def test_dates_as_people_write_them():
     assert i18n.date_text("zh-CN", date(2024, 3, 5)) == "2024年3月5日"
     assert i18n.date_text("en", date(2024, 3, 5)) == "5 Mar 2024"
     assert i18n.date_text("en", None) == "—"
+
+
+def test_a_flag_with_no_words_yet_reads_as_its_code():
+    assert flag_text("en", Flag("a_future_check")) == "Flag: a future check"
+    assert flag_text("zh-CN", Flag("a_future_check", {"at": "x"})) == "提示：a future check"
+    assert flag_text("en", Flag("sex_differs")) == "Flag: sex differs"  # facts it cannot use
+    words = flag_text("zh-CN", Flag("sex_differs", {"found": "male", "missing": "female"}))
+    assert words == i18n.text("zh-CN", "flag.sex_differs", found="男", missing="女")
