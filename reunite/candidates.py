@@ -42,6 +42,32 @@ Similarity = Callable[[float, float | None], float]
 
 
 @dataclass(frozen=True)
+class Explanation:
+    """Why a candidate is in the list, as facts (the pages and receivers put them in words).
+
+    ``rank``: 1 for the nearest case in the search that proposed it. ``distance``: L2 between
+    the two faces' embeddings, smaller is closer. ``score``: how far the candidate stands out
+    from the probe's other near faces, in standard deviations (higher stands out more).
+    ``flags``: the codes of the candidate's flags. ``rank`` and ``score`` are None where
+    unknown (a search with too small a cohort, or a candidate proposed before they existed).
+    """
+
+    rank: int | None
+    distance: float
+    score: float | None
+    flags: tuple[str, ...]
+
+    def as_dict(self) -> dict[str, Any]:
+        """The explanation as JSON (the API's and webhooks' ``explanation`` object)."""
+        return {
+            "rank": self.rank,
+            "distance": self.distance,
+            "score": self.score,
+            "flags": list(self.flags),
+        }
+
+
+@dataclass(frozen=True)
 class CandidateView:
     """A candidate as a reviewer sees it: both cases, consistency flags and past decisions."""
 
@@ -51,6 +77,17 @@ class CandidateView:
     flags: list[review.Flag]
     decisions: list[CandidateDecisionRow]
     similarity: float
+
+    @property
+    def explanation(self) -> Explanation:
+        """Rank, distance, score and flag codes, from the candidate as stored and ``flags``."""
+        c = self.candidate
+        return Explanation(
+            rank=c.rank,
+            distance=c.distance,
+            score=c.score,
+            flags=tuple(f.code for f in self.flags),
+        )
 
 
 def _superseded_last(candidate: CandidateRow) -> int:
@@ -157,7 +194,8 @@ class Candidates:
             if how in ("created", "reproposed"):
                 created.append(candidate)
         session.flush()
-        for candidate in created:
+        for view in self.views(session, created):
+            candidate = view.candidate
             audit.record(
                 session,
                 "system",
@@ -170,10 +208,7 @@ class Candidates:
             webhooks.enqueue_candidate_event(
                 session,
                 "candidate.decided" if candidate in reproposed else "candidate.created",
-                candidate,
-                session.get_one(CaseRow, candidate.found_case_id),
-                session.get_one(CaseRow, candidate.missing_case_id),
-                similarity=self.similarity(candidate.distance, candidate.score),
+                view,
             )
         return created
 
@@ -355,11 +390,7 @@ class Candidates:
             was_confirmed = candidate.status == "confirmed"
             _record_decision(session, candidate, status, actor=actor, note=note)
             webhooks.enqueue_candidate_event(
-                session,
-                "candidate.decided",
-                candidate,
-                *cases,
-                similarity=self.similarity(candidate.distance, candidate.score),
+                session, "candidate.decided", self.views(session, [candidate])[0]
             )
             for case in cases:
                 _update_case_status(session, candidate, case, status, was_confirmed, actor)

@@ -16,7 +16,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from reunite import audit, privacy, webhooks
-from reunite.candidates import Similarity
+from reunite.candidates import Candidates
 from reunite.cases import case_row
 from reunite.config import Settings
 from reunite.errors import InvalidField
@@ -36,7 +36,7 @@ class Erasure:
     _: KW_ONLY
     live: LiveIndex
     photos: Photos
-    similarity: Similarity
+    candidates: Candidates
     write_lock: threading.RLock
 
     def delete_case(self, case_id: int, *, actor: str, reason: str) -> None:
@@ -94,15 +94,8 @@ class Erasure:
             CandidateRow.missing_case_id == case_id
         )
         doomed = list(session.scalars(select(CandidateRow).where(of_case)))
-        for candidate in doomed:
-            webhooks.enqueue_candidate_event(
-                session,
-                "candidate.deleted",
-                candidate,
-                session.get_one(CaseRow, candidate.found_case_id),
-                session.get_one(CaseRow, candidate.missing_case_id),
-                similarity=self.similarity(candidate.distance, candidate.score),
-            )
+        for view in self.candidates.views(session, doomed):
+            webhooks.enqueue_candidate_event(session, "candidate.deleted", view)
         session.execute(delete(CandidateRow).where(of_case))
         return len(doomed)
 

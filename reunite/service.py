@@ -149,7 +149,7 @@ class Reunite:
             store,
             live=self.live,
             photos=self.photo_store,
-            similarity=self.similarity,
+            candidates=self.candidate_records,
             write_lock=lock,
         )
 

@@ -32,10 +32,11 @@ implementation; in a receiver::
         store(event)
     return 204                                     # 2xx only once the event is safely kept
 
-Bodies hold ids, the receiving agency's own case reference, the distance and the status: never
-names, photos or embeddings. A receiver answering anything but 2xx (redirects included: they
-are not followed) is retried; after ``webhook_max_attempts`` the event is marked ``failed`` and
-an admin can retry it (``retry_delivery``).
+Bodies hold ids, the receiving agency's own case reference, the distance, the similarity, the
+candidate's explanation (rank, distance, score, flag codes) and the status: never names, photos
+or embeddings. A receiver answering anything but 2xx (redirects included: they are not followed)
+is retried; after ``webhook_max_attempts`` the event is marked ``failed`` and an admin can retry
+it (``retry_delivery``).
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ import logging
 import re
 import secrets
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import httpx2
@@ -56,7 +57,10 @@ from sqlalchemy.orm import Session
 
 from reunite import audit
 from reunite.errors import Conflict, InvalidField, NotFound
-from reunite.store import CandidateRow, CaseRow, OutboxEventRow, Store, WebhookRow, utc_now
+from reunite.store import CaseRow, OutboxEventRow, Store, WebhookRow, utc_now
+
+if TYPE_CHECKING:  # reunite.candidates imports this module
+    from reunite.candidates import CandidateView
 
 log = logging.getLogger(__name__)
 
@@ -139,23 +143,17 @@ def body_bytes(payload: dict[str, Any]) -> bytes:
 # ------------------------------------------------------------------------------ events
 
 
-def enqueue_candidate_event(
-    session: Session,
-    event_type: str,
-    candidate: CandidateRow,
-    found: CaseRow,
-    missing: CaseRow,
-    *,
-    similarity: float,
-) -> int:
+def enqueue_candidate_event(session: Session, event_type: str, view: CandidateView) -> int:
     """Write one outbox event per active webhook of the agency of the candidate's missing case.
 
     Runs in the caller's transaction, so the event exists exactly when the change does. The
-    payload holds ids, the receiving agency's own case reference, the distance and the status:
-    never names, photos or embeddings. Returns how many events were written.
+    payload holds ids, the receiving agency's own case reference, the distance, similarity,
+    explanation and status: never names, photos or embeddings. Returns how many events were
+    written.
     """
     if event_type not in EVENT_TYPES:
         raise ValueError(f"unknown event type {event_type!r}")
+    missing = view.missing
     written = 0
     # Agencies own missing cases (reunite.access.owns); a found case's agency field is a rescue
     # center's reference and gives its holder no right to hear about others' cases.
@@ -173,7 +171,7 @@ def enqueue_candidate_event(
                     webhook_id=hook.id,
                     event_id=event_id,
                     type=event_type,
-                    payload=_payload(event_id, event_type, candidate, cases, similarity),
+                    payload=_payload(event_id, event_type, view, cases),
                 )
             )
             written += 1
@@ -181,10 +179,11 @@ def enqueue_candidate_event(
 
 
 def _payload(
-    event_id: str, event_type: str, candidate: CandidateRow, own: list[CaseRow], similarity: float
+    event_id: str, event_type: str, view: CandidateView, own: list[CaseRow]
 ) -> dict[str, Any]:
     """The event body. ``case`` is the receiving agency's case in the pair (``cases`` lists
     both when both are the agency's)."""
+    candidate = view.candidate
     summaries = [
         {"id": c.id, "kind": c.kind, "agency": c.agency, "external_ref": c.external_ref}
         for c in own
@@ -198,8 +197,9 @@ def _payload(
             "found_case_id": candidate.found_case_id,
             "missing_case_id": candidate.missing_case_id,
             "distance": candidate.distance,
-            "similarity": similarity,
+            "similarity": view.similarity,
             "status": candidate.status,
+            "explanation": view.explanation.as_dict(),
         },
         "case": summaries[-1],
         "cases": summaries,

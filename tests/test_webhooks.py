@@ -19,7 +19,7 @@ import pytest
 from reunite.config import Settings
 from reunite.errors import Conflict, InvalidField, NotFound
 from reunite.service import Reunite
-from reunite.store import OutboxEventRow, WebhookRow, utc_now
+from reunite.store import CandidateRow, OutboxEventRow, WebhookRow, utc_now
 from reunite.webhook_delivery import WebhookWorker, backoff_s
 from reunite.webhooks import (
     SIGNATURE_HEADER,
@@ -341,13 +341,30 @@ def test_candidate_events_reach_the_agency_signed_and_without_names(
         assert payload["candidate"]["status"] == "pending"
         assert payload["case"]["agency"] == "SH-PSB"
         assert payload["case"]["external_ref"] == "SH-2026-0042"
+        with service.store.transaction() as session:
+            row = session.get_one(CandidateRow, candidate_id)
+            assert payload["candidate"]["explanation"] == {
+                "rank": row.rank,
+                "distance": row.distance,
+                "score": row.score,
+                "flags": [],
+            }
         assert NAME.split()[0].encode() not in created.body
         assert b"unknown man" not in created.body
 
+        with service.store.transaction() as session:  # as the matching records them
+            session.get_one(CandidateRow, candidate_id).rank = 1
+            session.get_one(CandidateRow, candidate_id).score = 3.2
         service.decide(candidate_id, "confirmed", actor="t", role="staff")
         worker.wake()
         eventually(lambda: len(receiver.received) == 2, "candidate.decided delivered")
         decided = verified(receiver.received[1], secret)
+        assert decided["candidate"]["explanation"] == {
+            "rank": 1,
+            "distance": payload["candidate"]["distance"],
+            "score": 3.2,
+            "flags": [],
+        }
         assert decided["type"] == "candidate.decided"
         assert decided["candidate"]["id"] == candidate_id
         assert decided["candidate"]["status"] == "confirmed"
@@ -361,6 +378,29 @@ def test_candidate_events_reach_the_agency_signed_and_without_names(
         worker.stop()
         service.close()
     assert not worker.running
+
+
+def test_every_event_explains_the_candidate_flags_included(
+    service: Reunite, sample: Callable[[str], bytes]
+) -> None:
+    register(service, "https://police.example/hooks")
+    missing = service.create_case(
+        {"kind": "missing", "agency": "SH-PSB", "external_ref": "SH-9", "sex": "female"},
+        actor="t",
+    )
+    service.enroll_photo(missing.id, sample("obama.jpg"), actor="t")
+    found = service.create_case({"kind": "found", "sex": "male"}, actor="t")
+    [view] = service.enroll_photo(found.id, sample("obama2.jpg"), actor="t").new_candidates
+    service.delete_case(found.id, actor="t", reason="subject_request")
+
+    created, deleted = events(service)
+    assert (created.type, deleted.type) == ("candidate.created", "candidate.deleted")
+    for event in (created, deleted):
+        explanation = event.payload["candidate"]["explanation"]
+        assert explanation["flags"] == ["sex_differs"]
+        assert explanation["distance"] == view.candidate.distance
+        assert explanation["rank"] == view.candidate.rank
+        assert explanation["score"] == view.candidate.score
 
 
 def test_receiver_down_then_failing_still_gets_every_event_exactly_once(

@@ -88,6 +88,7 @@ DECISION_EXAMPLE: dict[str, Any] = {
     "missing_face_id": 120,
     "at": "2024-03-02T11:00:00Z",
 }
+EXPLANATION_EXAMPLE: dict[str, Any] = {"rank": 1, "distance": 0.35, "score": 3.2, "flags": []}
 CANDIDATE_EXAMPLE: dict[str, Any] = {
     "id": 93,
     "found_case_id": 57,
@@ -98,6 +99,7 @@ CANDIDATE_EXAMPLE: dict[str, Any] = {
     "similarity": 0.98,
     "status": "pending",
     "flags": [],
+    "explanation": EXPLANATION_EXAMPLE,
     "decisions": [],
     "created_at": AT,
     "updated_at": AT,

@@ -15,6 +15,7 @@ from reunite.api.examples import (
     CANDIDATE_EXAMPLE,
     DECISION_EXAMPLE,
     DELIVERY_EXAMPLE,
+    EXPLANATION_EXAMPLE,
     FACE_EXAMPLE,
     FLAG_EXAMPLE,
     MISSING_CASE_EXAMPLE,
@@ -223,6 +224,28 @@ class FlagOut(BaseModel):
     facts: dict[str, Any]
 
 
+class ExplanationOut(BaseModel):
+    """Why the candidate is in the list, as facts: its rank in the search that proposed it, the
+    distance, the normalised score and its flags' codes."""
+
+    model_config = ConfigDict(json_schema_extra=examples(EXPLANATION_EXAMPLE))
+
+    rank: int | None = Field(
+        description="1 for the nearest case in the search that proposed (or last updated) the "
+        "candidate; null when unknown (candidates proposed before ranks were kept)."
+    )
+    distance: float = Field(
+        description="L2 distance between the two faces' embeddings in the model's space: "
+        "smaller is closer (the same as the candidate's `distance`)."
+    )
+    score: float | None = Field(
+        description="How far the candidate stands out from the probe's other near faces, in "
+        "standard deviations (higher stands out more); null when unknown (the search had too "
+        "few other faces to compare with, or the candidate was proposed before scores existed)."
+    )
+    flags: list[str] = Field(description="The codes of the candidate's `flags`.")
+
+
 class DecisionOut(BaseModel):
     model_config = ConfigDict(from_attributes=True, json_schema_extra=examples(DECISION_EXAMPLE))
 
@@ -252,6 +275,7 @@ class CandidateOut(BaseModel):
     )
     status: str
     flags: list[FlagOut]
+    explanation: ExplanationOut
     decisions: list[DecisionOut] = Field(description="Oldest first.")
     created_at: datetime
     updated_at: datetime
@@ -269,6 +293,7 @@ class CandidateOut(BaseModel):
             similarity=view.similarity,
             status=c.status,
             flags=[FlagOut(code=f.code, facts=f.facts) for f in view.flags],
+            explanation=ExplanationOut(**view.explanation.as_dict()),
             decisions=[DecisionOut.model_validate(d) for d in view.decisions],
             created_at=c.created_at,
             updated_at=c.updated_at,

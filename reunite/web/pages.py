@@ -180,6 +180,18 @@ def case_facts(lang: str, case: CaseRow) -> list[tuple[str, str]]:
 
 
 def flag_text(lang: str, flag: Any) -> str:
+    """A flag in ``lang``. A code with no words yet, or facts its words do not expect, reads as
+    the code in plain letters ("Flag: face chosen automatically"), never as an error page."""
+    if f"flag.{flag.code}" in i18n.MESSAGES[i18n.DEFAULT_LANGUAGE]:
+        try:
+            return i18n.text(lang, f"flag.{flag.code}").format(**_flag_values(lang, flag))
+        except (KeyError, IndexError, TypeError, ValueError):
+            pass
+    return i18n.text(lang, "flag.unnamed", code=str(flag.code).replace("_", " "))
+
+
+def _flag_values(lang: str, flag: Any) -> dict[str, Any]:
+    """A flag's facts as its words use them: sexes and dates in ``lang``, ranges split."""
     facts = dict(flag.facts)
     if flag.code == "sex_differs":
         facts = {k: i18n.text(lang, f"sex.{v}") for k, v in facts.items()}
@@ -210,7 +222,7 @@ def flag_text(lang: str, flag: Any) -> str:
         }
     if flag.code == "no_longer_proposed":
         facts["since"] = i18n.date_text(lang, datetime.fromisoformat(facts["since"]).date())
-    return i18n.text(lang, f"flag.{flag.code}", **facts)
+    return facts
 
 
 def safe_next(target: str | None, default: str = "/review") -> str:

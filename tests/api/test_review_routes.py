@@ -3,6 +3,7 @@
 import pytest
 
 from reunite.accounts import create_user, disable_user
+from reunite.store import CandidateRow
 from tests.api.test_routes import API, assert_problem, create, upload
 
 PASSWORD = "correct horse battery"
@@ -174,6 +175,49 @@ def test_flags_warn_without_hiding(client, sample, accounts):
     assert flagged["flags"][2]["facts"]["days"] == 143
     sign_in(client, "staff1")
     assert client.get(f"{API}/candidates").json()["total"] == 1  # still in the queue
+
+
+def explained(client, candidate_id, rank, score):
+    """The stored candidate with ``rank`` and ``score`` where the proposal left them empty (the
+    matching fills them; this sets up a known value, through the store)."""
+    with client.app.state.service.store.transaction() as session:
+        row = session.get_one(CandidateRow, candidate_id)
+        row.rank = rank if row.rank is None else row.rank
+        row.score = score if row.score is None else row.score
+        return {"rank": row.rank, "distance": row.distance, "score": row.score}
+
+
+def test_every_candidate_answer_explains_the_candidate(client, sample, accounts):
+    missing = create(client, "missing", sex="female", date_missing="2024-03-01")
+    upload(client, missing["id"], sample("obama.jpg"))
+    found = create(client, "found", sex="male", date_found="2024-03-05")
+    [proposed] = upload(client, found["id"], sample("obama2.jpg")).json()["new_candidates"]
+    assert set(proposed["explanation"]) == {"rank", "distance", "score", "flags"}
+    assert proposed["explanation"]["distance"] == proposed["distance"] < 0.6
+    assert proposed["explanation"]["flags"] == ["sex_differs"]
+    assert proposed["explanation"]["rank"] in (None, 1)  # the only case of its kind: nearest
+
+    stored = explained(client, proposed["id"], rank=1, score=3.2)
+    expected = stored | {"flags": ["sex_differs"]}
+    assert stored["rank"] == 1
+    staff = sign_in(client, "staff1")
+    answers = [
+        client.get(f"{API}/cases/{found['id']}/candidates").json()[0],
+        client.get(f"{API}/cases/{missing['id']}/candidates").json()[0],
+        client.get(f"{API}/candidates").json()["items"][0],
+        client.get(f"{API}/candidates/{proposed['id']}").json(),
+        decide(client, staff, proposed["id"], "confirmed").json(),
+    ]
+    for answer in answers:
+        assert answer["explanation"] == expected
+        assert answer["distance"] == stored["distance"]  # every field it had is still there
+        assert 0 <= answer["similarity"] <= 1 and answer["flags"][0]["code"] == "sex_differs"
+
+    with client.app.state.service.store.transaction() as session:  # proposed before scores
+        row = session.get_one(CandidateRow, proposed["id"])
+        row.rank = row.score = None
+    old = client.get(f"{API}/candidates/{proposed['id']}").json()["explanation"]
+    assert old == expected | {"rank": None, "score": None}
 
 
 def test_case_status_changes_follow_the_rules(client, candidate):

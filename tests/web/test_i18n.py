@@ -4,7 +4,9 @@ from datetime import date
 import pytest
 
 from reunite import errors
+from reunite.review import Flag
 from reunite.web import i18n
+from reunite.web.pages import flag_text
 
 
 def placeholders(template: str) -> set[str]:
@@ -61,3 +63,11 @@ def test_a_candidate_no_longer_proposed_says_since_when_in_both_languages():
     flag = Flag("no_longer_proposed", {"since": "2024-03-05T08:30:00+00:00"})
     assert flag_text("en", flag).startswith("No longer proposed: since 5 Mar 2024")
     assert flag_text("zh-CN", flag).startswith("已不再推荐：自 2024年3月5日 起")
+
+
+def test_a_flag_with_no_words_yet_reads_as_its_code():
+    assert flag_text("en", Flag("a_future_check")) == "Flag: a future check"
+    assert flag_text("zh-CN", Flag("a_future_check", {"at": "x"})) == "提示：a future check"
+    assert flag_text("en", Flag("sex_differs")) == "Flag: sex differs"  # facts it cannot use
+    words = flag_text("zh-CN", Flag("sex_differs", {"found": "male", "missing": "female"}))
+    assert words == i18n.text("zh-CN", "flag.sex_differs", found="男", missing="女")

@@ -9,6 +9,8 @@ from pathlib import Path
 import httpx2
 import pytest
 
+from reunite.store import CandidateRow, Store
+from tests.conftest import settings_in
 from tests.images import no_face_jpeg
 from tests.server import Server, cli
 
@@ -274,3 +276,62 @@ def test_pages_and_api_documents_work_under_the_security_headers(browser, server
     page.wait_for_selector("h1:has-text('reunite')", timeout=30_000)
     # ReDoc's "powered by" logo is the one thing refused: it lives outside (cdn.redoc.ly).
     assert [v for v in violations if "https://cdn.redoc.ly/" not in v] == []
+
+
+def set_explanation(server, candidate_id, rank, score):
+    """Rank and score of a proposed candidate, set through the server's own store (as the
+    matching records them; None: a candidate proposed before they existed)."""
+    store = Store(settings_in(server.log_path.parent).resolved_database_url)
+    with store.transaction() as session:
+        row = session.get_one(CandidateRow, candidate_id)
+        row.rank, row.score = rank, score
+    store.engine.dispose()
+
+
+def explanation_of(page, candidate_id):
+    line = page.locator(f"#candidate-{candidate_id} p.explanation")
+    fits = line.evaluate(
+        "p => p.scrollWidth <= p.clientWidth"
+        " && p.getBoundingClientRect().right <= document.documentElement.clientWidth"
+    )
+    assert fits, "the explanation line overflows"
+    return " ".join(line.inner_text().split())
+
+
+def test_candidate_cards_explain_themselves_in_chinese_and_english(browser, server, faces_dir):
+    api = f"{server.url}/api/v1"
+    missing = missing_case_with_photo(server, faces_dir, "王芳")
+    found = httpx2.post(f"{api}/cases", json={"kind": "found"}, headers=server.auth).json()
+    enrolled = httpx2.post(
+        f"{api}/cases/{found['id']}/photos",
+        files={
+            "file": ("o.jpg", (faces_dir / "samples" / "obama2.jpg").read_bytes(), "image/jpeg")
+        },
+        headers=server.auth,
+        timeout=60,
+    ).json()
+    [candidate] = [c for c in enrolled["new_candidates"] if c["missing_case_id"] == missing["id"]]
+    distance = f"{candidate['distance']:.3f}"
+    set_explanation(server, candidate["id"], rank=1, score=3.24)
+
+    english = signed_in_page(browser, server, "staff1")
+    english.goto(f"{server.url}/cases/{found['id']}")
+    expected = f"Rank 1 of its search · distance {distance} · stands out by 3.2 σ"
+    assert explanation_of(english, candidate["id"]) == expected
+    english.goto(f"{server.url}/review")
+    assert explanation_of(english, candidate["id"]) == expected
+
+    chinese = signed_in_page(browser, server, "staff1", locale="zh-CN")
+    chinese.set_viewport_size({"width": 360, "height": 800})  # a phone: the line wraps
+    chinese.goto(f"{server.url}/review")
+    expected = f"本次搜索第 1 位 · 距离 {distance} · 突出程度 3.2 σ"
+    assert explanation_of(chinese, candidate["id"]) == expected
+
+    set_explanation(server, candidate["id"], rank=None, score=None)
+    chinese.goto(f"{server.url}/cases/{missing['id']}")
+    unknown = f"搜索排名未知 · 距离 {distance} · 突出程度未知"
+    assert explanation_of(chinese, candidate["id"]) == unknown
+    english.goto(f"{server.url}/cases/{missing['id']}")
+    assert explanation_of(english, candidate["id"]) == (
+        f"Rank in its search unknown · distance {distance} · how far it stands out: unknown"
+    )
