@@ -70,7 +70,7 @@ class Settings(BaseSettings):
         "docs/matching.md). 0 turns scores off; so does a gallery of fewer than 30 cases.",
     )
     min_score: float = Field(
-        3.0,
+        2.3,
         ge=-10,
         le=20,
         description="Least normalised score a candidate needs to be proposed (besides being "

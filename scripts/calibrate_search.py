@@ -1,17 +1,18 @@
 """Fit the search calibration (what the shown similarity means) on 1:N searches.
 
-    .venv/bin/python scripts/eval_service.py --variants plain --setting MIN_SCORE=-20 \\
-        --out /tmp/unfiltered.json
-    .venv/bin/python scripts/calibrate_search.py .cache/eval_service/run-unfiltered-plain
+    .venv/bin/python scripts/eval_service.py --variants plain --out /tmp/any.json
+    .venv/bin/python scripts/calibrate_search.py .cache/eval_service/run-any-plain
 
-Reads every candidate a run of ``scripts/eval_service.py`` proposed (its folder's database:
-distance, normalised score, the probe's and the candidate's external_ref; the true case of a
-probe ``p-<ref>`` is ``<ref>``), fits ``P(true case | score, distance)`` by logistic regression,
-checks it on held-out probes (two folds by probe: within each band of the fitted chance, the
-observed share of true candidates), and writes the fit into the calibration file's ``search``
-part (default: the shipped ``reunite/model/calibration.json``), keeping the pair fit. Run it on
-a run with every candidate within tolerance kept (``MIN_SCORE`` far below any score), so that the
-fit sees the weak candidates as well as the strong ones.
+Reads the faces of a run of ``scripts/eval_service.py`` (its folder's database: the gallery's
+missing cases, one face each, and the probes' found cases; the true case of probe ``p-<ref>`` is
+``<ref>``), and replays each probe's search as the service makes it with the default settings:
+the cohort of its ``cohort_size`` nearest gallery cases (``reunite.matching.cohort_of``), and the
+``top_k`` nearest within ``tolerance``, each with its normalised score, whatever ``min_score``
+says (so that the fit sees weak candidates as well as strong ones). It fits
+``P(true case | score, distance)`` by logistic regression, checks it on held-out probes (two folds
+by probe: within each band of the fitted chance, the observed share of true candidates), and
+writes the fit into the calibration file's ``search`` part (default: the shipped
+``reunite/model/calibration.json``), keeping the pair fit.
 """
 
 from __future__ import annotations
@@ -27,8 +28,10 @@ from pathlib import Path
 import numpy as np
 
 from reunite.calibration import Calibration
-from reunite.config import SHIPPED_CALIBRATION_PATH
+from reunite.config import SHIPPED_CALIBRATION_PATH, Settings
 from reunite.evaluation import fitted_logistic
+from reunite.matching import cohort_of
+from reunite.store import embedding_vector
 
 
 def main() -> None:
@@ -37,7 +40,8 @@ def main() -> None:
     parser.add_argument("--calibration", type=Path, default=SHIPPED_CALIBRATION_PATH)
     args = parser.parse_args()
 
-    probes, scores, distances, true = _candidates(args.run / "data" / "reunite.db")
+    settings = Settings()
+    probes, scores, distances, true = _candidates(args.run / "data" / "reunite.db", settings)
     features = np.column_stack([scores, distances])
     folds = np.array([hashlib.sha256(p.encode()).digest()[0] % 2 for p in probes])
     held_out = np.zeros(len(true))
@@ -45,37 +49,55 @@ def main() -> None:
         weights = fitted_logistic(features[folds != fold], true[folds != fold])
         held_out[folds == fold] = _chance(weights, features[folds == fold])
     weights = fitted_logistic(features, true)
-    bands = _bands(held_out, true)
-    calibration = Calibration.load(args.calibration)
     search = {
         "intercept": weights[0],
         "score_weight": weights[1],
         "distance_weight": weights[2],
         "fitted_on": (
-            f"{len(set(probes))} searches of scripts/eval_service.py (LFW mated, strangers and "
-            f"the named East-Asian set; gallery of 3,130 cases), {len(true)} candidates within "
-            f"tolerance, {int(true.sum())} of them true"
+            f"{len(set(probes))} searches replayed from scripts/eval_service.py (LFW mated and "
+            f"strangers, the named East-Asian set; a gallery of {settings.cohort_size}+ cases), "
+            f"the top {settings.top_k} within {settings.tolerance}: {len(true)} candidates, "
+            f"{int(true.sum())} of them true"
         ),
         "candidates": len(true),
         "created_at": datetime.now(UTC).isoformat(),
-        "held_out_bands": bands,
+        "held_out_bands": _bands(held_out, true),
     }
-    calibration = replace(calibration, search=search)
+    calibration = replace(Calibration.load(args.calibration), search=search)
     calibration.save(args.calibration)
     print(json.dumps(search, indent=1))
 
 
-def _candidates(db: Path) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
-    """(probe refs, scores, distances, is-true) of every scored candidate in the run."""
+def _candidates(
+    db: Path, settings: Settings
+) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
+    """(probe refs, scores, distances, is-true) of every candidate the replayed searches find
+    within tolerance (top_k per search)."""
     with sqlite3.connect(db) as connection:
         rows = connection.execute(
-            "SELECT f.external_ref, m.external_ref, c.score, c.distance FROM candidates c "
-            "JOIN cases f ON f.id = c.found_case_id JOIN cases m ON m.id = c.missing_case_id "
-            "WHERE c.score IS NOT NULL"
+            "SELECT c.external_ref, c.kind, f.embedding FROM faces f "
+            "JOIN cases c ON c.id = f.case_id ORDER BY f.id"
         ).fetchall()
-    probes = [r[0] for r in rows]
-    true = np.array([r[0] == f"p-{r[1]}" for r in rows], dtype=np.float64)
-    return probes, np.array([r[2] for r in rows]), np.array([r[3] for r in rows]), true
+    gallery = [(r[0], embedding_vector(r[2])) for r in rows if r[1] == "missing"]
+    gallery_refs = np.array([ref for ref, _ in gallery])
+    faces = np.array([e for _, e in gallery])
+    probes, scores, distances, true = [], [], [], []
+    for ref, kind, blob in rows:
+        if kind != "found":
+            continue
+        distance = np.linalg.norm(faces - embedding_vector(blob), axis=1)
+        order = np.argsort(distance, kind="stable")
+        cohort = cohort_of([float(d) for d in distance[order[: settings.cohort_size]]])
+        if cohort is None:
+            raise SystemExit("the gallery is too small for a cohort")
+        for j in order[: settings.top_k]:
+            if distance[j] > settings.tolerance:
+                break
+            probes.append(ref)
+            scores.append(cohort.score(float(distance[j])))
+            distances.append(float(distance[j]))
+            true.append(ref == f"p-{gallery_refs[j]}")
+    return probes, np.array(scores), np.array(distances), np.array(true, dtype=np.float64)
 
 
 def _chance(weights: list[float], features: np.ndarray) -> np.ndarray:

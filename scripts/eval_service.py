@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 
 from reunite.evaluation.candidate_lists import (
     AGENCY,
@@ -54,6 +55,7 @@ from reunite.evaluation.candidate_lists import (
     score_bands,
     summary,
 )
+from reunite.faces import central_index
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -68,7 +70,7 @@ def main() -> None:
     parser.add_argument("--distractors", type=int, default=2500)
     parser.add_argument("--strangers", type=int, default=300)
     parser.add_argument("--variants", default="plain,facts")
-    parser.add_argument("--face", default=None, help="reunite import --face (when supported)")
+    parser.add_argument("--face", default="central", help="reunite import --face")
     parser.add_argument("--setting", action="append", default=[], metavar="NAME=VALUE")
     args = parser.parse_args()
 
@@ -232,6 +234,16 @@ def _probe_list(
         files={"file": (probe.photo.name, probe.photo.read_bytes(), "image/jpeg")},
         data=form,
     )
+    if photo.status_code == 422 and photo.json().get("code") == "multiple_faces":
+        # As staff would at intake: pick the face in the middle of the photo.
+        boxes = photo.json()["boxes"]
+        sides = np.array([[b["top"], b["right"], b["bottom"], b["left"]] for b in boxes], float)
+        form["face_index"] = str(boxes[central_index(sides, (250, 250)) or 0]["index"])
+        photo = client.post(
+            f"/api/v1/cases/{case_id}/photos",
+            files={"file": (probe.photo.name, probe.photo.read_bytes(), "image/jpeg")},
+            data=form,
+        )
     if photo.status_code >= 400:
         if photo.status_code >= 500:
             photo.raise_for_status()

@@ -90,8 +90,9 @@ AGENCY = "eval"
 
 SIMULATION_NOTE = (
     "Facts are simulated, not LFW's: each identity gets a random sex, birth year (1940-2000), a "
-    "date missing (1995-2020) with its photo taken then, and a date found 0-15 years later with "
-    "its photo taken that day; found cases give birth years as a range of +-5 years. The faces "
+    "date missing (1995-2014) with its photo undated (so counted as taken then), and a date "
+    "found 0-10 years later with its photo taken that day; found cases give birth years as a "
+    "range of +-5 years. The faces "
     "are the real photos; only the facts are made up, to measure how facts reorder the lists."
 )
 
@@ -198,8 +199,8 @@ def simulated_facts(name: str, seed: int = 14) -> Facts:
     """The simulated facts of an identity (see ``SIMULATION_NOTE``), the same on every run."""
     rng = random.Random(f"{seed}:{name}")
     birth_year = rng.randint(1940, 2000)
-    date_missing = date(1995, 1, 1) + timedelta(days=rng.randint(0, 25 * 365))
-    date_found = date_missing + timedelta(days=rng.randint(0, 15 * 365))
+    date_missing = date(1995, 1, 1) + timedelta(days=rng.randint(0, 20 * 365))
+    date_found = date_missing + timedelta(days=rng.randint(0, 10 * 365))
     return Facts(rng.choice(("female", "male")), birth_year, date_missing, date_found)
 
 
@@ -267,6 +268,10 @@ class Search:
                 return position
         return None
 
+    def nearest_first(self) -> Search:
+        """The same list ordered by distance alone (as before facts reordered it)."""
+        return Search(self.probe, tuple(sorted(self.shown, key=lambda c: c.distance)))
+
     @property
     def wrong(self) -> list[Shown]:
         return [c for c in self.shown if c.ref != self.probe.true_ref]
@@ -275,7 +280,8 @@ class Search:
 def summary(searches: Sequence[Search]) -> dict[str, Any]:
     """Per group: searches, true case in the list and first (mated groups), wrong candidates
     per search, share of searches with any wrong candidate, and how many wrong candidates were
-    shown above the true one (and how many of those carry a contradicting fact)."""
+    shown above the true one (and how many of those carry a contradicting fact); the true case
+    first and the wrong ones above it also as they would be with the list nearest first."""
     groups: dict[str, list[Search]] = {}
     for search in searches:
         groups.setdefault(search.probe.group, []).append(search)
@@ -294,10 +300,16 @@ def _group_summary(searches: list[Search]) -> dict[str, Any]:
     if searches[0].probe.true_ref is not None:
         positions = [s.true_position for s in searches]
         above = [c for s in searches for c in s.shown[: (s.true_position or 1) - 1]]
+        nearest = [s.nearest_first() for s in searches]
+        above_nearest = [c for s in nearest for c in s.shown[: (s.true_position or 1) - 1]]
         result |= {
             "true_in_list": round(sum(1 for p in positions if p) / n, 4),
             "true_first": round(sum(1 for p in positions if p == 1) / n, 4),
+            "true_first_if_nearest_first": round(
+                sum(1 for s in nearest if s.true_position == 1) / n, 4
+            ),
             "wrong_above_true": len(above),
+            "wrong_above_true_if_nearest_first": len(above_nearest),
             "wrong_above_true_contradicted": sum(
                 1 for c in above if set(c.flags) & set(CONTRADICTIONS)
             ),
