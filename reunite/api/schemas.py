@@ -270,8 +270,9 @@ class CandidateOut(BaseModel):
     missing_face_id: int
     distance: float = Field(description="L2 distance between the two faces' embeddings.")
     similarity: float = Field(
-        description="Estimated probability that the two faces are the same person "
-        "(calibrated; see reunite/model/calibration.json)."
+        description="Estimated chance that this candidate is the person: calibrated on 1:N "
+        "searches from the distance and the normalised score where the search has one, else "
+        "on balanced pairs from the distance alone (docs/matching.md)."
     )
     status: str
     flags: list[FlagOut]

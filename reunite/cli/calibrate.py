@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from reunite import errors
 from reunite.cli.shared import loaded_settings
@@ -84,6 +84,7 @@ def write_calibration(args: argparse.Namespace) -> int:
         fitted,
         suggested_tolerance=tolerance,
         checks=evaluation.calibration_checks(fitted, d, s) | point,
+        search=_kept_search_fit(settings.calibration_path, SHIPPED_CALIBRATION_PATH),
     )
     kept = calibration.save(settings.calibration_path)
     print(
@@ -95,6 +96,20 @@ def write_calibration(args: argparse.Namespace) -> int:
         + f"; set REUNITE_TOLERANCE={tolerance:.2f} to use the suggested tolerance"
     )
     return 0
+
+
+def _kept_search_fit(path: Path, shipped: Path) -> dict[str, Any] | None:
+    """The search fit (1:N, distance and score) to keep beside a new pair fit: the one in the
+    file being replaced, else the shipped one. Decisions label too few strangers' candidates to
+    refit it here (``scripts/calibrate_search.py`` does, on an evaluation's searches)."""
+    from reunite.calibration import Calibration
+
+    for source in (path, shipped):
+        if source.is_file():
+            search = Calibration.load(source).search
+            if search is not None:
+                return search
+    return None
 
 
 def _labelled_distances(

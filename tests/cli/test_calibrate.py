@@ -6,6 +6,7 @@ import shutil
 import pytest
 
 from reunite.cli import main
+from reunite.config import SHIPPED_CALIBRATION_PATH
 
 
 def test_calibrate_from_labelled_photos_keeps_the_old_file(workdir, faces_dir, capsys, monkeypatch):
@@ -26,6 +27,8 @@ def test_calibrate_from_labelled_photos_keeps_the_old_file(workdir, faces_dir, c
     assert "suggested tolerance" in printed and "false-match rate" in printed
     first = json.loads(target.read_text())
     assert first["suggested_tolerance"] > 0 and first["slope"] > 0
+    shipped = json.loads(SHIPPED_CALIBRATION_PATH.read_text())
+    assert first["search"] == shipped["search"] is not None  # the 1:N fit is kept
     assert main([*argv, "--decisions"]) == 0  # no decisions yet: photos alone still fit
     assert "previous kept as" in capsys.readouterr().out
     assert len(list(workdir.glob("calibration.*.json"))) == 1
