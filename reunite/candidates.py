@@ -152,15 +152,13 @@ class Candidates:
         (``embedding`` is the face's): the one place that decides what is proposed.
 
         A pair is proposed when it is within ``tolerance`` and its normalised score (when the
-        search has a cohort) is at least ``min_score``. Cross-age pairs (the person at least
-        ``photo_age_gap_years`` older in one photo than in the other, from photo dates and birth
-        years) are kept up to ``cross_age_tolerance`` whatever their score: the model's
-        distances grow across age gaps, and dropping such a pair would hide a child missing for
-        years.
+        search has a cohort) is at least ``min_score``. Cross-age pairs are kept up to
+        ``cross_age_tolerance`` whatever their score (``_is_cross_age``): the model's distances
+        grow across age gaps, and dropping such a pair would hide a child missing for years.
         """
         settings = self.settings
         wider = max(settings.tolerance, settings.cross_age_tolerance)
-        probe_age = _age_in_photo(case, _photo_date(session, face.photo_id))
+        taken_on = _photo_date(session, face.photo_id)
         return [
             m
             for m in self.nearest(session, embedding, other_kind(case.kind), settings.top_k, wider)
@@ -168,9 +166,50 @@ class Candidates:
                 m.distance <= settings.tolerance
                 and (m.score is None or m.score >= settings.min_score)
             )
-            or _years_apart(probe_age, _age_of_face(session, m.face_id))
-            >= settings.photo_age_gap_years
+            or self._is_cross_age(session, case, taken_on, m.face_id)
         ]
+
+    def _is_cross_age(
+        self, session: Session, case: CaseRow, taken_on: date | None, other_face_id: int
+    ) -> bool:
+        """Whether the person would be at least ``photo_age_gap_years`` older in one photo than
+        in the other (from photo dates, else the dates missing and found, and birth years),
+        with no fact of the pair contradicting that they are one person. Two people of
+        different ages are no cross-age pair: their ages contradict, and flag it."""
+        row = session.execute(
+            select(CaseRow, PhotoRow.taken_on)
+            .join(FaceRow, FaceRow.case_id == CaseRow.id)
+            .join(PhotoRow, PhotoRow.id == FaceRow.photo_id)
+            .where(FaceRow.id == other_face_id)
+        ).first()
+        if row is None:
+            return False
+        other, other_taken_on = row
+        gap = review.years_apart(
+            review.age_in_photo(case, taken_on), review.age_in_photo(other, other_taken_on)
+        )
+        if gap < self.settings.photo_age_gap_years:
+            return False
+        if case.kind == "found":
+            flags = self.flags(case, other, found_on=taken_on, missing_on=other_taken_on)
+        else:
+            flags = self.flags(other, case, found_on=other_taken_on, missing_on=taken_on)
+        return not any(f.code in review.CONTRADICTIONS for f in flags)
+
+    def flags(
+        self, found: CaseRow, missing: CaseRow, *, found_on: date | None, missing_on: date | None
+    ) -> list[review.Flag]:
+        """The consistency flags of a pair whose faces' photos were taken on these dates."""
+        settings = self.settings
+        return review.consistency_flags(
+            found,
+            missing,
+            found_photo_taken_on=found_on,
+            age_margin_years=settings.age_margin_years,
+            found_before_missing_days=settings.found_before_missing_days,
+            missing_photo_taken_on=missing_on,
+            photo_age_gap_years=settings.photo_age_gap_years,
+        )
 
     def record(
         self, session: Session, case: CaseRow, face: FaceRow, embedding: np.ndarray
@@ -331,20 +370,16 @@ class Candidates:
         ).all()
         photo_dates = {face_id: taken_on for face_id, taken_on, _ in faces}
         face_choices = {face_id: choice for face_id, _, choice in faces}
-        settings = self.settings
         return [
             CandidateView(
                 candidate=c,
                 found=cases[c.found_case_id],
                 missing=cases[c.missing_case_id],
-                flags=review.consistency_flags(
+                flags=self.flags(
                     cases[c.found_case_id],
                     cases[c.missing_case_id],
-                    found_photo_taken_on=photo_dates.get(c.found_face_id),
-                    age_margin_years=settings.age_margin_years,
-                    found_before_missing_days=settings.found_before_missing_days,
-                    missing_photo_taken_on=photo_dates.get(c.missing_face_id),
-                    photo_age_gap_years=settings.photo_age_gap_years,
+                    found_on=photo_dates.get(c.found_face_id),
+                    missing_on=photo_dates.get(c.missing_face_id),
                 )
                 + review.face_choice_flags(
                     face_choices.get(c.found_face_id), face_choices.get(c.missing_face_id)
@@ -546,34 +581,6 @@ def _candidate_row(session: Session, candidate_id: int) -> CandidateRow:
 
 def _photo_date(session: Session, photo_id: int) -> date | None:
     return session.scalar(select(PhotoRow.taken_on).where(PhotoRow.id == photo_id))
-
-
-def _age_of_face(session: Session, face_id: int) -> tuple[int, int] | None:
-    row = session.execute(
-        select(CaseRow, PhotoRow.taken_on)
-        .join(FaceRow, FaceRow.case_id == CaseRow.id)
-        .join(PhotoRow, PhotoRow.id == FaceRow.photo_id)
-        .where(FaceRow.id == face_id)
-    ).first()
-    return None if row is None else _age_in_photo(row[0], row[1])
-
-
-def _age_in_photo(case: CaseRow, taken_on: date | None) -> tuple[int, int] | None:
-    """The (youngest, oldest) age the case's person can have in a photo taken on ``taken_on``
-    (from the birth date or years; an undated photo counts as taken on the date found or
-    missing, ``review.photo_date``, as the consistency flags do); None when unknown."""
-    on = review.photo_date(case, taken_on)
-    years = review.birth_years(case)
-    if on is None or years is None:
-        return None
-    return on.year - years[1], on.year - years[0]
-
-
-def _years_apart(a: tuple[int, int] | None, b: tuple[int, int] | None) -> int:
-    """The least age difference between two (youngest, oldest) ranges; 0 when unknown."""
-    if a is None or b is None:
-        return 0
-    return max(a[0] - b[1], b[0] - a[1], 0)
 
 
 def _is_new_evidence(

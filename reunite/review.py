@@ -220,3 +220,21 @@ def birth_years(case: CaseRow) -> tuple[int, int] | None:
     if low is None and high is None:
         return None
     return (low if low is not None else high or 0), (high if high is not None else low or 0)
+
+
+def age_in_photo(case: CaseRow, taken_on: date | None) -> tuple[int, int] | None:
+    """The (youngest, oldest) age the case's person can have in a photo taken on ``taken_on``
+    (from the birth date or years; an undated photo counts as taken on the date found or
+    missing, ``photo_date``, as the consistency flags do); None when unknown."""
+    on = photo_date(case, taken_on)
+    years = birth_years(case)
+    if on is None or years is None:
+        return None
+    return on.year - years[1], on.year - years[0]
+
+
+def years_apart(a: tuple[int, int] | None, b: tuple[int, int] | None) -> int:
+    """The least age difference between two (youngest, oldest) ranges; 0 when unknown."""
+    if a is None or b is None:
+        return 0
+    return max(a[0] - b[1], b[0] - a[1], 0)

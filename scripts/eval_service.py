@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import json
 import os
 import shutil
@@ -72,9 +73,18 @@ def main() -> None:
     parser.add_argument("--variants", default="plain,facts")
     parser.add_argument("--face", default="central", help="reunite import --face")
     parser.add_argument("--setting", action="append", default=[], metavar="NAME=VALUE")
+    parser.add_argument(
+        "--code",
+        type=Path,
+        default=None,
+        help="run the import and the server from this checkout (PYTHONPATH), e.g. an older "
+        "version for a before/after table; give --face '' where it has no --face",
+    )
     args = parser.parse_args()
 
     env = _settings_env(args.setting)
+    if args.code:
+        env["PYTHONPATH"] = str(args.code.resolve())
     design = lfw_design(
         args.lfw, mated=args.mated, distractors=args.distractors, strangers=args.strangers
     )
@@ -82,6 +92,7 @@ def main() -> None:
     report: dict[str, Any] = {
         "command": " ".join(["scripts/eval_service.py", *sys.argv[1:]]),
         "settings": {k: v for k, v in env.items() if k.startswith("REUNITE_")},
+        "code": str(args.code) if args.code else "this checkout",
         "gallery": json.loads((gallery / "import.json").read_text()),
         "groups": {
             "lfw_mated": f"{args.mated} LFW people with 2+ photos (not East-Asian)",
@@ -129,7 +140,9 @@ def _imported_gallery(
     design: Design, lfw: Path, work: Path, env: dict[str, str], face: str | None
 ) -> Path:
     """The gallery's folder, imported once (``import.json`` marks it done)."""
-    folder = work / f"gallery-{design.fingerprint()}-{face or 'refuse'}"
+    code = env.get("PYTHONPATH", "")
+    version = "-" + hashlib.sha256(code.encode()).hexdigest()[:6] if code else ""
+    folder = work / f"gallery-{design.fingerprint()}-{face or 'refuse'}{version}"
     if (folder / "import.json").exists():
         return folder
     folder.mkdir(parents=True, exist_ok=True)  # an import stopped midway resumes

@@ -88,6 +88,12 @@ def test_cross_age_pairs_are_kept_up_to_the_wider_tolerance(tmp_path, finder, sa
         assert view.candidate.distance > 0.3
         assert [f.code for f in view.flags] == ["photo_age_gap"]
         assert view.flags[0].facts["missing_photo_age"] == [10, 10]
+        # Two people of different ages are no cross-age pair: born 1990, found aged 59-69.
+        younger = new_case(service, "missing", birth_date="1990-01-01")
+        enrollment = service.enroll_photo(
+            younger.id, sample("obama.jpg"), actor=ACTOR, taken_on=date(2000, 6, 1)
+        )
+        assert adult.id not in [v.candidate.found_case_id for v in enrollment.new_candidates]
 
 
 def test_a_candidate_whose_facts_contradict_is_listed_below_the_others_and_still_shown(
