@@ -528,6 +528,9 @@ def _proposed(
         existing.found_face_id = faces["found_face_id"]
         existing.missing_face_id = faces["missing_face_id"]
         return existing, "closer"
+    same_faces = (existing.found_face_id, existing.missing_face_id) == tuple(faces.values())
+    if same_faces and existing.score is None and match.score is not None:
+        _set_scores(existing, match)  # proposed before scores existed: `reunite rematch`
     return existing, "kept"
 
 

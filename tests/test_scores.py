@@ -8,7 +8,9 @@ import pytest
 
 from reunite.errors import InvalidInput
 from reunite.matching import MIN_COHORT_SIZE
+from reunite.rematching import rematch_cases
 from reunite.service import Reunite
+from reunite.store import CandidateRow, CaseRow
 from tests.conftest import ACTOR, MemoFinder, new_case, settings_in
 
 GALLERY_SIZE = 40  # single-photo LFW people, first by name: more than MIN_COHORT_SIZE
@@ -56,6 +58,16 @@ def test_a_candidate_carries_its_score_in_its_search_and_its_rank(service, faces
     assert candidate.distance == pytest.approx(distances.min(), abs=1e-4)
     assert candidate.score >= service.settings.min_score
     assert view.similarity == pytest.approx(service.similarity(candidate.distance, candidate.score))
+
+    # A candidate proposed before scores existed gets its score from `reunite rematch`.
+    with service.store.transaction() as session:
+        session.get_one(CandidateRow, candidate.id).score = None
+        session.get_one(CandidateRow, candidate.id).rank = None
+        session.get_one(CaseRow, found.id).matched_by_rules = None
+    assert rematch_cases(service.candidate_records).candidates_proposed == 0
+    [again] = service.candidates(found.id)
+    assert again.candidate.id == candidate.id and again.candidate.rank == 1
+    assert again.candidate.score == pytest.approx(expected, abs=1e-3)
 
 
 def test_min_score_keeps_out_what_does_not_stand_out_and_no_cohort_means_no_score(
