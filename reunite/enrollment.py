@@ -35,7 +35,8 @@ from reunite.photos import photo_path
 from reunite.store import EARLIEST_DATE, FaceRow, PhotoRow, Store, embedding_bytes
 
 if TYPE_CHECKING:
-    from reunite.candidates import Candidates, CandidateView
+    from reunite.candidate_view import CandidateView
+    from reunite.candidates import Candidates
     from reunite.config import Settings
     from reunite.live_index import LiveIndex
 

@@ -7,7 +7,8 @@ from collections.abc import Sequence
 from dataclasses import KW_ONLY, dataclass, field
 
 from reunite import audit, imaging
-from reunite.candidates import Candidates, Similarity
+from reunite.candidate_view import Similarity
+from reunite.candidates import Candidates
 from reunite.cases import cases_by_id
 from reunite.config import Settings
 from reunite.errors import InvalidField, NoFaceFound

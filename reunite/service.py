@@ -35,7 +35,8 @@ from reunite.calibration import (
     loaded_calibration,
     warn_of_a_calibration_left_behind,
 )
-from reunite.candidates import Candidates, CandidateView
+from reunite.candidate_view import CandidateView
+from reunite.candidates import Candidates
 from reunite.cases import Cases, PutOutcome
 from reunite.config import SHIPPED_CALIBRATION_PATH, Settings
 from reunite.device import chosen_devices

@@ -60,7 +60,7 @@ from reunite.errors import Conflict, InvalidField, NotFound
 from reunite.store import CaseRow, OutboxEventRow, Store, WebhookRow, utc_now
 
 if TYPE_CHECKING:  # reunite.candidates imports this module
-    from reunite.candidates import CandidateView
+    from reunite.candidate_view import CandidateView
 
 log = logging.getLogger(__name__)
 
