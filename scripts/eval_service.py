@@ -169,7 +169,9 @@ def _imported_gallery(
         command += ["--face", face]
     print(f"importing {len(design.gallery)} gallery cases into {folder}", file=sys.stderr)
     started = time.monotonic()
-    done = subprocess.run(command, env=_folder_env(env, folder), capture_output=True, text=True)
+    done = subprocess.run(
+        command, env=_folder_env(env, folder), cwd=folder, capture_output=True, text=True
+    )
     if done.returncode not in (0, 1):  # 1: some photos were refused, listed in the report
         raise SystemExit(f"reunite import failed ({done.returncode}): {done.stderr[-2000:]}")
     result = json.loads(done.stdout.strip().splitlines()[-1])
@@ -204,12 +206,13 @@ def _searched(
     folder_env = _folder_env(env, folder)
     key = subprocess.run(
         [PYTHON, "-m", "reunite.cli", "keys", "create", "--role", "admin", "--label", "eval"],
-        env=folder_env, check=True, capture_output=True, text=True,
+        env=folder_env, cwd=folder, check=True, capture_output=True, text=True,
     ).stdout.strip()  # fmt: skip
     port = _free_port()
     server = subprocess.Popen(
         [PYTHON, "-m", "reunite.cli", "serve", "--port", str(port)],
         env=folder_env,
+        cwd=folder,  # not the project root: `-m` would put it first on the path, before --code
         stdout=(folder / "server.log").open("w"),
         stderr=subprocess.STDOUT,
     )
