@@ -66,12 +66,14 @@ class CandidateView:
 
 def in_review_order(views: list[CandidateView]) -> list[CandidateView]:
     """Candidates whose facts contradict (``review.CONTRADICTIONS``: sex, an impossible age,
-    found before missing) below every candidate without a contradiction; within each part,
-    the likeliest first (shown similarity), then the nearest. Agreeing facts never lift a
+    found before missing) below every candidate without a contradiction, and pending ones that
+    today's rules no longer propose (``no_longer_proposed``) below those; within each part, the
+    likeliest first (shown similarity), then the nearest. Agreeing facts never lift a
     candidate: only face evidence orders the candidates without a contradiction."""
     return sorted(
         views,
         key=lambda v: (
+            any(f.code == "no_longer_proposed" for f in v.flags),
             any(f.code in review.CONTRADICTIONS for f in v.flags),
             -v.similarity,
             v.candidate.distance,

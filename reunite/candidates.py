@@ -319,12 +319,10 @@ class Candidates:
         ).all()
         photo_dates = {face_id: taken_on for face_id, taken_on, _ in faces}
         face_choices = {face_id: choice for face_id, _, choice in faces}
-        return [
-            CandidateView(
-                candidate=c,
-                found=cases[c.found_case_id],
-                missing=cases[c.missing_case_id],
-                flags=self.flags(
+        views = []
+        for c in candidates:
+            flags = (
+                self.flags(
                     cases[c.found_case_id],
                     cases[c.missing_case_id],
                     found_on=photo_dates.get(c.found_face_id),
@@ -333,12 +331,22 @@ class Candidates:
                 + review.face_choice_flags(
                     face_choices.get(c.found_face_id), face_choices.get(c.missing_face_id)
                 )
-                + _rules_flags(c),
-                decisions=[d for d in decisions if d.candidate_id == c.id],
-                similarity=self.similarity(c.distance, c.score),
+                + _rules_flags(c)
             )
-            for c in candidates
-        ]
+            # Across an age gap the search fit (fitted within tolerance, same-age pairs) would
+            # read a grown-up child as a stranger: such a pair shows the pair fit's reading.
+            cross_age = any(f.code == "photo_age_gap" for f in flags)
+            views.append(
+                CandidateView(
+                    candidate=c,
+                    found=cases[c.found_case_id],
+                    missing=cases[c.missing_case_id],
+                    flags=flags,
+                    decisions=[d for d in decisions if d.candidate_id == c.id],
+                    similarity=self.similarity(c.distance, None if cross_age else c.score),
+                )
+            )
+        return views
 
     # ---------------------------------------------------------------------- deciding
 
@@ -462,8 +470,8 @@ def _proposed(
         existing.missing_face_id = faces["missing_face_id"]
         return existing, "closer"
     same_faces = (existing.found_face_id, existing.missing_face_id) == tuple(faces.values())
-    if same_faces and existing.score is None and match.score is not None:
-        _set_scores(existing, match)  # proposed before scores existed: `reunite rematch`
+    if same_faces and (existing.score, existing.rank) != (match.score, match.rank):
+        _set_scores(existing, match)  # the same faces in a later search (`reunite rematch`)
     return existing, "kept"
 
 

@@ -18,6 +18,11 @@ DEFAULT_MIN_FACE_PX = 100
 """Faces narrower than this, pixels, give poor embeddings anyway (see reunite/model/README.md)."""
 
 
+MIN_COHORT_SIZE = 30
+"""Fewest cases of the other kind a search needs for a cohort (``reunite.matching``); below it
+scores are None."""
+
+
 class Settings(BaseSettings):
     """All run-time settings. Every field can be set as ``REUNITE_<FIELD_NAME>``.
 
@@ -67,7 +72,8 @@ class Settings(BaseSettings):
         le=1000,
         description="How many of a probe's nearest cases of the other kind form its cohort, "
         "against which each candidate's distance is normalised (a per-search Z-norm; see "
-        "docs/matching.md). 0 turns scores off; so does a gallery of fewer than 30 cases.",
+        "docs/matching.md): 0 (scores off), or 30 to 1000. A gallery of fewer than 30 cases of "
+        "the other kind has no cohort either.",
     )
     min_score: float = Field(
         2.3,
@@ -216,6 +222,14 @@ class Settings(BaseSettings):
     def _absolute(cls, path: Path) -> Path:
         """The path made absolute once, against the working directory now (``..`` folded)."""
         return Path(os.path.abspath(path))
+
+    @field_validator("cohort_size")
+    @classmethod
+    def _cohort_size(cls, size: int) -> int:
+        """0, or at least 30: a smaller cohort would silently mean no scores."""
+        if 0 < size < MIN_COHORT_SIZE:
+            raise ValueError(f"cohort_size must be 0 (scores off) or at least {MIN_COHORT_SIZE}")
+        return size
 
     @property
     def photos_dir(self) -> Path:

@@ -40,6 +40,7 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from reunite.config import MIN_COHORT_SIZE
 from reunite.faces import MODEL_NAME
 from reunite.index import FaceIndex
 from reunite.store import CaseRow, FaceRow, embedding_vector
@@ -57,6 +58,8 @@ MATCHING_SETTINGS = (
     "case_scoring",
     "cohort_size",
     "min_score",
+    "age_margin_years",
+    "found_before_missing_days",
 )
 """The settings that decide which candidates are proposed: a change of any of them changes
 ``rules_version``. Add a new matching setting here (and only here)."""
@@ -65,8 +68,10 @@ TEMPLATE_SEARCH_MARGIN = 0.1
 """How much wider than the tolerance the face search looks for cases to score by template (a
 case's mean can be nearer than any one of its faces)."""
 
-MIN_COHORT_SIZE = 30
-"""Fewest cases of the other kind a search needs for its cohort; below it scores are None."""
+MAX_FACES_PER_CASE = 64
+"""The face search for ``k`` cases stops widening at ``64 * k`` faces, so that a kind whose
+nearest faces belong to few cases (or to closed ones) never makes a search read the whole index;
+fewer cases (a smaller cohort) come back then."""
 
 
 @dataclass(frozen=True)
@@ -154,7 +159,8 @@ def nearest_cases(
 
     ``search(n)`` returns the ``n`` nearest faces, nearest first; ``case_of_faces(ids)`` maps the
     eligible ones to their case ids. The face search starts at ``4 * k`` and grows fourfold while
-    it returns only hits within tolerance and too few distinct cases.
+    it returns only hits within tolerance and too few distinct cases, up to
+    ``MAX_FACES_PER_CASE * k`` faces.
     """
     n_faces = 4 * k
     while True:
@@ -164,7 +170,7 @@ def nearest_cases(
             within, case_of_faces([f for f, _ in within]), k=k, tolerance=tolerance
         )
         exhausted = len(hits) < n_faces or len(within) < len(hits)
-        if len(matches) >= k or exhausted:
+        if len(matches) >= k or exhausted or n_faces >= MAX_FACES_PER_CASE * k:
             return matches
         n_faces *= 4
 
@@ -195,8 +201,9 @@ def case_matches(
         wider = tolerance + TEMPLATE_SEARCH_MARGIN
         shortlist = [m for m in nearest[: 3 * k] if m.distance <= wider]
         matches = _by_template(session, shortlist, embedding, k=k, tolerance=tolerance)
-    return [
-        replace(m, score=None if cohort is None else cohort.score(m.distance), rank=rank)
+    closest = {m.case_id: m.distance for m in nearest}
+    return [  # scored by the closest face, as the cohort is: a template is nearer than any face
+        replace(m, score=None if cohort is None else cohort.score(closest[m.case_id]), rank=rank)
         for rank, m in enumerate(matches, 1)
     ]
 

@@ -83,7 +83,7 @@ def check_case_transition(current: str, target: str) -> None:
 
 CONTRADICTIONS = ("sex_differs", "age_implausible", "found_before_missing")
 """Flags whose facts say the two cases are unlikely to be one person: a candidate with one is
-listed below every candidate without (``candidates.in_review_order``), never hidden."""
+listed below every candidate without (``candidate_view.in_review_order``), never hidden."""
 
 
 @dataclass(frozen=True)

@@ -157,6 +157,8 @@ def test_candidates_no_longer_proposed_are_flagged_and_listed_last_across_pages(
         ("no_longer_proposed", {"since": since.isoformat()})
     ]
     assert all(not v.flags for v in reordered[:-1])
+    owner = service.candidates(nearest.found_case_id)  # and last in its case's list
+    assert len(owner) == 2 and owner[-1].candidate.id == nearest.id
     for limit in (1, 2, 3):
         seen, after = [], None
         while True:

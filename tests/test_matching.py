@@ -143,6 +143,10 @@ def test_the_rules_version_names_every_matching_setting_and_the_calibration(tmp_
         "photo_age_gap_years": 12,
         "top_k": 5,
         "case_scoring": "closest",
+        "cohort_size": 50,
+        "min_score": 1.0,
+        "age_margin_years": 3,
+        "found_before_missing_days": 90,
     }
     assert set(changed) == set(MATCHING_SETTINGS)
     for name, value in changed.items():

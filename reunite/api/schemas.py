@@ -392,8 +392,11 @@ class RankedCaseOut(BaseModel):
 
     case: CaseOut
     face_id: int = Field(description="The case's face closest to the probe face.")
-    distance: float
-    similarity: float
+    distance: float = Field(description="L2 distance from the probe face to the case.")
+    similarity: float = Field(
+        description="Estimated chance that this case is the person in the photo (as a "
+        "candidate's similarity; docs/matching.md)."
+    )
     crop_url: str
 
 

@@ -14,14 +14,15 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     rematch = commands.add_parser(
         "rematch",
         help="match open cases again after the matching rules changed",
-        description="After a change of tolerance, cross-age tolerance, top_k, case scoring, "
-        "calibration or model: match every open or matched case whose candidates were made by "
-        "other rules again, one case per transaction, in id order. New candidates are proposed "
-        "(audited, with webhooks); pending candidates that today's rules no longer propose are "
-        "kept and flagged no_longer_proposed (superseded), and flagged ones proposed again are "
-        "restored; confirmed and rejected candidates are never touched. Runs beside servers "
-        "(they see the changes at once). Interrupted, it resumes with the cases not yet done. "
-        "Prints a JSON summary.",
+        description="After a change of a matching setting (tolerance, cross-age tolerance, "
+        "photo age gap, top_k, case scoring, cohort size, min score, age margin, found before "
+        "missing days), the calibration or the model: match every open or matched case whose "
+        "candidates were made by other rules again, one case per transaction, in id order. "
+        "New candidates are proposed (audited, with webhooks); pending candidates that today's "
+        "rules no longer propose are kept and flagged no_longer_proposed (superseded), and "
+        "flagged ones proposed again are restored; confirmed and rejected candidates are never "
+        "touched. Runs beside servers (they see the changes at once). Interrupted, it resumes "
+        "with the cases not yet done. Prints a JSON summary.",
     )
     rematch.add_argument(
         "--limit",
