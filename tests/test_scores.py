@@ -87,3 +87,34 @@ def test_min_score_keeps_out_what_does_not_stand_out_and_no_cohort_means_no_scor
         [view] = service.enroll_photo(found.id, photo, actor=ACTOR).new_candidates
         assert view.candidate.score is None and view.candidate.rank == 1
         assert view.similarity == pytest.approx(service.similarity(view.candidate.distance))
+
+
+def test_a_cross_age_pair_needs_no_score_and_shows_the_pair_reading(
+    tmp_path, faces_dir, finder: MemoFinder
+):
+    from datetime import date
+
+    photo = (faces_dir / "lfw/Jiang_Zemin/Jiang_Zemin_0002.jpg").read_bytes()
+    strict = settings_in(tmp_path, min_score=15.0)  # no same-age pair stands out that far
+    with Reunite.open(strict, finder=finder) as service:
+        jiang = max(enrolled_gallery(service, faces_dir))
+        # His missing case's photo is undated: it counts as taken on the date missing, 1985.
+        service.update_case(
+            jiang, {"birth_date": "1926-08-17", "date_missing": "1985-01-01"}, actor=ACTOR
+        )
+        found = new_case(service, "found", birth_year_min=1920, birth_year_max=1930)
+        enrollment = service.enroll_photo(found.id, photo, actor=ACTOR, taken_on=date(2002, 1, 1))
+        [view] = enrollment.new_candidates
+        assert view.candidate.missing_case_id == jiang
+        assert view.candidate.score is not None and view.candidate.score < 15.0
+        assert "photo_age_gap" in [f.code for f in view.flags]
+        assert view.similarity == pytest.approx(service.similarity(view.candidate.distance))
+        # Facts that contradict (born 1980: a child in 1985, not 72 in 2002) widen nothing.
+        service.update_case(jiang, {"birth_date": "1980-01-01"}, actor=ACTOR)
+        other = new_case(service, "found", birth_year_min=1920, birth_year_max=1930)
+        assert (
+            service.enroll_photo(
+                other.id, photo, actor=ACTOR, taken_on=date(2002, 1, 1)
+            ).new_candidates
+            == []
+        )
