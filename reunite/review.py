@@ -115,7 +115,7 @@ def consistency_flags(
     - ``photo_age_gap``: the person is at least ``photo_age_gap_years`` older in one photo than
       in the other (from the photo dates, ``photo_date``, and the birth years): the model
       is much less reliable across such gaps, so a small distance means less and a large one
-      rules out less.
+      rules out less. Not raised with ``age_implausible``: then the ages are two people's.
     """
     flags = []
     if "unknown" not in (found.sex, missing.sex) and found.sex != missing.sex:
@@ -148,8 +148,8 @@ def consistency_flags(
         found_years,
         photo_age_gap_years,
     )
-    if gap_flag is not None:
-        flags.append(gap_flag)
+    if gap_flag is not None and not any(f.code == "age_implausible" for f in flags):
+        flags.append(gap_flag)  # two people's different ages are no gap in one person's age
 
     if found.date_found and missing.date_missing:
         early_days = (missing.date_missing - found.date_found).days
