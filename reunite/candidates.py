@@ -333,9 +333,6 @@ class Candidates:
                 )
                 + _rules_flags(c)
             )
-            # Across an age gap the search fit (fitted within tolerance, same-age pairs) would
-            # read a grown-up child as a stranger: such a pair shows the pair fit's reading.
-            cross_age = any(f.code == "photo_age_gap" for f in flags)
             views.append(
                 CandidateView(
                     candidate=c,
@@ -343,7 +340,7 @@ class Candidates:
                     missing=cases[c.missing_case_id],
                     flags=flags,
                     decisions=[d for d in decisions if d.candidate_id == c.id],
-                    similarity=self.similarity(c.distance, None if cross_age else c.score),
+                    similarity=self.similarity(c.distance, c.score),
                 )
             )
         return views
