@@ -86,7 +86,8 @@ class Settings(BaseSettings):
     calibration_path: Path = Field(
         # A factory: the absolute path differs per machine, so references show no default.
         default_factory=lambda: SHIPPED_CALIBRATION_PATH,
-        description="Maps distances to P(same person); see `reunite calibrate`. Default: the "
+        description="Maps a candidate's distance and score to the chance it is the person (see "
+        "docs/matching.md and `reunite calibrate`). Default: the "
         "calibration shipped inside the package, beside its model card "
         "(reunite/model/calibration.json), wherever the service starts. A relative path is made "
         "absolute against the working directory at start.",

@@ -30,7 +30,8 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "(confirmed and rejected candidates), suggest a tolerance, print the expected "
         "true-match and false-match rates there, and write the calibration file the service "
         "uses (REUNITE_CALIBRATION_PATH); the previous file is kept beside it for rollback. "
-        "Restart the service to use it.",
+        "The search fit (1:N: distance and score -> chance of the true case) is kept from the "
+        "file replaced, else from the shipped one. Restart the service to use it.",
     )
     calibrate.add_argument("--photos", type=Path, help="folder of sub-folders, one per person")
     calibrate.add_argument(
