@@ -19,6 +19,7 @@ import hmac
 import re
 import secrets
 from datetime import datetime
+from pathlib import Path
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -31,6 +32,10 @@ from reunite.errors import Conflict, InvalidField, NotAuthenticated, NotFound
 from reunite.store import ApiKeyRow, Store, UserRow, utc_now
 
 MIN_PASSWORD_CHARS = 10
+"""The least length of a new password unless a caller passes another (REUNITE_MIN_PASSWORD_LENGTH
+in the command line)."""
+COMMON_PASSWORDS_PATH = Path(__file__).resolve().parent / "data" / "common_passwords.txt"
+"""Passwords refused whatever their length, one a line, lowercase; shipped as package data."""
 USERNAME_PATTERN = re.compile(r"^[A-Za-z0-9_.\-@]{2,64}$")
 
 _hasher = PasswordHasher()
@@ -45,14 +50,43 @@ def dummy_hash() -> str:
     return _hasher.hash("not a real password: keeps sign-in time the same for unknown users")
 
 
-def new_user(session: Session, username: str, password: str, role: str) -> UserRow:
-    """Add an account. Raises ``InvalidField`` (bad name, role or short password), ``Conflict``."""
-    if not USERNAME_PATTERN.match(username):
-        raise InvalidField("A username is 2-64 letters, digits or _ . - @.")
+@functools.cache
+def common_passwords() -> frozenset[str]:
+    """The shipped list of common passwords, lowercase (read once)."""
+    lines = COMMON_PASSWORDS_PATH.read_text(encoding="utf-8").splitlines()
+    return frozenset(
+        line.strip().lower() for line in lines if line.strip() and not line.startswith("#")
+    )
+
+
+def check_new_password(password: str, min_length: int = MIN_PASSWORD_CHARS) -> None:
+    """Refuse a password too short or too common to be set. Raises ``InvalidField``, whose
+    message never repeats the password."""
+    if len(password) < min_length:
+        raise InvalidField(f"A password needs at least {min_length} characters.")
+    if password.strip().lower() in common_passwords():
+        raise InvalidField("That password is one of the most common ones; choose another.")
+
+
+def _check_role(role: str) -> None:
     if role not in USER_ROLES:
         raise InvalidField(f"role must be one of {list(USER_ROLES)}, not {role!r}.")
-    if len(password) < MIN_PASSWORD_CHARS:
-        raise InvalidField(f"A password needs at least {MIN_PASSWORD_CHARS} characters.")
+
+
+def new_user(
+    session: Session,
+    username: str,
+    password: str,
+    role: str,
+    *,
+    min_password_length: int = MIN_PASSWORD_CHARS,
+) -> UserRow:
+    """Add an account. Raises ``InvalidField`` (bad name or role, a password too short or
+    common), ``Conflict``."""
+    if not USERNAME_PATTERN.match(username):
+        raise InvalidField("A username is 2-64 letters, digits or _ . - @.")
+    _check_role(role)
+    check_new_password(password, min_password_length)
     if session.scalar(select(UserRow.id).where(UserRow.username == username)) is not None:
         raise Conflict(f"There is already a user named {username!r}.")
     user = UserRow(username=username, password_hash=_hasher.hash(password), role=role)
@@ -138,10 +172,18 @@ def api_key_for(session: Session, key: str) -> ApiKeyRow:
 # ---------------------------------------------------------------- over a store
 
 
-def create_user(store: Store, username: str, password: str, role: str, *, actor: str) -> UserRow:
+def create_user(
+    store: Store,
+    username: str,
+    password: str,
+    role: str,
+    *,
+    actor: str,
+    min_password_length: int = MIN_PASSWORD_CHARS,
+) -> UserRow:
     """Add a staff or admin account, audited. Raises ``InvalidField`` or ``Conflict``."""
     with store.transaction() as session:
-        user = new_user(session, username, password, role)
+        user = new_user(session, username, password, role, min_password_length=min_password_length)
         audit.record(session, actor, "user.create", None, user_id=user.id, role=role)
     return user
 
@@ -173,15 +215,69 @@ def sign_out(store: Store, user_id: int) -> None:
             audit.record(session, f"user:{user.username}", "user.sign_out", None, user_id=user_id)
 
 
-def disable_user(store: Store, username: str, *, actor: str) -> UserRow:
-    """Disable an account and end its sessions, audited. Raises ``NotFound``."""
+def _named_user(session: Session, username: str) -> UserRow:
+    """The user with this name, enabled or not. Raises ``NotFound``."""
+    user = session.scalar(select(UserRow).where(UserRow.username == username))
+    if user is None:
+        raise NotFound(f"There is no user {username!r}.")
+    return user
+
+
+def users(store: Store) -> list[UserRow]:
+    """Every account, enabled or not, oldest first (no password hashes are needed by callers,
+    but the rows carry them: never print a row whole)."""
     with store.transaction() as session:
-        user = session.scalar(select(UserRow).where(UserRow.username == username))
-        if user is None:
-            raise NotFound(f"There is no user {username!r}.")
+        return list(session.scalars(select(UserRow).order_by(UserRow.id)))
+
+
+def disable_user(store: Store, username: str, *, actor: str) -> UserRow:
+    """Disable an account and end its sessions (idempotent), audited. Raises ``NotFound``."""
+    with store.transaction() as session:
+        user = _named_user(session, username)
         user.disabled = True
         user.session_epoch += 1
         audit.record(session, actor, "user.disable", None, user_id=user.id)
+    return user
+
+
+def enable_user(store: Store, username: str, *, actor: str) -> UserRow:
+    """Enable a disabled account again (idempotent), audited. Raises ``NotFound``."""
+    with store.transaction() as session:
+        user = _named_user(session, username)
+        user.disabled = False
+        audit.record(session, actor, "user.enable", None, user_id=user.id)
+    return user
+
+
+def reset_password(
+    store: Store,
+    username: str,
+    password: str,
+    *,
+    actor: str,
+    min_password_length: int = MIN_PASSWORD_CHARS,
+) -> UserRow:
+    """Give an account a new password and end its sessions, audited (never the password).
+    Raises ``NotFound`` or ``InvalidField`` (a password too short or common)."""
+    check_new_password(password, min_password_length)
+    with store.transaction() as session:
+        user = _named_user(session, username)
+        user.password_hash = _hasher.hash(password)
+        user.session_epoch += 1
+        audit.record(session, actor, "user.reset_password", None, user_id=user.id)
+    return user
+
+
+def set_user_role(store: Store, username: str, role: str, *, actor: str) -> UserRow:
+    """Change an account's role (idempotent); it applies at the user's next request, as each
+    request reads the user anew. Audited with both roles. Raises ``NotFound``, ``InvalidField``."""
+    _check_role(role)
+    with store.transaction() as session:
+        user = _named_user(session, username)
+        previous, user.role = user.role, role
+        audit.record(
+            session, actor, "user.set_role", None, user_id=user.id, role=role, previous=previous
+        )
     return user
 
 

@@ -165,6 +165,13 @@ class Settings(BaseSettings):
         description="Signs session cookies: 32 characters or more, random. Default: a random "
         "key made once and kept in <data_dir>/secret_key (mode 0600).",
     )
+    min_password_length: int = Field(
+        10,
+        ge=8,
+        le=256,
+        description="Fewest characters a new staff password may have (`reunite users create`, "
+        "`reunite users reset-password`); common passwords are refused whatever their length.",
+    )
     session_max_age_s: int = Field(8 * 3600, ge=60, description="Staff session lifetime, seconds.")
     secure_cookies: bool = Field(
         False, description="Send session cookies over HTTPS only (set behind TLS)."

@@ -54,6 +54,37 @@ def _register_users(commands: argparse._SubParsersAction[argparse.ArgumentParser
     )
     disable.add_argument("username", help="the account's name")
     disable.set_defaults(run=disable_user)
+    listing = actions.add_parser(
+        "list",
+        help="list accounts",
+        description="List accounts, oldest first: id, name, role, state and the day created.",
+    )
+    listing.set_defaults(run=list_users)
+    enable = actions.add_parser(
+        "enable", help="enable an account", description="Enable a disabled account again."
+    )
+    enable.add_argument("username", help="the account's name")
+    enable.set_defaults(run=enable_user)
+    reset = actions.add_parser(
+        "reset-password",
+        help="set a new password",
+        description="Give an account a new password and end its sessions. The password is "
+        "asked for twice on a terminal, or read from standard input with --password-stdin; it "
+        "is never printed.",
+    )
+    reset.add_argument("username", help="the account's name")
+    reset.add_argument(
+        "--password-stdin", action="store_true", help="read the password from standard input"
+    )
+    reset.set_defaults(run=reset_password)
+    set_role = actions.add_parser(
+        "set-role",
+        help="change an account's role",
+        description="Change what an account may do; it applies from the user's next request.",
+    )
+    set_role.add_argument("username", help="the account's name")
+    set_role.add_argument("role", choices=USER_ROLES, help="the new role")
+    set_role.set_defaults(run=set_role_of_user)
 
 
 def _register_keys(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -95,18 +126,71 @@ def _store() -> Iterator[Store]:
         yield store
 
 
+def _new_password(args: argparse.Namespace) -> str:
+    """The password from standard input (--password-stdin), or typed twice on the terminal."""
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    password = getpass.getpass("Password: ")
+    if getpass.getpass("Password again: ") != password:
+        raise errors.InvalidField("The two passwords differ.")
+    return password
+
+
 def create_user(args: argparse.Namespace) -> int:
     from reunite import accounts
 
-    if args.password_stdin:
-        password = sys.stdin.readline().rstrip("\n")
-    else:
-        password = getpass.getpass("Password: ")
-        if getpass.getpass("Password again: ") != password:
-            raise errors.InvalidField("The two passwords differ.")
+    password = _new_password(args)
+    min_length = loaded_settings().min_password_length
     with _store() as store:
-        user = accounts.create_user(store, args.username, password, args.role, actor=actor())
+        user = accounts.create_user(
+            store, args.username, password, args.role, actor=actor(), min_password_length=min_length
+        )
     print(f"user {user.id} created: {user.username} ({user.role})")
+    return 0
+
+
+def list_users(_args: argparse.Namespace) -> int:
+    from reunite import accounts
+
+    with _store() as store:
+        rows = accounts.users(store)
+    for row in rows:
+        state = "disabled" if row.disabled else "enabled"
+        print(
+            f"{row.id:>4}  {row.username:<24} {row.role:<5} {state:<8} "
+            f"created {row.created_at.date().isoformat()}"
+        )
+    return 0
+
+
+def enable_user(args: argparse.Namespace) -> int:
+    from reunite import accounts
+
+    with _store() as store:
+        user = accounts.enable_user(store, args.username, actor=actor())
+    print(f"user {user.id} enabled: {user.username}")
+    return 0
+
+
+def reset_password(args: argparse.Namespace) -> int:
+    from reunite import accounts
+
+    password = _new_password(args)
+    min_length = loaded_settings().min_password_length
+    with _store() as store:
+        user = accounts.reset_password(
+            store, args.username, password, actor=actor(), min_password_length=min_length
+        )
+    print(f"user {user.id} has a new password; their sessions have ended: {user.username}")
+    return 0
+
+
+def set_role_of_user(args: argparse.Namespace) -> int:
+    from reunite import accounts
+
+    with _store() as store:
+        user = accounts.set_user_role(store, args.username, args.role, actor=actor())
+    print(f"user {user.id} is now {user.role}: {user.username}")
     return 0
 
 

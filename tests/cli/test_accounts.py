@@ -9,6 +9,8 @@ import subprocess
 import sys
 from contextlib import closing
 
+import pytest
+
 from reunite.cli import main
 
 HEAVY = ("dlib", "faiss", "face_recognition", "fastapi", "starlette", "uvicorn", "PIL")
@@ -78,6 +80,102 @@ def test_users_create_and_disable(workdir, capsys, monkeypatch):
     ]
     with closing(sqlite3.connect(workdir / "data" / "reunite.db")) as db:
         assert db.execute("SELECT disabled, session_epoch FROM users").fetchall() == [(1, 1)]
+
+
+def test_users_list_enable_reset_password_and_set_role(workdir, capsys, monkeypatch):
+    monkeypatch.setattr("sys.stdin", io.StringIO("a long enough password\n"))
+    assert main(["users", "create", "anna", "--role", "staff", "--password-stdin"]) == 0
+    assert main(["users", "disable", "anna"]) == 0
+    capsys.readouterr()
+    assert main(["users", "list"]) == 0
+    listed = capsys.readouterr().out
+    assert "anna" in listed and "staff" in listed and "disabled" in listed
+    assert "created 20" in listed and "password" not in listed
+    assert main(["users", "enable", "anna"]) == 0
+    assert main(["users", "enable", "anna"]) == 0  # already enabled: fine
+    assert main(["users", "set-role", "anna", "admin"]) == 0
+    monkeypatch.setattr("sys.stdin", io.StringIO("another good passphrase\n"))
+    assert main(["users", "reset-password", "anna", "--password-stdin"]) == 0
+    out = capsys.readouterr().out
+    assert "another good passphrase" not in out and "new password" in out
+    capsys.readouterr()
+    assert main(["users", "list"]) == 0
+    listed = capsys.readouterr().out
+    assert "admin" in listed and "enabled" in listed and "disabled" not in listed
+    for args in (["enable", "nobody"], ["set-role", "nobody", "staff"]):
+        assert main(["users", *args]) == 3
+    monkeypatch.setattr("sys.stdin", io.StringIO("another good passphrase\n"))
+    assert main(["users", "reset-password", "nobody", "--password-stdin"]) == 3
+    assert "no user 'nobody'" in capsys.readouterr().err
+    assert audit_actions(workdir) == [
+        ("user.create", {"user_id": 1, "role": "staff"}),
+        ("user.disable", {"user_id": 1}),
+        ("user.enable", {"user_id": 1}),
+        ("user.enable", {"user_id": 1}),
+        ("user.set_role", {"user_id": 1, "role": "admin", "previous": "staff"}),
+        ("user.reset_password", {"user_id": 1}),
+    ]
+    with closing(sqlite3.connect(workdir / "data" / "reunite.db")) as db:
+        assert db.execute("SELECT disabled, role, session_epoch FROM users").fetchall() == [
+            (0, "admin", 2)
+        ]
+
+
+def test_the_new_password_signs_in_and_the_old_one_no_longer(workdir, monkeypatch):
+    from reunite import accounts
+    from reunite.cli.shared import loaded_settings, opened_store
+    from reunite.errors import NotAuthenticated
+
+    monkeypatch.setattr("sys.stdin", io.StringIO("a long enough password\n"))
+    assert main(["users", "create", "anna", "--role", "staff", "--password-stdin"]) == 0
+    monkeypatch.setattr("sys.stdin", io.StringIO("another good passphrase\n"))
+    assert main(["users", "reset-password", "anna", "--password-stdin"]) == 0
+    with opened_store(loaded_settings()) as store:
+        assert accounts.signed_in_user(store, "anna", "another good passphrase").username == "anna"
+        with pytest.raises(NotAuthenticated):
+            accounts.signed_in_user(store, "anna", "a long enough password")
+
+
+def test_set_role_refuses_an_unknown_role(workdir, capsys, monkeypatch):
+    monkeypatch.setattr("sys.stdin", io.StringIO("a long enough password\n"))
+    assert main(["users", "create", "anna", "--role", "staff", "--password-stdin"]) == 0
+    with pytest.raises(SystemExit) as exit_:
+        main(["users", "set-role", "anna", "police"])
+    assert exit_.value.code == 2  # argparse: not one of the choices
+
+
+def test_password_policy_refuses_short_and_common_passwords(workdir, capsys, monkeypatch):
+    def create(password, name="anna"):
+        monkeypatch.setattr("sys.stdin", io.StringIO(password + "\n"))
+        return main(["users", "create", name, "--role", "staff", "--password-stdin"])
+
+    assert create("short pw") == 4
+    assert "at least 10 characters" in capsys.readouterr().err
+    assert create("Password123") == 4  # common, whatever the case
+    err = capsys.readouterr().err
+    assert "most common" in err and "Password123" not in err
+    assert create("qwertyuiop") == 4
+    capsys.readouterr()
+    monkeypatch.setenv("REUNITE_MIN_PASSWORD_LENGTH", "16")
+    assert create("a long enough pw") == 0  # 16 characters
+    assert create("fifteen chars!!", name="bob") == 4
+    assert "at least 16 characters" in capsys.readouterr().err
+    monkeypatch.setattr("sys.stdin", io.StringIO("iloveyou\n"))
+    monkeypatch.setenv("REUNITE_MIN_PASSWORD_LENGTH", "8")
+    assert main(["users", "reset-password", "anna", "--password-stdin"]) == 4
+    assert "most common" in capsys.readouterr().err
+    monkeypatch.setenv("REUNITE_MIN_PASSWORD_LENGTH", "4")
+    assert create("a long enough password", name="carol") == 8  # below the setting's floor
+    assert [a for a, _ in audit_actions(workdir)] == ["user.create"]
+
+
+def test_common_passwords_are_shipped_and_lowercase():
+    from reunite.accounts import common_passwords
+
+    shipped = common_passwords()
+    assert len(shipped) > 300
+    assert all(p == p.lower() and p.strip() == p for p in shipped)
+    assert {"password", "123456789", "qwerty123"} <= shipped
 
 
 def test_light_commands_import_neither_dlib_nor_faiss_nor_the_service(tmp_path):
