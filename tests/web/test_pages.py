@@ -12,53 +12,13 @@ import pytest
 from reunite.store import CandidateRow, Store
 from tests.conftest import settings_in
 from tests.images import no_face_jpeg
-from tests.server import Server, cli
+from tests.web.conftest import CHROMIUM, PASSWORD
 
-CHROMIUM = Path(os.environ.get("REUNITE_CHROMIUM", "/usr/bin/chromium"))
-PASSWORD = "correct horse battery"
 DOCS_DIR = Path(__file__).resolve().parents[2] / "docs"
 
 pytestmark = pytest.mark.skipif(
     not CHROMIUM.exists(), reason=f"{CHROMIUM} not installed (./run-tests installs it as root)"
 )
-
-
-def create_user(workdir: Path, username: str, role: str) -> None:
-    cli(
-        workdir,
-        "users",
-        "create",
-        username,
-        "--role",
-        role,
-        "--password-stdin",
-        stdin=PASSWORD + "\n",
-    )
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory, faces_dir):
-    workdir = tmp_path_factory.mktemp("web")
-    create_user(workdir, "staff1", "staff")
-    create_user(workdir, "admin1", "admin")
-    # obama3.jpg (596 kB) is over this limit; the other photos used here are under it.
-    running = Server(workdir, REUNITE_MAX_UPLOAD_BYTES="580000")
-    yield running
-    log = running.stop()
-    assert "Traceback" not in log and " 500 " not in log, log
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path=str(CHROMIUM),
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
-        yield launched
-        launched.close()
 
 
 def missing_case_with_photo(server, faces_dir, name):
