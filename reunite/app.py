@@ -31,6 +31,7 @@ from reunite.config import Settings
 from reunite.faces import FaceFinder, faces_in_image
 from reunite.service import Reunite
 from reunite.web import MAX_INTAKE_PHOTOS, install_pages
+from reunite.web.pages import too_large_page
 from reunite.webhook_delivery import WebhookWorker
 
 log = logging.getLogger(__name__)
@@ -97,7 +98,11 @@ def create_app(settings: Settings | None = None, *, finder: FaceFinder = faces_i
     install_pages(app)
     install_openapi(app)
 
-    app.add_middleware(BodyLimit, limit_of=lambda scope: body_limit_bytes(scope, settings))
+    app.add_middleware(
+        BodyLimit,
+        limit_of=lambda scope: body_limit_bytes(scope, settings),
+        answer_of=too_large_page,  # a page for a browser's form, else a problem
+    )
     app.add_middleware(
         SessionMiddleware,
         secret_key=session_key,

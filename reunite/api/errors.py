@@ -80,10 +80,18 @@ def headers_for(error: errors.ReuniteError) -> dict[str, str]:
     return {}
 
 
+def http_problem(exc: StarletteHTTPException) -> JSONResponse:
+    """The framework's HTTP errors (no such route, method not allowed) as a problem."""
+    code = HTTPStatus(exc.status_code).phrase.lower().replace(" ", "_").replace("-", "_")
+    return problem(exc.status_code, code, str(exc.detail), headers=getattr(exc, "headers", None))
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Route library, validation, HTTP and unexpected errors to ``problem`` responses.
 
-    The staff pages answer their own errors as pages (``reunite.web.pages.PageRoute``)."""
+    The staff pages answer their own errors as pages (``reunite.web.pages.PageRoute``), and
+    ``reunite.web.pages.install_pages`` answers a browser's unknown paths outside /api/ with a
+    page too."""
 
     @app.exception_handler(errors.ReuniteError)
     async def _reunite_error(_request: Request, exc: errors.ReuniteError) -> JSONResponse:
@@ -103,10 +111,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = HTTPStatus(exc.status_code).phrase.lower().replace(" ", "_").replace("-", "_")
-        return problem(
-            exc.status_code, code, str(exc.detail), headers=getattr(exc, "headers", None)
-        )
+        return http_problem(exc)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

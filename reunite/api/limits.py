@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from reunite.errors import RateLimited, RequestTooLarge
@@ -54,11 +55,20 @@ class BodyLimit:
     are counted as they arrive (whatever ``Content-Length`` says, or without one): at the limit
     this middleware answers 413 itself, tells the application the client has gone, and drops
     whatever the application would still send. Nothing beyond the limit is read or stored.
+
+    The refusal is ``answer_of(scope, limit)`` where that gives one (a page for a browser),
+    else a problem.
     """
 
-    def __init__(self, app: ASGIApp, limit_of: Callable[[Scope], int]) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        limit_of: Callable[[Scope], int],
+        answer_of: Callable[[Scope, int], Response | None] = lambda _scope, _limit: None,
+    ) -> None:
         self.app = app
         self.limit_of = limit_of
+        self.answer_of = answer_of
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -67,7 +77,7 @@ class BodyLimit:
         limit = self.limit_of(scope)
         declared = dict(scope.get("headers", [])).get(b"content-length", b"")
         if declared.isdigit() and int(declared) > limit:
-            await self._refuse(scope, receive, send, limit)
+            await self._refuse(scope, receive, send, limit, self.answer_of)
             return
         received = 0
         refused = False
@@ -81,7 +91,7 @@ class BodyLimit:
                 received += len(message.get("body", b""))
                 if received > limit:
                     refused = True
-                    await self._refuse(scope, receive, send, limit)
+                    await self._refuse(scope, receive, send, limit, self.answer_of)
                     return {"type": "http.disconnect"}
             return message
 
@@ -92,10 +102,16 @@ class BodyLimit:
         await self.app(scope, counted, guarded)
 
     @staticmethod
-    async def _refuse(scope: Scope, receive: Receive, send: Send, limit: int) -> None:
+    async def _refuse(
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        limit: int,
+        answer_of: Callable[[Scope, int], Response | None],
+    ) -> None:
         from reunite.api.errors import problem
 
-        response = problem(
+        response = answer_of(scope, limit) or problem(
             413,
             RequestTooLarge.code,
             f"The request is over {limit} bytes, the limit here.",

@@ -9,6 +9,7 @@ not allow a page to refill a file input, so photos must be chosen again).
 from __future__ import annotations
 
 import base64
+import logging
 import secrets
 from collections.abc import Callable, Coroutine
 from datetime import date, datetime
@@ -22,6 +23,8 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import Scope
 
 from reunite import accounts
 from reunite.api.auth import (
@@ -34,7 +37,7 @@ from reunite.api.auth import (
     session_user,
     start_session,
 )
-from reunite.api.errors import status_of
+from reunite.api.errors import headers_for, http_problem, status_of
 from reunite.api.routes import Id, decoded_cursor, encoded_cursor
 from reunite.enrollment import PreparedPhoto
 from reunite.errors import InvalidField, InvalidInput, ReuniteError
@@ -42,6 +45,8 @@ from reunite.review import birth_years
 from reunite.service import Reunite
 from reunite.store import EARLIEST_DATE, CaseRow, UserRow, validated_case_fields
 from reunite.web import i18n
+
+log = logging.getLogger(__name__)
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 STATIC_DIR = Path(__file__).parent / "static"
@@ -64,8 +69,9 @@ class PageRoute(APIRoute):
     """A page's route: its errors are answered as pages, never as problem+json.
 
     A library error shows the error page with the error's HTTP status, a request that does not
-    validate (a malformed id in the path) the "not found" page, and a page that needs a user
-    redirects a visitor to the sign-in page.
+    validate the "not found" page (a malformed id in the path) or the error page with 422 (a
+    form without its fields), an unexpected error the error page with 500 (logged), and a page
+    that needs a user redirects a visitor to the sign-in page.
     """
 
     def get_route_handler(self) -> Handler:
@@ -77,9 +83,16 @@ class PageRoute(APIRoute):
             except SignInFirst:
                 return sign_in_redirect(request)
             except ReuniteError as exc:
-                return page_error(request, exc, status_of(exc))
-            except RequestValidationError:
-                return page_error(request, None, 404)
+                return page_error(request, exc, status_of(exc), headers_for(exc))
+            except RequestValidationError as exc:
+                if any(error.get("loc", ("path",))[0] == "path" for error in exc.errors()):
+                    return page_error(request, None, 404)  # a malformed id: no such page
+                return error_page(request, 422, i18n.text(language(request), "error.form"))
+            except StarletteHTTPException:
+                raise  # answered by install_pages's handler, as a page for a browser
+            except Exception:
+                log.exception("unexpected error on %s %s", request.method, request.url.path)
+                return error_page(request, 500, i18n.text(language(request), "error.unexpected"))
 
         return page_handler
 
@@ -88,9 +101,41 @@ router = APIRouter(include_in_schema=False, route_class=PageRoute)
 
 
 def install_pages(app: FastAPI) -> None:
-    """Add the pages and their static files to ``app``."""
+    """Add the pages and their static files to ``app``, and answer a browser's unknown paths
+    (and wrong methods) outside /api/ with the error page. Call after
+    ``install_error_handlers``: this replaces its handler of the framework's HTTP errors."""
     app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if not wants_page(request):
+            return http_problem(exc)
+        lang = language(request)
+        key = {404: "error.page_not_found", 405: "error.method_not_allowed"}.get(
+            exc.status_code, "error.http"
+        )
+        message = i18n.text(lang, key, status=exc.status_code)
+        return error_page(request, exc.status_code, message, getattr(exc, "headers", None))
+
+
+def wants_page(request: Request) -> bool:
+    """Whether an error here is answered with a page: a browser (asking for HTML) outside the
+    API. The API, and any client not asking for HTML, gets problem+json."""
+    path = request.url.path
+    api = path == "/api" or path.startswith("/api/")
+    return not api and "text/html" in request.headers.get("accept", "")
+
+
+def too_large_page(scope: Scope, limit: int) -> Response | None:
+    """A request body over the limit, as a page for a browser (``BodyLimit``'s answer)."""
+    request = Request(scope)
+    if not wants_page(request):
+        return None
+    lang = language(request)
+    return error_page(
+        request, 413, i18n.text(lang, "error.request_too_large", mb=max(1, limit // 1_000_000))
+    )
 
 
 def sign_in_redirect(request: Request) -> Response:
@@ -150,11 +195,29 @@ def render(
     )
 
 
-def page_error(request: Request, error: ReuniteError | None, status_code: int) -> Response:
+def page_error(
+    request: Request,
+    error: ReuniteError | None,
+    status_code: int,
+    headers: dict[str, str] | None = None,
+) -> Response:
     """An error on a page, as a page in the user's language (not JSON)."""
     lang = language(request)
     message = i18n.error_text(lang, error) if error else i18n.text(lang, "error.not_found")
-    return render(request, "error.html", status_code=status_code, error=message)
+    return error_page(request, status_code, message, headers)
+
+
+def error_page(
+    request: Request, status_code: int, message: str, headers: dict[str, str] | None = None
+) -> Response:
+    """The error page: ``message``, the status, and a way back to the queue."""
+    response = render(
+        request, "error.html", status_code=status_code, error=message, status=status_code
+    )
+    for name, value in (headers or {}).items():
+        if name.lower() != "www-authenticate":  # a page signs in by its form, not by Bearer
+            response.headers[name] = value
+    return response
 
 
 def case_facts(lang: str, case: CaseRow) -> list[tuple[str, str]]:
@@ -551,9 +614,7 @@ def case_page(request: Request, case_id: Id) -> Response:
     try:
         case = service.case(case_id)
     except ReuniteError as exc:
-        return render(
-            request, "error.html", status_code=404, error=i18n.error_text(language(request), exc)
-        )
+        return page_error(request, exc, 404)
     return render(
         request,
         "case.html",

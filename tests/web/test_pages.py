@@ -192,6 +192,20 @@ def test_chinese_text_has_a_font(browser):
     assert fonts.strip(), "no CJK font: Chinese renders as boxes (install fonts-wqy-microhei)"
 
 
+def test_an_unknown_path_shows_the_404_page_in_chinese(browser, server):
+    context = browser.new_context(locale="zh-CN", viewport={"width": 1100, "height": 900})
+    page = context.new_page()
+    response = page.goto(f"{server.url}/no-such-page")
+    assert response.status == 404
+    assert response.headers["content-type"].startswith("text/html")
+    assert page.locator("html").get_attribute("lang") == "zh-CN"
+    assert page.locator("main [role=alert]").inner_text() == "此地址没有页面。"
+    assert "404" in page.locator("main h1").inner_text()
+    page.click("#error-back")  # back to the queue, via sign-in when signed out
+    page.wait_for_url(lambda url: "/login?next=" in url)
+    context.close()
+
+
 def csp_violations(page):
     """The Content-Security-Policy violations the page reports (Chromium logs each one)."""
     seen: list[str] = []
