@@ -51,6 +51,9 @@ class CandidateView:
     flags: list[review.Flag]
     decisions: list[CandidateDecisionRow]
     similarity: float
+    blocked_by: tuple[int, ...] = ()
+    """Ids of this pending candidate's cases already matched by another confirmed candidate:
+    while any is listed, confirming it is refused (``Candidates.decide``)."""
 
     @property
     def explanation(self) -> Explanation:

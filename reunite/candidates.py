@@ -341,6 +341,7 @@ class Candidates:
                     flags=flags,
                     decisions=[d for d in decisions if d.candidate_id == c.id],
                     similarity=self.similarity(c.distance, c.score),
+                    blocked_by=_blocked_by(session, c, cases) if c.status == "pending" else (),
                 )
             )
         return views
@@ -542,6 +543,17 @@ def _is_new_evidence(
         select(func.max(FaceRow.created_at)).where(FaceRow.id.in_([found_face_id, missing_face_id]))
     )
     return newest_face is not None and newest_face > rejected_at
+
+
+def _blocked_by(
+    session: Session, candidate: CandidateRow, cases: dict[int, CaseRow]
+) -> tuple[int, ...]:
+    """Ids of ``candidate``'s two cases that another confirmed candidate already matches."""
+    return tuple(
+        case_id
+        for case_id in (candidate.found_case_id, candidate.missing_case_id)
+        if _has_other_confirmed(session, candidate, cases[case_id])
+    )
 
 
 def _has_other_confirmed(session: Session, candidate: CandidateRow, case: CaseRow) -> bool:

@@ -131,7 +131,9 @@ MESSAGES: dict[str, dict[str, str]] = {
         "case.candidates": "Candidates",
         "case.none": "No candidates yet.",
         "case.created": "Saved. {count} candidate(s) found.",
-        "decision.saved": "Decision saved.",
+        "decision.saved": "Candidate {id} (found case {found} ↔ missing case {missing}): {status}.",
+        "candidate.blocked": "Case {case} is already matched by another confirmed candidate; "
+        "an admin must reopen that one first.",
         "unknown": "—",
         "error.form": "Please correct the fields marked below.",
         "error.photo_required": "Choose at least one photo.",
@@ -274,7 +276,9 @@ MESSAGES: dict[str, dict[str, str]] = {
         "case.candidates": "候选匹配",
         "case.none": "暂无候选匹配。",
         "case.created": "已保存。找到 {count} 个候选匹配。",
-        "decision.saved": "审核结果已保存。",
+        "decision.saved": "候选匹配 {id}（受助案件 {found} ↔ 走失案件 {missing}）：{status}。",
+        "candidate.blocked": "案件 {case} 已由另一条已确认的候选匹配认定；"
+        "须由管理员先将那一条重新审核。",
         "unknown": "—",
         "error.form": "请更正下方标出的内容。",
         "error.photo_required": "请至少选择一张照片。",

@@ -388,14 +388,22 @@ def decide(
         return RedirectResponse(safe_next(next), status_code=303)
     try:
         check_csrf(request, csrf_token)
-        service_of(request).decide(
+        view = service_of(request).decide(
             candidate_id,
             status,
             actor=f"user:{user.username}",
             role=user.role,
             note=note.strip() or None,
         )
-        request.session["notice"] = i18n.text(lang, "decision.saved")
+        c = view.candidate
+        request.session["notice"] = i18n.text(
+            lang,
+            "decision.saved",
+            id=c.id,
+            found=c.found_case_id,
+            missing=c.missing_case_id,
+            status=i18n.text(lang, f"status.{c.status}").lower(),
+        )
     except ReuniteError as exc:
         request.session["notice"] = i18n.error_text(lang, exc)
     return RedirectResponse(safe_next(next), status_code=303)

@@ -97,7 +97,10 @@ def test_intake_candidate_confirm_and_audit(browser, server, faces_dir, tmp_path
     card.locator("input[name=note]").fill("Family recognised him; visit booked")
     card.locator("button.confirm").click()
     page.wait_for_url(f"{server.url}/review*")
-    assert page.locator(".notice").inner_text() == "Decision saved."
+    notice = page.locator(".notice").inner_text()
+    assert notice.startswith("Candidate ") and notice.endswith(
+        f"(found case {found_id} ↔ missing case {missing['id']}): confirmed."
+    )
     assert page.locator("article.candidate").count() == 0
 
     for case_id in (found_id, missing["id"]):

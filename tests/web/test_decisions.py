@@ -1,0 +1,87 @@
+"""Deciding on a candidate with care, through the real app: a pair that cannot be confirmed
+says why before any click, and the message after a decision names the pair."""
+
+import re
+
+import pytest
+
+from reunite import accounts
+
+PASSWORD = "correct horse battery"
+
+
+@pytest.fixture
+def staff(app_client):
+    accounts.create_user(
+        app_client.app.state.service.store, "staff1", PASSWORD, "staff", actor="test"
+    )
+    token = csrf(app_client, "/login")
+    signed = app_client.post(
+        "/login",
+        data={"username": "staff1", "password": PASSWORD, "csrf_token": token},
+        follow_redirects=False,
+    )
+    assert signed.status_code == 303
+    return app_client
+
+
+def csrf(client, path="/review"):
+    return re.search(r'name="csrf_token" value="([^"]+)"', client.get(path).text).group(1)
+
+
+def card(page: str, candidate_id: int) -> str:
+    found = re.search(rf'id="candidate-{candidate_id}".*?</article>', page, re.DOTALL)
+    assert found, candidate_id
+    return found.group(0)
+
+
+def decide(client, candidate_id, status, lang):
+    return client.post(
+        f"/candidates/{candidate_id}/decision",
+        data={"status": status, "csrf_token": csrf(client), "next": "/review"},
+        headers={"Accept-Language": lang},
+    )
+
+
+@pytest.fixture
+def two_candidates(staff, sample):
+    """A missing case and two found cases, each proposed as that person: (missing, [(found,
+    candidate)])."""
+    service = staff.app.state.service
+    missing = service.create_case({"kind": "missing"}, actor="t")
+    service.enroll_photo(missing.id, sample("obama.jpg"), actor="t")
+    pairs = []
+    for photo in ("obama2.jpg", "obama3.jpg"):
+        found = service.create_case({"kind": "found"}, actor="t")
+        [view] = service.enroll_photo(found.id, sample(photo), actor="t").new_candidates
+        pairs.append((found.id, view.candidate.id))
+    return missing.id, pairs
+
+
+def test_a_pair_that_cannot_be_confirmed_says_why_before_any_click(staff, two_candidates):
+    missing, [(_, first), (found, second)] = two_candidates
+    page = staff.get("/review", headers={"Accept-Language": "en"}).text
+    assert 'class="blocked"' not in page and "disabled" not in card(page, second)
+
+    staff.app.state.service.decide(first, "confirmed", actor="t", role="staff")
+    for lang, words in (
+        ("en", f"Case {missing} is already matched by another confirmed candidate; "),
+        ("zh-CN", f"案件 {missing} 已由另一条已确认的候选匹配认定；"),
+    ):
+        for path in ("/review", f"/cases/{found}"):
+            shown = card(staff.get(path, headers={"Accept-Language": lang}).text, second)
+            assert words in shown, (lang, path)
+            button = re.search(r'<button[^>]*class="confirm"[^>]*>', shown).group(0)
+            assert "disabled" in button and f'aria-describedby="blocked-{second}"' in button
+            assert 'value="confirmed"' not in shown  # no way to send a refused confirmation
+    assert staff.app.state.service.candidate(second).blocked_by == (missing,)
+
+
+def test_the_message_after_a_decision_names_the_pair(staff, two_candidates):
+    missing, [(found1, first), (found2, second)] = two_candidates
+    done = decide(staff, first, "confirmed", "en")
+    assert f"Candidate {first} (found case {found1} ↔ missing case {missing}): confirmed." in (
+        done.text
+    )
+    done = decide(staff, second, "rejected", "zh-CN")
+    assert f"候选匹配 {second}（受助案件 {found2} ↔ 走失案件 {missing}）：已排除。" in done.text
