@@ -44,6 +44,10 @@ MESSAGES: dict[str, dict[str, str]] = {
         "candidate.reason": "Reason",
         "candidate.confirm": "Confirm match",
         "candidate.reject": "Not the same person",
+        "candidate.confirm_check": "Confirm that found case {found} and missing case {missing} "
+        "are the same person? Both cases will be marked matched.",
+        "candidate.confirm_flags": "These facts do not fit; check them first:",
+        "candidate.confirm_final": "Yes, confirm this match",
         "candidate.reopen": "Reopen",
         "candidate.found": "Found person",
         "candidate.missing": "Missing person",
@@ -191,6 +195,10 @@ MESSAGES: dict[str, dict[str, str]] = {
         "candidate.reason": "原因",
         "candidate.confirm": "确认匹配",
         "candidate.reject": "不是同一人",
+        "candidate.confirm_check": "确认受助案件 {found} 与走失案件 {missing} 是同一人？"
+        "两个案件都将标为已匹配。",
+        "candidate.confirm_flags": "以下情况不一致，请先核对：",
+        "candidate.confirm_final": "是，确认此匹配",
         "candidate.reopen": "重新审核",
         "candidate.found": "受助人员",
         "candidate.missing": "走失人员",

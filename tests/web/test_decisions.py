@@ -85,3 +85,16 @@ def test_the_message_after_a_decision_names_the_pair(staff, two_candidates):
     )
     done = decide(staff, second, "rejected", "zh-CN")
     assert f"候选匹配 {second}（受助案件 {found2} ↔ 走失案件 {missing}）：已排除。" in done.text
+
+
+def test_confirming_asks_once_more_in_place_in_both_languages(staff, two_candidates):
+    missing, [(found, first), _] = two_candidates
+    for lang, words, final in (
+        ("en", f"Confirm that found case {found} and missing case {missing} are the same", "Yes,"),
+        ("zh-CN", f"确认受助案件 {found} 与走失案件 {missing} 是同一人？", "是，确认此匹配"),
+    ):
+        shown = card(staff.get("/review", headers={"Accept-Language": lang}).text, first)
+        step = re.search(r'<details class="confirm-step">.*?</details>', shown, re.DOTALL).group(0)
+        assert '<summary class="confirm">' in step and words in step and final in step
+        assert step.count('value="confirmed"') == 1  # the only way to confirm is inside it
+        assert shown.count('value="confirmed"') == 1

@@ -95,7 +95,11 @@ def test_intake_candidate_confirm_and_audit(browser, server, faces_dir, tmp_path
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     card.locator("input[name=note]").fill("Family recognised him; visit booked")
-    card.locator("button.confirm").click()
+    assert not card.locator("button.confirm-final").is_visible()  # asks once more first
+    card.locator("summary.confirm").click()
+    check = card.locator(".confirm-check")
+    assert f"found case {found_id} and missing case {missing['id']}" in check.inner_text()
+    card.locator("button.confirm-final").click()
     page.wait_for_url(f"{server.url}/review*")
     notice = page.locator(".notice").inner_text()
     assert notice.startswith("Candidate ") and notice.endswith(
