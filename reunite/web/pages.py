@@ -104,7 +104,10 @@ def install_pages(app: FastAPI) -> None:
     """Add the pages and their static files to ``app``, and answer a browser's unknown paths
     (and wrong methods) outside /api/ with the error page. Call after
     ``install_error_handlers``: this replaces its handler of the framework's HTTP errors."""
+    from reunite.web.account_pages import router as account_router  # it imports this module
+
     app.include_router(router)
+    app.include_router(account_router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
     @app.exception_handler(StarletteHTTPException)

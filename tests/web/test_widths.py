@@ -115,6 +115,7 @@ def test_every_page_fits_360_390_and_768_px(browser, server, faces_dir, cases, l
         ("intake", lambda: page.goto(f"{server.url}/intake")),
         ("search", lambda: page.goto(f"{server.url}/search")),
         ("unknown case", lambda: page.goto(f"{server.url}/cases/99999999")),
+        ("change password", lambda: page.goto(f"{server.url}/account/password")),
     ]
     for name, visit in visits:
         visit()
@@ -156,5 +157,7 @@ def test_admin_sees_the_pages_fit_too(browser, server, cases):
         page.goto(f"{server.url}/cases/{case['id']}")
         assert page.locator("article.candidate[data-status=rejected]").count() >= 1
         check_widths(page, f"case #{case['id']} for an admin", problems)
+    page.goto(f"{server.url}/admin/users")
+    check_widths(page, "accounts", problems)
     context.close()
     assert problems == [], "\n".join(problems)

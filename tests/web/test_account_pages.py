@@ -1,0 +1,190 @@
+"""The account pages over HTTP: changing one's own password, and the admins' accounts page."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from reunite import accounts
+from reunite.store import AuditEventRow as AuditRow
+
+PASSWORD = "correct horse battery"
+NEW_PASSWORD = "purple elephant umbrella"
+
+
+def sign_in(client: TestClient, username: str, password: str = PASSWORD) -> None:
+    page = client.get("/login")
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
+    signed = client.post(
+        "/login",
+        data={"username": username, "password": password, "csrf_token": token},
+        follow_redirects=False,
+    )
+    assert signed.status_code == 303, signed.text
+
+
+def csrf(client: TestClient, path: str) -> str:
+    found = re.search(r'name="csrf_token" value="([^"]+)"', client.get(path).text)
+    assert found
+    return found.group(1)
+
+
+def second_client(client: TestClient) -> TestClient:
+    return TestClient(client.app)
+
+
+@pytest.fixture
+def store(app_client):
+    store = app_client.app.state.service.store
+    accounts.create_user(store, "staff1", PASSWORD, "staff", actor="test")
+    accounts.create_user(store, "admin1", PASSWORD, "admin", actor="test")
+    return store
+
+
+def actions(store, action: str) -> list[str]:
+    with store.transaction() as session:
+        return list(session.scalars(select(AuditRow.actor).where(AuditRow.action == action)))
+
+
+def test_change_own_password_ends_other_sessions(app_client, store):
+    sign_in(app_client, "staff1")
+    other = second_client(app_client)
+    sign_in(other, "staff1")
+    page = app_client.get("/review", headers={"Accept-Language": "en"})
+    assert 'href="/account/password"' in page.text and "/admin/users" not in page.text
+    changed = app_client.post(
+        "/account/password",
+        data={
+            "current": PASSWORD,
+            "new": NEW_PASSWORD,
+            "again": NEW_PASSWORD,
+            "csrf_token": csrf(app_client, "/account/password"),
+        },
+        headers={"Accept-Language": "en"},
+    )
+    assert changed.status_code == 200 and "Your password is changed" in changed.text
+    assert app_client.get("/review", follow_redirects=False).status_code == 200  # still in
+    assert other.get("/review", follow_redirects=False).status_code == 303  # signed out
+    assert actions(store, "user.reset_password") == ["user:staff1"]
+    sign_in(second_client(app_client), "staff1", NEW_PASSWORD)
+
+
+@pytest.mark.parametrize(
+    ("fields", "lang", "field", "expected"),
+    [
+        ({"current": "wrong one", "new": NEW_PASSWORD, "again": NEW_PASSWORD}, "en", "current",
+         "That is not your current password."),
+        ({"current": PASSWORD, "new": NEW_PASSWORD, "again": "other"}, "zh-CN", "again",
+         "两次输入的新密码不一致"),
+        ({"current": PASSWORD, "new": "short", "again": "short"}, "en", "new",
+         "A password needs at least"),
+        ({"current": PASSWORD, "new": "short", "again": "short"}, "zh-CN", "new",
+         "新密码不符合要求"),
+    ],
+)  # fmt: skip
+def test_a_refused_password_change_says_why_next_to_the_field(
+    app_client, store, fields, lang, field, expected
+):
+    sign_in(app_client, "staff1")
+    token = csrf(app_client, "/account/password")
+    refused = app_client.post(
+        "/account/password",
+        data={**fields, "csrf_token": token},
+        headers={"Accept-Language": lang},
+    )
+    assert refused.status_code == 422
+    assert re.search(rf'id="{field}-error"[^>]*>[^<]*{re.escape(expected)}', refused.text)
+    assert actions(store, "user.reset_password") == []
+    sign_in(second_client(app_client), "staff1")  # the old password still works
+
+
+def test_password_change_needs_the_csrf_token(app_client, store):
+    sign_in(app_client, "staff1")
+    refused = app_client.post(
+        "/account/password",
+        data={"current": PASSWORD, "new": NEW_PASSWORD, "again": NEW_PASSWORD},
+        headers={"Accept-Language": "en"},
+    )
+    assert refused.status_code == 403 and refused.headers["content-type"].startswith("text/html")
+    assert actions(store, "user.reset_password") == []
+
+
+def test_staff_are_denied_the_accounts_page(app_client, store):
+    sign_in(app_client, "staff1")
+    for response in (
+        app_client.get("/admin/users", headers={"Accept-Language": "en"}),
+        app_client.post(
+            "/admin/users/admin1/enabled",
+            data={"enabled": "0", "csrf_token": csrf(app_client, "/review")},
+            headers={"Accept-Language": "en"},
+        ),
+    ):
+        assert response.status_code == 403
+        assert response.headers["content-type"].startswith("text/html")
+        assert "You are not allowed to do this." in response.text
+    assert actions(store, "user.disable") == []
+
+
+def test_visitors_are_sent_to_sign_in(app_client, store):
+    for path in ("/admin/users", "/account/password"):
+        answer = app_client.get(path, follow_redirects=False)
+        assert answer.status_code == 303 and answer.headers["location"].startswith("/login")
+
+
+def test_admin_manages_accounts(app_client, store):
+    sign_in(app_client, "admin1")
+    staff = second_client(app_client)
+    sign_in(staff, "staff1")
+    page = app_client.get("/admin/users", headers={"Accept-Language": "zh-CN"})
+    assert page.status_code == 200 and "账户管理" in page.text
+    assert 'data-username="staff1"' in page.text and "工作人员" in page.text
+    token = csrf(app_client, "/admin/users")
+
+    def post(action: str, **data: str):
+        return app_client.post(
+            f"/admin/users/staff1/{action}",
+            data={**data, "csrf_token": token},
+            headers={"Accept-Language": "en"},
+        )
+
+    disabled = post("enabled", enabled="0")
+    assert disabled.status_code == 200 and "staff1 is disabled" in disabled.text
+    assert staff.get("/review", follow_redirects=False).status_code == 303
+    assert actions(store, "user.disable") == ["user:admin1"]
+    enabled = post("enabled", enabled="1")
+    assert "staff1 is enabled" in enabled.text
+    assert actions(store, "user.enable") == ["user:admin1"]
+
+    refused = post("password", password="short")
+    assert refused.status_code == 422 and "A password needs at least" in refused.text
+    reset = post("password", password=NEW_PASSWORD)
+    assert "staff1&#39;s password is reset" in reset.text
+    assert actions(store, "user.reset_password") == ["user:admin1"]
+    sign_in(staff, "staff1", NEW_PASSWORD)
+
+    promoted = post("role", role="admin")
+    assert "staff1&#39;s role is changed" in promoted.text
+    assert staff.get("/admin/users").status_code == 200
+    assert post("role", role="police").status_code == 422  # not a user's role
+    assert actions(store, "user.set_role") == ["user:admin1"]
+    assert post("role", role="staff").status_code == 200
+    assert staff.get("/admin/users").status_code == 403
+
+    missing = app_client.post(
+        "/admin/users/nobody/enabled",
+        data={"enabled": "0", "csrf_token": token},
+        headers={"Accept-Language": "en"},
+    )
+    assert missing.status_code == 404
+
+
+def test_admin_resetting_their_own_password_stays_signed_in(app_client, store):
+    sign_in(app_client, "admin1")
+    reset = app_client.post(
+        "/admin/users/admin1/password",
+        data={"password": NEW_PASSWORD, "csrf_token": csrf(app_client, "/admin/users")},
+    )
+    assert reset.status_code == 200 and reset.url.path == "/admin/users"
