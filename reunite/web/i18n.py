@@ -464,3 +464,48 @@ def field_label(lang: str, field: str | None) -> str:
         return text(lang, "error.form")
     key = f"field.{field}"
     return text(lang, key) if key in MESSAGES[lang] else field
+
+
+def flag_text(lang: str, flag: Any) -> str:
+    """A flag in ``lang``. A code with no words yet, or facts its words do not expect, reads as
+    the code in plain letters ("Flag: face chosen automatically"), never as an error page."""
+    if f"flag.{flag.code}" in MESSAGES[DEFAULT_LANGUAGE]:
+        try:
+            return text(lang, f"flag.{flag.code}").format(**_flag_values(lang, flag))
+        except (KeyError, IndexError, TypeError, ValueError):
+            pass
+    return text(lang, "flag.unnamed", code=str(flag.code).replace("_", " "))
+
+
+def _flag_values(lang: str, flag: Any) -> dict[str, Any]:
+    """A flag's facts as its words use them: sexes and dates in ``lang``, ranges split."""
+    facts = dict(flag.facts)
+    if flag.code == "sex_differs":
+        facts = {k: text(lang, f"sex.{v}") for k, v in facts.items()}
+    if flag.code == "age_implausible":
+        facts |= {
+            "missing_low": facts["missing_age"][0],
+            "missing_high": facts["missing_age"][1],
+            "apparent_low": facts["apparent_age"][0],
+            "apparent_high": facts["apparent_age"][1],
+            "on": date_text(lang, date.fromisoformat(facts["on"])),
+        }
+    if flag.code == "photo_age_gap":
+        facts |= {
+            "missing_low": facts["missing_photo_age"][0],
+            "missing_high": facts["missing_photo_age"][1],
+            "found_low": facts["found_photo_age"][0],
+            "found_high": facts["found_photo_age"][1],
+        }
+    if flag.code == "face_chosen_automatically":
+        facts = {
+            "side": text(lang, f"flag.side.{facts['side']}"),
+            "choice": text(lang, f"flag.choice.{facts['choice']}"),
+        }
+    if flag.code == "found_before_missing":
+        facts |= {
+            k: date_text(lang, date.fromisoformat(facts[k])) for k in ("date_found", "date_missing")
+        }
+    if flag.code == "no_longer_proposed":
+        facts["since"] = date_text(lang, datetime.fromisoformat(facts["since"]).date())
+    return facts

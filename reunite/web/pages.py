@@ -12,7 +12,7 @@ import base64
 import logging
 import secrets
 from collections.abc import Callable, Coroutine
-from datetime import date, datetime
+from datetime import date
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
@@ -186,7 +186,7 @@ def render(
             "percent": i18n.percent_text,
             "when": lambda value: i18n.time_text(lang, value, service_of(request).display_zone),
             "facts": lambda case: case_facts(lang, case),
-            "flag_text": lambda flag: flag_text(lang, flag),
+            "flag_text": lambda flag: i18n.flag_text(lang, flag),
             "user": session_user(request),
             "csrf": ensure_csrf(request),
             "csrf_field": CSRF_FIELD,
@@ -243,52 +243,6 @@ def case_facts(lang: str, case: CaseRow) -> list[tuple[str, str]]:
         (t(lang, "field.place"), case.place or t(lang, "unknown")),
         (t(lang, "field.status"), t(lang, f"status.{case.status}")),
     ]
-
-
-def flag_text(lang: str, flag: Any) -> str:
-    """A flag in ``lang``. A code with no words yet, or facts its words do not expect, reads as
-    the code in plain letters ("Flag: face chosen automatically"), never as an error page."""
-    if f"flag.{flag.code}" in i18n.MESSAGES[i18n.DEFAULT_LANGUAGE]:
-        try:
-            return i18n.text(lang, f"flag.{flag.code}").format(**_flag_values(lang, flag))
-        except (KeyError, IndexError, TypeError, ValueError):
-            pass
-    return i18n.text(lang, "flag.unnamed", code=str(flag.code).replace("_", " "))
-
-
-def _flag_values(lang: str, flag: Any) -> dict[str, Any]:
-    """A flag's facts as its words use them: sexes and dates in ``lang``, ranges split."""
-    facts = dict(flag.facts)
-    if flag.code == "sex_differs":
-        facts = {k: i18n.text(lang, f"sex.{v}") for k, v in facts.items()}
-    if flag.code == "age_implausible":
-        facts |= {
-            "missing_low": facts["missing_age"][0],
-            "missing_high": facts["missing_age"][1],
-            "apparent_low": facts["apparent_age"][0],
-            "apparent_high": facts["apparent_age"][1],
-            "on": i18n.date_text(lang, date.fromisoformat(facts["on"])),
-        }
-    if flag.code == "photo_age_gap":
-        facts |= {
-            "missing_low": facts["missing_photo_age"][0],
-            "missing_high": facts["missing_photo_age"][1],
-            "found_low": facts["found_photo_age"][0],
-            "found_high": facts["found_photo_age"][1],
-        }
-    if flag.code == "face_chosen_automatically":
-        facts = {
-            "side": i18n.text(lang, f"flag.side.{facts['side']}"),
-            "choice": i18n.text(lang, f"flag.choice.{facts['choice']}"),
-        }
-    if flag.code == "found_before_missing":
-        facts |= {
-            k: i18n.date_text(lang, date.fromisoformat(facts[k]))
-            for k in ("date_found", "date_missing")
-        }
-    if flag.code == "no_longer_proposed":
-        facts["since"] = i18n.date_text(lang, datetime.fromisoformat(facts["since"]).date())
-    return facts
 
 
 def safe_next(target: str | None, default: str = "/review") -> str:

@@ -6,7 +6,7 @@ import pytest
 from reunite import errors
 from reunite.review import Flag
 from reunite.web import i18n
-from reunite.web.pages import flag_text
+from reunite.web.i18n import flag_text
 
 
 def placeholders(template: str) -> set[str]:
@@ -58,7 +58,7 @@ def test_dates_as_people_write_them():
 
 def test_a_candidate_no_longer_proposed_says_since_when_in_both_languages():
     from reunite.review import Flag
-    from reunite.web.pages import flag_text
+    from reunite.web.i18n import flag_text
 
     flag = Flag("no_longer_proposed", {"since": "2024-03-05T08:30:00+00:00"})
     assert flag_text("en", flag).startswith("No longer proposed: since 5 Mar 2024")
