@@ -83,8 +83,11 @@ def test_intake_candidate_confirm_and_audit(browser, server, faces_dir, tmp_path
     card = page.locator("article.candidate")
     assert card.count() == 1 and "上海市救助管理站" in card.inner_text()
     assert "5 Mar 2024" in card.inner_text()
-    for img in card.locator("img.face").all():  # the two face crops really load
-        assert img.evaluate("i => i.complete && i.naturalWidth > 0")
+    page.wait_for_function(  # the two face crops really load (waits; a loaded page may not be)
+        "() => [...document.querySelectorAll('article.candidate img.face')]"
+        ".every(i => i.complete && i.naturalWidth > 0)"
+    )
+    assert card.locator("img.face").count() == 2
     DOCS_DIR.mkdir(exist_ok=True)
     shot = (
         DOCS_DIR / "review-queue.png"
