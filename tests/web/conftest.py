@@ -2,10 +2,12 @@
 signed up) and Debian's headless Chromium driven by Playwright."""
 
 import os
+import re
 from pathlib import Path
 
 import pytest
 
+from reunite import accounts
 from tests.server import Server, cli
 
 CHROMIUM = Path(os.environ.get("REUNITE_CHROMIUM", "/usr/bin/chromium"))
@@ -48,3 +50,27 @@ def browser():
         )
         yield launched
         launched.close()
+
+
+def csrf_token(client, path: str) -> str:  # type: ignore[no-untyped-def]
+    """The CSRF token of the form on ``path``, as the page gives it."""
+    return re.search(r'name="csrf_token" value="([^"]+)"', client.get(path).text).group(1)
+
+
+@pytest.fixture
+def staff(app_client):  # type: ignore[no-untyped-def]
+    """The app's client, signed in as the staff user ``staff1``."""
+    accounts.create_user(
+        app_client.app.state.service.store, "staff1", PASSWORD, "staff", actor="test"
+    )
+    signed = app_client.post(
+        "/login",
+        data={
+            "username": "staff1",
+            "password": PASSWORD,
+            "csrf_token": csrf_token(app_client, "/login"),
+        },
+        follow_redirects=False,
+    )
+    assert signed.status_code == 303
+    return app_client

@@ -5,28 +5,11 @@ import re
 
 import pytest
 
-from reunite import accounts
-
-PASSWORD = "correct horse battery"
+from tests.web.conftest import csrf_token
 
 
-@pytest.fixture
-def staff(app_client):
-    accounts.create_user(
-        app_client.app.state.service.store, "staff1", PASSWORD, "staff", actor="test"
-    )
-    token = csrf(app_client, "/login")
-    signed = app_client.post(
-        "/login",
-        data={"username": "staff1", "password": PASSWORD, "csrf_token": token},
-        follow_redirects=False,
-    )
-    assert signed.status_code == 303
-    return app_client
-
-
-def csrf(client, path="/review"):
-    return re.search(r'name="csrf_token" value="([^"]+)"', client.get(path).text).group(1)
+def csrf(client, path="/review"):  # type: ignore[no-untyped-def]
+    return csrf_token(client, path)
 
 
 def card(page: str, candidate_id: int) -> str:

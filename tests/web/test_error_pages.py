@@ -1,15 +1,13 @@
 """Errors on the staff pages and at unknown addresses outside /api/: a page in the user's
 language (with the right status) for a browser, problem+json for the API and JSON clients."""
 
-import re
-
 import pytest
 from fastapi import APIRouter
 
-from reunite import accounts, errors
+from reunite import errors
 from reunite.web.pages import PageRoute
+from tests.web.conftest import csrf_token
 
-PASSWORD = "correct horse battery"
 BROWSER = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
 LANGUAGES = [("en", "There is no page at this address."), ("zh-CN", "此地址没有页面。")]
 
@@ -22,23 +20,8 @@ def is_page(response, status: int) -> bool:
     )
 
 
-@pytest.fixture
-def staff(app_client):
-    accounts.create_user(
-        app_client.app.state.service.store, "staff1", PASSWORD, "staff", actor="test"
-    )
-    token = csrf(app_client, "/login")
-    signed = app_client.post(
-        "/login",
-        data={"username": "staff1", "password": PASSWORD, "csrf_token": token},
-        follow_redirects=False,
-    )
-    assert signed.status_code == 303
-    return app_client
-
-
-def csrf(client, path: str = "/intake") -> str:
-    return re.search(r'name="csrf_token" value="([^"]+)"', client.get(path).text).group(1)
+def csrf(client, path="/intake"):  # type: ignore[no-untyped-def]
+    return csrf_token(client, path)
 
 
 @pytest.mark.parametrize(("lang", "words"), LANGUAGES)

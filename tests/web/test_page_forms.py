@@ -5,31 +5,13 @@ import re
 
 import pytest
 
-from reunite import accounts
 from reunite.enrollment import prepared_photo
 from reunite.faces import faces_in_image
-
-PASSWORD = "correct horse battery"
-
-
-@pytest.fixture
-def staff(app_client):
-    accounts.create_user(
-        app_client.app.state.service.store, "staff1", PASSWORD, "staff", actor="test"
-    )
-    page = app_client.get("/login")
-    token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
-    signed = app_client.post(
-        "/login",
-        data={"username": "staff1", "password": PASSWORD, "csrf_token": token},
-        follow_redirects=False,
-    )
-    assert signed.status_code == 303
-    return app_client
+from tests.web.conftest import csrf_token
 
 
-def csrf(client, path="/intake"):
-    return re.search(r'name="csrf_token" value="([^"]+)"', client.get(path).text).group(1)
+def csrf(client, path="/intake"):  # type: ignore[no-untyped-def]
+    return csrf_token(client, path)
 
 
 def intake(client, lang="zh-CN", files=None, **fields):
