@@ -6,6 +6,7 @@ SQLAlchemy 2 over SQLite by default; any SQLAlchemy URL works (PostgreSQL includ
            └─< candidates >─ cases      a candidate pairs a found case with a missing case
                candidates ─< candidate_decisions   who moved it to which status, when, why
     users                                staff and admin accounts (argon2 password hashes)
+    agencies                             the agencies an admin keeps (the intake form's list)
     api_keys                             machine clients (police systems): role, agency, hash
     webhooks ─< outbox_events            agencies' endpoints; events waiting for delivery
     audit_events                         append-only: who did what to which ids, never names
@@ -51,6 +52,7 @@ from sqlalchemy import (
     UniqueConstraint,
     create_engine,
     event,
+    false,
     update,
 )
 from sqlalchemy.engine import Dialect, Engine
@@ -281,6 +283,8 @@ class CandidateDecisionRow(Base):
     found_face_id: Mapped[int] = mapped_column(Integer, index=True)
     missing_face_id: Mapped[int] = mapped_column(Integer)
     at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utc_now)
+    undoes_id: Mapped[int | None] = mapped_column(Integer)
+    """The decision this one undid (a staff member's undo within the undo window), else None."""
 
 
 class UserRow(Base):
@@ -296,9 +300,23 @@ class UserRow(Base):
     username: Mapped[str] = mapped_column(String(64), unique=True)
     password_hash: Mapped[str] = mapped_column(String(200))
     role: Mapped[str] = mapped_column(String(5))
+    display_name: Mapped[str | None] = mapped_column(String(100))
+    """How pages name the person ("Anna Li"); None shows the username."""
     disabled: Mapped[bool] = mapped_column(default=False)
     session_epoch: Mapped[int] = mapped_column(Integer, default=0)
     """Sessions carry the epoch they began in; signing out or disabling bumps it, ending them."""
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utc_now)
+
+
+class AgencyRow(Base):
+    """An agency an admin keeps for the intake form's list: its code (as cases and keys carry
+    it) and the name staff read. A retired agency stays for the cases that name it."""
+
+    __tablename__ = "agencies"
+
+    code: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    retired: Mapped[bool] = mapped_column(default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utc_now)
 
 

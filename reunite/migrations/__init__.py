@@ -42,7 +42,8 @@ def migrate(engine: Engine) -> str:
         tables = set(inspect(connection).get_table_names())
         config.attributes["connection"] = connection
         if "cases" in tables and "alembic_version" not in tables:
-            Base.metadata.create_all(connection)
+            baseline = [t for t in Base.metadata.sorted_tables if t.name in BASELINE_TABLES]
+            Base.metadata.create_all(connection, tables=baseline)
             connection.execute(
                 text("INSERT INTO locks (name) SELECT :n WHERE NOT EXISTS "
                      "(SELECT 1 FROM locks WHERE name = :n)"),
@@ -54,6 +55,12 @@ def migrate(engine: Engine) -> str:
 
 
 BASELINE_REVISION = "0001"
+BASELINE_TABLES = frozenset(
+    ("api_keys", "audit_events", "batch_jobs", "cases", "locks", "removed_faces", "users",
+     "webhooks", "outbox_events", "photos", "faces", "candidates", "candidate_decisions")
+)  # fmt: skip
+"""The tables of the first release; an adopted store gets the missing ones, later revisions
+add theirs."""
 
 
 @contextmanager

@@ -1,23 +1,20 @@
-"""Routes of the staff pages. Each handler calls ``Reunite`` and renders one template.
+"""The staff pages' frame: rendering, errors as pages (``PageRoute``), sign-in and language.
 
-Pages need a signed-in user (else a redirect to the sign-in page). Every form carries the
-session's CSRF token. When a form is refused, the page is shown again with the error next to
-the form, in the user's language, and every field the user typed still filled in (browsers do
-not allow a page to refill a file input, so photos must be chosen again).
+The pages themselves are in ``review_pages`` (queue, decisions, cases), ``intake_pages``
+(intake, search) and ``account_pages`` (passwords, accounts). Pages need a signed-in user (else
+a redirect to the sign-in page). Every form carries the session's CSRF token.
 """
 
 from __future__ import annotations
 
-import base64
 import logging
 import secrets
 from collections.abc import Callable, Coroutine
-from datetime import date
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, FastAPI, File, Form, Request, UploadFile
+from fastapi import APIRouter, FastAPI, Form, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.routing import APIRoute
@@ -38,12 +35,9 @@ from reunite.api.auth import (
     start_session,
 )
 from reunite.api.errors import headers_for, http_problem, status_of
-from reunite.api.routes import Id, decoded_cursor, encoded_cursor
-from reunite.enrollment import PreparedPhoto
-from reunite.errors import InvalidField, InvalidInput, ReuniteError
+from reunite.errors import ReuniteError
 from reunite.review import birth_years
-from reunite.service import Reunite
-from reunite.store import EARLIEST_DATE, CaseRow, UserRow, validated_case_fields
+from reunite.store import CaseRow, UserRow
 from reunite.web import i18n
 
 log = logging.getLogger(__name__)
@@ -51,11 +45,6 @@ log = logging.getLogger(__name__)
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 STATIC_DIR = Path(__file__).parent / "static"
 templates = Jinja2Templates(directory=TEMPLATES_DIR)
-
-MAX_INTAKE_PHOTOS = 10
-"""Most photos one intake form may carry."""
-MAX_NOTE_CHARS = 2000
-QUEUE_PAGE = 25
 
 
 class SignInFirst(Exception):
@@ -104,10 +93,12 @@ def install_pages(app: FastAPI) -> None:
     """Add the pages and their static files to ``app``, and answer a browser's unknown paths
     (and wrong methods) outside /api/ with the error page. Call after
     ``install_error_handlers``: this replaces its handler of the framework's HTTP errors."""
-    from reunite.web.account_pages import router as account_router  # it imports this module
+    # The page modules import this one (their routes' helpers), so they are imported here.
+    from reunite.web import account_pages, intake_pages, review_pages
 
     app.include_router(router)
-    app.include_router(account_router)
+    for module in (review_pages, intake_pages, account_pages):
+        app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
     @app.exception_handler(StarletteHTTPException)
@@ -303,287 +294,3 @@ def sign_out(request: Request, csrf_token: Annotated[str, Form()] = "") -> Respo
     check_csrf(request, csrf_token)
     end_session(request)
     return RedirectResponse("/login", status_code=303)
-
-
-# ------------------------------------------------------------------------------- review
-
-
-@router.get("/review")
-def review_queue(request: Request, order: str = "closest", cursor: str | None = None) -> Response:
-    """The pending candidates, a page of ``QUEUE_PAGE`` at a time."""
-    page_user(request)
-    order = order if order in ("closest", "newest") else "closest"
-    listing = service_of(request).candidate_queue(
-        status="pending",
-        order=order,
-        limit=QUEUE_PAGE,
-        after=decoded_cursor(cursor, order=order),
-    )
-    return render(
-        request,
-        "queue.html",
-        views=listing.items,
-        total=listing.total,
-        order=order,
-        next_cursor=encoded_cursor(listing.next_after),
-    )
-
-
-@router.post("/candidates/{candidate_id}/decision")
-def decide(
-    request: Request,
-    candidate_id: Id,
-    status: Annotated[str, Form()],
-    note: Annotated[str, Form()] = "",
-    csrf_token: Annotated[str, Form()] = "",
-    next: Annotated[str, Form()] = "/review",
-) -> Response:
-    user = page_user(request)
-    lang = language(request)
-    if len(note) > MAX_NOTE_CHARS:
-        request.session["notice"] = i18n.text(lang, "error.note_too_long")
-        return RedirectResponse(safe_next(next), status_code=303)
-    try:
-        check_csrf(request, csrf_token)
-        view = service_of(request).decide(
-            candidate_id,
-            status,
-            actor=f"user:{user.username}",
-            role=user.role,
-            note=note.strip() or None,
-        )
-        c = view.candidate
-        request.session["notice"] = i18n.text(
-            lang,
-            "decision.saved",
-            id=c.id,
-            found=c.found_case_id,
-            missing=c.missing_case_id,
-            status=i18n.text(lang, f"status.{c.status}").lower(),
-        )
-    except ReuniteError as exc:
-        request.session["notice"] = i18n.error_text(lang, exc)
-    return RedirectResponse(safe_next(next), status_code=303)
-
-
-# ------------------------------------------------------------------------------- intake
-
-
-@router.get("/intake")
-def intake_page(request: Request) -> Response:
-    page_user(request)
-    return render(request, "intake.html", values={}, errors=[], photo_errors=[])
-
-
-@router.post("/intake")
-def intake(
-    request: Request,
-    photos: Annotated[list[UploadFile], File()] = [],  # noqa: B006 (FastAPI reads, never mutates)
-    csrf_token: Annotated[str, Form()] = "",
-    name: Annotated[str, Form()] = "",
-    sex: Annotated[str, Form()] = "unknown",
-    age_min: Annotated[str, Form()] = "",
-    age_max: Annotated[str, Form()] = "",
-    date_found: Annotated[str, Form()] = "",
-    taken_on: Annotated[str, Form()] = "",
-    place: Annotated[str, Form()] = "",
-    description: Annotated[str, Form()] = "",
-    contact: Annotated[str, Form()] = "",
-    agency: Annotated[str, Form()] = "",
-    external_ref: Annotated[str, Form()] = "",
-) -> Response:
-    """Create a found case from the form and enroll its photos, all or nothing."""
-    user = page_user(request)
-    service = service_of(request)
-    lang = language(request)
-    values = {
-        "name": name,
-        "sex": sex,
-        "age_min": age_min,
-        "age_max": age_max,
-        "date_found": date_found,
-        "taken_on": taken_on,
-        "place": place,
-        "description": description,
-        "contact": contact,
-        "agency": agency,
-        "external_ref": external_ref,
-    }
-
-    def refused(errors: list[str], photo_errors: list[tuple[str, str]]) -> Response:
-        return render(
-            request,
-            "intake.html",
-            status_code=422,
-            values=values,
-            errors=errors,
-            photo_errors=photo_errors,
-        )
-
-    try:
-        check_csrf(request, csrf_token)
-    except ReuniteError as exc:
-        return refused([i18n.error_text(lang, exc)], [])
-    fields, field_errors = _found_case_fields(lang, values)
-    try:
-        validated_case_fields(fields)
-    except InvalidField as exc:
-        field_errors.append(i18n.error_text(lang, exc))
-    photo_date = _form_date(lang, values, "taken_on", field_errors)
-    prepared, photo_errors = _prepared_uploads(service, lang, photos, field_errors)
-    if field_errors or photo_errors:
-        return refused(field_errors, photo_errors)
-    actor = f"user:{user.username}"
-    try:
-        case = service.create_case(fields, actor=actor)
-    except ReuniteError as exc:
-        return refused([i18n.error_text(lang, exc)], [])
-    found = 0
-    for photo in prepared:
-        enrolled = service.enroll_prepared(case.id, photo, actor=actor, taken_on=photo_date)
-        found += len(enrolled.new_candidates)
-    request.session["notice"] = i18n.text(lang, "case.created", count=found)
-    return RedirectResponse(f"/cases/{case.id}", status_code=303)
-
-
-def _prepared_uploads(
-    service: Reunite, lang: str, photos: list[UploadFile], field_errors: list[str]
-) -> tuple[list[PreparedPhoto], list[tuple[str, str]]]:
-    """The intake form's photos, each decoded with its one face found, and (file name, problem
-    in ``lang``) for each that is not usable; a missing photo or too many go to
-    ``field_errors``."""
-    uploads = [p for p in photos if p.filename]
-    if not uploads:
-        field_errors.append(i18n.text(lang, "error.photo_required"))
-    if len(uploads) > MAX_INTAKE_PHOTOS:
-        field_errors.append(i18n.text(lang, "error.too_many_photos", limit=MAX_INTAKE_PHOTOS))
-        uploads = []
-    prepared: list[PreparedPhoto] = []
-    photo_errors = []
-    for upload in uploads:
-        try:
-            data = upload.file.read(service.settings.max_upload_bytes + 1)
-            prepared.append(service.prepared_photo(data))
-        except InvalidInput as exc:
-            photo_errors.append((upload.filename or "", i18n.error_text(lang, exc)))
-    return prepared, photo_errors
-
-
-def _found_case_fields(lang: str, values: dict[str, str]) -> tuple[dict[str, Any], list[str]]:
-    """The ``CaseFields`` of a found case from the intake form, and problems in ``lang``."""
-    fields: dict[str, Any] = {"kind": "found"}
-    errors: list[str] = []
-    for key in ("name", "place", "description", "contact", "agency", "external_ref"):
-        if values[key].strip():
-            fields[key] = values[key].strip()
-    fields["sex"] = values["sex"] if values["sex"] in ("female", "male") else "unknown"
-    found_on = _form_date(lang, values, "date_found", errors)
-    if found_on:
-        fields["date_found"] = found_on
-    ages = []
-    for key in ("age_min", "age_max"):
-        raw = values[key].strip()
-        if raw and not (raw.isascii() and raw.isdigit() and int(raw) <= 120):
-            errors.append(i18n.text(lang, "error.bad_age", field=i18n.text(lang, f"field.{key}")))
-        elif raw:
-            ages.append(int(raw))
-    if ages:  # an apparent age of 60-70 on the day found means born 70 to 60 years before
-        year = (found_on or date.today()).year
-        fields["birth_year_min"] = year - max(ages)
-        fields["birth_year_max"] = year - min(ages)
-    return fields, errors
-
-
-def _form_date(lang: str, values: dict[str, str], key: str, errors: list[str]) -> date | None:
-    """A date typed in a form (YYYY-MM-DD, 1900 to today), or None; problems go to ``errors``."""
-    raw = values[key].strip()
-    if not raw:
-        return None
-    try:
-        value = date.fromisoformat(raw)
-    except ValueError:
-        value = None
-    if value is None or not EARLIEST_DATE <= value <= date.today():
-        label = i18n.text(lang, f"field.{key}")
-        errors.append(i18n.text(lang, "error.bad_date", field=label, value=raw))
-        return None
-    return value
-
-
-# ------------------------------------------------------------------------------- search
-
-
-@router.get("/search")
-def search_page(request: Request) -> Response:
-    page_user(request)
-    return render(request, "search.html", kind="all", results=None)
-
-
-@router.post("/search")
-def search(
-    request: Request,
-    photo: Annotated[UploadFile | None, File()] = None,
-    csrf_token: Annotated[str, Form()] = "",
-    kind: Annotated[str, Form()] = "all",
-) -> Response:
-    user = page_user(request)
-    service = service_of(request)
-    lang = language(request)
-    kind = kind if kind in ("missing", "found", "all") else "all"
-    if photo is None or not photo.filename:
-        return render(
-            request,
-            "search.html",
-            status_code=422,
-            kind=kind,
-            results=None,
-            error=i18n.text(lang, "error.photo_required"),
-        )
-    try:
-        check_csrf(request, csrf_token)
-        data = photo.file.read(service.settings.max_upload_bytes + 1)
-        image = service.decoded_photo(data)
-        results = service.search_image(
-            image,
-            actor=f"user:{user.username}",
-            kinds=["missing", "found"] if kind == "all" else [kind],
-        )
-    except ReuniteError as exc:
-        return render(
-            request,
-            "search.html",
-            status_code=422,
-            kind=kind,
-            results=None,
-            error=i18n.error_text(lang, exc),
-        )
-    shown = f"data:{image.media_type};base64,{base64.b64encode(data).decode('ascii')}"
-    return render(
-        request,
-        "search.html",
-        kind=kind,
-        results=results,
-        image_url=shown,
-        width=image.width,
-        height=image.height,
-    )
-
-
-# --------------------------------------------------------------------------------- case
-
-
-@router.get("/cases/{case_id}")
-def case_page(request: Request, case_id: Id) -> Response:
-    page_user(request)
-    service = service_of(request)
-    try:
-        case = service.case(case_id)
-    except ReuniteError as exc:
-        return page_error(request, exc, 404)
-    return render(
-        request,
-        "case.html",
-        case=case,
-        photos=service.photos(case_id),
-        views=service.candidates(case_id),
-    )

@@ -1,0 +1,101 @@
+"""Review pages: the queue of pending candidates, a decision on one, and a case's page.
+
+Each handler calls ``Reunite`` and renders one template; errors are answered as pages
+(``PageRoute``).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import RedirectResponse, Response
+
+from reunite.api.auth import check_csrf, service_of
+from reunite.api.routes import Id, decoded_cursor, encoded_cursor
+from reunite.errors import ReuniteError
+from reunite.web import i18n
+from reunite.web.pages import PageRoute, language, page_error, page_user, render, safe_next
+
+router = APIRouter(include_in_schema=False, route_class=PageRoute)
+
+MAX_NOTE_CHARS = 2000
+QUEUE_PAGE = 25
+
+
+@router.get("/review")
+def review_queue(request: Request, order: str = "closest", cursor: str | None = None) -> Response:
+    """The pending candidates, a page of ``QUEUE_PAGE`` at a time."""
+    page_user(request)
+    order = order if order in ("closest", "newest") else "closest"
+    listing = service_of(request).candidate_queue(
+        status="pending",
+        order=order,
+        limit=QUEUE_PAGE,
+        after=decoded_cursor(cursor, order=order),
+    )
+    return render(
+        request,
+        "queue.html",
+        views=listing.items,
+        total=listing.total,
+        order=order,
+        next_cursor=encoded_cursor(listing.next_after),
+    )
+
+
+@router.post("/candidates/{candidate_id}/decision")
+def decide(
+    request: Request,
+    candidate_id: Id,
+    status: Annotated[str, Form()],
+    note: Annotated[str, Form()] = "",
+    csrf_token: Annotated[str, Form()] = "",
+    next: Annotated[str, Form()] = "/review",
+) -> Response:
+    user = page_user(request)
+    lang = language(request)
+    if len(note) > MAX_NOTE_CHARS:
+        request.session["notice"] = i18n.text(lang, "error.note_too_long")
+        return RedirectResponse(safe_next(next), status_code=303)
+    try:
+        check_csrf(request, csrf_token)
+        view = service_of(request).decide(
+            candidate_id,
+            status,
+            actor=f"user:{user.username}",
+            role=user.role,
+            note=note.strip() or None,
+        )
+        c = view.candidate
+        request.session["notice"] = i18n.text(
+            lang,
+            "decision.saved",
+            id=c.id,
+            found=c.found_case_id,
+            missing=c.missing_case_id,
+            status=i18n.text(lang, f"status.{c.status}").lower(),
+        )
+    except ReuniteError as exc:
+        request.session["notice"] = i18n.error_text(lang, exc)
+    return RedirectResponse(safe_next(next), status_code=303)
+
+
+# --------------------------------------------------------------------------------- case
+
+
+@router.get("/cases/{case_id}")
+def case_page(request: Request, case_id: Id) -> Response:
+    page_user(request)
+    service = service_of(request)
+    try:
+        case = service.case(case_id)
+    except ReuniteError as exc:
+        return page_error(request, exc, 404)
+    return render(
+        request,
+        "case.html",
+        case=case,
+        photos=service.photos(case_id),
+        views=service.candidates(case_id),
+    )
