@@ -20,7 +20,7 @@ from starlette.types import Scope
 
 from reunite import __version__, accounts
 from reunite.api import auth
-from reunite.api.errors import install_error_handlers
+from reunite.api.errors import UnexpectedErrors, install_error_handlers
 from reunite.api.limits import BodyLimit, RateLimiter
 from reunite.api.observability import configure_logging, install_observability
 from reunite.api.openapi import API_DESCRIPTION, install_openapi
@@ -98,6 +98,7 @@ def create_app(settings: Settings | None = None, *, finder: FaceFinder = faces_i
     install_pages(app)
     install_openapi(app)
 
+    app.add_middleware(UnexpectedErrors)  # innermost: a 500 passes through all of the below
     app.add_middleware(
         BodyLimit,
         limit_of=lambda scope: body_limit_bytes(scope, settings),

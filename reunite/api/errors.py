@@ -17,6 +17,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from reunite import errors
 
@@ -113,7 +114,35 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
         return http_problem(exc)
 
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unexpected error on %s %s", request.method, request.url.path)
-        return problem(500, "internal_error", "Something went wrong on our side; it was logged.")
+
+class UnexpectedErrors:
+    """ASGI middleware answering an unexpected exception with a 500 problem, inside the other
+    middleware, so the answer still gets its request id, security headers, ``no-store``, access
+    log line and metrics. (A FastAPI handler for ``Exception`` would answer from the outermost
+    layer, past all of them.) Add it first, so it sits innermost. An exception after the answer
+    has begun can only be logged and re-raised: the connection is then cut."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def watched_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watched_send)
+        except Exception:
+            log.exception("unexpected error on %s %s", scope.get("method"), scope.get("path"))
+            if started:
+                raise
+            answer = problem(
+                500, "internal_error", "Something went wrong on our side; it was logged."
+            )
+            await answer(scope, receive, send)
