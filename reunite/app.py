@@ -29,6 +29,7 @@ from reunite.api.routes import router as api_router
 from reunite.api.security import SecurityHeaders
 from reunite.config import Settings
 from reunite.faces import FaceFinder, faces_in_image
+from reunite.files import loose_paths, restrict_new_files
 from reunite.service import Reunite
 from reunite.web import MAX_INTAKE_PHOTOS, install_pages
 from reunite.web.pages import too_large_page
@@ -131,6 +132,7 @@ def body_limit_bytes(scope: Scope, settings: Settings) -> int:
 def app_from_environment() -> FastAPI:
     """``create_app`` with settings from the environment: the factory each worker process
     calls when ``reunite serve`` runs several (``REUNITE_WORKERS``)."""
+    restrict_new_files()
     settings = Settings()
     configure_logging(settings.log_format)  # a spawned worker starts with logging unset
     return create_app(settings)
@@ -144,8 +146,24 @@ def _load_and_sync_index(service: Reunite, stop: threading.Event) -> None:
         log.exception("index: loading failed; the service stays not ready")
         return
     log.info("index ready (%s: %s), counts %s", report.how, report.reason, report.counts)
+    _warn_about_loose_files(service.settings)
     while not stop.wait(service.settings.index_sync_interval_s):
         try:
             service.sync_index()
         except Exception:  # keep syncing: a failed round (database busy, disk full) is retried
             log.exception("index: sync with the store failed; retrying")
+
+
+def _warn_about_loose_files(settings: Settings) -> None:
+    """Say, once at start, if files under the data or index folder are open to others (made
+    by an older version, a copy or a restore under a wide umask). New files are owner-only."""
+    count, examples = loose_paths([settings.data_dir, settings.index_dir])
+    if count:
+        log.warning(
+            "%d files or folders under the data and index folders are readable by others "
+            "(e.g. %s); they hold biometric data: chmod -R go-rwx %s %s",
+            count,
+            ", ".join(str(p) for p in examples),
+            settings.data_dir,
+            settings.index_dir,
+        )

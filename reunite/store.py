@@ -25,6 +25,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -55,12 +56,13 @@ from sqlalchemy import (
     false,
     update,
 )
-from sqlalchemy.engine import Dialect, Engine
+from sqlalchemy.engine import Dialect, Engine, make_url
 from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
 from reunite.errors import Conflict, InvalidField
+from reunite.files import ensure_owner_only_file
 from reunite.migrations import migrate
 
 CaseKind = Literal["missing", "found"]
@@ -567,6 +569,9 @@ class Store:
 def _engine(url: str) -> Engine:
     if not url.startswith("sqlite"):
         return create_engine(url, pool_pre_ping=True, hide_parameters=True)
+    database = make_url(url).database
+    if database and database != ":memory:" and not database.startswith("file:"):
+        ensure_owner_only_file(Path(database))  # names, contacts, embeddings: owner-only
     # hide_parameters: an error message must never carry names or embedding bytes into a log.
     engine = create_engine(
         url, connect_args={"check_same_thread": False, "timeout": 30}, hide_parameters=True
