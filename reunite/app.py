@@ -52,7 +52,7 @@ def create_app(settings: Settings | None = None, *, finder: FaceFinder = faces_i
         UnsafeConfiguration: in production, a weak session key (see ``api.security``).
     """
     settings = settings or Settings()
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     session_key = auth.session_secret(settings)  # checked: refuses a weak key in production
 
     @asynccontextmanager

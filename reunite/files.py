@@ -13,7 +13,7 @@ def write_atomically(path: Path, data: bytes) -> None:
 
     After a crash at any point, ``path`` holds either its previous content or ``data``.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as handle:
@@ -47,7 +47,7 @@ def ensure_owner_only_file(path: Path) -> None:
     """Create ``path`` empty and owner-only (0600) if it does not exist, so that a program which
     creates it later (SQLite: the database, then its ``-wal`` and ``-shm`` files, which take the
     database's mode) makes it no wider."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     with contextlib.suppress(FileExistsError):
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 

@@ -163,8 +163,8 @@ class Reunite:
         With ``load_index=False`` the caller loads it later with ``make_ready`` (a server does
         so in the background, answering "not ready" meanwhile).
         """
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-        settings.photos_dir.mkdir(parents=True, exist_ok=True)
+        settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        settings.photos_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         service = cls(settings, store=Store(settings.resolved_database_url), finder=finder)
         if load_index:
             service.make_ready()

@@ -476,8 +476,6 @@ class CaseFields(CaseFacts):
 
     @model_validator(mode="after")
     def _consistent(self) -> CaseFields:
-        if self.external_ref and not self.agency:
-            raise ValueError("external_ref needs an agency: it is unique per agency")
         if self.kind == "missing" and self.date_found:
             raise ValueError("a missing case has date_missing, not date_found")
         if self.kind == "found" and self.date_missing:
@@ -502,9 +500,13 @@ class CaseFields(CaseFacts):
 
 
 def validated_case_fields(data: dict[str, Any]) -> CaseFields:
-    """``CaseFields`` from a dict, raising ``InvalidField`` with every problem listed."""
+    """``CaseFields`` from a dict, raising ``InvalidField`` with every problem listed.
+
+    Also: an ``external_ref`` needs an ``agency`` (it is unique per agency). That rule is
+    checked here, not in the model, so the API can parse a police key's body first and fill in
+    the key's agency before it applies."""
     try:
-        return CaseFields.model_validate(data)
+        fields = CaseFields.model_validate(data)
     except ValidationError as exc:
         problems = [
             {"field": ".".join(str(p) for p in err["loc"]) or None, "message": err["msg"]}
@@ -514,6 +516,12 @@ def validated_case_fields(data: dict[str, Any]) -> CaseFields:
             f"{p['field']}: {p['message']}" if p["field"] else str(p["message"]) for p in problems
         )
         raise InvalidField(f"Invalid case: {summary}", errors=problems) from exc
+    if fields.external_ref and not fields.agency:
+        message = "external_ref needs an agency: it is unique per agency"
+        raise InvalidField(
+            f"Invalid case: {message}", errors=[{"field": "agency", "message": message}]
+        )
+    return fields
 
 
 class Store:

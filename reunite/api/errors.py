@@ -17,6 +17,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from reunite import errors
@@ -81,10 +82,27 @@ def headers_for(error: errors.ReuniteError) -> dict[str, str]:
     return {}
 
 
-def http_problem(exc: StarletteHTTPException) -> JSONResponse:
+def http_problem(request: Request, exc: StarletteHTTPException) -> JSONResponse:
     """The framework's HTTP errors (no such route, method not allowed) as a problem."""
     code = HTTPStatus(exc.status_code).phrase.lower().replace(" ", "_").replace("-", "_")
-    return problem(exc.status_code, code, str(exc.detail), headers=getattr(exc, "headers", None))
+    return problem(exc.status_code, code, str(exc.detail), headers=http_error_headers(request, exc))
+
+
+def http_error_headers(request: Request, exc: StarletteHTTPException) -> dict[str, str]:
+    """The headers of a framework HTTP error; a 405's ``Allow`` lists every method the path
+    answers (the framework names only those of the first route on the path)."""
+    headers = dict(getattr(exc, "headers", None) or {})
+    if exc.status_code == 405:
+        routes = request.app.router.routes
+        headers["Allow"] = ", ".join(
+            method
+            for method in HTTP_METHODS
+            if any(r.matches({**request.scope, "method": method})[0] == Match.FULL for r in routes)
+        )
+    return headers
+
+
+HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -111,8 +129,8 @@ def install_error_handlers(app: FastAPI) -> None:
         )
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return http_problem(exc)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return http_problem(request, exc)
 
 
 class UnexpectedErrors:
