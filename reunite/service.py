@@ -104,7 +104,7 @@ class Reunite:
         self.calibration = loaded_calibration(
             settings.calibration_path, model=MODEL_NAME, pipeline=self.pipeline.version
         )
-        self.display_zone = _zone(settings.display_timezone)
+        self.display_zone = _zone(settings.timezone)
         self.on_outbox: Callable[[], None] = lambda: None
         """Called after a change that may have written webhook events (a worker's ``wake``)."""
         self.stats = Stats()
@@ -408,4 +408,4 @@ def _zone(name: str) -> ZoneInfo:
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise InvalidField(f"REUNITE_DISPLAY_TIMEZONE {name!r} is not a known time zone.") from exc
+        raise InvalidField(f"REUNITE_TIMEZONE {name!r} is not a known time zone.") from exc
