@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import date, datetime
 from pathlib import Path
 from types import TracebackType
@@ -310,6 +310,12 @@ class Reunite:
     def photos(self, case_id: int) -> list[tuple[PhotoRow, list[FaceRow]]]:
         """See ``Photos.of_case``."""
         return self.photo_store.of_case(case_id)
+
+    def photos_of_cases(
+        self, case_ids: Iterable[int]
+    ) -> dict[int, list[tuple[PhotoRow, list[FaceRow]]]]:
+        """See ``Photos.of_cases``."""
+        return self.photo_store.of_cases(case_ids)
 
     def enrolled_sha256s(self, case_id: int) -> set[str]:
         """See ``Photos.enrolled_sha256s``."""
