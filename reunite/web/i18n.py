@@ -179,6 +179,8 @@ MESSAGES: dict[str, dict[str, str]] = {
         "lightbox.title": "Photos of case {case}",
         "lightbox.help": "The yellow box is the face compared; arrow keys move between photos, "
         "Esc closes.",
+        "lightbox.help_case": "The yellow boxes are the case's faces; arrow keys move between "
+        "photos, Esc closes.",
         "lightbox.previous": "Previous photo",
         "lightbox.next": "Next photo",
         "lightbox.close": "Close",
@@ -374,6 +376,7 @@ MESSAGES: dict[str, dict[str, str]] = {
         "photo.whole": "案件 {case} 第 {number} 张照片（共 {total} 张），{date}，人脸已框出",
         "lightbox.title": "案件 {case} 的照片",
         "lightbox.help": "黄色框为比对的人脸；方向键切换照片，Esc 键关闭。",
+        "lightbox.help_case": "黄色框为本案件的人脸；方向键切换照片，Esc 键关闭。",
         "lightbox.previous": "上一张",
         "lightbox.next": "下一张",
         "lightbox.close": "关闭",
