@@ -96,7 +96,7 @@ def card_facts(
             i18n.date_text(lang, p.taken_on) if p.taken_on else t(lang, "photo.date_unknown")
             for p in photos
         ]
-        rows.append((t(lang, "card.photo_dates"), ", ".join(dates)))
+        rows.append((t(lang, "card.photo_dates"), ("、" if lang == "zh-CN" else ", ").join(dates)))
     return rows
 
 

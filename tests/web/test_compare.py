@@ -131,6 +131,14 @@ def test_the_faces_stand_side_by_side_at_320_px_and_stack_on_a_phone(browser, se
     ]
     assert boxes[0]["y"] + boxes[0]["height"] <= boxes[1]["y"]  # stacked
     assert page.evaluate("document.documentElement.scrollWidth") <= 360
+    page.locator(f"{card} .side[data-case='{missing}'] a.face-link").click()  # the lightbox fits
+    dialog = page.locator(f"{card} .side[data-case='{missing}'] dialog.lightbox")
+    shown = dialog.bounding_box()
+    assert shown and shown["x"] >= 0 and shown["x"] + shown["width"] <= 360, shown
+    heights = dialog.locator("button").evaluate_all(
+        "bs => bs.map(b => b.getBoundingClientRect().height)"
+    )
+    assert len(heights) == 3 and min(heights) >= 44, heights
     page.context.close()
 
 
@@ -234,7 +242,7 @@ FACTS = {
         "2024年3月1日",
         "上海市黄浦区",
         "138-0000-0042",
-        "2010年5月1日, 日期不详",
+        "2010年5月1日、日期不详",
         "拍摄于 2010年5月1日",
         "无机构编号",
     ],
