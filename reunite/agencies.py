@@ -18,7 +18,7 @@ from reunite.store import AgencyRow, Store, validated_case_fields
 MAX_NAME_CHARS = 200
 
 
-def _checked_code(code: str) -> str:
+def checked_code(code: str) -> str:
     """``code`` stripped, if a case could carry it (``CaseFields``'s own rule decides)."""
     code = code.strip()
     try:
@@ -55,7 +55,7 @@ def active_codes(store: Store) -> set[str]:
 
 def add_agency(store: Store, code: str, name: str, *, actor: str) -> AgencyRow:
     """Keep a new agency. Raises ``InvalidField`` (bad code or name), ``Conflict`` (kept)."""
-    code, name = _checked_code(code), _checked_name(name)
+    code, name = checked_code(code), _checked_name(name)
     with store.transaction() as session:
         if session.get(AgencyRow, code) is not None:
             raise Conflict(f"There is already an agency with code {code}.")
