@@ -25,7 +25,7 @@ FORM_MESSAGES: dict[str, dict[str, str]] = {
             "JPEG, PNG or WebP, at most {mb} MB each, up to {limit} photos. One face each; "
             "in a group photo you pick the face after sending."
         ),
-        "hint.search_photo": "JPEG, PNG or WebP, at most {mb} MB; every face in it is searched.",
+        "hint.search_photo": "A JPEG, PNG or WebP photo; every face in it is searched.",
         "error.age_range": (
             "Apparent age: “from” ({low}) is above “to” ({high}). Swap them or correct one."
         ),
@@ -77,7 +77,7 @@ FORM_MESSAGES: dict[str, dict[str, str]] = {
             "JPEG、PNG 或 WebP，每张最多 {mb} MB，最多 {limit} 张。"
             "每张一人；合影可在提交后选出要用的人脸。"
         ),
-        "hint.search_photo": "JPEG、PNG 或 WebP，最多 {mb} MB；照片中的每张人脸都会被搜索。",
+        "hint.search_photo": "JPEG、PNG 或 WebP 照片；照片中的每张人脸都会被搜索。",
         "error.age_range": "估计年龄：“从”（{low}）大于“到”（{high}）。请对调或改正其中一个。",
         "error.unknown_agency": "机构：请从列表中选择。",
         "error.pick_face": "{filename}：这张照片中有 {count} 张人脸，请选出要用的一张。",
