@@ -22,6 +22,8 @@ from reunite.errors import NotFound
 
 STAGING_TTL_S = 3600
 """How long a staged photo is kept (seconds) unless the form is sent again with it."""
+MAX_PER_OWNER = 30
+"""Most photos one owner may have staged at once; staging another removes their oldest."""
 _TOKEN = re.compile(r"^[A-Za-z0-9_\-]{22}$")
 
 
@@ -37,13 +39,17 @@ class StagedPhoto:
 class Staging:
     """The staging folder ``folder`` (made owner-only), whose photos expire after ``ttl_s``."""
 
-    def __init__(self, folder: Path, *, ttl_s: float = STAGING_TTL_S) -> None:
+    def __init__(
+        self, folder: Path, *, ttl_s: float = STAGING_TTL_S, max_per_owner: int = MAX_PER_OWNER
+    ) -> None:
         self.folder = folder
         self.ttl_s = ttl_s
+        self.max_per_owner = max_per_owner
 
     def stage(self, owner: str, filename: str, data: bytes) -> StagedPhoto:
         """Keep ``data`` for ``owner`` (a user id, as the caller names users); its token."""
         self.remove_expired()
+        self._make_room(owner)
         token = secrets.token_urlsafe(16)
         name = filename[:200]
         facts = {"owner": owner, "filename": name, "at": time.time()}
@@ -84,6 +90,17 @@ class Staging:
             if not path.with_suffix(".json").exists() and self._old(path):
                 path.unlink(missing_ok=True)
         return removed
+
+    def _make_room(self, owner: str) -> None:
+        """Remove ``owner``'s oldest staged photos until one more fits ``max_per_owner``."""
+        owned = []
+        for path in self.folder.glob("*.json") if self.folder.is_dir() else []:
+            facts = self._facts(path.stem)
+            if facts is not None and facts.get("owner") == owner:
+                at = facts.get("at")
+                owned.append((at if isinstance(at, int | float) else 0.0, path.stem))
+        for _, token in sorted(owned)[: max(0, len(owned) - self.max_per_owner + 1)]:
+            self._delete(token)
 
     def _path(self, token: str, kind: str) -> Path:
         self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)

@@ -60,3 +60,14 @@ def test_expired_photos_are_refused_and_removed(tmp_path):
     os.utime(orphan, (old_time, old_time))
     assert staging.remove_expired() == 1
     assert list((tmp_path / "staging").iterdir()) == []
+
+
+def test_one_owner_cannot_fill_the_disk(tmp_path):
+    staging = Staging(tmp_path / "staging", max_per_owner=3)
+    tokens = [staging.stage("user:1", f"{n}.jpg", PHOTO).token for n in range(5)]
+    other = staging.stage("user:2", "x.jpg", PHOTO)
+    for token in tokens[:2]:  # the oldest went
+        with pytest.raises(NotFound):
+            staging.staged("user:1", token)
+    assert [staging.staged("user:1", t).filename for t in tokens[2:]] == ["2.jpg", "3.jpg", "4.jpg"]
+    assert staging.staged("user:2", other.token).filename == "x.jpg"

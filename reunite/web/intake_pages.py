@@ -136,6 +136,7 @@ def _in_form_order(errors: dict[str, str]) -> list[str]:
 @router.get("/intake")
 def intake_page(request: Request) -> Response:
     page_user(request)
+    staging_of(request).remove_expired()
     return _intake_page(request, values={}, errors={}, general=[], photo_errors=[], kept=[])
 
 
