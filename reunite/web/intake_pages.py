@@ -211,27 +211,24 @@ def intake(
     form_photos, photo_errors = _form_photos(
         service, staging, owner, lang, tokens, photos, picks, errors
     )
-    waiting = [p for p in form_photos if p.prepared is None]
-    if errors or general or photo_errors or waiting:
-        for photo in form_photos:
-            if photo.token is None:
-                photo.token = staging.stage(owner, photo.filename, photo.data).token
-            if photo.prepared is None:
-                errors[f"face-{photo.token}"] = i18n.text(
-                    lang, "error.pick_face", filename=photo.filename, count=len(photo.boxes)
-                )
-        _add_boxes(service, form_photos)
+    actor = f"user:{user.username}"
+    case = None
+    if not (errors or general or photo_errors or any(p.prepared is None for p in form_photos)):
+        try:
+            case = service.create_case(fields, actor=actor)
+        except ReuniteError as exc:  # a duplicate agency case number (Conflict)
+            general.append(i18n.error_text(lang, exc))
+    if case is None:
+        kept_photos = _kept(service, staging, owner, lang, form_photos, errors)
         return _intake_page(
             request,
             values=values,
             errors=errors,
             general=general,
             photo_errors=photo_errors,
-            kept=form_photos,
+            kept=kept_photos,
             status_code=422,
         )
-    actor = f"user:{user.username}"
-    case = service.create_case(fields, actor=actor)
     found = 0
     for photo in form_photos:
         assert photo.prepared is not None
@@ -243,6 +240,27 @@ def intake(
             staging.remove(owner, photo.token)
     request.session["notice"] = i18n.text(lang, "case.created", count=found)
     return RedirectResponse(f"/cases/{case.id}", status_code=303)
+
+
+def _kept(
+    service: Reunite,
+    staging: Staging,
+    owner: str,
+    lang: str,
+    photos: list[IntakePhoto],
+    errors: dict[str, str],
+) -> list[IntakePhoto]:
+    """A refused form's photos, each staged (kept) for the form shown again, a group photo with
+    its boxes; a group photo with no face picked yet adds its error to ``errors``."""
+    for photo in photos:
+        if photo.token is None:
+            photo.token = staging.stage(owner, photo.filename, photo.data).token
+        if photo.prepared is None:
+            errors[f"face-{photo.token}"] = i18n.text(
+                lang, "error.pick_face", filename=photo.filename, count=len(photo.boxes)
+            )
+    _add_boxes(service, photos)
+    return photos
 
 
 def _form_photos(

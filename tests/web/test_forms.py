@@ -181,3 +181,23 @@ def test_the_agency_is_chosen_from_the_kept_list(staff, sample):
     assert created.status_code == 303
     case_id = int(created.headers["location"].rsplit("/", 1)[1])
     assert staff.app.state.service.case(case_id).agency == "SH-RESCUE-01"
+
+
+def test_a_picked_face_and_kept_photos_survive_another_refusal(staff, sample):
+    store = staff.app.state.service.store
+    agencies.add_agency(store, "SH-01", "上海", actor="t")
+    first = intake(staff, files={"photos": ("g.jpg", sample("obama_and_biden.jpg"), "image/jpeg")})
+    [token] = kept_tokens(first.text)
+    created = intake(
+        staff, kept=token, agency="SH-01", external_ref="A-1", **{f"face-{token}": "0"}
+    )
+    assert created.status_code == 303
+    second = intake(staff, files={"photos": ("g.jpg", sample("obama_and_biden.jpg"), "image/jpeg")})
+    [token] = kept_tokens(second.text)
+    again = intake(  # the same agency case number again: refused, the pick kept
+        staff, kept=token, agency="SH-01", external_ref="A-1", **{f"face-{token}": "1"}
+    )
+    assert again.status_code == 422 and "This cannot be done now" in again.text
+    assert kept_tokens(again.text) == [token]
+    assert re.search(rf'name="face-{token}" value="1" checked', again.text)
+    assert f'id="f-face-{token}" autofocus' not in again.text  # nothing left to pick there
