@@ -201,3 +201,18 @@ def test_a_picked_face_and_kept_photos_survive_another_refusal(staff, sample):
     assert kept_tokens(again.text) == [token]
     assert re.search(rf'name="face-{token}" value="1" checked', again.text)
     assert f'id="f-face-{token}" autofocus' not in again.text  # nothing left to pick there
+
+
+@pytest.mark.parametrize(("lang", "words"), [("en", "every face"), ("zh-CN", "每张人脸")])
+def test_the_search_form_says_its_rule_and_marks_a_missing_photo(staff, lang, words):
+    page = staff.get("/search", headers={"Accept-Language": lang}).text
+    assert words in page and 'aria-describedby="f-photo-hint"' in page
+    refused = staff.post(
+        "/search",
+        data={"csrf_token": csrf_token(staff, "/search")},
+        headers={"Accept-Language": lang},
+    )
+    assert refused.status_code == 422
+    photo = attrs_of(refused.text, "photo")
+    assert 'aria-invalid="true"' in photo and "autofocus" in photo
+    assert "f-photo-error" in photo and '<a href="#f-photo">' in refused.text
