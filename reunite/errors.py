@@ -6,6 +6,8 @@ translate it in one place each::
     ReuniteError
     ├── InvalidInput             the caller sent something we cannot use
     │   ├── InvalidField         a field is missing, malformed or contradicts another
+    │   │   └── WebhookTargetRefused  a webhook URL aimed at a loopback, private or
+    │   │                             link-local address (see ``webhook_targets``)
     │   ├── UnsupportedImage     not JPEG, PNG or WebP (or animated)
     │   ├── ImageTooLarge        too many bytes, or too many pixels (decompression-bomb guard)
     │   ├── RequestTooLarge      a request body over its limit
@@ -59,6 +61,10 @@ class InvalidInput(ReuniteError):
 
 class InvalidField(InvalidInput):
     code = "invalid_field"
+
+
+class WebhookTargetRefused(InvalidField):
+    code = "webhook_target_refused"
 
 
 class UnsupportedImage(InvalidInput):

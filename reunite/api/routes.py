@@ -489,7 +489,13 @@ def register_webhook(
     """Register a URL to receive the agency's candidate events, signed with the returned secret
     (shown once). See docs/webhooks.md for the event format and the signature header."""
     access.check_agency(caller, agency)
-    hook, secret = webhooks.create_webhook(service.store, agency, body.url, actor=caller.name)
+    hook, secret = webhooks.create_webhook(
+        service.store,
+        agency,
+        body.url,
+        actor=caller.name,
+        allowed_networks=service.settings.webhook_networks,
+    )
     return schemas.WebhookCreated(
         **schemas.WebhookOut.model_validate(hook).model_dump(), secret=secret
     )
