@@ -190,6 +190,7 @@ MESSAGES: dict[str, dict[str, str]] = {
         "keys.k": "previous card",
         "keys.help": "show or hide this list",
         "keys.esc": "close the confirm step or this list",
+        "keys.on": "Use these single-key shortcuts (kept in this browser)",
         "candidate.current": "Current card",
         "candidate.blocked": "Case {case} is already matched by another confirmed candidate; "
         "an admin must reopen that one first.",
@@ -392,6 +393,7 @@ MESSAGES: dict[str, dict[str, str]] = {
         "keys.k": "上一条",
         "keys.help": "显示或隐藏此列表",
         "keys.esc": "关闭确认步骤或此列表",
+        "keys.on": "启用这些单键快捷键（此浏览器中保存）",
         "candidate.current": "当前卡片",
         "candidate.blocked": "案件 {case} 已由另一条已确认的候选匹配认定；"
         "须由管理员先将那一条重新审核。",

@@ -215,6 +215,29 @@ def test_the_queue_is_worked_from_the_keyboard(browser, server, faces_dir, local
     page.context.close()
 
 
+def test_the_single_key_shortcuts_can_be_turned_off_and_stay_off(browser, server, faces_dir):
+    pair(server, faces_dir, "Jennifer_Aniston")
+    page = signed_in(browser, server, "en-US")
+    ids = page.eval_on_selector_all("article.candidate", "cards => cards.map(c => c.id)")
+    assert len(ids) >= 2
+    page.keyboard.press("?")
+    page.get_by_label("Use these single-key shortcuts").uncheck()
+    page.locator(f"#{ids[0]}").focus()
+    for key in ("n", "c", "?"):
+        page.keyboard.press(key)
+    assert current_id(page) == ids[0]
+    assert page.locator("details.confirm-step[open]").count() == 0
+    page.reload()
+    page.keyboard.press("n")
+    assert page.locator("article.candidate.current").get_attribute("id") == ids[0]
+    page.locator("#shortcut-toggle").click()  # the list opens by its button too
+    page.get_by_label("Use these single-key shortcuts").check()
+    page.locator(f"#{ids[0]}").focus()
+    page.keyboard.press("n")
+    assert current_id(page) == ids[1]
+    page.context.close()
+
+
 def test_the_confirm_step_shows_both_faces_large_side_by_side(browser, server, faces_dir):
     _, found = pair(server, faces_dir, "Vladimir_Putin")
     page = signed_in(browser, server, "en-US", width=1280)

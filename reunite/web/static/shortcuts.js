@@ -3,7 +3,8 @@
    r  reject the current card
    n, j  next card;  k  previous card
    ?  show or hide the list;  Esc  close the confirm step or the list
-   Never while typing in a field, nor with Ctrl, Alt or Meta. The current card is marked (and
+   Never while typing in a field, nor with Ctrl, Alt or Meta, nor when turned off (the list's
+   checkbox, kept in localStorage: speech input types letters). The current card is marked (and
    focused, so the next Tab goes into it); a card takes over when focus enters it.
    Without JavaScript the page works as before; the hint stays hidden. */
 (function () {
@@ -18,6 +19,29 @@
   shortcuts.hidden = false;
   var label = shortcuts.getAttribute("data-current-label") || "";
   var current = null;
+  var on = document.getElementById("shortcuts-on");
+  var OFF_KEY = "reunite.shortcuts";
+
+  function enabled() {
+    return !on || on.checked;
+  }
+
+  try {
+    if (on && window.localStorage.getItem(OFF_KEY) === "off") {
+      on.checked = false;
+    }
+  } catch (ignored) { /* no storage: shortcuts stay on */ }
+  if (on) {
+    on.addEventListener("change", function () {
+      try {
+        if (on.checked) {
+          window.localStorage.removeItem(OFF_KEY);
+        } else {
+          window.localStorage.setItem(OFF_KEY, "off");
+        }
+      } catch (ignored) { /* no storage: for this page only */ }
+    });
+  }
 
   function mark(card, focus) {
     if (current && current !== card) {
@@ -116,7 +140,7 @@
     if (event.defaultPrevented || event.ctrlKey || event.altKey || event.metaKey) {
       return;
     }
-    if (typing(event.target)) {
+    if (typing(event.target) || !enabled()) {
       return;
     }
     var action = actions[event.key];
