@@ -168,6 +168,7 @@ MESSAGES: dict[str, dict[str, str]] = {
         "undo.button": "Undo",
         "undo.window_s": "You can undo this within {seconds} seconds.",
         "undo.window_min": "You can undo this within {minutes} minutes.",
+        "undo.expired": "The time to undo has passed; an admin can reopen the candidate.",
         "undo.done": "Undone: candidate {id} (found case {found} ↔ missing case {missing}) is "
         "{status} again.",
         "error.undo_refused": "This decision cannot be undone: {detail}",
@@ -373,6 +374,7 @@ MESSAGES: dict[str, dict[str, str]] = {
         "undo.button": "撤销",
         "undo.window_s": "{seconds} 秒内可以撤销。",
         "undo.window_min": "{minutes} 分钟内可以撤销。",
+        "undo.expired": "撤销时间已过；如需更改，请由管理员重新审核。",
         "undo.done": "已撤销：候选匹配 {id}（受助案件 {found} ↔ 走失案件 {missing}）"
         "恢复为{status}。",
         "error.undo_refused": "此决定无法撤销：{detail}",

@@ -62,8 +62,12 @@ def case_status(server: Server, case_id: int) -> str:
     return str(case["status"])
 
 
-def signed_in(browser: Browser, server: Server, locale: str, width: int = 1280) -> Page:
-    context = browser.new_context(locale=locale, viewport={"width": width, "height": 900})
+def signed_in(
+    browser: Browser, server: Server, locale: str, width: int = 1280, *, scripts: bool = True
+) -> Page:
+    context = browser.new_context(
+        locale=locale, viewport={"width": width, "height": 900}, java_script_enabled=scripts
+    )
     page = context.new_page()
     page.goto(f"{server.url}/login")
     page.fill("input[name=username]", "staff1")
@@ -129,9 +133,10 @@ def test_a_confirm_undone_from_the_notice_puts_the_pair_back(
     ("locale", "person"), [("en-US", "Gerhard_Schroeder"), ("zh-CN", "Hugo_Chavez")]
 )
 def test_an_undo_after_the_window_is_refused_saying_so(browser, server, faces_dir, locale, person):
+    """Without JavaScript the late button is still there: the server refuses, saying why."""
     words = WORDS[locale]
     _, found = pair(server, faces_dir, person)
-    page = signed_in(browser, server, locale)
+    page = signed_in(browser, server, locale, scripts=False)
     card_of(page, found).locator("button.reject").click()
     page.wait_for_url(f"{server.url}/review*")
     undo = page.locator("form.undo button")
@@ -141,6 +146,22 @@ def test_an_undo_after_the_window_is_refused_saying_so(browser, server, faces_di
     page.wait_for_url(f"{server.url}/review*")
     assert page.locator(".notice").inner_text().startswith(words["late"])
     assert card_of(page, found).count() == 0  # still rejected
+    page.context.close()
+
+
+def test_the_undo_button_turns_off_when_its_window_has_passed(browser, server, faces_dir):
+    _, found = pair(server, faces_dir, "Jiang_Zemin")
+    page = signed_in(browser, server, "zh-CN")
+    card_of(page, found).locator("button.reject").click()
+    page.wait_for_url(f"{server.url}/review*")
+    undo = page.locator("form.undo button")
+    assert undo.is_enabled()
+    page.wait_for_function(
+        "() => document.querySelector('form.undo button').disabled",
+        timeout=(UNDO_WINDOW_S + 5) * 1000,
+    )
+    expired = "撤销时间已过；如需更改，请由管理员重新审核。"
+    assert page.locator("#undo-window").inner_text() == expired
     page.context.close()
 
 
