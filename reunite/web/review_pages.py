@@ -12,7 +12,7 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response
 
 from reunite.api.auth import check_csrf, service_of
-from reunite.api.routes import Id, decoded_cursor, encoded_cursor
+from reunite.api.routes import MAX_ID, Id, decoded_cursor, encoded_cursor
 from reunite.candidate_view import CandidateView
 from reunite.errors import ReuniteError
 from reunite.web import i18n
@@ -102,7 +102,7 @@ def undo_offer(request: Request, view: CandidateView) -> dict[str, int] | None:
 def undo(
     request: Request,
     candidate_id: Id,
-    decision: Annotated[int, Form()],
+    decision: Annotated[int, Form(ge=1, le=MAX_ID)],
     csrf_token: Annotated[str, Form()] = "",
     next: Annotated[str, Form()] = "/review",
 ) -> Response:

@@ -157,10 +157,16 @@ def test_an_undo_refused_says_why_in_the_readers_language(staff, two_candidates)
         assert refused.status_code == 200 and words in refused.text, lang
     assert service.candidate(first).candidate.status == "rejected"
 
-    malformed = staff.post(
-        offered["action"], data={**form, "decision": "x", "csrf_token": csrf(staff)}
+    for bad in ("x", "0", str(2**64)):
+        malformed = staff.post(
+            offered["action"], data={**form, "decision": bad, "csrf_token": csrf(staff)}
+        )
+        assert malformed.status_code == 422 and "Traceback" not in malformed.text, bad
+    unknown = staff.post(
+        offered["action"], data={**form, "decision": "999999", "csrf_token": csrf(staff)}
     )
-    assert malformed.status_code == 422 and "Traceback" not in malformed.text
+    notice = re.search(r"class=\"notice\"[^>]*>([^<]*)<", unknown.text)
+    assert unknown.status_code == 200 and notice and notice.group(1) == "Not found.", notice
 
 
 def test_no_undo_is_offered_for_a_reopening(staff, two_candidates):
