@@ -156,6 +156,13 @@ class Settings(BaseSettings):
     photo_age_gap_years: int = Field(
         10, ge=1, le=100, description="Age gap between the two photos, years, that is flagged."
     )
+    undo_window_s: int = Field(
+        120,
+        ge=0,
+        le=3600,
+        description="Seconds a staff member may undo their own decision on a candidate. 0: no "
+        "undo.",
+    )
     timezone: str = Field(
         "UTC",
         validation_alias=AliasChoices("REUNITE_TIMEZONE", "REUNITE_DISPLAY_TIMEZONE"),

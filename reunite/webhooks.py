@@ -68,8 +68,9 @@ log = logging.getLogger(__name__)
 
 EVENT_TYPES = ("candidate.created", "candidate.decided", "candidate.deleted")
 """``created``: a new candidate; ``decided``: its status changed (by a reviewer, or back to
-pending when a new photo proposes a rejected pair again); ``deleted``: it went away with one of
-its cases. Events go to the agency of the candidate's missing case."""
+pending when a new photo proposes a rejected pair again, or by an undo, ``reunite.undo``);
+``deleted``: it went away with one of its cases. Events go to the agency of the candidate's
+missing case."""
 DELIVERY_STATUSES = ("pending", "delivered", "failed")
 
 SIGNATURE_HEADER = "X-Reunite-Signature"

@@ -166,6 +166,34 @@ MESSAGES: dict[str, dict[str, str]] = {
         "case.none": "No candidates yet.",
         "case.created": "Saved. {count} candidate(s) found.",
         "decision.saved": "Candidate {id} (found case {found} ↔ missing case {missing}): {status}.",
+        "undo.button": "Undo",
+        "undo.window_s": "You can undo this within {seconds} seconds.",
+        "undo.window_min": "You can undo this within {minutes} minutes.",
+        "undo.expired": "The time to undo has passed; an admin can reopen the candidate.",
+        "undo.done": "Undone: candidate {id} (found case {found} ↔ missing case {missing}) is "
+        "{status} again.",
+        "error.undo_refused": "This decision cannot be undone: {detail}",
+        "error.undo_refused.off": "Undo is turned off here. An admin can reopen the candidate.",
+        "error.undo_refused.not_undoable": "Only a confirm or a reject can be undone. An admin "
+        "can reopen the candidate.",
+        "error.undo_refused.not_yours": "Only the person who made this decision can undo it.",
+        "error.undo_refused.window_passed": "Too late to undo: the {seconds} seconds have "
+        "passed. An admin can reopen the candidate.",
+        "error.undo_refused.later_decision": "This candidate has had another decision since; "
+        "reload the page.",
+        "error.undo_refused.case_changed": "Case {case} has changed since, so the decision can "
+        "no longer be undone. An admin can reopen the candidate.",
+        "keys.hint": "Keyboard: c confirm · r reject · n next card · ? all shortcuts",
+        "keys.show": "Keyboard shortcuts",
+        "keys.title": "Keyboard shortcuts (not while typing in a field)",
+        "keys.c": "open the confirm step of the current card; then Enter confirms",
+        "keys.r": "reject the current card (not the same person)",
+        "keys.n": "next card",
+        "keys.k": "previous card",
+        "keys.help": "show or hide this list",
+        "keys.esc": "close the confirm step or this list",
+        "keys.on": "Use these single-key shortcuts (kept in this browser)",
+        "candidate.current": "Current card",
         "candidate.blocked": "Case {case} is already matched by another confirmed candidate; "
         "an admin must reopen that one first.",
         "unknown": "—",
@@ -364,6 +392,32 @@ MESSAGES: dict[str, dict[str, str]] = {
         "case.none": "暂无候选匹配。",
         "case.created": "已保存。找到 {count} 个候选匹配。",
         "decision.saved": "候选匹配 {id}（受助案件 {found} ↔ 走失案件 {missing}）：{status}。",
+        "undo.button": "撤销",
+        "undo.window_s": "{seconds} 秒内可以撤销。",
+        "undo.window_min": "{minutes} 分钟内可以撤销。",
+        "undo.expired": "撤销时间已过；如需更改，请由管理员重新审核。",
+        "undo.done": "已撤销：候选匹配 {id}（受助案件 {found} ↔ 走失案件 {missing}）"
+        "恢复为{status}。",
+        "error.undo_refused": "此决定无法撤销：{detail}",
+        "error.undo_refused.off": "此处未开启撤销功能。如需更改，请由管理员重新审核。",
+        "error.undo_refused.not_undoable": "只能撤销“确认”或“排除”。如需更改，请由管理员重新审核。",
+        "error.undo_refused.not_yours": "只有做出此决定的人才能撤销。",
+        "error.undo_refused.window_passed": "已超过 {seconds} 秒，无法撤销。"
+        "如需更改，请由管理员重新审核。",
+        "error.undo_refused.later_decision": "此候选匹配之后已有新的决定，请刷新页面。",
+        "error.undo_refused.case_changed": "案件 {case} 之后已有变更，无法撤销。"
+        "如需更改，请由管理员重新审核。",
+        "keys.hint": "键盘：c 确认 · r 排除 · n 下一条 · ? 全部快捷键",
+        "keys.show": "键盘快捷键",
+        "keys.title": "键盘快捷键（在输入框中打字时不起作用）",
+        "keys.c": "打开当前卡片的确认步骤；再按 Enter 确认",
+        "keys.r": "排除当前卡片（不是同一人）",
+        "keys.n": "下一条",
+        "keys.k": "上一条",
+        "keys.help": "显示或隐藏此列表",
+        "keys.esc": "关闭确认步骤或此列表",
+        "keys.on": "启用这些单键快捷键（此浏览器中保存）",
+        "candidate.current": "当前卡片",
         "candidate.blocked": "案件 {case} 已由另一条已确认的候选匹配认定；"
         "须由管理员先将那一条重新审核。",
         "unknown": "—",
@@ -503,9 +557,15 @@ def error_text(lang: str, error: ReuniteError) -> str:
     key = f"error.{error.code}"
     if error.details.get("reason") == "csrf":
         key = "error.stale_form"
+    if f"{key}.{error.details.get('reason')}" in MESSAGES[lang]:
+        key = f"{key}.{error.details.get('reason')}"  # e.g. why an undo was refused
     if key not in MESSAGES[lang]:
         return error.message
-    values = {"detail": error.message, "count": len(error.details.get("boxes", []))}
+    values = {
+        **error.details,
+        "detail": error.message,
+        "count": len(error.details.get("boxes", [])),
+    }
     return text(lang, key, **values)
 
 
