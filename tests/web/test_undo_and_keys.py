@@ -263,12 +263,12 @@ def test_the_confirm_step_shows_both_faces_large_side_by_side(browser, server, f
     _, found = pair(server, faces_dir, "Vladimir_Putin")
     page = signed_in(browser, server, "en-US", width=1280)
     card = card_of(page, found)
-    faces = card.locator(".confirm-faces img.face-large")
+    faces = card.locator(".confirm-faces img.confirm-face")
     assert not faces.first.is_visible()
     card.locator("summary.confirm").click()
     page.wait_for_function(
         f"""() => [...document.querySelectorAll(
-                '#{card.get_attribute("id")} .confirm-faces img.face-large')]
+                '#{card.get_attribute("id")} .confirm-faces img.confirm-face')]
             .every(i => i.complete && i.naturalWidth > 0)"""
     )
     boxes = [faces.nth(i).bounding_box() for i in range(faces.count())]
