@@ -55,8 +55,19 @@ def _password_refused(page: Page, _faces: Path) -> None:
     page.fill("input[name=current]", "not the password")
     page.fill("input[name=new]", "short")
     page.fill("input[name=again]", "short")
-    page.click("main form button[type=submit]")
+    page.click("form.password button[type=submit]")
     page.wait_for_selector(".error")
+
+
+def _display_name_refused(page: Page, _faces: Path) -> None:
+    page.fill("input[name=display_name]", " ")  # only a space: refused by the server
+    page.click("form.display-name button[type=submit]")
+    page.wait_for_selector("#display_name-error")
+
+
+def _last_admin_refused(page: Page, _faces: Path) -> None:
+    page.click("li.account-row[data-username=admin1] form.enabled button[type=submit]")
+    page.wait_for_selector("li.account-row[data-username=admin1] .error")
 
 
 def _confirm_step_open(page: Page, _faces: Path) -> None:
@@ -76,7 +87,9 @@ VISITS: list[Visit] = [
     Visit("search with results", "/search", _searched),
     Visit("own account", "/account/password"),
     Visit("own account refused", "/account/password", _password_refused),
+    Visit("own account, display name refused", "/account/password", _display_name_refused),
     Visit("accounts (admin)", "/admin/users"),
+    Visit("accounts, last admin refused", "/admin/users", _last_admin_refused),
     Visit("error page (unknown case)", "/cases/99999999"),
     Visit("error page (unknown address)", "/no/such/page"),
 ]
