@@ -363,11 +363,6 @@ def set_display_name(store: Store, username: str, display_name: str, *, actor: s
     return user
 
 
-def shown_name(user: UserRow) -> str:
-    """How pages name an account: its display name, else its username."""
-    return user.display_name or user.username
-
-
 def user(store: Store, user_id: int) -> UserRow:
     """The enabled user with this id. Raises ``NotAuthenticated`` if absent or disabled."""
     with store.transaction() as session:

@@ -37,12 +37,6 @@ def test_a_display_name_is_trimmed_kept_and_audited_without_the_name(store):
     assert changed.display_name == "王 秀英"
     assert [u.display_name for u in accounts.users(store)] == ["王 秀英"]
     assert audit_events(store, "user.set_display_name") == [("user:admin1", {"user_id": 1})]
-    assert accounts.shown_name(changed) == "王 秀英"
-
-
-def test_without_a_display_name_the_username_is_shown(store):
-    user = accounts.create_user(store, "bob", PASSWORD, "staff", actor="test")
-    assert user.display_name is None and accounts.shown_name(user) == "bob"
 
 
 @pytest.mark.parametrize(

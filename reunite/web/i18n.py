@@ -210,13 +210,19 @@ MESSAGES: dict[str, dict[str, str]] = {
         "users.display_name": "Display name",
         "users.set_display_name": "Set name",
         "users.display_name_done": "{username}'s display name is changed.",
-        "error.password_too_short": "A password needs at least {min_length} characters.",
-        "error.password_common": "That password is one of the most common ones; choose another.",
-        "error.display_name_length": "A display name is 1 to {max_length} characters.",
-        "error.display_name_control": (
+        "error.invalid_field.password_too_short": (
+            "A password needs at least {min_length} characters."
+        ),
+        "error.invalid_field.password_common": (
+            "That password is one of the most common ones; choose another."
+        ),
+        "error.invalid_field.display_name_length": (
+            "A display name is 1 to {max_length} characters."
+        ),
+        "error.invalid_field.display_name_control": (
             "A display name cannot hold control characters (line breaks, tabs and the like)."
         ),
-        "error.last_admin": (
+        "error.conflict.last_admin": (
             "This is the last enabled admin account; make another account an admin first, so "
             "that someone can still manage accounts."
         ),
@@ -407,11 +413,13 @@ MESSAGES: dict[str, dict[str, str]] = {
         "users.display_name": "显示名称",
         "users.set_display_name": "设置名称",
         "users.display_name_done": "已修改 {username} 的显示名称。",
-        "error.password_too_short": "密码至少需要 {min_length} 个字符。",
-        "error.password_common": "这是最常见的密码之一，请另选一个。",
-        "error.display_name_length": "显示名称须为 1 到 {max_length} 个字符。",
-        "error.display_name_control": "显示名称不能包含控制字符（如换行符、制表符等）。",
-        "error.last_admin": (
+        "error.invalid_field.password_too_short": "密码至少需要 {min_length} 个字符。",
+        "error.invalid_field.password_common": "这是最常见的密码之一，请另选一个。",
+        "error.invalid_field.display_name_length": "显示名称须为 1 到 {max_length} 个字符。",
+        "error.invalid_field.display_name_control": (
+            "显示名称不能包含控制字符（如换行符、制表符等）。"
+        ),
+        "error.conflict.last_admin": (
             "这是最后一个启用的管理员账户。请先将另一个账户设为管理员，以便仍有人能管理账户。"
         ),
     },
@@ -490,11 +498,10 @@ def error_text(lang: str, error: ReuniteError) -> str:
             for p in problems
         )
     key = f"error.{error.code}"
-    reason = error.details.get("reason")
-    if reason == "csrf":
+    if error.details.get("reason") == "csrf":
         key = "error.stale_form"
-    elif f"error.{reason}" in MESSAGES[lang]:  # a refusal with words of its own
-        key = f"error.{reason}"
+    if f"{key}.{error.details.get('reason')}" in MESSAGES[lang]:
+        key = f"{key}.{error.details.get('reason')}"  # e.g. why an undo was refused
     if key not in MESSAGES[lang]:
         return error.message
     values = {
