@@ -20,7 +20,7 @@ from starlette.types import Scope
 
 from reunite import __version__, accounts
 from reunite.api import auth
-from reunite.api.errors import install_error_handlers
+from reunite.api.errors import UnexpectedErrors, install_error_handlers
 from reunite.api.limits import BodyLimit, RateLimiter
 from reunite.api.observability import configure_logging, install_observability
 from reunite.api.openapi import API_DESCRIPTION, install_openapi
@@ -29,6 +29,7 @@ from reunite.api.routes import router as api_router
 from reunite.api.security import SecurityHeaders
 from reunite.config import Settings
 from reunite.faces import FaceFinder, faces_in_image
+from reunite.files import loose_paths, restrict_new_files
 from reunite.service import Reunite
 from reunite.web import MAX_INTAKE_PHOTOS, install_pages
 from reunite.web.pages import too_large_page
@@ -51,7 +52,7 @@ def create_app(settings: Settings | None = None, *, finder: FaceFinder = faces_i
         UnsafeConfiguration: in production, a weak session key (see ``api.security``).
     """
     settings = settings or Settings()
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     session_key = auth.session_secret(settings)  # checked: refuses a weak key in production
 
     @asynccontextmanager
@@ -98,6 +99,7 @@ def create_app(settings: Settings | None = None, *, finder: FaceFinder = faces_i
     install_pages(app)
     install_openapi(app)
 
+    app.add_middleware(UnexpectedErrors)  # innermost: a 500 passes through all of the below
     app.add_middleware(
         BodyLimit,
         limit_of=lambda scope: body_limit_bytes(scope, settings),
@@ -130,6 +132,7 @@ def body_limit_bytes(scope: Scope, settings: Settings) -> int:
 def app_from_environment() -> FastAPI:
     """``create_app`` with settings from the environment: the factory each worker process
     calls when ``reunite serve`` runs several (``REUNITE_WORKERS``)."""
+    restrict_new_files()
     settings = Settings()
     configure_logging(settings.log_format)  # a spawned worker starts with logging unset
     return create_app(settings)
@@ -143,8 +146,24 @@ def _load_and_sync_index(service: Reunite, stop: threading.Event) -> None:
         log.exception("index: loading failed; the service stays not ready")
         return
     log.info("index ready (%s: %s), counts %s", report.how, report.reason, report.counts)
+    _warn_about_loose_files(service.settings)
     while not stop.wait(service.settings.index_sync_interval_s):
         try:
             service.sync_index()
         except Exception:  # keep syncing: a failed round (database busy, disk full) is retried
             log.exception("index: sync with the store failed; retrying")
+
+
+def _warn_about_loose_files(settings: Settings) -> None:
+    """Say, once at start, if files under the data or index folder are open to others (made
+    by an older version, a copy or a restore under a wide umask). New files are owner-only."""
+    count, examples = loose_paths([settings.data_dir, settings.index_dir])
+    if count:
+        log.warning(
+            "%d files or folders under the data and index folders are readable by others "
+            "(e.g. %s); they hold biometric data: chmod -R go-rwx %s %s",
+            count,
+            ", ".join(str(p) for p in examples),
+            settings.data_dir,
+            settings.index_dir,
+        )

@@ -125,7 +125,7 @@ def backup(settings: Settings, destination: Path) -> dict[str, Any]:
         raise Conflict(f"{destination} exists; back up to a new file or an empty folder.")
     url = settings.resolved_database_url
     kind = database_kind(url)
-    destination.parent.mkdir(parents=True, exist_ok=True)
+    destination.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=destination.parent, prefix=".reunite-backup-"))
     try:
         database_file = staging / DATABASE_FILES[kind]
@@ -228,7 +228,7 @@ def _copy_photos(photos_dir: Path, target: Path, files: list[str]) -> list[str]:
     """Copy the named photo files; returns those that were gone."""
     missing = []
     for name in files:
-        (target / name).parent.mkdir(parents=True, exist_ok=True)
+        (target / name).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         try:
             shutil.copyfile(photos_dir / name, target / name)
         except FileNotFoundError:
@@ -241,7 +241,7 @@ def _copy_index(index_dir: Path, target: Path) -> None:
     save replaces them half way). An unreadable manifest copies nothing: restore rebuilds."""
     if not (index_dir / MANIFEST_NAME).exists():
         return
-    target.mkdir()
+    target.mkdir(mode=0o700)
     with DirectoryLock(index_dir).held():
         try:
             names = [*read_manifest(index_dir).files, MANIFEST_NAME]
@@ -306,7 +306,7 @@ def restore(settings: Settings, source: Path, *, force: bool = False) -> dict[st
                 f"The target is not empty ({occupied}). Restore into an empty data folder and "
                 "database, or pass --force to replace what is there."
             )
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         for stale in (settings.photos_dir, settings.data_dir / "crops"):
             shutil.rmtree(stale, ignore_errors=True)  # crops are named by face ids of the old store
         database_file = folder / manifest["database"]["file"]
@@ -317,10 +317,10 @@ def restore(settings: Settings, source: Path, *, force: bool = False) -> dict[st
         photos = [name for name in manifest["files"] if name.startswith("photos/")]
         for name in photos:
             target = settings.photos_dir / PurePosixPath(name).relative_to("photos")
-            target.parent.mkdir(parents=True, exist_ok=True)
+            target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             shutil.copyfile(folder / name, target)
         _restore_index(folder / "index", settings.index_dir)
-    settings.photos_dir.mkdir(parents=True, exist_ok=True)
+    settings.photos_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     store = Store(url)  # migrates the schema if the backup is older
     try:
         with store.engine.connect() as connection:
@@ -352,7 +352,7 @@ def _unpacked(source: Path, beside: Path) -> Iterator[Path]:
         return
     if not source.is_file() or not tarfile.is_tarfile(source):
         raise InvalidInput(f"{source} is neither a backup folder nor a .tar backup.")
-    beside.parent.mkdir(parents=True, exist_ok=True)
+    beside.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     folder = Path(tempfile.mkdtemp(dir=beside.parent, prefix=".reunite-restore-"))
     try:
         with tarfile.open(source) as archive:
@@ -362,9 +362,9 @@ def _unpacked(source: Path, beside: Path) -> Iterator[Path]:
                     raise InvalidInput(f"The archive has an unsafe path: {member.name!r}.")
                 target = folder.joinpath(*path.parts)
                 if member.isdir():
-                    target.mkdir(parents=True, exist_ok=True)
+                    target.mkdir(mode=0o700, parents=True, exist_ok=True)
                 elif member.isfile():
-                    target.parent.mkdir(parents=True, exist_ok=True)
+                    target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
                     extracted = archive.extractfile(member)
                     assert extracted is not None  # a regular file always has contents
                     with extracted, target.open("wb") as out:
@@ -421,7 +421,7 @@ def _occupied(settings: Settings) -> str | None:
 def _restore_sqlite(snapshot: Path, target: Path) -> None:
     """Copy the snapshot into the store's file with the backup API (which keeps the file and
     its write-ahead log consistent, whatever was there)."""
-    target.parent.mkdir(parents=True, exist_ok=True)
+    target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     with closing(sqlite3.connect(snapshot)) as source, closing(sqlite3.connect(target)) as store:
         source.backup(store)
         store.execute("PRAGMA journal_mode=WAL")
@@ -429,7 +429,7 @@ def _restore_sqlite(snapshot: Path, target: Path) -> None:
 
 def _restore_index(source: Path, index_dir: Path) -> None:
     """Replace the index files with the backup's (none in the backup: the service rebuilds)."""
-    index_dir.mkdir(parents=True, exist_ok=True)
+    index_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     with DirectoryLock(index_dir).held():
         for path in [index_dir / MANIFEST_NAME, *index_dir.glob("*.faiss")]:
             path.unlink(missing_ok=True)

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MODEL_DIR = Path(__file__).resolve().parent / "model"
@@ -31,7 +31,9 @@ class Settings(BaseSettings):
     the package, wherever the service starts.
     """
 
-    model_config = SettingsConfigDict(env_prefix="REUNITE_", env_file=None, extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="REUNITE_", env_file=None, extra="ignore", populate_by_name=True
+    )
 
     data_dir: Path = Field(
         Path("data"),
@@ -151,8 +153,11 @@ class Settings(BaseSettings):
     photo_age_gap_years: int = Field(
         10, ge=1, le=100, description="Age gap between the two photos, years, that is flagged."
     )
-    display_timezone: str = Field(
-        "UTC", description="Time zone the staff pages show times in (e.g. Asia/Shanghai)."
+    timezone: str = Field(
+        "UTC",
+        validation_alias=AliasChoices("REUNITE_TIMEZONE", "REUNITE_DISPLAY_TIMEZONE"),
+        description="Time zone the staff pages show times in, with its name (e.g. "
+        "Asia/Shanghai). `REUNITE_DISPLAY_TIMEZONE`, its old name, is still read but deprecated.",
     )
 
     environment: Literal["production", "development"] = Field(

@@ -370,7 +370,7 @@ class FaceIndex:
 
     def save(self, directory: Path) -> Manifest:
         """Write the index files and then the manifest, each atomically. Cost: O(faces) I/O."""
-        directory.mkdir(parents=True, exist_ok=True)
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         with self._lock:
             files = {}
             for kind in KINDS:
@@ -535,7 +535,7 @@ class DirectoryLock:
         """Hold the lock for the ``with`` block (waits for other processes to release it)."""
         with self._local:
             if self._depth == 0:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
                 fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
                 try:
                     fcntl.flock(fd, fcntl.LOCK_EX)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import date, datetime
 from pathlib import Path
 from types import TracebackType
@@ -104,7 +104,7 @@ class Reunite:
         self.calibration = loaded_calibration(
             settings.calibration_path, model=MODEL_NAME, pipeline=self.pipeline.version
         )
-        self.display_zone = _zone(settings.display_timezone)
+        self.display_zone = _zone(settings.timezone)
         self.on_outbox: Callable[[], None] = lambda: None
         """Called after a change that may have written webhook events (a worker's ``wake``)."""
         self.stats = Stats()
@@ -163,8 +163,8 @@ class Reunite:
         With ``load_index=False`` the caller loads it later with ``make_ready`` (a server does
         so in the background, answering "not ready" meanwhile).
         """
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-        settings.photos_dir.mkdir(parents=True, exist_ok=True)
+        settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        settings.photos_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         service = cls(settings, store=Store(settings.resolved_database_url), finder=finder)
         if load_index:
             service.make_ready()
@@ -311,6 +311,12 @@ class Reunite:
         """See ``Photos.of_case``."""
         return self.photo_store.of_case(case_id)
 
+    def photos_of_cases(
+        self, case_ids: Iterable[int]
+    ) -> dict[int, list[tuple[PhotoRow, list[FaceRow]]]]:
+        """See ``Photos.of_cases``."""
+        return self.photo_store.of_cases(case_ids)
+
     def enrolled_sha256s(self, case_id: int) -> set[str]:
         """See ``Photos.enrolled_sha256s``."""
         return self.photo_store.enrolled_sha256s(case_id)
@@ -408,4 +414,4 @@ def _zone(name: str) -> ZoneInfo:
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise InvalidField(f"REUNITE_DISPLAY_TIMEZONE {name!r} is not a known time zone.") from exc
+        raise InvalidField(f"REUNITE_TIMEZONE {name!r} is not a known time zone.") from exc

@@ -25,6 +25,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -55,12 +56,13 @@ from sqlalchemy import (
     false,
     update,
 )
-from sqlalchemy.engine import Dialect, Engine
+from sqlalchemy.engine import Dialect, Engine, make_url
 from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
 from reunite.errors import Conflict, InvalidField
+from reunite.files import ensure_owner_only_file
 from reunite.migrations import migrate
 
 CaseKind = Literal["missing", "found"]
@@ -474,8 +476,6 @@ class CaseFields(CaseFacts):
 
     @model_validator(mode="after")
     def _consistent(self) -> CaseFields:
-        if self.external_ref and not self.agency:
-            raise ValueError("external_ref needs an agency: it is unique per agency")
         if self.kind == "missing" and self.date_found:
             raise ValueError("a missing case has date_missing, not date_found")
         if self.kind == "found" and self.date_missing:
@@ -500,9 +500,13 @@ class CaseFields(CaseFacts):
 
 
 def validated_case_fields(data: dict[str, Any]) -> CaseFields:
-    """``CaseFields`` from a dict, raising ``InvalidField`` with every problem listed."""
+    """``CaseFields`` from a dict, raising ``InvalidField`` with every problem listed.
+
+    Also: an ``external_ref`` needs an ``agency`` (it is unique per agency). That rule is
+    checked here, not in the model, so the API can parse a police key's body first and fill in
+    the key's agency before it applies."""
     try:
-        return CaseFields.model_validate(data)
+        fields = CaseFields.model_validate(data)
     except ValidationError as exc:
         problems = [
             {"field": ".".join(str(p) for p in err["loc"]) or None, "message": err["msg"]}
@@ -512,6 +516,12 @@ def validated_case_fields(data: dict[str, Any]) -> CaseFields:
             f"{p['field']}: {p['message']}" if p["field"] else str(p["message"]) for p in problems
         )
         raise InvalidField(f"Invalid case: {summary}", errors=problems) from exc
+    if fields.external_ref and not fields.agency:
+        message = "external_ref needs an agency: it is unique per agency"
+        raise InvalidField(
+            f"Invalid case: {message}", errors=[{"field": "agency", "message": message}]
+        )
+    return fields
 
 
 class Store:
@@ -567,6 +577,9 @@ class Store:
 def _engine(url: str) -> Engine:
     if not url.startswith("sqlite"):
         return create_engine(url, pool_pre_ping=True, hide_parameters=True)
+    database = make_url(url).database
+    if database and database != ":memory:" and not database.startswith("file:"):
+        ensure_owner_only_file(Path(database))  # names, contacts, embeddings: owner-only
     # hide_parameters: an error message must never carry names or embedding bytes into a log.
     engine = create_engine(
         url, connect_args={"check_same_thread": False, "timeout": 30}, hide_parameters=True

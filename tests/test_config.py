@@ -45,3 +45,14 @@ def test_a_calibration_left_at_the_old_default_place_is_named_in_a_warning(
     assert (
         "REUNITE_CALIBRATION_PATH=" + str(tmp_path / "models" / "calibration.json") in caplog.text
     )
+
+
+def test_the_time_zone_is_read_as_reunite_timezone_and_under_its_old_name(monkeypatch):
+    monkeypatch.delenv("REUNITE_TIMEZONE", raising=False)
+    monkeypatch.delenv("REUNITE_DISPLAY_TIMEZONE", raising=False)
+    assert Settings().timezone == "UTC"
+    monkeypatch.setenv("REUNITE_DISPLAY_TIMEZONE", "Europe/Paris")  # deprecated, still read
+    assert Settings().timezone == "Europe/Paris"
+    monkeypatch.setenv("REUNITE_TIMEZONE", "Asia/Shanghai")  # the new name wins
+    assert Settings().timezone == "Asia/Shanghai"
+    assert Settings(timezone="Asia/Tokyo").timezone == "Asia/Tokyo"

@@ -17,6 +17,8 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from reunite import errors
 
@@ -80,10 +82,27 @@ def headers_for(error: errors.ReuniteError) -> dict[str, str]:
     return {}
 
 
-def http_problem(exc: StarletteHTTPException) -> JSONResponse:
+def http_problem(request: Request, exc: StarletteHTTPException) -> JSONResponse:
     """The framework's HTTP errors (no such route, method not allowed) as a problem."""
     code = HTTPStatus(exc.status_code).phrase.lower().replace(" ", "_").replace("-", "_")
-    return problem(exc.status_code, code, str(exc.detail), headers=getattr(exc, "headers", None))
+    return problem(exc.status_code, code, str(exc.detail), headers=http_error_headers(request, exc))
+
+
+def http_error_headers(request: Request, exc: StarletteHTTPException) -> dict[str, str]:
+    """The headers of a framework HTTP error; a 405's ``Allow`` lists every method the path
+    answers (the framework names only those of the first route on the path)."""
+    headers = dict(getattr(exc, "headers", None) or {})
+    if exc.status_code == 405:
+        routes = request.app.router.routes
+        headers["Allow"] = ", ".join(
+            method
+            for method in HTTP_METHODS
+            if any(r.matches({**request.scope, "method": method})[0] == Match.FULL for r in routes)
+        )
+    return headers
+
+
+HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -110,10 +129,38 @@ def install_error_handlers(app: FastAPI) -> None:
         )
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return http_problem(exc)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return http_problem(request, exc)
 
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unexpected error on %s %s", request.method, request.url.path)
-        return problem(500, "internal_error", "Something went wrong on our side; it was logged.")
+
+class UnexpectedErrors:
+    """ASGI middleware answering an unexpected exception with a 500 problem, inside the other
+    middleware, so the answer still gets its request id, security headers, ``no-store``, access
+    log line and metrics. (A FastAPI handler for ``Exception`` would answer from the outermost
+    layer, past all of them.) Add it first, so it sits innermost. An exception after the answer
+    has begun can only be logged and re-raised: the connection is then cut."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def watched_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watched_send)
+        except Exception:
+            log.exception("unexpected error on %s %s", scope.get("method"), scope.get("path"))
+            if started:
+                raise
+            answer = problem(
+                500, "internal_error", "Something went wrong on our side; it was logged."
+            )
+            await answer(scope, receive, send)

@@ -13,11 +13,11 @@ import base64
 import binascii
 import json
 import math
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, File, Form, Path, Query, Request, Response, UploadFile
-from pydantic import AwareDatetime, BeforeValidator
+from pydantic import AfterValidator, AwareDatetime, BeforeValidator
 
 from reunite import access, webhooks
 from reunite.access import Principal
@@ -42,8 +42,20 @@ def _iso_only(value: object) -> object:
     return value
 
 
-Timestamp = Annotated[AwareDatetime, BeforeValidator(_iso_only)]
-"""An ISO 8601 date-time with its zone (not a bare number, not a time without zone)."""
+def utc_moment(value: datetime) -> datetime:
+    """``value`` in UTC. Raises ``ValueError`` for a moment outside the calendar once in UTC
+    (``9999-12-31T23:00:00-05:00`` is in the year 10000), which ``astimezone`` would answer
+    with ``OverflowError``."""
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(
+            "give a date-time between 0001-01-01 and 9999-12-31 in UTC, e.g. 2024-03-05T08:00:00Z"
+        ) from None
+
+
+Timestamp = Annotated[AwareDatetime, BeforeValidator(_iso_only), AfterValidator(utc_moment)]
+"""An ISO 8601 date-time with its zone (not a bare number, not a time without zone), in UTC."""
 
 Service = Annotated[Reunite, Depends(service_of)]
 Caller = Annotated[Principal, Depends(principal)]
@@ -109,7 +121,7 @@ def _cursor_value(kind: str, value: Any) -> Any:
         moment = datetime.fromisoformat(value)
         if moment.tzinfo is None:
             raise ValueError("a cursor time has a zone")
-        return moment
+        return utc_moment(moment)
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ValueError("not a number")
     if kind == "id" and (not isinstance(value, int) or not 0 <= value <= MAX_ID):

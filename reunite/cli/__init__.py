@@ -20,6 +20,7 @@ from collections.abc import Sequence
 
 from reunite import __version__, errors
 from reunite.cli import accounts, calibrate, cases, index, maintenance, rematching, serve
+from reunite.files import restrict_new_files
 
 EXIT_CODES: dict[type[errors.ReuniteError], int] = {
     errors.NotFound: 3,
@@ -67,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; returns its exit code (see the module's docstring)."""
     args = build_parser().parse_args(argv)
+    restrict_new_files()  # biometric data: whatever this command writes is owner-only
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

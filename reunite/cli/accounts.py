@@ -135,8 +135,8 @@ def _register_keys(commands: argparse._SubParsersAction[argparse.ArgumentParser]
 def _store() -> Iterator[Store]:
     """The store of the current settings, its folders made if new (as the service makes them)."""
     settings = loaded_settings()
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    settings.photos_dir.mkdir(parents=True, exist_ok=True)
+    settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    settings.photos_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     with opened_store(settings) as store:
         yield store
 

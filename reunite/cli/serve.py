@@ -46,7 +46,7 @@ def serve_api(args: argparse.Namespace) -> int:
     chosen_devices(settings.device)  # a bad REUNITE_DEVICE stops here, with its reason
     # Made here, once (so several workers do not race to create them), and checked: a weak
     # session key stops the start with its reason (exit 7), before any worker starts.
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     session_secret(settings)
     one_process = settings.workers == 1
     app: Any = APP_FACTORY  # each worker process builds its app from the environment

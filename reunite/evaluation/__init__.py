@@ -74,7 +74,7 @@ class EmbeddingCache:
         boxes = np.array([tuple(f.box) for f in found], dtype=np.int32).reshape(-1, 4)
         embeddings = np.array([f.embedding for f in found], dtype=np.float32).reshape(-1, 128)
         shape = np.array(image.pixels.shape[:2], dtype=np.int32)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         buffer = io.BytesIO()
         np.savez(buffer, boxes=boxes, embeddings=embeddings, shape=shape)
         write_atomically(path, buffer.getvalue())

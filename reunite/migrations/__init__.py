@@ -71,7 +71,7 @@ def _migration_lock(engine: Engine) -> Iterator[None]:
     if engine.dialect.name != "sqlite" or not database or database == ":memory:":
         yield
         return
-    Path(database).parent.mkdir(parents=True, exist_ok=True)
+    Path(database).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     fd = os.open(f"{database}.migrate.lock", os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)

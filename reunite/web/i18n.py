@@ -168,6 +168,26 @@ MESSAGES: dict[str, dict[str, str]] = {
         "candidate.blocked": "Case {case} is already matched by another confirmed candidate; "
         "an admin must reopen that one first.",
         "unknown": "—",
+        # candidate cards: references, photos, the lightbox, who decided (reunite/web/cards.py)
+        "card.reference_none": "no agency reference",
+        "card.photo_dates": "Photos taken",
+        "card.photo_count": "{count} photo(s)",
+        "photo.date_unknown": "date unknown",
+        "photo.taken": "taken {date}",
+        "photo.open": "Photo {number} of {total} of case {case}, {date}: open large",
+        "photo.whole": "Photo {number} of {total} of case {case}, {date}, the faces outlined",
+        "lightbox.title": "Photos of case {case}",
+        "lightbox.help": "The yellow box is the face compared; arrow keys move between photos, "
+        "Esc closes.",
+        "lightbox.help_case": "The yellow boxes are the case's faces; arrow keys move between "
+        "photos, Esc closes.",
+        "lightbox.previous": "Previous photo",
+        "lightbox.next": "Next photo",
+        "lightbox.close": "Close",
+        "actor.key": "API key “{label}” ({prefix})",
+        "actor.key_unlabelled": "API key {prefix}",
+        "actor.cli": "the command line",
+        "actor.system": "the system",
         "error.form": "Please correct the fields marked below.",
         "error.photo_required": "Choose at least one photo.",
         "error.bad_age": "{field}: enter a whole number of years, 0 to 120.",
@@ -374,6 +394,24 @@ MESSAGES: dict[str, dict[str, str]] = {
         "candidate.blocked": "案件 {case} 已由另一条已确认的候选匹配认定；"
         "须由管理员先将那一条重新审核。",
         "unknown": "—",
+        # candidate cards: references, photos, the lightbox, who decided (reunite/web/cards.py)
+        "card.reference_none": "无机构编号",
+        "card.photo_dates": "照片拍摄日期",
+        "card.photo_count": "{count} 张照片",
+        "photo.date_unknown": "日期不详",
+        "photo.taken": "拍摄于 {date}",
+        "photo.open": "案件 {case} 第 {number} 张照片（共 {total} 张），{date}：放大查看",
+        "photo.whole": "案件 {case} 第 {number} 张照片（共 {total} 张），{date}，人脸已框出",
+        "lightbox.title": "案件 {case} 的照片",
+        "lightbox.help": "黄色框为比对的人脸；方向键切换照片，Esc 键关闭。",
+        "lightbox.help_case": "黄色框为本案件的人脸；方向键切换照片，Esc 键关闭。",
+        "lightbox.previous": "上一张",
+        "lightbox.next": "下一张",
+        "lightbox.close": "关闭",
+        "actor.key": "API 密钥“{label}”（{prefix}）",
+        "actor.key_unlabelled": "API 密钥 {prefix}",
+        "actor.cli": "命令行",
+        "actor.system": "系统",
         "error.form": "请更正下方标出的内容。",
         "error.photo_required": "请至少选择一张照片。",
         "error.bad_age": "{field}：请填写 0 到 120 之间的整数岁数。",
@@ -465,10 +503,20 @@ def date_text(lang: str, value: date | datetime | None) -> str:
     return f"{value.day} {_EN_MONTHS[value.month - 1]} {value.year}"
 
 
+_ZH_ZONE_NAMES = {"Asia/Shanghai": "北京时间", "Asia/Hong_Kong": "香港时间", "UTC": "协调世界时"}
+
+
 def time_text(lang: str, value: datetime, zone: tzinfo) -> str:
-    """A moment in ``zone``, as people write it: ``2024年3月5日 14:05`` or ``5 Mar 2024 14:05``."""
+    """A moment in ``zone``, as people write it, with the zone named (a reader elsewhere must
+    not take it for their own time): ``5 Mar 2024 14:05 (Asia/Shanghai)``, and in Chinese
+    the date, the time and the zone in full-width brackets, its Chinese name first if known
+    (北京时间 Asia/Shanghai)."""
     local = value.astimezone(zone)
-    return f"{date_text(lang, local.date())} {local:%H:%M}"
+    name = str(getattr(zone, "key", None) or local.tzname() or "UTC")
+    if lang == "zh-CN":
+        named = f"{_ZH_ZONE_NAMES[name]} {name}" if name in _ZH_ZONE_NAMES else name
+        return f"{date_text(lang, local.date())} {local:%H:%M}\uff08{named}\uff09"
+    return f"{date_text(lang, local.date())} {local:%H:%M} ({name})"
 
 
 def percent_text(probability: float) -> str:

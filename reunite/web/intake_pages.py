@@ -15,12 +15,14 @@ from typing import Annotated, Any
 from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import RedirectResponse, Response
 
+from reunite import names
 from reunite.api.auth import check_csrf, service_of
 from reunite.enrollment import PreparedPhoto
 from reunite.errors import InvalidField, InvalidInput, ReuniteError
 from reunite.service import Reunite
 from reunite.store import EARLIEST_DATE, validated_case_fields
 from reunite.web import i18n
+from reunite.web.cards import reference_text
 from reunite.web.pages import PageRoute, language, page_user, render
 
 router = APIRouter(include_in_schema=False, route_class=PageRoute)
@@ -218,6 +220,7 @@ def search(
             error=i18n.error_text(lang, exc),
         )
     shown = f"data:{image.media_type};base64,{base64.b64encode(data).decode('ascii')}"
+    agencies = names.agency_names(service.store, (c.case.agency for r in results for c in r.ranked))
     return render(
         request,
         "search.html",
@@ -226,4 +229,5 @@ def search(
         image_url=shown,
         width=image.width,
         height=image.height,
+        reference=lambda case: reference_text(lang, case, agencies),
     )

@@ -34,7 +34,7 @@ from reunite.api.auth import (
     session_user,
     start_session,
 )
-from reunite.api.errors import headers_for, http_problem, status_of
+from reunite.api.errors import headers_for, http_error_headers, http_problem, status_of
 from reunite.errors import ReuniteError
 from reunite.review import birth_years
 from reunite.store import CaseRow, UserRow
@@ -104,13 +104,13 @@ def install_pages(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
         if not wants_page(request):
-            return http_problem(exc)
+            return http_problem(request, exc)
         lang = language(request)
         key = {404: "error.page_not_found", 405: "error.method_not_allowed"}.get(
             exc.status_code, "error.http"
         )
         message = i18n.text(lang, key, status=exc.status_code)
-        return error_page(request, exc.status_code, message, getattr(exc, "headers", None))
+        return error_page(request, exc.status_code, message, http_error_headers(request, exc))
 
 
 def wants_page(request: Request) -> bool:

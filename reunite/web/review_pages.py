@@ -15,6 +15,7 @@ from reunite.api.auth import check_csrf, service_of
 from reunite.api.routes import Id, decoded_cursor, encoded_cursor
 from reunite.errors import ReuniteError
 from reunite.web import i18n
+from reunite.web.cards import card_context
 from reunite.web.pages import PageRoute, language, page_error, page_user, render, safe_next
 
 router = APIRouter(include_in_schema=False, route_class=PageRoute)
@@ -41,6 +42,7 @@ def review_queue(request: Request, order: str = "closest", cursor: str | None = 
         total=listing.total,
         order=order,
         next_cursor=encoded_cursor(listing.next_after),
+        **card_context(request, listing.items),
     )
 
 
@@ -92,10 +94,12 @@ def case_page(request: Request, case_id: Id) -> Response:
         case = service.case(case_id)
     except ReuniteError as exc:
         return page_error(request, exc, 404)
+    views = service.candidates(case_id)
     return render(
         request,
         "case.html",
         case=case,
         photos=service.photos(case_id),
-        views=service.candidates(case_id),
+        views=views,
+        **card_context(request, views, [case]),
     )

@@ -74,3 +74,31 @@ def test_request_ids_and_json_logs_without_names(tmp_path, sample):
     assert any("case" in e["message"] and "created" in e["message"] for e in traced)
     for secret in ("李建国", "13800000000", "obama.jpg"):
         assert secret not in log
+
+
+def test_a_500_passes_through_the_same_middleware_as_any_answer(tmp_path):
+    """A real fault (the cases table gone from under a running server): the 500 still carries
+    the caller's request id, the security headers and no-store, is logged as an access line and
+    counted in the metrics."""
+    import sqlite3
+
+    server = Server(tmp_path, REUNITE_LOG_FORMAT="json")
+    try:
+        with httpx2.Client(base_url=server.url, headers=server.auth, timeout=60) as http:
+            assert http.get(f"{API}/cases").status_code == 200
+            with sqlite3.connect(tmp_path / "data" / "reunite.db") as db:
+                db.execute("ALTER TABLE cases RENAME TO cases_damaged")
+            broken = http.get(f"{API}/cases", headers={"X-Request-ID": "trace-500"})
+            metrics = http.get("/metrics").text
+    finally:
+        log = server.stop()
+    assert broken.status_code == 500
+    assert broken.json()["code"] == "internal_error"
+    assert broken.headers["x-request-id"] == "trace-500"
+    assert broken.headers["cache-control"] == "no-store"
+    assert broken.headers["x-content-type-options"] == "nosniff"
+    assert "content-security-policy" in broken.headers
+    assert 'route="/api/v1/cases",status="500"' in metrics
+    lines = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
+    traced = [entry for entry in lines if entry["request_id"] == "trace-500"]
+    assert any(e.get("status") == 500 and e.get("route") == "/api/v1/cases" for e in traced), log
