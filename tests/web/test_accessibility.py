@@ -75,9 +75,15 @@ def _confirm_step_open(page: Page, _faces: Path) -> None:
     page.wait_for_selector("details.confirm-step[open] button.confirm-final")
 
 
+def _lightbox_open(page: Page, _faces: Path) -> None:
+    page.locator("article.candidate .thumbs a.zoom").first.click()
+    page.wait_for_selector("dialog.lightbox[open]")
+
+
 VISITS: list[Visit] = [
     Visit("queue with a candidate card", "/review"),
     Visit("queue, confirm step open", "/review", _confirm_step_open),
+    Visit("queue, lightbox open", "/review", _lightbox_open),
     Visit("case with a decided candidate", "/cases/{decided}"),
     Visit("found case", "/cases/{found}"),
     Visit("missing case", "/cases/{missing}"),
