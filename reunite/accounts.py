@@ -24,7 +24,7 @@ from pathlib import Path
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from reunite import audit
@@ -279,16 +279,13 @@ def _check_not_last_admin(session: Session, user: UserRow) -> None:
     """Refuse to take the last enabled admin away (by disabling or demoting it): nobody could
     manage accounts from the pages any more. Raises ``Conflict``.
 
-    The enabled admins' rows are locked (PostgreSQL) so that two admins disabling each other
-    at once cannot both succeed."""
-    if user.role != "admin" or user.disabled:
-        return
-    admins = session.scalars(
-        select(UserRow.id)
-        .where(UserRow.role == "admin", UserRow.disabled.is_(False))
-        .with_for_update()
-    ).all()
-    if list(admins) == [user.id]:
+    The enabled admins' rows are written (unchanged) before they are counted: that takes
+    SQLite's write lock, or PostgreSQL's row locks, so that two admins disabling each other at
+    the same moment cannot both succeed (the second one counts after the first commits)."""
+    enabled_admin = (UserRow.role == "admin") & UserRow.disabled.is_(False)
+    session.execute(update(UserRow).where(enabled_admin).values(role=UserRow.role))
+    admins = list(session.scalars(select(UserRow.id).where(enabled_admin)))
+    if admins == [user.id]:
         raise Conflict(
             "This is the last enabled admin account; make another account an admin first.",
             reason="last_admin",

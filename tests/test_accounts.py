@@ -3,6 +3,9 @@ guard, on SQLite and PostgreSQL; and the policy refusals in both page languages.
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 from sqlalchemy import select
 
@@ -120,3 +123,34 @@ def test_the_last_admin_refusal_reads_in_chinese():
     refused = Conflict("This is the last enabled admin account.", reason="last_admin")
     assert i18n.error_text("zh-CN", refused).startswith("这是最后一个启用的管理员账户")
     assert i18n.error_text("en", Conflict("x")) == "This cannot be done now: x"
+
+
+def disabled_at_once(store: Store, names: tuple[str, str]) -> list[str]:
+    """Disable both accounts from two threads released together: each one's outcome."""
+    barrier = threading.Barrier(2)
+
+    def disable(name: str) -> str:
+        barrier.wait()
+        try:
+            accounts.disable_user(store, name, actor="test")
+        except Conflict:
+            return "refused"
+        return "disabled"
+
+    with ThreadPoolExecutor(2) as pool:
+        return sorted(pool.map(disable, names))
+
+
+def test_two_admins_disabling_each_other_at_once_leave_one(store):
+    """Both requests start together; the guard counts under a lock, so one of them is
+    refused, round after round, on SQLite and PostgreSQL alike."""
+    for round_ in range(4):
+        names = (f"root{round_}", f"boss{round_}")
+        for name in names:
+            accounts.create_user(store, name, PASSWORD, "admin", actor="test")
+        for other in accounts.users(store):
+            if other.username not in names and not other.disabled:
+                accounts.disable_user(store, other.username, actor="test")
+        assert disabled_at_once(store, names) == ["disabled", "refused"], round_
+        enabled = [u.username for u in accounts.users(store) if not u.disabled]
+        assert len(enabled) == 1 and enabled[0] in names
