@@ -2,7 +2,8 @@
 subparser (``register``); errors become exit codes here, in one place.
 
 Commands import the service, dlib and FAISS inside the function that needs them, so that
-``reunite --help``, ``--version``, ``keys``, ``users`` and ``migrate`` answer at once.
+``reunite --help``, ``--version``, ``keys``, ``users``, ``agencies`` and ``migrate`` answer at
+once.
 
 Exit codes: 0 success; 1 some items of a batch failed (each is reported); 2 bad usage;
 3 not found; 4 invalid input (unreadable file, bad photo, no face, bad field); 5 conflict
@@ -19,7 +20,16 @@ import sys
 from collections.abc import Sequence
 
 from reunite import __version__, errors
-from reunite.cli import accounts, calibrate, cases, index, maintenance, rematching, serve
+from reunite.cli import (
+    accounts,
+    agencies,
+    calibrate,
+    cases,
+    index,
+    maintenance,
+    rematching,
+    serve,
+)
 from reunite.files import restrict_new_files
 
 EXIT_CODES: dict[type[errors.ReuniteError], int] = {
@@ -30,7 +40,7 @@ EXIT_CODES: dict[type[errors.ReuniteError], int] = {
     errors.UnsafeConfiguration: 7,
     errors.BadConfiguration: 8,
 }
-COMMAND_MODULES = (serve, cases, accounts, calibrate, index, rematching, maintenance)
+COMMAND_MODULES = (serve, cases, accounts, agencies, calibrate, index, rematching, maintenance)
 """Each adds its commands to the parser, in this order in ``--help``."""
 
 

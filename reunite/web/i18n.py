@@ -11,6 +11,7 @@ from datetime import date, datetime, tzinfo
 from typing import Any
 
 from reunite.errors import ReuniteError
+from reunite.web.form_words import FORM_MESSAGES
 
 LANGUAGES = ("zh-CN", "en")
 DEFAULT_LANGUAGE = "en"
@@ -462,6 +463,8 @@ MESSAGES: dict[str, dict[str, str]] = {
         ),
     },
 }
+for _lang, _words in FORM_MESSAGES.items():  # the forms' hints and errors (form_words.py)
+    MESSAGES[_lang].update(_words)
 
 
 def language_of(cookie: str | None, accept_language: str | None) -> str:

@@ -1,26 +1,30 @@
 """Intake and search pages: a found person's case from a form with photos, and a search by
 photo.
 
-When a form is refused, the page is shown again with the error next to the form, in the user's
-language, and every field the user typed still filled in (browsers do not allow a page to
-refill a file input, so photos must be chosen again).
+Every field says its rule next to it. When a form is refused, the page is shown again in the
+user's language with every field typed still filled in, each error next to its field (the first
+wrong field focused, a summary at the top linking to each), and the photos that were fine kept
+(``reunite.staging``: browsers do not allow a page to refill a file input), so they need not be
+chosen again. A group photo is kept too, shown with a box per face for the person to pick one.
 """
 
 from __future__ import annotations
 
 import base64
+from dataclasses import dataclass, field
 from datetime import date
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.responses import RedirectResponse, Response
 
-from reunite import names
+from reunite import agencies, names
 from reunite.api.auth import check_csrf, service_of
 from reunite.enrollment import PreparedPhoto
-from reunite.errors import InvalidField, InvalidInput, ReuniteError
+from reunite.errors import InvalidField, InvalidInput, MultipleFaces, NotFound, ReuniteError
 from reunite.service import Reunite
-from reunite.store import EARLIEST_DATE, validated_case_fields
+from reunite.staging import Staging
+from reunite.store import EARLIEST_DATE, UserRow, validated_case_fields
 from reunite.web import i18n
 from reunite.web.cards import reference_text
 from reunite.web.pages import PageRoute, language, page_user, render
@@ -28,19 +32,134 @@ from reunite.web.pages import PageRoute, language, page_user, render
 router = APIRouter(include_in_schema=False, route_class=PageRoute)
 
 MAX_INTAKE_PHOTOS = 10
-"""Most photos one intake form may carry."""
+"""Most photos one intake form may carry (kept ones included)."""
+FORM_FIELDS = (
+    "name",
+    "sex",
+    "age_min",
+    "age_max",
+    "date_found",
+    "place",
+    "description",
+    "contact",
+    "agency",
+    "external_ref",
+    "photos",
+    "taken_on",
+)
+"""The intake form's fields in the order shown (errors are listed and focused in this order)."""
+CASE_FIELD_OF = {"birth_year_min": "age_min", "birth_year_max": "age_max"}
+"""The form field a ``CaseFields`` problem belongs to, where the names differ."""
+
+
+@dataclass
+class IntakePhoto:
+    """A photo of the form: its bytes, the staged token once kept, and either its prepared
+    face or (a group photo not yet picked) the boxes of its faces."""
+
+    filename: str
+    data: bytes
+    token: str | None = None
+    prepared: PreparedPhoto | None = None
+    boxes: list[dict[str, int]] = field(default_factory=list)
+    size: tuple[int, int] = (0, 0)
+    picked: int | None = None
+
+
+def staging_of(request: Request) -> Staging:
+    """The staging folder of this service's data folder."""
+    return Staging(service_of(request).settings.data_dir / "staging")
+
+
+def owner_of(user: UserRow) -> str:
+    return f"user:{user.id}"
+
+
+async def face_picks(request: Request) -> dict[str, int]:
+    """The faces picked on the form: ``face-<token>`` radio values, by token."""
+    form = await request.form()
+    picks = {}
+    for key, value in form.multi_items():
+        if key.startswith("face-") and isinstance(value, str) and value.isdigit():
+            picks[key.removeprefix("face-")] = int(value)
+    return picks
+
+
+def _intake_page(
+    request: Request,
+    *,
+    values: dict[str, str],
+    errors: dict[str, str],
+    general: list[str],
+    photo_errors: list[tuple[str, str]],
+    kept: list[IntakePhoto],
+    status_code: int = 200,
+) -> Response:
+    lang = language(request)
+    settings = service_of(request).settings
+    summary = [(key, errors[key]) for key in _in_form_order(errors)]
+    summary += [
+        ("photos", f"{name}: {message}" if name else message) for name, message in photo_errors
+    ]
+    summary.sort(key=lambda item: _form_position(item[0]))
+    return render(
+        request,
+        "intake.html",
+        status_code=status_code,
+        values=values,
+        errors=errors,
+        general=general,
+        summary=summary,
+        first_error=summary[0][0] if summary else None,
+        photo_errors=photo_errors,
+        kept=kept,
+        agency_list=agencies.agencies(service_of(request).store, include_retired=False),
+        photos_hint=i18n.text(
+            lang,
+            "hint.photos",
+            mb=max(1, settings.max_upload_bytes // 1_000_000),
+            limit=MAX_INTAKE_PHOTOS,
+        ),
+    )
+
+
+def _form_position(key: str) -> int:
+    """Where a field is on the intake form: the face pickers follow the photos."""
+    if key.startswith("face-"):
+        return FORM_FIELDS.index("photos")
+    return FORM_FIELDS.index(key) if key in FORM_FIELDS else len(FORM_FIELDS)
+
+
+def _in_form_order(errors: dict[str, str]) -> list[str]:
+    return sorted(errors, key=_form_position)
 
 
 @router.get("/intake")
 def intake_page(request: Request) -> Response:
     page_user(request)
-    return render(request, "intake.html", values={}, errors=[], photo_errors=[])
+    staging_of(request).remove_expired()
+    return _intake_page(request, values={}, errors={}, general=[], photo_errors=[], kept=[])
+
+
+@router.get("/intake/kept/{token}")
+def kept_photo(request: Request, token: str) -> Response:
+    """A photo kept for the signed-in user's form (``NotFound`` for anyone else's)."""
+    user = page_user(request)
+    staged = staging_of(request).staged(owner_of(user), token)
+    return Response(
+        staged.data,
+        media_type=_media_type(staged.data),
+        headers={"Cache-Control": "private, no-store"},
+    )
 
 
 @router.post("/intake")
 def intake(
     request: Request,
+    picks: Annotated[dict[str, int], Depends(face_picks)],
     photos: Annotated[list[UploadFile], File()] = [],  # noqa: B006 (FastAPI reads, never mutates)
+    kept: Annotated[list[str], Form()] = [],  # noqa: B006
+    drop: Annotated[list[str], Form()] = [],  # noqa: B006
     csrf_token: Annotated[str, Form()] = "",
     name: Annotated[str, Form()] = "",
     sex: Annotated[str, Form()] = "unknown",
@@ -71,70 +190,164 @@ def intake(
         "agency": agency,
         "external_ref": external_ref,
     }
-
-    def refused(errors: list[str], photo_errors: list[tuple[str, str]]) -> Response:
-        return render(
-            request,
-            "intake.html",
-            status_code=422,
-            values=values,
-            errors=errors,
-            photo_errors=photo_errors,
-        )
-
+    staging, owner = staging_of(request), owner_of(user)
     try:
         check_csrf(request, csrf_token)
     except ReuniteError as exc:
-        return refused([i18n.error_text(lang, exc)], [])
-    fields, field_errors = _found_case_fields(lang, values)
-    try:
-        validated_case_fields(fields)
-    except InvalidField as exc:
-        field_errors.append(i18n.error_text(lang, exc))
-    photo_date = _form_date(lang, values, "taken_on", field_errors)
-    prepared, photo_errors = _prepared_uploads(service, lang, photos, field_errors)
-    if field_errors or photo_errors:
-        return refused(field_errors, photo_errors)
+        general = [i18n.error_text(lang, exc)]
+        return _intake_page(
+            request,
+            values=values,
+            errors={},
+            general=general,
+            photo_errors=[],
+            kept=[],
+            status_code=422,
+        )
+    for token in drop:
+        staging.remove(owner, token)
+    fields, errors, general = _found_case_fields(service, lang, values)
+    photo_date = _form_date(lang, values, "taken_on", errors)
+    tokens = [t for t in dict.fromkeys(kept) if t not in drop]
+    form_photos, photo_errors = _form_photos(
+        service, staging, owner, lang, tokens, photos, picks, errors
+    )
     actor = f"user:{user.username}"
-    try:
-        case = service.create_case(fields, actor=actor)
-    except ReuniteError as exc:
-        return refused([i18n.error_text(lang, exc)], [])
+    case = None
+    if not (errors or general or photo_errors or any(p.prepared is None for p in form_photos)):
+        try:
+            case = service.create_case(fields, actor=actor)
+        except ReuniteError as exc:  # a duplicate agency case number (Conflict)
+            general.append(i18n.error_text(lang, exc))
+    if case is None:
+        kept_photos = _kept(service, staging, owner, lang, form_photos, errors)
+        return _intake_page(
+            request,
+            values=values,
+            errors=errors,
+            general=general,
+            photo_errors=photo_errors,
+            kept=kept_photos,
+            status_code=422,
+        )
     found = 0
-    for photo in prepared:
-        enrolled = service.enroll_prepared(case.id, photo, actor=actor, taken_on=photo_date)
+    for photo in form_photos:
+        assert photo.prepared is not None
+        enrolled = service.enroll_prepared(
+            case.id, photo.prepared, actor=actor, taken_on=photo_date
+        )
         found += len(enrolled.new_candidates)
+        if photo.token:
+            staging.remove(owner, photo.token)
     request.session["notice"] = i18n.text(lang, "case.created", count=found)
     return RedirectResponse(f"/cases/{case.id}", status_code=303)
 
 
-def _prepared_uploads(
-    service: Reunite, lang: str, photos: list[UploadFile], field_errors: list[str]
-) -> tuple[list[PreparedPhoto], list[tuple[str, str]]]:
-    """The intake form's photos, each decoded with its one face found, and (file name, problem
-    in ``lang``) for each that is not usable; a missing photo or too many go to
-    ``field_errors``."""
-    uploads = [p for p in photos if p.filename]
-    if not uploads:
-        field_errors.append(i18n.text(lang, "error.photo_required"))
-    if len(uploads) > MAX_INTAKE_PHOTOS:
-        field_errors.append(i18n.text(lang, "error.too_many_photos", limit=MAX_INTAKE_PHOTOS))
+def _kept(
+    service: Reunite,
+    staging: Staging,
+    owner: str,
+    lang: str,
+    photos: list[IntakePhoto],
+    errors: dict[str, str],
+) -> list[IntakePhoto]:
+    """A refused form's photos, each staged (kept) for the form shown again, a group photo with
+    its boxes; a group photo with no face picked yet adds its error to ``errors``."""
+    for photo in photos:
+        if photo.token is None:
+            photo.token = staging.stage(owner, photo.filename, photo.data).token
+        if photo.prepared is None:
+            errors[f"face-{photo.token}"] = i18n.text(
+                lang, "error.pick_face", filename=photo.filename, count=len(photo.boxes)
+            )
+    _add_boxes(service, photos)
+    return photos
+
+
+def _form_photos(
+    service: Reunite,
+    staging: Staging,
+    owner: str,
+    lang: str,
+    tokens: list[str],
+    uploads: list[UploadFile],
+    picks: dict[str, int],
+    errors: dict[str, str],
+) -> tuple[list[IntakePhoto], list[tuple[str, str]]]:
+    """The form's photos (kept ones first), each examined, and (file name, problem in
+    ``lang``) for each that is not usable; a missing photo or too many go to ``errors``."""
+    uploads = [p for p in uploads if p.filename]
+    if not tokens and not uploads:
+        errors["photos"] = i18n.text(lang, "error.photo_required")
+    if len(tokens) + len(uploads) > MAX_INTAKE_PHOTOS:
+        errors["photos"] = i18n.text(lang, "error.too_many_photos", limit=MAX_INTAKE_PHOTOS)
         uploads = []
-    prepared: list[PreparedPhoto] = []
+    chosen: list[tuple[str | None, str, bytes]] = []
     photo_errors = []
-    for upload in uploads:
+    for token in tokens[:MAX_INTAKE_PHOTOS]:
         try:
-            data = upload.file.read(service.settings.max_upload_bytes + 1)
-            prepared.append(service.prepared_photo(data))
+            staged = staging.staged(owner, token)
+        except NotFound:
+            photo_errors.append(("", i18n.text(lang, "error.kept_gone")))
+            continue
+        chosen.append((token, staged.filename, staged.data))
+    for upload in uploads:
+        data = upload.file.read(service.settings.max_upload_bytes + 1)
+        chosen.append((None, upload.filename or "", data))
+    examined = []
+    for kept_as, filename, data in chosen:
+        photo = IntakePhoto(filename, data, kept_as, picked=picks.get(kept_as or ""))
+        try:
+            _examine(service, photo)
         except InvalidInput as exc:
-            photo_errors.append((upload.filename or "", i18n.error_text(lang, exc)))
-    return prepared, photo_errors
+            photo_errors.append((filename, i18n.error_text(lang, exc)))
+            if kept_as:
+                staging.remove(owner, kept_as)
+            continue
+        examined.append(photo)
+    return examined, photo_errors
 
 
-def _found_case_fields(lang: str, values: dict[str, str]) -> tuple[dict[str, Any], list[str]]:
-    """The ``CaseFields`` of a found case from the intake form, and problems in ``lang``."""
+def _examine(service: Reunite, photo: IntakePhoto) -> None:
+    """Find ``photo``'s one face (the picked one in a group photo); a group photo with no face
+    picked keeps its boxes instead. Raises ``InvalidInput`` for a photo that cannot be used."""
+    try:
+        photo.prepared = service.prepared_photo(photo.data, face_index=photo.picked)
+    except (MultipleFaces, InvalidField) as exc:
+        if "boxes" not in exc.details:
+            raise
+        photo.boxes, photo.picked = list(exc.details["boxes"]), None
+
+
+def _add_boxes(service: Reunite, photos: list[IntakePhoto]) -> None:
+    """Give each group photo its boxes and size (a picked one's too), for the face picker."""
+    for photo in photos:
+        if photo.prepared is not None and photo.picked is not None:
+            try:
+                service.prepared_photo(photo.data)
+            except MultipleFaces as exc:
+                photo.boxes = list(exc.details["boxes"])
+        if photo.boxes:
+            image = service.decoded_photo(photo.data)
+            photo.size = (image.width, image.height)
+
+
+def _media_type(data: bytes) -> str:
+    """The media type of a photo the form accepted (JPEG, PNG or WebP), by its first bytes."""
+    if data.startswith(b"\x89PNG"):
+        return "image/png"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    return "image/jpeg"
+
+
+def _found_case_fields(
+    service: Reunite, lang: str, values: dict[str, str]
+) -> tuple[dict[str, Any], dict[str, str], list[str]]:
+    """The ``CaseFields`` of a found case from the intake form, and its problems in ``lang``:
+    by form field, and those of no one field."""
     fields: dict[str, Any] = {"kind": "found"}
-    errors: list[str] = []
+    errors: dict[str, str] = {}
     for key in ("name", "place", "description", "contact", "agency", "external_ref"):
         if values[key].strip():
             fields[key] = values[key].strip()
@@ -142,21 +355,52 @@ def _found_case_fields(lang: str, values: dict[str, str]) -> tuple[dict[str, Any
     found_on = _form_date(lang, values, "date_found", errors)
     if found_on:
         fields["date_found"] = found_on
-    ages = []
+    ages = _ages(lang, values, errors)
+    if ages:  # an apparent age of 60-70 on the day found means born 70 to 60 years before
+        year = (found_on or date.today()).year
+        fields["birth_year_min"] = year - ages[1]
+        fields["birth_year_max"] = year - ages[0]
+    kept = agencies.active_codes(service.store)
+    if kept and "agency" in fields and fields["agency"] not in kept:
+        errors["agency"] = i18n.text(lang, "error.unknown_agency")
+    general: list[str] = []
+    try:
+        validated_case_fields(fields)
+    except InvalidField as exc:
+        for problem in exc.details.get("errors", []):
+            name = str(problem.get("field") or "")
+            key = CASE_FIELD_OF.get(name, name)
+            message = i18n.text(lang, "error.field", field=i18n.field_label(lang, name))
+            if key in FORM_FIELDS:
+                hint = f"hint.{key}"
+                rule = i18n.text(lang, hint) if hint in i18n.MESSAGES[lang] else ""
+                errors.setdefault(key, f"{message} {rule}".strip())
+            else:
+                general.append(i18n.error_text(lang, InvalidField("", errors=[problem])))
+    return fields, errors, general
+
+
+def _ages(lang: str, values: dict[str, str], errors: dict[str, str]) -> tuple[int, int] | None:
+    """The apparent ages (from, to) typed, either alone standing for both; None when neither;
+    problems (not a number, "from" above "to") go to ``errors``."""
+    ages: dict[str, int] = {}
     for key in ("age_min", "age_max"):
         raw = values[key].strip()
         if raw and not (raw.isascii() and raw.isdigit() and int(raw) <= 120):
-            errors.append(i18n.text(lang, "error.bad_age", field=i18n.text(lang, f"field.{key}")))
+            label = i18n.text(lang, f"field.{key}")
+            errors[key] = i18n.text(lang, "error.bad_age", field=label)
         elif raw:
-            ages.append(int(raw))
-    if ages:  # an apparent age of 60-70 on the day found means born 70 to 60 years before
-        year = (found_on or date.today()).year
-        fields["birth_year_min"] = year - max(ages)
-        fields["birth_year_max"] = year - min(ages)
-    return fields, errors
+            ages[key] = int(raw)
+    if not ages or "age_min" in errors or "age_max" in errors:
+        return None
+    low, high = ages.get("age_min", ages.get("age_max", 0)), ages.get("age_max", ages["age_min"])
+    if low > high:
+        errors["age_min"] = i18n.text(lang, "error.age_range", low=low, high=high)
+        return None
+    return low, high
 
 
-def _form_date(lang: str, values: dict[str, str], key: str, errors: list[str]) -> date | None:
+def _form_date(lang: str, values: dict[str, str], key: str, errors: dict[str, str]) -> date | None:
     """A date typed in a form (YYYY-MM-DD, 1900 to today), or None; problems go to ``errors``."""
     raw = values[key].strip()
     if not raw:
@@ -167,7 +411,7 @@ def _form_date(lang: str, values: dict[str, str], key: str, errors: list[str]) -
         value = None
     if value is None or not EARLIEST_DATE <= value <= date.today():
         label = i18n.text(lang, f"field.{key}")
-        errors.append(i18n.text(lang, "error.bad_date", field=label, value=raw))
+        errors[key] = i18n.text(lang, "error.bad_date", field=label, value=raw)
         return None
     return value
 

@@ -94,10 +94,10 @@ def install_pages(app: FastAPI) -> None:
     (and wrong methods) outside /api/ with the error page. Call after
     ``install_error_handlers``: this replaces its handler of the framework's HTTP errors."""
     # The page modules import this one (their routes' helpers), so they are imported here.
-    from reunite.web import account_pages, intake_pages, review_pages
+    from reunite.web import account_pages, admin_pages, intake_pages, review_pages
 
     app.include_router(router)
-    for module in (review_pages, intake_pages, account_pages):
+    for module in (review_pages, intake_pages, account_pages, admin_pages):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 

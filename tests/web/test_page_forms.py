@@ -125,7 +125,7 @@ def test_the_case_page_links_each_face_to_its_whole_photo(staff, sample):
 def test_the_photo_date_applies_to_the_intakes_photos_and_its_hint_says_so(staff, sample):
     for lang, words in (("en", "YYYY-MM-DD"), ("zh-CN", "走失当天")):
         page = staff.get("/intake", headers={"Accept-Language": lang}).text
-        assert 'aria-describedby="taken-on-hint"' in page and words in page
+        assert 'aria-describedby="f-taken_on-hint"' in page and words in page
     response = staff.post(
         "/intake",
         data={"csrf_token": csrf(staff), "date_found": "2024-03-05", "taken_on": "2023-12-24"},

@@ -130,6 +130,17 @@ def test_every_page_fits_360_390_and_768_px(browser, server, faces_dir, cases, l
     page.wait_for_selector("#form-errors")
     check_widths(page, "intake with errors", problems)
 
+    page.goto(f"{server.url}/intake")  # a group photo kept, waiting for its face to be picked
+    page.set_input_files(
+        "input[name=photos]",
+        [str(faces_dir / "samples" / n) for n in ("obama_and_biden.jpg", "obama2.jpg")],
+    )
+    page.fill("input[name=age_min]", "70")
+    page.fill("input[name=age_max]", "60")
+    page.click("form.grid button[type=submit]")
+    page.wait_for_selector("fieldset.face-picker")
+    check_widths(page, "intake with kept photos and a face to pick", problems)
+
     page.goto(f"{server.url}/search")  # search results: the photo with its boxes, the faces
     page.set_input_files("input[name=photo]", str(faces_dir / "samples" / "obama2.jpg"))
     page.click("form.grid button[type=submit]")
@@ -159,5 +170,15 @@ def test_admin_sees_the_pages_fit_too(browser, server, cases):
         check_widths(page, f"case #{case['id']} for an admin", problems)
     page.goto(f"{server.url}/admin/users")
     check_widths(page, "accounts", problems)
+    page.goto(f"{server.url}/admin/agencies")
+    page.fill("input[name=code]", "SH-RESCUE-" + "0" * 50)
+    page.fill("input[name=name]", LONG_PLACE)
+    page.click("#add-agency button[type=submit]")
+    page.wait_for_selector(".notice")
+    check_widths(page, "agencies", problems)
+    page.fill("input[name=code]", "bad code")
+    page.click("#add-agency button[type=submit]")
+    page.wait_for_selector("#form-errors")
+    check_widths(page, "agencies refused", problems)
     context.close()
     assert problems == [], "\n".join(problems)
