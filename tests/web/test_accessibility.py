@@ -12,6 +12,7 @@ page and every form); the sign-in page is checked before signing in.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +43,33 @@ class Visit:
 def _intake_refused(page: Page, _faces: Path) -> None:
     page.fill("input[name=age_min]", "999")
     page.click("form.grid button[type=submit]")
+    page.wait_for_selector("#form-errors")
+
+
+def _face_to_pick(page: Page, faces: Path) -> None:
+    page.set_input_files(
+        "input[name=photos]",
+        [str(faces / "samples" / n) for n in ("obama_and_biden.jpg", "obama2.jpg")],
+    )
+    page.fill("input[name=age_min]", "70")
+    page.fill("input[name=age_max]", "60")
+    page.click("form.grid button[type=submit]")
+    page.wait_for_selector("fieldset.face-picker")
+
+
+_agency_numbers = itertools.count(1)
+
+
+def _agency_added(page: Page, _faces: Path) -> None:
+    page.fill("input[name=code]", f"SH-RESCUE-{next(_agency_numbers)}")  # new in each language
+    page.fill("input[name=name]", "上海市救助管理站")
+    page.click("#add-agency button[type=submit]")
+    page.wait_for_selector(".notice")
+
+
+def _agency_refused(page: Page, _faces: Path) -> None:
+    page.fill("input[name=code]", "bad code")
+    page.click("#add-agency button[type=submit]")
     page.wait_for_selector("#form-errors")
 
 
@@ -89,6 +117,7 @@ VISITS: list[Visit] = [
     Visit("missing case", "/cases/{missing}"),
     Visit("intake", "/intake"),
     Visit("intake refused with errors", "/intake", _intake_refused),
+    Visit("intake, kept photos and a face to pick", "/intake", _face_to_pick),
     Visit("search", "/search"),
     Visit("search with results", "/search", _searched),
     Visit("own account", "/account/password"),
@@ -96,6 +125,8 @@ VISITS: list[Visit] = [
     Visit("own account, display name refused", "/account/password", _display_name_refused),
     Visit("accounts (admin)", "/admin/users"),
     Visit("accounts, last admin refused", "/admin/users", _last_admin_refused),
+    Visit("agencies (admin), one added", "/admin/agencies", _agency_added),
+    Visit("agencies (admin), refused", "/admin/agencies", _agency_refused),
     Visit("error page (unknown case)", "/cases/99999999"),
     Visit("error page (unknown address)", "/no/such/page"),
 ]
