@@ -220,7 +220,7 @@ def test_every_page_passes_axe(browser, server, faces_dir, cases, axe, locale):
         if visit.then:
             visit.then(page, faces_dir)
         problems += violations(axe, page, f"{locale} {visit.name} ({page.url})")
-        if visit.path == "/review":
+        if visit.path == "/review" and visit.then is None:
             assert page.locator("article.candidate").count() >= 1, "no candidate card to check"
     context.close()
     assert problems == [], "axe found:\n" + "\n".join(problems)
