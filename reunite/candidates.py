@@ -243,7 +243,7 @@ class Candidates:
     def candidate(self, candidate_id: int) -> CandidateView:
         """One candidate with both cases, flags and decisions. Raises ``NotFound``."""
         with self.store.transaction() as session:
-            return self.views(session, [_candidate_row(session, candidate_id)])[0]
+            return self.views(session, [candidate_row(session, candidate_id)])[0]
 
     def queue(
         self,
@@ -362,7 +362,7 @@ class Candidates:
             Forbidden (role too low), InvalidField (reopening without a reason).
         """
         with self.write_lock, self.store.transaction() as session:
-            candidate = _candidate_row(session, candidate_id)
+            candidate = candidate_row(session, candidate_id)
             review.check_candidate_transition(candidate.status, status, role=role, note=note)
             cases = [
                 case_row(session, candidate.found_case_id),
@@ -378,12 +378,12 @@ class Candidates:
                             "candidate; an admin must reopen that one first."
                         )
             was_confirmed = candidate.status == "confirmed"
-            _record_decision(session, candidate, status, actor=actor, note=note)
+            record_decision(session, candidate, status, actor=actor, note=note)
             webhooks.enqueue_candidate_event(
                 session, "candidate.decided", self.views(session, [candidate])[0]
             )
             for case in cases:
-                _update_case_status(session, candidate, case, status, was_confirmed, actor)
+                update_case_status(session, candidate, case, status, was_confirmed, actor)
             session.flush()
             return self.views(session, [candidate])[0]
 
@@ -396,7 +396,7 @@ def _rules_flags(candidate: CandidateRow) -> list[review.Flag]:
     return [review.Flag("no_longer_proposed", {"since": candidate.superseded_at.isoformat()})]
 
 
-def _update_case_status(
+def update_case_status(
     session: Session,
     candidate: CandidateRow,
     case: CaseRow,
@@ -454,7 +454,7 @@ def _proposed(
         _set_scores(existing, match)
         existing.found_face_id = faces["found_face_id"]
         existing.missing_face_id = faces["missing_face_id"]
-        _record_decision(
+        record_decision(
             session,
             existing,
             "pending",
@@ -477,9 +477,18 @@ def _set_scores(candidate: CandidateRow, match: CaseMatch) -> None:
     candidate.distance, candidate.score, candidate.rank = match.distance, match.score, match.rank
 
 
-def _record_decision(
-    session: Session, candidate: CandidateRow, status: str, *, actor: str, note: str | None
+def record_decision(
+    session: Session,
+    candidate: CandidateRow,
+    status: str,
+    *,
+    actor: str,
+    note: str | None,
+    undoes_id: int | None = None,
 ) -> None:
+    """Move ``candidate`` to ``status`` and keep the decision (``undoes_id``: the decision an
+    undo undid), audited as ``candidate.decision`` (an undo: ``candidate.undo``). Raises
+    ``Conflict`` when someone else changed its status at the same moment."""
     session.add(
         CandidateDecisionRow(
             candidate_id=candidate.id,
@@ -489,6 +498,7 @@ def _record_decision(
             note=note,
             found_face_id=candidate.found_face_id,
             missing_face_id=candidate.missing_face_id,
+            undoes_id=undoes_id,
         )
     )
     # A conditional update: of two people deciding at once (in any process), one wins and
@@ -504,17 +514,18 @@ def _record_decision(
     audit.record(
         session,
         actor,
-        "candidate.decision",
+        "candidate.decision" if undoes_id is None else "candidate.undo",
         candidate.found_case_id,
         candidate_id=candidate.id,
         missing_case_id=candidate.missing_case_id,
         old=candidate.status,
         new=status,
+        **({} if undoes_id is None else {"undoes_id": undoes_id}),
     )
     candidate.status = status
 
 
-def _candidate_row(session: Session, candidate_id: int) -> CandidateRow:
+def candidate_row(session: Session, candidate_id: int) -> CandidateRow:
     candidate = session.get(CandidateRow, candidate_id)
     if candidate is None:
         raise NotFound(f"There is no candidate {candidate_id}.")

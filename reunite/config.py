@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+if TYPE_CHECKING:
+    from reunite.webhook_targets import Network
 
 MODEL_DIR = Path(__file__).resolve().parent / "model"
 """The model card (README.md) and the shipped calibration, inside the installed package."""
@@ -153,6 +156,13 @@ class Settings(BaseSettings):
     photo_age_gap_years: int = Field(
         10, ge=1, le=100, description="Age gap between the two photos, years, that is flagged."
     )
+    undo_window_s: int = Field(
+        120,
+        ge=0,
+        le=3600,
+        description="Seconds a staff member may undo their own decision on a candidate. 0: no "
+        "undo.",
+    )
     timezone: str = Field(
         "UTC",
         validation_alias=AliasChoices("REUNITE_TIMEZONE", "REUNITE_DISPLAY_TIMEZONE"),
@@ -204,6 +214,13 @@ class Settings(BaseSettings):
         5.0, gt=0, description="Wait after the first failed attempt; doubles each time."
     )
     webhook_backoff_max_s: float = Field(600.0, gt=0, description="Longest wait between tries.")
+    webhook_allowed_networks: str = Field(
+        "",
+        description="Networks webhooks may be sent to beyond public addresses, comma-separated "
+        "(e.g. '127.0.0.1/32' for a receiver on this machine, '10.2.0.0/16' for one inside the "
+        "deployment). Loopback, private, link-local (cloud metadata) and other non-public "
+        "addresses are refused otherwise, at registration and at every delivery.",
+    )
     webhook_max_attempts: int = Field(
         50, ge=1, description="Attempts before an event is marked failed (admins can retry)."
     )
@@ -243,6 +260,21 @@ class Settings(BaseSettings):
         if 0 < size < MIN_COHORT_SIZE:
             raise ValueError(f"cohort_size must be 0 (scores off) or at least {MIN_COHORT_SIZE}")
         return size
+
+    @field_validator("webhook_allowed_networks")
+    @classmethod
+    def _networks(cls, value: str) -> str:
+        from reunite.webhook_targets import allowed_networks
+
+        allowed_networks(value)  # a ValueError names the entry
+        return value
+
+    @property
+    def webhook_networks(self) -> tuple[Network, ...]:
+        """``webhook_allowed_networks`` as networks."""
+        from reunite.webhook_targets import allowed_networks
+
+        return allowed_networks(self.webhook_allowed_networks)
 
     @property
     def photos_dir(self) -> Path:

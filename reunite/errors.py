@@ -6,6 +6,8 @@ translate it in one place each::
     ReuniteError
     ├── InvalidInput             the caller sent something we cannot use
     │   ├── InvalidField         a field is missing, malformed or contradicts another
+    │   │   └── WebhookTargetRefused  a webhook URL aimed at a loopback, private or
+    │   │                             link-local address (see ``webhook_targets``)
     │   ├── UnsupportedImage     not JPEG, PNG or WebP (or animated)
     │   ├── ImageTooLarge        too many bytes, or too many pixels (decompression-bomb guard)
     │   ├── RequestTooLarge      a request body over its limit
@@ -19,7 +21,9 @@ translate it in one place each::
     │   └── Forbidden            signed in, but the role does not allow this action
     ├── NotFound                 no such case, photo, face, candidate or user
     ├── Conflict                 clashes with what is stored: a duplicate external ref, or a
-    │                            state change that is not allowed from the current state
+    │   │                        state change that is not allowed from the current state
+    │   └── UndoRefused          a decision that cannot be undone (``reason``: not one's own,
+    │                            the undo window passed, a later decision, a case changed)
     ├── RateLimited              too many requests from one key or user; ``retry_after_s`` says
     │                            when to try again
     ├── NotReady                 the service is still starting (loading the index)
@@ -59,6 +63,10 @@ class InvalidInput(ReuniteError):
 
 class InvalidField(InvalidInput):
     code = "invalid_field"
+
+
+class WebhookTargetRefused(InvalidField):
+    code = "webhook_target_refused"
 
 
 class UnsupportedImage(InvalidInput):
@@ -111,6 +119,10 @@ class NotFound(ReuniteError):
 
 class Conflict(ReuniteError):
     code = "conflict"
+
+
+class UndoRefused(Conflict):
+    code = "undo_refused"
 
 
 class RateLimited(ReuniteError):

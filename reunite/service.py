@@ -50,7 +50,8 @@ from reunite.matching import rules_version
 from reunite.paging import Listing
 from reunite.photos import Photos, photo_path
 from reunite.search import FaceResult, RankedCase, Search
-from reunite.store import AuditEventRow, CaseRow, FaceRow, PhotoRow, Store
+from reunite.store import AuditEventRow, CandidateDecisionRow, CaseRow, FaceRow, PhotoRow, Store
+from reunite.undo import Undos
 
 __all__ = [
     "CandidateView",
@@ -124,6 +125,7 @@ class Reunite:
             write_lock=lock,
             rules_version=self.rules_version,
         )
+        self.undos = Undos(settings, store, candidates=self.candidate_records, write_lock=lock)
         self.case_records = Cases(
             store, write_lock=lock, live=self.live, candidates=self.candidate_records
         )
@@ -368,6 +370,16 @@ class Reunite:
         )
         self.on_outbox()
         return view
+
+    def undo(self, candidate_id: int, decision_id: int, *, actor: str) -> CandidateView:
+        """See ``Undos.undo``."""
+        view = self.undos.undo(candidate_id, decision_id, actor=actor)
+        self.on_outbox()
+        return view
+
+    def undoable_until(self, decision: CandidateDecisionRow) -> datetime | None:
+        """See ``Undos.undoable_until``."""
+        return self.undos.undoable_until(decision)
 
     def decided_pairs(self) -> tuple[list[float], list[bool]]:
         """See ``Candidates.decided_pairs``."""

@@ -18,7 +18,9 @@ import httpx2
 from sqlalchemy import CursorResult, select, update
 
 from reunite.config import Settings
+from reunite.errors import WebhookTargetRefused
 from reunite.store import OutboxEventRow, Store, WebhookRow, utc_now
+from reunite.webhook_targets import checked_address
 from reunite.webhooks import (
     EVENT_ID_HEADER,
     EVENT_TYPE_HEADER,
@@ -55,6 +57,9 @@ class _Outcome:
     """Why it failed: ``HTTP <status>`` or the exception's class name (never bodies)."""
 
 
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
 class WebhookWorker:
     """Delivers due outbox events, in passes: by calling ``deliver_due``, or every
     ``webhook_poll_interval_s`` in a daemon thread (``start``/``wake``/``stop``).
@@ -83,6 +88,7 @@ class WebhookWorker:
         # Connect, write, read and pool each have the timeout; a send that outlives the lease
         # may be sent again by another worker, which at-least-once delivery allows.
         self._lease = timedelta(seconds=4 * settings.webhook_timeout_s + 60)
+        self._allowed = settings.webhook_networks
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._stop_thread = threading.Event()
@@ -185,20 +191,36 @@ class WebhookWorker:
             )
 
     def _sent(self, claim: _Claim) -> _Outcome:
-        """POST the event; the outcome (2xx or why not). The response body is never read."""
+        """POST the event; the outcome (2xx or why not). The response body is never read.
+
+        The URL's host is resolved now and every address checked (``webhook_targets``); the
+        request then goes to the checked address itself, with the URL's host name in the
+        ``Host`` header and for TLS (SNI and the certificate check), so the name cannot
+        resolve elsewhere in between."""
         headers = {
             "Content-Type": "application/json",
             EVENT_ID_HEADER: claim.event_id,
             EVENT_TYPE_HEADER: claim.event_type,
             SIGNATURE_HEADER: signature_header(claim.secret, int(time.time()), claim.body),
         }
+        url = httpx2.URL(claim.url)
+        try:
+            address = checked_address(
+                url.host, url.port or _DEFAULT_PORTS[url.scheme], self._allowed
+            )
+        except WebhookTargetRefused:
+            return _Outcome(False, "target address refused (not public; see webhook settings)")
+        except OSError:
+            return _Outcome(False, "host name does not resolve")
+        headers["Host"] = url.netloc.decode("ascii")
         try:
             with self._http().stream(
                 "POST",
-                claim.url,
+                url.copy_with(host=str(address)),
                 content=claim.body,
                 headers=headers,
                 timeout=self.settings.webhook_timeout_s,
+                extensions={"sni_hostname": url.host} if url.scheme == "https" else {},
             ) as response:
                 status = response.status_code
         except Exception as exc:  # any failure to send is this event's failure, not the pass's

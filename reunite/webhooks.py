@@ -48,6 +48,7 @@ import logging
 import re
 import secrets
 import uuid
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -58,6 +59,7 @@ from sqlalchemy.orm import Session
 from reunite import audit
 from reunite.errors import Conflict, InvalidField, NotFound
 from reunite.store import CaseRow, OutboxEventRow, Store, WebhookRow, utc_now
+from reunite.webhook_targets import Network, check_registered_url
 
 if TYPE_CHECKING:  # reunite.candidates imports this module
     from reunite.candidate_view import CandidateView
@@ -66,8 +68,9 @@ log = logging.getLogger(__name__)
 
 EVENT_TYPES = ("candidate.created", "candidate.decided", "candidate.deleted")
 """``created``: a new candidate; ``decided``: its status changed (by a reviewer, or back to
-pending when a new photo proposes a rejected pair again); ``deleted``: it went away with one of
-its cases. Events go to the agency of the candidate's missing case."""
+pending when a new photo proposes a rejected pair again, or by an undo, ``reunite.undo``);
+``deleted``: it went away with one of its cases. Events go to the agency of the candidate's
+missing case."""
 DELIVERY_STATUSES = ("pending", "delivered", "failed")
 
 SIGNATURE_HEADER = "X-Reunite-Signature"
@@ -209,18 +212,23 @@ def _payload(
 # ------------------------------------------------------------------------ registration
 
 
-def register_webhook(session: Session, agency: str, url: str) -> tuple[WebhookRow, str]:
+def register_webhook(
+    session: Session, agency: str, url: str, allowed_networks: Sequence[Network] = ()
+) -> tuple[WebhookRow, str]:
     """Add an active webhook for ``agency``; returns the row and its signing secret.
 
     The URL must be absolute ``http`` or ``https`` with a host, without credentials (receivers
-    authenticate us by the signature) or whitespace. Show the secret to the agency once.
+    authenticate us by the signature) or whitespace, aimed at a public address or one in
+    ``allowed_networks`` (see ``webhook_targets``). Show the secret to the agency once.
 
     Raises:
         InvalidField: a malformed agency or URL.
+        WebhookTargetRefused: the URL names a loopback, private or link-local address.
     """
     if not AGENCY_PATTERN.match(agency):
         raise _invalid("agency", "An agency is 1-64 letters, digits or _ . -.")
     checked = _checked_url(url)
+    check_registered_url(checked, allowed_networks)
     secret = new_secret()
     hook = WebhookRow(agency=agency, url=checked, secret=secret, active=True)
     session.add(hook)
@@ -320,11 +328,18 @@ def backlog(session: Session) -> int:
 # Each runs one transaction; those that change a webhook or a delivery audit it.
 
 
-def create_webhook(store: Store, agency: str, url: str, *, actor: str) -> tuple[WebhookRow, str]:
+def create_webhook(
+    store: Store,
+    agency: str,
+    url: str,
+    *,
+    actor: str,
+    allowed_networks: Sequence[Network] = (),
+) -> tuple[WebhookRow, str]:
     """Register an agency's webhook URL (see ``register_webhook``); returns it and its signing
     secret (shown once)."""
     with store.transaction() as session:
-        hook, secret = register_webhook(session, agency, url)
+        hook, secret = register_webhook(session, agency, url, allowed_networks)
         audit.record(session, actor, "webhook.create", None, webhook_id=hook.id, agency=agency)
     return hook, secret
 

@@ -5,7 +5,8 @@ Two kinds of block are not run as written: ```sh setup (run by the reader in the
 ``reunite`` on PATH, ``$PHOTOS``, a new empty folder) and ```sh server (``reunite serve`` in the
 background). This test does what they do: ``reunite`` on PATH runs this checkout's package, the
 tutorial's folder is ``tmp_path``, ``$PHOTOS`` is the sample photos, and the server is started
-by tests/server.py in that folder on a free port, given to the tutorial as ``$REUNITE_URL``.
+by tests/server.py in that folder on a free port, given to the tutorial as ``$REUNITE_URL``,
+with the ``REUNITE_*`` settings the setup block exports.
 """
 
 from __future__ import annotations
@@ -42,6 +43,12 @@ def outputs_by_block(transcript: str) -> dict[int, str]:
     return {int(number): text for number, text in zip(parts[1::2], parts[2::2], strict=True)}
 
 
+def setup_settings(blocks: list[tuple[str, str]]) -> dict[str, str]:
+    """The ``REUNITE_*`` settings the setup block exports, for the server the test starts."""
+    setup = next(code for mark, code in blocks if mark == "setup")
+    return dict(re.findall(r"^export (REUNITE_[A-Z_]+)=(\S+)$", setup, flags=re.MULTILINE))
+
+
 def test_blocks_are_marked_as_the_test_expects() -> None:
     marks = [mark for mark, _ in shell_blocks(TUTORIAL.read_text(encoding="utf-8"))]
     assert marks[:2] == ["setup", "server"], "the tutorial starts with its setup and server"
@@ -57,10 +64,12 @@ def test_tutorial_runs_from_a_fresh_start(tmp_path: Path, faces_dir: Path) -> No
     shim.chmod(0o755)
     workdir = tmp_path / "tutorial"
     workdir.mkdir()
-    server = Server(workdir)
+    settings = setup_settings(blocks)
+    assert settings == {"REUNITE_WEBHOOK_ALLOWED_NETWORKS": "127.0.0.1/32"}
+    server = Server(workdir, **settings)
     try:
         env = {
-            **settings_env(workdir),
+            **settings_env(workdir, **settings),
             "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
             "PHOTOS": str(faces_dir / "samples"),
             "REUNITE_URL": server.url,

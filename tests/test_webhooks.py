@@ -21,6 +21,7 @@ from reunite.errors import Conflict, InvalidField, NotFound
 from reunite.service import Reunite
 from reunite.store import CandidateRow, OutboxEventRow, WebhookRow, utc_now
 from reunite.webhook_delivery import WebhookWorker, backoff_s
+from reunite.webhook_targets import allowed_networks
 from reunite.webhooks import (
     SIGNATURE_HEADER,
     agency_webhooks,
@@ -63,6 +64,8 @@ class Receiver:
 
     def __init__(self) -> None:
         self.status = 200
+        self.location: str | None = None
+        """Sent as ``Location`` (a redirect) when set."""
         self.port = 0
         self._received: list[Received] = []
         self._lock = threading.Lock()
@@ -81,6 +84,8 @@ class Receiver:
                 with receiver._lock:
                     receiver._received.append(Received(self.path, headers, body, answered))
                 self.send_response(answered)
+                if receiver.location:
+                    self.send_header("Location", receiver.location)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
@@ -127,8 +132,18 @@ def receiver() -> Iterator[Receiver]:
 # ------------------------------------------------------------------------------- helpers
 
 
+LOCAL = "127.0.0.1/32"
+"""The receiver runs on this machine: its network is allowed, as the tutorial allows it."""
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str | None) -> Settings:
+    return settings_in(tmp_path, database_url=database_url, webhook_allowed_networks=LOCAL)
+
+
 def fast_settings(directory: Path, **overrides: Any) -> Settings:
     values: dict[str, Any] = {
+        "webhook_allowed_networks": LOCAL,
         "webhook_backoff_base_s": 0.05,
         "webhook_backoff_max_s": 0.2,
         "webhook_poll_interval_s": 0.05,
@@ -153,7 +168,7 @@ def worker(service: Reunite) -> Iterator[WebhookWorker]:
 def register(service: Reunite, url: str, agency: str = "SH-PSB") -> tuple[int, str]:
     """A new webhook's id and secret."""
     with service.store.transaction() as session:
-        hook, secret = register_webhook(session, agency, url)
+        hook, secret = register_webhook(session, agency, url, service.settings.webhook_networks)
     return hook.id, secret
 
 
@@ -300,7 +315,9 @@ def test_register_webhook_refuses_bad_agencies(service: Reunite, agency: str) ->
 def test_register_list_and_deactivate_webhooks(service: Reunite) -> None:
     with service.store.transaction() as session:
         first, secret = register_webhook(session, "SH-PSB", "  https://psb.example/hook?x=1 ")
-        second, other_secret = register_webhook(session, "SH-PSB", "http://10.0.0.5:8080/in")
+        second, other_secret = register_webhook(
+            session, "SH-PSB", "http://10.0.0.5:8080/in", allowed_networks("10.0.0.0/8")
+        )
         register_webhook(session, "BJ-PSB", "https://bj.example/hook")
 
     assert first.url == "https://psb.example/hook?x=1"
@@ -327,7 +344,9 @@ def test_candidate_events_reach_the_agency_signed_and_without_names(
     worker = WebhookWorker(service.store, service.settings)
     try:
         with service.store.transaction() as session:
-            _, secret = register_webhook(session, "SH-PSB", receiver.url("/psb"))
+            _, secret = register_webhook(
+                session, "SH-PSB", receiver.url("/psb"), service.settings.webhook_networks
+            )
         worker.start()
         candidate_id = make_candidate(service, sample, ref="SH-2026-0042")
         worker.wake()
@@ -643,3 +662,33 @@ def test_deliveries_are_listed_newest_first_in_pages(
     with service.store.transaction() as session:
         assert backlog(session) == 0
         assert len(deliveries(session, status="delivered", limit=10)) == 3
+
+
+# ------------------------------------------------------------------------------ targets
+
+
+def test_delivery_checks_the_address_the_name_has_now_and_follows_no_redirect(
+    tmp_path: Path, finder: Any, sample: Callable[[str], bytes], receiver: Receiver
+) -> None:
+    """A webhook registered while its network was allowed (``localhost``), delivered by a
+    worker whose settings no longer allow it: the name is resolved at delivery and refused,
+    nothing is sent. Allowed again, the receiver's redirect is not followed."""
+    url = f"http://localhost:{receiver.port}/psb"
+    with Reunite.open(fast_settings(tmp_path), finder=finder) as service:
+        register(service, url)
+        make_candidate(service, sample)
+        strict = WebhookWorker(service.store, fast_settings(tmp_path, webhook_allowed_networks=""))
+        strict.deliver_due()
+        [event] = events(service)
+        assert event.status == "pending" and event.attempts == 1
+        assert event.last_error is not None and "refused" in event.last_error
+        assert receiver.received == []
+
+        receiver.status, receiver.location = 307, receiver.url("/elsewhere")
+        with service.store.transaction() as session:
+            session.get_one(OutboxEventRow, event.id).next_attempt_at = utc_now()
+        WebhookWorker(service.store, service.settings).deliver_due()
+        [event] = events(service)
+        assert event.last_error == "HTTP 307"
+        assert [r.path for r in receiver.received] == ["/psb"]  # never /elsewhere
+        assert receiver.received[0].headers["host"] == f"localhost:{receiver.port}"

@@ -87,6 +87,8 @@ DECISION_EXAMPLE: dict[str, Any] = {
     "found_face_id": 311,
     "missing_face_id": 120,
     "at": "2024-03-02T11:00:00Z",
+    "id": 88,
+    "undoes_id": None,
 }
 EXPLANATION_EXAMPLE: dict[str, Any] = {"rank": 1, "distance": 0.35, "score": 3.2, "flags": []}
 CANDIDATE_EXAMPLE: dict[str, Any] = {

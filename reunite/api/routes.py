@@ -448,6 +448,23 @@ def decide(
     return schemas.CandidateDetail.of(view, caller)
 
 
+@router.post(
+    "/candidates/{candidate_id}/decisions/{decision_id}/undo",
+    tags=["review"],
+    responses=error_responses(404, 409),
+)
+def undo_decision(
+    candidate_id: Id, decision_id: Id, service: Service, caller: Caller
+) -> schemas.CandidateDetail:
+    """Undo the caller's own confirm or reject of a candidate within ``REUNITE_UNDO_WINDOW_S``
+    seconds (staff): the candidate is ``pending`` again, a confirm's cases ``open``. Refused
+    with 409 ``undo_refused`` (``reason``: ``off``, ``not_undoable``, ``not_yours``,
+    ``window_passed``, ``later_decision``, ``case_changed``)."""
+    access.check_role(caller, "staff")
+    view = service.undo(candidate_id, decision_id, actor=caller.name)
+    return schemas.CandidateDetail.of(view, caller)
+
+
 @router.get("/audit", tags=["admin"])
 def audit_log(
     service: Service,
@@ -489,7 +506,13 @@ def register_webhook(
     """Register a URL to receive the agency's candidate events, signed with the returned secret
     (shown once). See docs/webhooks.md for the event format and the signature header."""
     access.check_agency(caller, agency)
-    hook, secret = webhooks.create_webhook(service.store, agency, body.url, actor=caller.name)
+    hook, secret = webhooks.create_webhook(
+        service.store,
+        agency,
+        body.url,
+        actor=caller.name,
+        allowed_networks=service.settings.webhook_networks,
+    )
     return schemas.WebhookCreated(
         **schemas.WebhookOut.model_validate(hook).model_dump(), secret=secret
     )

@@ -256,6 +256,10 @@ class DecisionOut(BaseModel):
     found_face_id: int
     missing_face_id: int
     at: datetime
+    id: int = Field(description="The decision's id: what an undo names.")
+    undoes_id: int | None = Field(
+        None, description="For an undo, the decision it undid (reunite.undo); else null."
+    )
 
 
 class CandidateOut(BaseModel):

@@ -182,6 +182,7 @@ def render(
             "csrf": ensure_csrf(request),
             "csrf_field": CSRF_FIELD,
             "notice": request.session.pop("notice", None),
+            "undo": request.session.pop("undo", None),  # the notice's undo (review_pages)
             "path": request.url.path,
             **context,
         },

@@ -12,7 +12,8 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response
 
 from reunite.api.auth import check_csrf, service_of
-from reunite.api.routes import Id, decoded_cursor, encoded_cursor
+from reunite.api.routes import MAX_ID, Id, decoded_cursor, encoded_cursor
+from reunite.candidate_view import CandidateView
 from reunite.errors import ReuniteError
 from reunite.web import i18n
 from reunite.web.cards import card_context
@@ -73,6 +74,50 @@ def decide(
         request.session["notice"] = i18n.text(
             lang,
             "decision.saved",
+            id=c.id,
+            found=c.found_case_id,
+            missing=c.missing_case_id,
+            status=i18n.text(lang, f"status.{c.status}").lower(),
+        )
+        request.session["undo"] = undo_offer(request, view)
+    except ReuniteError as exc:
+        request.session["notice"] = i18n.error_text(lang, exc)
+    return RedirectResponse(safe_next(next), status_code=303)
+
+
+def undo_offer(request: Request, view: CandidateView) -> dict[str, int] | None:
+    """What the notice after a decision needs to offer its undo (shown once, on the next
+    page): the candidate, the decision and the seconds it may be undone in; None when it may
+    not be (``Reunite.undoable_until``)."""
+    service = service_of(request)
+    decision = view.decisions[-1]
+    if service.undoable_until(decision) is None:
+        return None
+    return {
+        "candidate": view.candidate.id,
+        "decision": decision.id,
+        "seconds": service.settings.undo_window_s,
+    }
+
+
+@router.post("/candidates/{candidate_id}/undo")
+def undo(
+    request: Request,
+    candidate_id: Id,
+    decision: Annotated[int, Form(ge=1, le=MAX_ID)],
+    csrf_token: Annotated[str, Form()] = "",
+    next: Annotated[str, Form()] = "/review",
+) -> Response:
+    """Undo the signed-in user's own decision ``decision`` (see ``reunite.undo``)."""
+    user = page_user(request)
+    lang = language(request)
+    try:
+        check_csrf(request, csrf_token)
+        view = service_of(request).undo(candidate_id, decision, actor=f"user:{user.username}")
+        c = view.candidate
+        request.session["notice"] = i18n.text(
+            lang,
+            "undo.done",
             id=c.id,
             found=c.found_case_id,
             missing=c.missing_case_id,

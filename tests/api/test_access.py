@@ -319,7 +319,9 @@ def test_webhook_events_go_only_to_the_missing_cases_agency(client, sample):
 
     service = client.app.state.service
     for agency in ("A-PSB", "B-PSB"):
-        webhooks.create_webhook(service.store, agency, "http://127.0.0.1:9/hook", actor="test")
+        webhooks.create_webhook(
+            service.store, agency, "https://receiver.example/hook", actor="test"
+        )
     missing = create(client, "missing", agency="B-PSB", external_ref="B-1")
     upload(client, missing["id"], sample("obama.jpg"))
     found = create(client, "found", agency="A-PSB", external_ref="fx")  # a center's own ref

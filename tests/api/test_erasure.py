@@ -35,7 +35,7 @@ def stored_bytes(settings):
 
 def test_an_erased_case_leaves_no_trace_but_the_fact(client, sample, settings):
     service = client.app.state.service
-    client.post(f"{API}/agencies/SH-PSB/webhooks", json={"url": "http://127.0.0.1:9/hook"})
+    client.post(f"{API}/agencies/SH-PSB/webhooks", json={"url": "https://receiver.example/h"})
     missing = create(
         client, "missing", name=NAME, contact=CONTACT, agency="SH-PSB", external_ref="E-1"
     )

@@ -383,3 +383,32 @@ def test_signing_out_ends_the_session_even_for_a_copied_cookie(client, accounts)
     disable_user(client.app.state.service.store, "staff1", actor="test")
     refused = client.post(f"{API}/session", json={"username": "staff1", "password": PASSWORD})
     assert_problem(refused, 401, "not_authenticated")
+
+
+def test_a_decision_is_undone_by_whoever_made_it_and_no_one_else(client, candidate):
+    create_user(client.app.state.service.store, "staff2", PASSWORD, "staff", actor="test")
+    staff = sign_in(client, "staff1")
+    confirmed = decide(client, staff, candidate["id"], "confirmed").json()
+    decision = confirmed["decisions"][-1]
+    assert decision["undoes_id"] is None and decision["actor"] == "user:staff1"
+    undo = f"{API}/candidates/{candidate['id']}/decisions/{decision['id']}/undo"
+
+    other = sign_in(client, "staff2")
+    refused = assert_problem(client.post(undo, headers=other), 409, "undo_refused")
+    assert refused["reason"] == "not_yours"
+    assert case_status(client, candidate["found_case_id"]) == "matched"
+
+    staff = sign_in(client, "staff1")
+    undone = client.post(undo, headers=staff)
+    assert undone.status_code == 200, undone.text
+    body = undone.json()
+    assert body["status"] == "pending" and body["decisions"][-1]["undoes_id"] == decision["id"]
+    for case_id in (candidate["found_case_id"], candidate["missing_case_id"]):
+        assert case_status(client, case_id) == "open"
+    again = assert_problem(client.post(undo, headers=staff), 409, "undo_refused")
+    assert again["reason"] == "later_decision"
+    assert_problem(
+        client.post(f"{API}/candidates/{candidate['id']}/decisions/99999/undo", headers=staff),
+        404,
+        "not_found",
+    )

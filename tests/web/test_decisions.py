@@ -5,7 +5,8 @@ import re
 
 import pytest
 
-from tests.web.conftest import csrf_token
+from reunite import accounts
+from tests.web.conftest import PASSWORD, csrf_token
 
 
 def csrf(client, path="/review"):  # type: ignore[no-untyped-def]
@@ -81,3 +82,101 @@ def test_confirming_asks_once_more_in_place_in_both_languages(staff, two_candida
         assert '<summary class="confirm">' in step and words in step and final in step
         assert step.count('value="confirmed"') == 1  # the only way to confirm is inside it
         assert shown.count('value="confirmed"') == 1
+
+
+# ------------------------------------------------------------------------------- undo
+
+
+def undo_form(page: str) -> dict[str, str] | None:
+    """The notice's undo form: its action, decision and window text; None when not offered."""
+    found = re.search(
+        r'<form method="post" action="(?P<action>/candidates/\d+/undo)".*?'
+        r'name="decision" value="(?P<decision>\d+)".*?id="undo-window"[^>]*>(?P<window>[^<]*)<',
+        page,
+        re.DOTALL,
+    )
+    return found.groupdict() if found else None
+
+
+def sign_in_as(client, username: str) -> None:  # type: ignore[no-untyped-def]
+    client.post("/logout", data={"csrf_token": csrf(client)})
+    signed = client.post(
+        "/login",
+        data={"username": username, "password": PASSWORD, "csrf_token": csrf(client, "/login")},
+        follow_redirects=False,
+    )
+    assert signed.status_code == 303
+
+
+def test_the_notice_offers_an_undo_that_puts_the_pair_back(staff, two_candidates):
+    missing, [(found, first), _] = two_candidates
+    service = staff.app.state.service
+    for lang, window, undone in (
+        ("en", "You can undo this within 2 minutes.", "is pending again."),
+        ("zh-CN", "2 分钟内可以撤销。", "恢复为待审核。"),
+    ):
+        done = decide(staff, first, "confirmed", lang)
+        offered = undo_form(done.text)
+        assert offered, lang
+        assert offered["action"] == f"/candidates/{first}/undo" and offered["window"] == window
+        assert int(offered["decision"]) == service.candidate(first).decisions[-1].id
+        assert undo_form(staff.get("/review").text) is None  # offered once, after the decision
+        assert service.case(missing).status == "matched"
+        back = staff.post(
+            offered["action"],
+            data={"decision": offered["decision"], "csrf_token": csrf(staff), "next": "/review"},
+            headers={"Accept-Language": lang},
+        )
+        assert back.status_code == 200 and undone in back.text and undo_form(back.text) is None
+        assert service.candidate(first).candidate.status == "pending"
+        assert {service.case(missing).status, service.case(found).status} == {"open"}
+
+
+def test_an_undo_refused_says_why_in_the_readers_language(staff, two_candidates):
+    _, [(_, first), _] = two_candidates
+    service = staff.app.state.service
+    offered = undo_form(decide(staff, first, "rejected", "en").text)
+    assert offered
+    form = {"decision": offered["decision"], "next": "/review"}
+
+    stale = staff.post(offered["action"], data={**form, "csrf_token": "stale"})
+    assert "This form is stale" in stale.text  # and nothing undone
+    assert service.candidate(first).candidate.status == "rejected"
+
+    accounts.create_user(service.store, "staff2", PASSWORD, "staff", actor="test")
+    sign_in_as(staff, "staff2")
+    for lang, words in (
+        ("en", "Only the person who made this decision can undo it."),
+        ("zh-CN", "只有做出此决定的人才能撤销。"),
+    ):
+        refused = staff.post(
+            offered["action"],
+            data={**form, "csrf_token": csrf(staff)},
+            headers={"Accept-Language": lang},
+        )
+        assert refused.status_code == 200 and words in refused.text, lang
+    assert service.candidate(first).candidate.status == "rejected"
+
+    for bad in ("x", "0", str(2**64)):
+        malformed = staff.post(
+            offered["action"], data={**form, "decision": bad, "csrf_token": csrf(staff)}
+        )
+        assert malformed.status_code == 422 and "Traceback" not in malformed.text, bad
+    unknown = staff.post(
+        offered["action"], data={**form, "decision": "999999", "csrf_token": csrf(staff)}
+    )
+    notice = re.search(r"class=\"notice\"[^>]*>([^<]*)<", unknown.text)
+    assert unknown.status_code == 200 and notice and notice.group(1) == "Not found.", notice
+
+
+def test_no_undo_is_offered_for_a_reopening(staff, two_candidates):
+    _, [(_, first), _] = two_candidates
+    service = staff.app.state.service
+    accounts.create_user(service.store, "admin2", PASSWORD, "admin", actor="test")
+    sign_in_as(staff, "admin2")
+    assert undo_form(decide(staff, first, "rejected", "en").text)
+    reopened = staff.post(
+        f"/candidates/{first}/decision",
+        data={"status": "pending", "note": "a second look", "csrf_token": csrf(staff)},
+    )
+    assert "pending." in reopened.text and undo_form(reopened.text) is None
