@@ -4,10 +4,11 @@ axe-core (shipped inside the ``axe-playwright-python`` wheel: nothing is fetched
 each page in a real Chromium against a real server. Any violation of impact "serious" or
 "critical" fails the test, listed by language, page, rule, impact and the offending nodes.
 
-To check a new page, add a ``Visit`` to ``VISITS``: its path (``{found}`` and ``{missing}``
-stand for the two cases' ids) and, if the page needs it, a ``then`` step that fills and sends
-a form and waits for the answer. Every visit is made signed in as an admin (who sees every
-page and every form); the sign-in page is checked before signing in.
+To check a new page, add a ``Visit`` to ``VISITS``: its path (``{found}``, ``{missing}`` and
+``{decided}`` stand for the cases' ids) and, if the page needs it, a ``then`` step that fills
+and sends a form and waits for the answer (and an ``after`` step that puts back what it
+changed). Every visit is made signed in as an admin (who sees every page and every form); the
+sign-in page is checked before signing in.
 """
 
 from __future__ import annotations
@@ -33,11 +34,13 @@ FAILING_IMPACTS = ("serious", "critical")
 
 @dataclass(frozen=True)
 class Visit:
-    """A page to check: where it is and what to do there first (``then(page, faces_dir)``)."""
+    """A page to check: where it is, what to do there first (``then(page, faces_dir)``)."""
 
     name: str
     path: str
     then: Callable[[Page, Path], object] | None = None
+    after: Callable[[Page], object] | None = None
+    """What puts things back once checked (so that the other language finds them again)."""
 
 
 def _intake_refused(page: Page, _faces: Path) -> None:
@@ -98,6 +101,21 @@ def _last_admin_refused(page: Page, _faces: Path) -> None:
     page.wait_for_selector("li.account-row[data-username=admin1] .error")
 
 
+def _shortcut_list_open(page: Page, _faces: Path) -> None:
+    page.keyboard.press("?")
+    page.wait_for_selector("#shortcut-help", state="visible")
+
+
+def _rejected_undo_offered(page: Page, _faces: Path) -> None:
+    page.locator("article.candidate button.reject").first.click()
+    page.wait_for_selector("form.undo button")
+
+
+def _undone(page: Page) -> None:
+    page.locator("form.undo button").click()
+    page.wait_for_selector("form.undo", state="detached")  # the undone notice offers none
+
+
 def _confirm_step_open(page: Page, _faces: Path) -> None:
     page.locator("article.candidate summary.confirm").first.click()
     page.wait_for_selector("details.confirm-step[open] button.confirm-final")
@@ -112,6 +130,8 @@ VISITS: list[Visit] = [
     Visit("queue with a candidate card", "/review"),
     Visit("queue, confirm step open", "/review", _confirm_step_open),
     Visit("queue, lightbox open", "/review", _lightbox_open),
+    Visit("queue, shortcut list open", "/review", _shortcut_list_open),
+    Visit("queue, a decision with its undo", "/review", _rejected_undo_offered, _undone),
     Visit("case with a decided candidate", "/cases/{decided}"),
     Visit("found case", "/cases/{found}"),
     Visit("missing case", "/cases/{missing}"),
@@ -220,6 +240,8 @@ def test_every_page_passes_axe(browser, server, faces_dir, cases, axe, locale):
         if visit.then:
             visit.then(page, faces_dir)
         problems += violations(axe, page, f"{locale} {visit.name} ({page.url})")
+        if visit.after:
+            visit.after(page)
         if visit.path == "/review" and visit.then is None:
             assert page.locator("article.candidate").count() >= 1, "no candidate card to check"
     context.close()
