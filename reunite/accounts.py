@@ -18,12 +18,13 @@ import hashlib
 import hmac
 import re
 import secrets
+import unicodedata
 from datetime import datetime
 from pathlib import Path
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from reunite import audit
@@ -37,6 +38,11 @@ in the command line)."""
 COMMON_PASSWORDS_PATH = Path(__file__).resolve().parent / "data" / "common_passwords.txt"
 """Passwords refused whatever their length, one a line, lowercase; shipped as package data."""
 USERNAME_PATTERN = re.compile(r"^[A-Za-z0-9_.\-@]{2,64}$")
+MAX_DISPLAY_NAME_CHARS = 100
+"""The longest display name (the column is String(100))."""
+_BIDI_CONTROLS = frozenset(
+    "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+)
 
 _hasher = PasswordHasher()
 
@@ -63,9 +69,35 @@ def check_new_password(password: str, min_length: int = MIN_PASSWORD_CHARS) -> N
     """Refuse a password too short or too common to be set. Raises ``InvalidField``, whose
     message never repeats the password."""
     if len(password) < min_length:
-        raise InvalidField(f"A password needs at least {min_length} characters.")
+        raise InvalidField(
+            f"A password needs at least {min_length} characters.",
+            reason="password_too_short",
+            min_length=min_length,
+        )
     if password.strip().lower() in common_passwords():
-        raise InvalidField("That password is one of the most common ones; choose another.")
+        raise InvalidField(
+            "That password is one of the most common ones; choose another.",
+            reason="password_common",
+        )
+
+
+def checked_display_name(name: str) -> str:
+    """``name`` trimmed, as a display name may be kept: 1-100 characters, none of them a control
+    character (line breaks, tabs, direction overrides). Raises ``InvalidField``, whose message
+    never repeats the name."""
+    trimmed = name.strip()
+    if not 1 <= len(trimmed) <= MAX_DISPLAY_NAME_CHARS:
+        raise InvalidField(
+            f"A display name is 1 to {MAX_DISPLAY_NAME_CHARS} characters.",
+            reason="display_name_length",
+            max_length=MAX_DISPLAY_NAME_CHARS,
+        )
+    if any(unicodedata.category(c) in ("Cc", "Cs") or c in _BIDI_CONTROLS for c in trimmed):
+        raise InvalidField(
+            "A display name cannot hold control characters (line breaks, tabs and the like).",
+            reason="display_name_control",
+        )
+    return trimmed
 
 
 def _check_role(role: str) -> None:
@@ -80,16 +112,20 @@ def new_user(
     role: str,
     *,
     min_password_length: int = MIN_PASSWORD_CHARS,
+    display_name: str | None = None,
 ) -> UserRow:
-    """Add an account. Raises ``InvalidField`` (bad name or role, a password too short or
-    common), ``Conflict``."""
+    """Add an account. Raises ``InvalidField`` (bad name, display name or role, a password too
+    short or common), ``Conflict``."""
     if not USERNAME_PATTERN.match(username):
         raise InvalidField("A username is 2-64 letters, digits or _ . - @.")
     _check_role(role)
+    shown = checked_display_name(display_name) if display_name is not None else None
     check_new_password(password, min_password_length)
     if session.scalar(select(UserRow.id).where(UserRow.username == username)) is not None:
         raise Conflict(f"There is already a user named {username!r}.")
-    user = UserRow(username=username, password_hash=_hasher.hash(password), role=role)
+    user = UserRow(
+        username=username, password_hash=_hasher.hash(password), role=role, display_name=shown
+    )
     session.add(user)
     session.flush()
     return user
@@ -180,10 +216,19 @@ def create_user(
     *,
     actor: str,
     min_password_length: int = MIN_PASSWORD_CHARS,
+    display_name: str | None = None,
 ) -> UserRow:
-    """Add a staff or admin account, audited. Raises ``InvalidField`` or ``Conflict``."""
+    """Add a staff or admin account, audited (never the display name). Raises
+    ``InvalidField`` or ``Conflict``."""
     with store.transaction() as session:
-        user = new_user(session, username, password, role, min_password_length=min_password_length)
+        user = new_user(
+            session,
+            username,
+            password,
+            role,
+            min_password_length=min_password_length,
+            display_name=display_name,
+        )
         audit.record(session, actor, "user.create", None, user_id=user.id, role=role)
     return user
 
@@ -230,10 +275,29 @@ def users(store: Store) -> list[UserRow]:
         return list(session.scalars(select(UserRow).order_by(UserRow.id)))
 
 
+def _check_not_last_admin(session: Session, user: UserRow) -> None:
+    """Refuse to take the last enabled admin away (by disabling or demoting it): nobody could
+    manage accounts from the pages any more. Raises ``Conflict``.
+
+    The enabled admins' rows are written (unchanged) before they are counted: that takes
+    SQLite's write lock, or PostgreSQL's row locks, so that two admins disabling each other at
+    the same moment cannot both succeed (the second one counts after the first commits)."""
+    enabled_admin = (UserRow.role == "admin") & UserRow.disabled.is_(False)
+    session.execute(update(UserRow).where(enabled_admin).values(role=UserRow.role))
+    admins = list(session.scalars(select(UserRow.id).where(enabled_admin)))
+    if admins == [user.id]:
+        raise Conflict(
+            "This is the last enabled admin account; make another account an admin first.",
+            reason="last_admin",
+        )
+
+
 def disable_user(store: Store, username: str, *, actor: str) -> UserRow:
-    """Disable an account and end its sessions (idempotent), audited. Raises ``NotFound``."""
+    """Disable an account and end its sessions (idempotent), audited. Raises ``NotFound``, or
+    ``Conflict`` for the last enabled admin."""
     with store.transaction() as session:
         user = _named_user(session, username)
+        _check_not_last_admin(session, user)
         user.disabled = True
         user.session_epoch += 1
         audit.record(session, actor, "user.disable", None, user_id=user.id)
@@ -270,14 +334,29 @@ def reset_password(
 
 def set_user_role(store: Store, username: str, role: str, *, actor: str) -> UserRow:
     """Change an account's role (idempotent); it applies at the user's next request, as each
-    request reads the user anew. Audited with both roles. Raises ``NotFound``, ``InvalidField``."""
+    request reads the user anew. Audited with both roles. Raises ``NotFound``, ``InvalidField``,
+    or ``Conflict`` for demoting the last enabled admin."""
     _check_role(role)
     with store.transaction() as session:
         user = _named_user(session, username)
+        if role != "admin":
+            _check_not_last_admin(session, user)
         previous, user.role = user.role, role
         audit.record(
             session, actor, "user.set_role", None, user_id=user.id, role=role, previous=previous
         )
+    return user
+
+
+def set_display_name(store: Store, username: str, display_name: str, *, actor: str) -> UserRow:
+    """Give an account the name pages show for it (trimmed; see ``checked_display_name``).
+    Audited by user id only: the event never holds the name. Raises ``NotFound`` or
+    ``InvalidField``."""
+    shown = checked_display_name(display_name)
+    with store.transaction() as session:
+        user = _named_user(session, username)
+        user.display_name = shown
+        audit.record(session, actor, "user.set_display_name", None, user_id=user.id)
     return user
 
 

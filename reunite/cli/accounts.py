@@ -46,6 +46,11 @@ def _register_users(commands: argparse._SubParsersAction[argparse.ArgumentParser
     create.add_argument(
         "--password-stdin", action="store_true", help="read the password from standard input"
     )
+    create.add_argument(
+        "--display-name",
+        metavar="NAME",
+        help="how the pages name the person (1-100 characters; default: the username)",
+    )
     create.set_defaults(run=create_user)
     disable = actions.add_parser(
         "disable",
@@ -57,7 +62,8 @@ def _register_users(commands: argparse._SubParsersAction[argparse.ArgumentParser
     listing = actions.add_parser(
         "list",
         help="list accounts",
-        description="List accounts, oldest first: id, name, role, state and the day created.",
+        description="List accounts, oldest first: id, username, role, state, the day created "
+        "and the display name (if any).",
     )
     listing.set_defaults(run=list_users)
     enable = actions.add_parser(
@@ -85,6 +91,15 @@ def _register_users(commands: argparse._SubParsersAction[argparse.ArgumentParser
     set_role.add_argument("username", help="the account's name")
     set_role.add_argument("role", choices=USER_ROLES, help="the new role")
     set_role.set_defaults(run=set_role_of_user)
+    set_name = actions.add_parser(
+        "set-display-name",
+        help="change the name the pages show",
+        description="Change how the pages name an account's person (in the header and in "
+        "decision histories): 1-100 characters, trimmed, no control characters.",
+    )
+    set_name.add_argument("username", help="the account's name")
+    set_name.add_argument("display_name", metavar="NAME", help="the new display name")
+    set_name.set_defaults(run=set_display_name_of_user)
 
 
 def _register_keys(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -143,7 +158,13 @@ def create_user(args: argparse.Namespace) -> int:
     min_length = loaded_settings().min_password_length
     with _store() as store:
         user = accounts.create_user(
-            store, args.username, password, args.role, actor=actor(), min_password_length=min_length
+            store,
+            args.username,
+            password,
+            args.role,
+            actor=actor(),
+            min_password_length=min_length,
+            display_name=args.display_name,
         )
     print(f"user {user.id} created: {user.username} ({user.role})")
     return 0
@@ -158,7 +179,7 @@ def list_users(_args: argparse.Namespace) -> int:
         state = "disabled" if row.disabled else "enabled"
         print(
             f"{row.id:>4}  {row.username:<24} {row.role:<5} {state:<8} "
-            f"created {row.created_at.date().isoformat()}"
+            f"created {row.created_at.date().isoformat()}  {row.display_name or ''}".rstrip()
         )
     return 0
 
@@ -191,6 +212,15 @@ def set_role_of_user(args: argparse.Namespace) -> int:
     with _store() as store:
         user = accounts.set_user_role(store, args.username, args.role, actor=actor())
     print(f"user {user.id} is now {user.role}: {user.username}")
+    return 0
+
+
+def set_display_name_of_user(args: argparse.Namespace) -> int:
+    from reunite import accounts
+
+    with _store() as store:
+        user = accounts.set_display_name(store, args.username, args.display_name, actor=actor())
+    print(f"user {user.id} has a new display name: {user.username}")
     return 0
 
 

@@ -1,5 +1,6 @@
-"""Account pages: change one's own password (any signed-in user), and the accounts page for
-admins (list users; enable, disable, reset a password, set a role).
+"""Account pages: one's own account (display name and password, any signed-in user), and the
+accounts page for admins (list users; enable, disable, reset a password, set a role or a
+display name).
 
 Every change goes through ``reunite.accounts``, which audits it; these pages hold no rules of
 their own beyond "only an admin manages accounts".
@@ -15,7 +16,7 @@ from fastapi.responses import RedirectResponse, Response
 from reunite import accounts
 from reunite.access import USER_ROLES
 from reunite.api.auth import check_csrf, limit_sign_ins, service_of, start_session
-from reunite.errors import Forbidden, InvalidField, NotAuthenticated, ReuniteError
+from reunite.errors import Conflict, Forbidden, InvalidField, NotAuthenticated, ReuniteError
 from reunite.store import UserRow
 from reunite.web import i18n
 from reunite.web.pages import PageRoute, language, page_user, render
@@ -23,6 +24,8 @@ from reunite.web.pages import PageRoute, language, page_user, render
 router = APIRouter(include_in_schema=False, route_class=PageRoute)
 
 PASSWORD_PAGE = "/account/password"
+"""One's own account: the display name and the password."""
+DISPLAY_NAME_FORM = "/account/display-name"
 USERS_PAGE = "/admin/users"
 
 
@@ -31,8 +34,8 @@ def _min_length(request: Request) -> int:
 
 
 def _policy_text(lang: str, error: ReuniteError) -> str:
-    """The password policy's refusal, in ``lang`` (the policy's own words kept)."""
-    return i18n.text(lang, "account.password_policy", detail=error.message)
+    """The password policy's refusal, in ``lang`` (with the least length where it applies)."""
+    return i18n.text(lang, "account.password_policy", detail=i18n.error_text(lang, error))
 
 
 def _current_password_ok(request: Request, user: UserRow, password: str) -> bool:
@@ -91,6 +94,29 @@ def change_password(
     return RedirectResponse(PASSWORD_PAGE, status_code=303)
 
 
+@router.post(DISPLAY_NAME_FORM)
+def change_display_name(
+    request: Request,
+    display_name: Annotated[str, Form(max_length=1024)] = "",
+    csrf_token: Annotated[str, Form()] = "",
+) -> Response:
+    """Set the signed-in user's own display name (audited by id, never the name)."""
+    user = page_user(request)
+    check_csrf(request, csrf_token)
+    lang = language(request)
+    try:
+        accounts.set_display_name(
+            service_of(request).store, user.username, display_name, actor=f"user:{user.username}"
+        )
+    except InvalidField as exc:
+        errors = {"display_name": i18n.error_text(lang, exc)}
+        return render(
+            request, "password.html", status_code=422, errors=errors, typed_name=display_name
+        )
+    request.session["notice"] = i18n.text(lang, "account.display_name_done")
+    return RedirectResponse(PASSWORD_PAGE, status_code=303)
+
+
 # ----------------------------------------------------------------------------- accounts
 
 
@@ -105,6 +131,8 @@ def admin_user(request: Request) -> UserRow:
 def _users_page(
     request: Request, *, status_code: int = 200, errors: dict[str, str] | None = None
 ) -> Response:
+    """The accounts page; ``errors`` are keyed ``"<form>/<username>"`` (the form is ``enabled``,
+    ``role``, ``display-name`` or ``password``), shown next to that form."""
     return render(
         request,
         "users.html",
@@ -139,8 +167,17 @@ def set_enabled(
     if enabled == "1":
         accounts.enable_user(store, username, actor=actor)
         return _done(request, "users.enabled_done", username)
-    accounts.disable_user(store, username, actor=actor)
+    try:
+        accounts.disable_user(store, username, actor=actor)
+    except Conflict as exc:  # the last enabled admin
+        return _refused(request, 409, f"enabled/{username}", exc)
     return _done(request, "users.disabled_done", username)
+
+
+def _refused(request: Request, status_code: int, where: str, error: ReuniteError) -> Response:
+    """The accounts page again, with the refusal in the user's language next to its form."""
+    message = i18n.error_text(language(request), error)
+    return _users_page(request, status_code=status_code, errors={where: message})
 
 
 @router.post(USERS_PAGE + "/{username}/password")
@@ -161,7 +198,7 @@ def reset_password(
             min_password_length=_min_length(request),
         )
     except InvalidField as exc:
-        errors = {username: _policy_text(language(request), exc)}
+        errors = {f"password/{username}": _policy_text(language(request), exc)}
         return _users_page(request, status_code=422, errors=errors)
     if changed.id == admin.id:  # one's own reset ends one's sessions: keep this one
         start_session(request, changed)
@@ -177,7 +214,28 @@ def set_role(
 ) -> Response:
     admin = admin_user(request)
     check_csrf(request, csrf_token)
-    accounts.set_user_role(
-        service_of(request).store, username, role, actor=f"user:{admin.username}"
-    )
+    try:
+        accounts.set_user_role(
+            service_of(request).store, username, role, actor=f"user:{admin.username}"
+        )
+    except Conflict as exc:  # the last enabled admin
+        return _refused(request, 409, f"role/{username}", exc)
     return _done(request, "users.role_done", username)
+
+
+@router.post(USERS_PAGE + "/{username}/display-name")
+def set_display_name(
+    request: Request,
+    username: str,
+    display_name: Annotated[str, Form(max_length=1024)] = "",
+    csrf_token: Annotated[str, Form()] = "",
+) -> Response:
+    admin = admin_user(request)
+    check_csrf(request, csrf_token)
+    try:
+        accounts.set_display_name(
+            service_of(request).store, username, display_name, actor=f"user:{admin.username}"
+        )
+    except InvalidField as exc:
+        return _refused(request, 422, f"display-name/{username}", exc)
+    return _done(request, "users.display_name_done", username)

@@ -247,6 +247,34 @@ MESSAGES: dict[str, dict[str, str]] = {
         "error.back": "Back to the review queue",
         "error.status": "Error {status}",
         "error.invalid_field": "Please check the fields: {detail}",
+        "nav.account": "My account",
+        "account.page_title": "My account",
+        "account.display_name": "Display name",
+        "account.display_name_help": (
+            "How the pages name you: in the header and in decision histories. Your username "
+            "stays {username}."
+        ),
+        "account.display_name_submit": "Save name",
+        "account.display_name_done": "Your display name is saved.",
+        "users.display_name": "Display name",
+        "users.set_display_name": "Set name",
+        "users.display_name_done": "{username}'s display name is changed.",
+        "error.invalid_field.password_too_short": (
+            "A password needs at least {min_length} characters."
+        ),
+        "error.invalid_field.password_common": (
+            "That password is one of the most common ones; choose another."
+        ),
+        "error.invalid_field.display_name_length": (
+            "A display name is 1 to {max_length} characters."
+        ),
+        "error.invalid_field.display_name_control": (
+            "A display name cannot hold control characters (line breaks, tabs and the like)."
+        ),
+        "error.conflict.last_admin": (
+            "This is the last enabled admin account; make another account an admin first, so "
+            "that someone can still manage accounts."
+        ),
     },
     "zh-CN": {
         "app": "团圆",
@@ -265,7 +293,7 @@ MESSAGES: dict[str, dict[str, str]] = {
         "account.help": "密码修改后，您在其他设备上的登录都将失效。",
         "account.wrong_current": "当前密码不正确。",
         "account.mismatch": "两次输入的新密码不一致。",
-        "account.password_policy": "新密码不符合要求（{detail}）",
+        "account.password_policy": "新密码不符合要求：{detail}",
         "account.password_changed": "密码已修改，您的其他登录已失效。",
         "users.title": "账户管理",
         "users.username": "用户",
@@ -467,6 +495,26 @@ MESSAGES: dict[str, dict[str, str]] = {
         "error.conflict": "目前无法执行：{detail}",
         "error.not_found": "未找到。",
         "error.invalid_field": "请检查填写内容：{detail}",
+        "nav.account": "我的账户",
+        "account.page_title": "我的账户",
+        "account.display_name": "显示名称",
+        "account.display_name_help": (
+            "页面上（页头和审核记录中）显示的您的名字。您的用户名仍为 {username}。"
+        ),
+        "account.display_name_submit": "保存名称",
+        "account.display_name_done": "显示名称已保存。",
+        "users.display_name": "显示名称",
+        "users.set_display_name": "设置名称",
+        "users.display_name_done": "已修改 {username} 的显示名称。",
+        "error.invalid_field.password_too_short": "密码至少需要 {min_length} 个字符。",
+        "error.invalid_field.password_common": "这是最常见的密码之一，请另选一个。",
+        "error.invalid_field.display_name_length": "显示名称须为 1 到 {max_length} 个字符。",
+        "error.invalid_field.display_name_control": (
+            "显示名称不能包含控制字符（如换行符、制表符等）。"
+        ),
+        "error.conflict.last_admin": (
+            "这是最后一个启用的管理员账户。请先将另一个账户设为管理员，以便仍有人能管理账户。"
+        ),
     },
 }
 for _lang, _words in FORM_MESSAGES.items():  # the forms' hints and errors (form_words.py)

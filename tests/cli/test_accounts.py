@@ -194,3 +194,54 @@ def test_light_commands_import_neither_dlib_nor_faiss_nor_the_service(tmp_path):
     )
     result = json.loads(done.stdout.splitlines()[-1])
     assert result == {"codes": [0, 0, 0, 0, 0], "loaded": []}
+
+
+def test_users_display_names_set_listed_and_audited_without_the_name(workdir, capsys, monkeypatch):
+    monkeypatch.setattr("sys.stdin", io.StringIO("a long enough password\n"))
+    create = ["users", "create", "anna", "--role", "staff", "--password-stdin"]
+    assert main([*create, "--display-name", " 李安娜 "]) == 0
+    capsys.readouterr()
+    assert main(["users", "list"]) == 0
+    assert capsys.readouterr().out.rstrip().endswith("李安娜")
+    assert main(["users", "set-display-name", "anna", "Anna Li"]) == 0
+    out = capsys.readouterr().out
+    assert "user 1 has a new display name: anna" in out and "Anna Li" not in out
+    assert main(["users", "list"]) == 0
+    assert capsys.readouterr().out.rstrip().endswith("  Anna Li")
+    assert main(["users", "set-display-name", "anna", "x" * 101]) == 4
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "1 to 100 characters" in err
+    assert main(["users", "set-display-name", "anna", "Anna\tLi"]) == 4
+    assert "control characters" in capsys.readouterr().err
+    assert main(["users", "set-display-name", "nobody", "Anna"]) == 3
+    monkeypatch.setattr("sys.stdin", io.StringIO("a long enough password\n"))
+    assert (
+        main(
+            ["users", "create", "bob", "--role", "staff", "--password-stdin", "--display-name", ""]
+        )
+        == 4
+    )
+    assert audit_actions(workdir) == [
+        ("user.create", {"user_id": 1, "role": "staff"}),
+        ("user.set_display_name", {"user_id": 1}),
+    ]
+    with closing(sqlite3.connect(workdir / "data" / "reunite.db")) as db:
+        assert db.execute("SELECT username, display_name FROM users").fetchall() == [
+            ("anna", "Anna Li")
+        ]
+
+
+def test_the_last_enabled_admin_stays(workdir, capsys, monkeypatch):
+    monkeypatch.setattr("sys.stdin", io.StringIO("a long enough password\n"))
+    assert main(["users", "create", "root", "--role", "admin", "--password-stdin"]) == 0
+    capsys.readouterr()
+    assert main(["users", "disable", "root"]) == 5
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "last enabled admin" in err
+    assert main(["users", "set-role", "root", "staff"]) == 5
+    assert "last enabled admin" in capsys.readouterr().err
+    monkeypatch.setattr("sys.stdin", io.StringIO("a long enough password\n"))
+    assert main(["users", "create", "anna", "--role", "admin", "--password-stdin"]) == 0
+    assert main(["users", "set-role", "root", "staff"]) == 0
+    assert main(["users", "disable", "anna"]) == 5
+    assert [a for a, _ in audit_actions(workdir)] == ["user.create", "user.create", "user.set_role"]

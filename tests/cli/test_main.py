@@ -41,7 +41,7 @@ def test_every_option_and_command_has_help():
         if not action.help
     ]
     assert missing == []
-    assert len(list(parsers(build_parser()))) == 28  # reunite, 14 commands, 6 + 3 + 4 actions
+    assert len(list(parsers(build_parser()))) == 29  # reunite, 14 commands, 7 + 3 + 4 actions
 
 
 def test_version_prints_the_package_version():

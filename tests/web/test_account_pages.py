@@ -82,7 +82,11 @@ def test_change_own_password_ends_other_sessions(app_client, store):
         ({"current": PASSWORD, "new": "short", "again": "short"}, "en", "new",
          "A password needs at least"),
         ({"current": PASSWORD, "new": "short", "again": "short"}, "zh-CN", "new",
-         "新密码不符合要求"),
+         "新密码不符合要求：密码至少需要 10 个字符。"),
+        ({"current": PASSWORD, "new": "qwertyuiop", "again": "qwertyuiop"}, "zh-CN", "new",
+         "新密码不符合要求：这是最常见的密码之一，请另选一个。"),
+        ({"current": PASSWORD, "new": "qwertyuiop", "again": "qwertyuiop"}, "en", "new",
+         "That password is one of the most common ones; choose another."),
     ],
 )  # fmt: skip
 def test_a_refused_password_change_says_why_next_to_the_field(
@@ -188,3 +192,93 @@ def test_admin_resetting_their_own_password_stays_signed_in(app_client, store):
         data={"password": NEW_PASSWORD, "csrf_token": csrf(app_client, "/admin/users")},
     )
     assert reset.status_code == 200 and reset.url.path == "/admin/users"
+
+
+def test_a_user_sets_their_own_display_name_shown_in_the_header(app_client, store):
+    sign_in(app_client, "staff1")
+    page = app_client.get("/account/password", headers={"Accept-Language": "zh-CN"})
+    assert "我的账户" in page.text and "<bdi>staff1</bdi>" in page.text  # no name yet
+    saved = app_client.post(
+        "/account/display-name",
+        data={"display_name": "  李安娜  ", "csrf_token": csrf(app_client, "/account/password")},
+        headers={"Accept-Language": "zh-CN"},
+    )
+    assert saved.status_code == 200 and "显示名称已保存" in saved.text
+    assert "<bdi>李安娜</bdi> · 我的账户" in saved.text
+    assert 'name="display_name" value="李安娜"' in saved.text
+    english = app_client.get("/review", headers={"Accept-Language": "en"})
+    assert "<bdi>李安娜</bdi> · My account" in english.text
+    assert actions(store, "user.set_display_name") == ["user:staff1"]
+    with store.transaction() as session:
+        details = session.scalars(
+            select(AuditRow.details).where(AuditRow.action == "user.set_display_name")
+        ).all()
+    assert [dict(d) for d in details] == [{"user_id": 1}]  # the id, never the name
+
+
+@pytest.mark.parametrize(
+    ("name", "lang", "expected"),
+    [
+        ("", "en", "A display name is 1 to 100 characters."),
+        ("名" * 101, "zh-CN", "显示名称须为 1 到 100 个字符。"),
+        ("Anna\nLi", "zh-CN", "显示名称不能包含控制字符"),
+        ("Anna\u202eLi", "en", "A display name cannot hold control characters"),
+    ],
+)
+def test_a_refused_display_name_says_why_next_to_the_field(app_client, store, name, lang, expected):
+    sign_in(app_client, "staff1")
+    refused = app_client.post(
+        "/account/display-name",
+        data={"display_name": name, "csrf_token": csrf(app_client, "/account/password")},
+        headers={"Accept-Language": lang},
+    )
+    assert refused.status_code == 422
+    assert re.search(rf'id="display_name-error"[^>]*>{re.escape(expected)}', refused.text)
+    assert 'aria-describedby="display_name-help display_name-error" aria-invalid="true"' in (
+        refused.text
+    )
+    assert actions(store, "user.set_display_name") == []
+
+
+def test_admin_sets_a_display_name_in_either_language(app_client, store):
+    sign_in(app_client, "admin1")
+    token = csrf(app_client, "/admin/users")
+    refused = app_client.post(
+        "/admin/users/staff1/display-name",
+        data={"display_name": " ", "csrf_token": token},
+        headers={"Accept-Language": "zh-CN"},
+    )
+    assert refused.status_code == 422
+    assert re.search(r'id="display-name-error-1"[^>]*>显示名称须为 1 到 100 个字符', refused.text)
+    saved = app_client.post(
+        "/admin/users/staff1/display-name",
+        data={"display_name": "Anna Li", "csrf_token": token},
+        headers={"Accept-Language": "en"},
+    )
+    assert saved.status_code == 200 and "staff1&#39;s display name is changed." in saved.text
+    assert '<bdi class="display-name">Anna Li</bdi>' in saved.text
+    assert actions(store, "user.set_display_name") == ["user:admin1"]
+    staff = second_client(app_client)
+    sign_in(staff, "staff1")
+    assert "<bdi>Anna Li</bdi>" in staff.get("/review").text
+
+
+@pytest.mark.parametrize(
+    ("lang", "expected"),
+    [("en", "This is the last enabled admin account"), ("zh-CN", "这是最后一个启用的管理员账户")],
+)
+def test_the_last_admin_can_be_neither_disabled_nor_demoted_on_the_page(
+    app_client, store, lang, expected
+):
+    sign_in(app_client, "admin1")
+    token = csrf(app_client, "/admin/users")
+    for action, data in (("enabled", {"enabled": "0"}), ("role", {"role": "staff"})):
+        refused = app_client.post(
+            f"/admin/users/admin1/{action}",
+            data={**data, "csrf_token": token},
+            headers={"Accept-Language": lang},
+        )
+        assert refused.status_code == 409
+        assert re.search(rf'id="{action}-error-2"[^>]*>{expected}', refused.text), refused.text
+    assert app_client.get("/admin/users").status_code == 200  # still an admin, still in
+    assert actions(store, "user.disable") == actions(store, "user.set_role") == []

@@ -1,0 +1,98 @@
+"""The account pages in a real browser, in Chinese and English: the password policy's refusals
+in the page's language with the least length the server is set to, display names in the
+header, and the last admin kept."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pytest
+
+from tests.server import Server
+from tests.web.conftest import CHROMIUM, PASSWORD, create_user
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, Page
+
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} not installed")
+
+WORDS = {
+    "zh-CN": {
+        "too_short": "新密码不符合要求：密码至少需要 12 个字符。",
+        "common": "新密码不符合要求：这是最常见的密码之一，请另选一个。",
+        "account": "我的账户",
+        "last_admin": "这是最后一个启用的管理员账户。",
+    },
+    "en-US": {
+        "too_short": "A password needs at least 12 characters.",
+        "common": "That password is one of the most common ones; choose another.",
+        "account": "My account",
+        "last_admin": "This is the last enabled admin account;",
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """A server whose new passwords need 12 characters (the setting, not the default 10)."""
+    workdir = tmp_path_factory.mktemp("accounts")
+    for locale in WORDS:
+        create_user(workdir, f"staff-{locale}", "staff")
+    create_user(workdir, "admin1", "admin")
+    running = Server(workdir, REUNITE_MIN_PASSWORD_LENGTH="12")
+    yield running
+    log = running.stop()
+    assert "Traceback" not in log and " 500 " not in log, log
+
+
+def signed_in(browser: Browser, server: Server, locale: str, username: str) -> Page:
+    page = browser.new_context(locale=locale).new_page()
+    page.goto(f"{server.url}/login")
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("main button[type=submit]")
+    page.wait_for_url(f"{server.url}/review")
+    return page
+
+
+@pytest.mark.parametrize("locale", list(WORDS))
+def test_password_refusals_and_display_name_in_the_page_language(browser, server, locale):
+    words = WORDS[locale]
+    page = signed_in(browser, server, locale, f"staff-{locale}")
+    page.goto(f"{server.url}/account/password")
+    for new, refusal in (("short pw", "too_short"), ("qwertyuiop123", "common")):
+        page.fill("input[name=current]", PASSWORD)
+        page.fill("input[name=new]", new)
+        page.fill("input[name=again]", new)
+        page.click("form.password button[type=submit]")
+        error = page.locator("#new-error")
+        error.wait_for()
+        assert error.inner_text() == words[refusal]
+        assert page.locator("input[name=new]").get_attribute("aria-invalid") == "true"
+
+    who = page.locator("header a.who")
+    assert who.inner_text() == f"staff-{locale} · {words['account']}"
+    page.fill("input[name=display_name]", "  李安娜 Anna  ")
+    page.click("form.display-name button[type=submit]")
+    page.wait_for_selector(".notice")
+    assert who.inner_text() == f"李安娜 Anna · {words['account']}"
+    assert page.locator("input[name=display_name]").input_value() == "李安娜 Anna"
+    page.context.close()
+
+
+@pytest.mark.parametrize("locale", list(WORDS))
+def test_the_last_admin_is_kept_with_a_reason_next_to_the_form(browser, server, locale):
+    page = signed_in(browser, server, locale, "admin1")
+    page.goto(f"{server.url}/admin/users")
+    row = page.locator("li.account-row[data-username=admin1]")
+    row.locator("form.enabled button[type=submit]").click()
+    refusal = page.locator("li.account-row[data-username=admin1] form.enabled .error")
+    refusal.wait_for()
+    assert refusal.inner_text().startswith(WORDS[locale]["last_admin"])
+    row.locator("select[name=role]").select_option("staff")
+    row.locator("form.role button[type=submit]").click()
+    refusal = page.locator("li.account-row[data-username=admin1] form.role .error")
+    refusal.wait_for()
+    assert refusal.inner_text().startswith(WORDS[locale]["last_admin"])
+    assert page.locator("nav a[href='/admin/users']").count() == 1  # still an admin
+    page.context.close()
