@@ -105,7 +105,7 @@ def actor_text(lang: str, actor: names.Actor | None, raw: str) -> str:
     label and prefix, the command line, the system; else the actor string as stored."""
     if actor is None or actor.kind == "other":
         key = f"actor.{raw}"
-        return i18n.text(lang, key) if key in i18n.MESSAGES[lang] else raw
+        return i18n.text(lang, key) if i18n.has_text(lang, key) else raw
     if actor.kind == "key":
         if actor.name:
             return i18n.text(lang, "actor.key", label=actor.name, prefix=actor.prefix)

@@ -1,6 +1,6 @@
 # ruff: noqa: RUF001 (Chinese punctuation is meant)
 """The words of the forms' hints and field errors (intake, search, agencies), in both
-languages; ``i18n`` adds them to its ``MESSAGES``."""
+languages; ``words`` adds them to its ``MESSAGES``."""
 
 from __future__ import annotations
 

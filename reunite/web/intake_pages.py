@@ -373,7 +373,7 @@ def _found_case_fields(
             message = i18n.text(lang, "error.field", field=i18n.field_label(lang, name))
             if key in FORM_FIELDS:
                 hint = f"hint.{key}"
-                rule = i18n.text(lang, hint) if hint in i18n.MESSAGES[lang] else ""
+                rule = i18n.text(lang, hint) if i18n.has_text(lang, hint) else ""
                 errors.setdefault(key, f"{message} {rule}".strip())
             else:
                 general.append(i18n.error_text(lang, InvalidField("", errors=[problem])))

@@ -5,7 +5,7 @@ import pytest
 
 from reunite import errors
 from reunite.review import Flag
-from reunite.web import i18n
+from reunite.web import i18n, words
 from reunite.web.i18n import flag_text
 
 
@@ -14,7 +14,7 @@ def placeholders(template: str) -> set[str]:
 
 
 def test_every_message_exists_in_both_languages_with_the_same_placeholders():
-    english, chinese = i18n.MESSAGES["en"], i18n.MESSAGES["zh-CN"]
+    english, chinese = words.MESSAGES["en"], words.MESSAGES["zh-CN"]
     assert set(english) == set(chinese)
     for key in english:
         assert placeholders(english[key]) == placeholders(chinese[key]), key
@@ -29,7 +29,7 @@ def test_every_error_a_photo_can_raise_has_a_translation():
         errors.ImageTooSmall,
         errors.ImageTooLarge,
     ):
-        assert f"error.{error.code}" in i18n.MESSAGES["zh-CN"], error.code
+        assert f"error.{error.code}" in words.MESSAGES["zh-CN"], error.code
     text = i18n.error_text("zh-CN", errors.MultipleFaces("x", boxes=[{}, {}]))
     assert "2" in text and "人脸" in text
 
