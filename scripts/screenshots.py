@@ -105,9 +105,10 @@ def take(url: str, out_dir: Path) -> None:
             page.click("main button[type=submit]")
             page.wait_for_url(f"{url}/review")
             page.wait_for_function(
-                "() => [...document.images].every(i => i.complete && i.naturalWidth > 0)"
+                "() => [...document.images].filter(i => i.checkVisibility())"
+                ".every(i => i.complete && i.naturalWidth > 0)"
             )
-            page.screenshot(path=str(out_dir / name), full_page=width < 500)
+            page.screenshot(path=str(out_dir / name), full_page=True)
             print(f"wrote {out_dir / name}")
             context.close()
         browser.close()
@@ -125,8 +126,9 @@ def main() -> int:
             "REUNITE_TIMEZONE": "Asia/Shanghai",
             "REUNITE_PORT": "8765",
         }
-        reunite(env, "users", "create", "anna", "--role", "staff", "--password-stdin",
-                stdin=PASSWORD + "\n")  # fmt: skip
+        reunite(env, "users", "create", "anna", "--role", "staff", "--display-name", "Li Anna",
+                "--password-stdin", stdin=PASSWORD + "\n")  # fmt: skip
+        reunite(env, "agencies", "add", "city-police", "City Police, Missing Persons Unit")
         key = reunite(env, "keys", "create", "--role", "admin")
         server = subprocess.Popen(
             [sys.executable, "-m", "reunite.cli", "serve"],

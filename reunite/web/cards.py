@@ -86,7 +86,7 @@ def card_facts(
     rows += [
         (
             t(lang, "field.agency"),
-            f"{agencies.get(agency, agency)} ({agency})" if agency else unknown,
+            (f"{agencies[agency]} ({agency})" if agency in agencies else agency or unknown),
         ),
         (t(lang, "field.external_ref"), case.external_ref or unknown),
         (t(lang, "field.contact"), case.contact or unknown),
