@@ -91,7 +91,7 @@ def table(w):
         (
             "POST",
             "/agencies/SH-PSB/webhooks",
-            {"json": {"url": "http://127.0.0.1:9/hook"}},
+            {"json": {"url": "https://hooks.psb.example/in"}},
             ("ok", 403, "ok", 403, 401),
         ),
         ("GET", "/agencies/SH-PSB/webhooks", {}, ("ok", 403, "ok", 403, 401)),
