@@ -10,12 +10,13 @@ decided; never one per card. Its values go into the page's template context.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import Request
 
 from reunite import names
-from reunite.api.auth import service_of
+from reunite.api.auth import service_of, session_user
 from reunite.candidate_view import CandidateView
 from reunite.store import CaseRow, PhotoRow
 from reunite.web import i18n
@@ -27,7 +28,8 @@ def card_context(
 ) -> dict[str, Any]:
     """The template values the cards of ``views`` (and the pages of ``cases``) need:
     ``case_photos`` (case id to its photos, each with its faces), ``reference``, ``card_facts``,
-    ``photo_date`` and ``actor_name`` (functions of a case, a photo and an actor string)."""
+    ``photo_date``, ``actor_name`` and ``undo_until`` (functions of a case, a photo, an actor
+    string and a card)."""
     service = service_of(request)
     lang = language(request)
     shown = {case.id: case for case in cases}
@@ -50,7 +52,21 @@ def card_context(
         "card_facts": facts,
         "photo_date": photo_date,
         "actor_name": lambda actor: actor_text(lang, actors.get(actor), actor),
+        "undo_until": lambda view: undo_until(request, view),
     }
+
+
+def undo_until(request: Request, view: CandidateView) -> datetime | None:
+    """Until when the signed-in user may still undo the card's last decision (their own, made
+    within the undo window, nothing changed since), else None. The undo route checks again."""
+    user = session_user(request)
+    if user is None or not view.decisions:
+        return None
+    decision = view.decisions[-1]
+    if decision.actor != f"user:{user.username}":
+        return None
+    until = service_of(request).undoable_until(decision)
+    return until if until is not None and until > datetime.now(UTC) else None
 
 
 def reference_text(lang: str, case: CaseRow, agencies: dict[str, str]) -> str:

@@ -180,3 +180,36 @@ def test_no_undo_is_offered_for_a_reopening(staff, two_candidates):
         data={"status": "pending", "note": "a second look", "csrf_token": csrf(staff)},
     )
     assert "pending." in reopened.text and undo_form(reopened.text) is None
+
+
+def test_a_decision_can_be_undone_from_its_card_by_its_maker_while_the_window_is_open(
+    staff, two_candidates
+):
+    """Not only from the notice: the case page's card offers the maker's undo (with its end
+    time in the center's zone) until the window closes; nobody else sees it."""
+    _, [(found, first), _] = two_candidates
+    decide(staff, first, "rejected", "en")
+    for lang, words in (
+        ("en", "Your decision: you can undo it until "),
+        ("zh-CN", "这是您的决定，"),
+    ):
+        shown = card(staff.get(f"/cases/{found}", headers={"Accept-Language": lang}).text, first)
+        assert 'class="undo card-undo"' in shown and words in shown, lang
+    staff.app.state.service.decide(first, "pending", actor="user:admin1", role="admin", note="x")
+    shown = card(staff.get(f"/cases/{found}").text, first)
+    assert "card-undo" not in shown  # the last decision is someone else's
+
+    decide(staff, first, "rejected", "en")
+    form = re.search(
+        r'<form method="post" action="(/candidates/\d+/undo)" class="undo card-undo">.*?'
+        r'name="decision" value="(\d+)"',
+        card(staff.get(f"/cases/{found}").text, first),
+        re.DOTALL,
+    )
+    assert form
+    back = staff.post(
+        form.group(1),
+        data={"decision": form.group(2), "csrf_token": csrf(staff), "next": f"/cases/{found}"},
+    )
+    assert back.status_code == 200 and "card-undo" not in card(back.text, first)
+    assert staff.app.state.service.candidate(first).candidate.status == "pending"

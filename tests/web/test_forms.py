@@ -47,6 +47,14 @@ def test_every_field_says_its_rule_and_links_it(staff, lang, words):
     assert "autofocus" not in page and 'id="form-errors"' not in page
 
 
+def test_the_fields_input_hints_reach_the_browser_as_attributes(staff):
+    """Phones open the number pad for ages; the date field has its range (not escaped text)."""
+    page = staff.get("/intake").text
+    assert "&quot;" not in page
+    assert re.search(r'name="age_min"[^>]* inputmode="numeric"', page)
+    assert re.search(r'name="date_found" type="date"[^>]* min="1900-01-01"', page)
+
+
 @pytest.mark.parametrize(
     ("lang", "message"),
     [("en", "“from” (70) is above “to” (60)"), ("zh-CN", "“从”（70）大于“到”（60）")],
