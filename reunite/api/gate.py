@@ -38,7 +38,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from reunite import accounts
 from reunite.api.auth import csrf_token, session_user
-from reunite.api.errors import problem
+from reunite.api.errors import headers_for, problem
 from reunite.errors import Forbidden, NotAuthenticated, RateLimited
 
 OPEN_BODY_ROUTES = frozenset({("POST", "/login"), ("POST", "/api/v1/session")})
@@ -164,16 +164,25 @@ class BodyGate:
         await self.app(scope, timed_receive, guarded_send)
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send, why: Refusal) -> None:
-        headers = {"Connection": "close"}  # the unread body must not be taken for a request
-        if why.retry_after_s is not None:
-            headers["Retry-After"] = str(why.retry_after_s)
-        if why.status == 401 and not is_page(scope):
-            headers["WWW-Authenticate"] = "Bearer"
-        response = self.page_answer(scope, why) or problem(
-            why.status, why.code, why.detail, headers=headers
-        )
+        """Answer ``why`` and close the connection: its unread body must not be taken for the
+        next request."""
+        response = self.page_answer(scope, why) or refusal_problem(why)
         response.headers["Connection"] = "close"
         await response(scope, receive, send)
+
+
+def refusal_problem(why: Refusal) -> Response:
+    """``why`` as a problem, with the headers and members its error has elsewhere."""
+    extra: dict[str, object] = {}
+    headers: dict[str, str] = {}
+    if why.retry_after_s is not None:
+        extra["retry_after_s"] = why.retry_after_s
+        headers["Retry-After"] = str(why.retry_after_s)
+    if why.status == 401:
+        headers |= headers_for(NotAuthenticated(why.detail))
+    if why.code == Forbidden.code:
+        extra["reason"] = "csrf"
+    return problem(why.status, why.code, why.detail, extra, headers)
 
 
 def has_body(scope: Scope) -> bool:

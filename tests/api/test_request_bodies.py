@@ -134,6 +134,7 @@ def test_the_api_without_a_valid_key_answers_401_before_the_body(setup, path, au
     sock.close()
     assert status == 401
     assert b"not_authenticated" in head
+    assert b'www-authenticate: bearer realm="reunite"' in head.lower()
 
 
 def test_a_session_without_its_csrf_header_or_from_another_site_is_refused_before_the_body(
@@ -143,7 +144,8 @@ def test_a_session_without_its_csrf_header_or_from_another_site_is_refused_befor
     page = send_headers(
         setup, "/search", LARGE, MULTIPART, Cookie=setup.cookie, Sec_Fetch_Site="cross-site"
     )
-    assert answer(api)[0] == 403
+    api_status, api_answer = answer(api)
+    assert (api_status, b'"reason":"csrf"' in api_answer) == (403, True)
     assert answer(page)[0] == 403
     api.close()
     page.close()
@@ -222,6 +224,7 @@ def test_a_caller_may_send_only_a_few_large_bodies_at_once(setup):
     extra.close()
     assert status == 429
     assert b"retry-after: 5" in head.lower()
+    assert b'"retry_after_s":5' in head
     small = httpx2.post(  # a small body is not an upload: it still passes
         f"{setup.server.url}/api/v1/cases", json={"kind": "missing"}, headers=setup.server.auth
     )
