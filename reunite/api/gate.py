@@ -135,13 +135,18 @@ class BodyGate:
         """Pass the request on; a wait over ``body_timeout_s`` for the body ends it with 408."""
         started = False
         timed_out = False
+        body_complete = False
 
         async def timed_receive() -> Message:
-            nonlocal timed_out
+            nonlocal timed_out, body_complete
             if timed_out:
                 return {"type": "http.disconnect"}
+            if body_complete:  # waiting for a disconnect, however long the answer takes
+                return await receive()
             try:
-                return await asyncio.wait_for(receive(), self.body_timeout_s)
+                message = await asyncio.wait_for(receive(), self.body_timeout_s)
+                body_complete = not message.get("more_body", False)
+                return message
             except TimeoutError:
                 timed_out = True
                 if not started:

@@ -3,6 +3,7 @@ they come, only a few at once per caller; headers that never finish are cut off.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import socket
@@ -13,6 +14,7 @@ from pathlib import Path
 import httpx2
 import pytest
 
+from reunite.api.gate import BodyGate
 from tests.server import Server, cli
 
 HEADER_TIMEOUT_S = 2.0
@@ -235,3 +237,38 @@ def test_a_caller_may_send_only_a_few_large_bodies_at_once(setup):
     again = send_headers(setup, "/api/v1/search", UPLOAD, MULTIPART, **setup.server.auth)
     assert answer(again, timeout_s=BODY_TIMEOUT_S + MARGIN_S)[0] == 408  # let in, then timed out
     again.close()
+
+
+def test_the_body_timeout_ends_with_the_body():
+    # After the whole body came, an application may wait on ``receive`` for a disconnect for
+    # as long as its answer takes (a slow search); that wait is not a stalled body.
+    sent: list[dict] = []
+
+    async def slow_answer(scope, receive, send):  # type: ignore[no-untyped-def]
+        assert (await receive())["body"] == b"username=a"
+        listener = asyncio.create_task(receive())
+        await asyncio.sleep(0.3)
+        listener.cancel()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    arriving = iter([{"type": "http.request", "body": b"username=a", "more_body": False}])
+
+    async def client_receive() -> dict:
+        for message in arriving:
+            return message
+        await asyncio.Event().wait()  # then the client stays connected, sending nothing
+        return {}
+
+    async def client_send(message: dict) -> None:
+        sent.append(message)
+
+    gate = BodyGate(slow_answer, body_timeout_s=0.1, max_uploads=1)
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/login",
+        "headers": [(b"content-length", b"10")],
+    }
+    asyncio.run(gate(scope, client_receive, client_send))  # type: ignore[arg-type]
+    assert sent[0]["status"] == 200
