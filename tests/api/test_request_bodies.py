@@ -272,3 +272,17 @@ def test_the_body_timeout_ends_with_the_body():
     }
     asyncio.run(gate(scope, client_receive, client_send))  # type: ignore[arg-type]
     assert sent[0]["status"] == 200
+
+
+def test_the_header_timeout_holds_for_a_further_request_on_a_kept_connection(setup):
+    sock = connect(setup)
+    sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert answer(sock)[0] == 200
+    time.sleep(HEADER_TIMEOUT_S * 0.75)  # idle between requests: not the header timeout's
+    started = time.monotonic()
+    sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")  # and no more
+    status, _ = answer(sock, timeout_s=HEADER_TIMEOUT_S + MARGIN_S + 5)
+    waited = time.monotonic() - started
+    sock.close()
+    assert status == 408
+    assert HEADER_TIMEOUT_S * 0.8 <= waited <= HEADER_TIMEOUT_S + MARGIN_S
