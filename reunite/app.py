@@ -28,6 +28,7 @@ from reunite.api.openapi import API_DESCRIPTION, install_openapi
 from reunite.api.operations import operations_router
 from reunite.api.routes import router as api_router
 from reunite.api.security import SecurityHeaders
+from reunite.api.sign_ins import SignInGuard
 from reunite.config import Settings
 from reunite.faces import FaceFinder, faces_in_image
 from reunite.files import loose_paths, restrict_new_files
@@ -93,9 +94,10 @@ def create_app(settings: Settings | None = None, *, finder: FaceFinder = faces_i
     app.state.rate_limiter = RateLimiter(
         per_minute=settings.rate_limit_per_minute, burst=settings.rate_limit_burst
     )
-    app.state.sign_in_limiter = RateLimiter(
+    app.state.sign_in_guard = SignInGuard(
         per_minute=settings.sign_in_attempts_per_minute,
-        burst=settings.sign_in_attempts_per_minute,
+        max_pause_s=settings.sign_in_max_pause_s,
+        secret=session_key,
     )
     install_error_handlers(app)
     app.include_router(auth.router)

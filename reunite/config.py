@@ -197,7 +197,15 @@ class Settings(BaseSettings):
     )
     rate_limit_burst: int = Field(60, ge=1, description="Requests allowed at once above that.")
     sign_in_attempts_per_minute: int = Field(
-        10, ge=1, description="Sign-in attempts a minute per client address and per username."
+        10, ge=1, description="Sign-in attempts a minute per client address."
+    )
+    sign_in_max_pause_s: float = Field(
+        300.0,
+        ge=1,
+        le=86400,
+        description="Longest pause of a username after repeated wrong passwords, seconds (the "
+        "pauses double from 2 s after 5 wrong passwords; a device that has signed in as the "
+        "user before is never paused).",
     )
     max_json_bytes: int = Field(
         1024 * 1024, gt=0, description="Largest JSON request body, bytes (photos excepted)."

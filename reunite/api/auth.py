@@ -26,6 +26,7 @@ from reunite import accounts
 from reunite.access import Principal
 from reunite.api.limits import RateLimiter
 from reunite.api.security import check_secret_key
+from reunite.api.sign_ins import DEVICE_COOKIE, DEVICE_MAX_AGE_S, SignInGuard
 from reunite.config import Settings
 from reunite.errors import Forbidden, NotAuthenticated
 from reunite.files import write_atomically
@@ -128,11 +129,44 @@ def check_csrf(request: Request, sent: str | None) -> None:
 
 
 def limit_sign_ins(request: Request, username: str) -> None:
-    """Spend a sign-in attempt for the client address and for the username (429 when out):
-    password guessing is slowed from one address, and against one account from many."""
-    limiter: RateLimiter = request.app.state.sign_in_limiter
-    limiter.take(f"sign-in-from:{request.client.host if request.client else '-'}")
-    limiter.take(f"sign-in-as:{username}")
+    """Spend a sign-in attempt for the client address, and refuse while ``username`` is paused
+    after wrong passwords, unless this browser signed in as it before or is signed in as it
+    now (429 either way; see ``api.sign_ins``)."""
+    guard: SignInGuard = request.app.state.sign_in_guard
+    signed_in = session_user(request)
+    trusted = (signed_in is not None and signed_in.username == username) or guard.trusts(
+        request.cookies.get(DEVICE_COOKIE), username
+    )
+    address = request.client.host if request.client else "-"
+    guard.check(address, username, trusted_device=trusted)
+
+
+def signed_in_user(request: Request, username: str, password: str) -> UserRow:
+    """The user with this username and password, the guessing limits spent and kept (see
+    ``limit_sign_ins``). Raises ``NotAuthenticated`` or ``RateLimited``."""
+    guard: SignInGuard = request.app.state.sign_in_guard
+    limit_sign_ins(request, username)
+    try:
+        user = accounts.signed_in_user(service_of(request).store, username, password)
+    except NotAuthenticated:
+        guard.failed(username)
+        raise
+    guard.succeeded(username)
+    return user
+
+
+def remember_device(request: Request, response: Response, username: str) -> None:
+    """Mark this browser as one that signed in as ``username`` (the device cookie)."""
+    guard: SignInGuard = request.app.state.sign_in_guard
+    settings: Settings = service_of(request).settings
+    response.set_cookie(
+        DEVICE_COOKIE,
+        guard.device_cookie(request.cookies.get(DEVICE_COOKIE), username),
+        max_age=DEVICE_MAX_AGE_S,
+        httponly=True,
+        samesite="lax",
+        secure=settings.secure_cookies,
+    )
 
 
 def start_session(request: Request, user: UserRow) -> str:
@@ -156,11 +190,11 @@ class SessionOut(BaseModel):
 
 
 @router.post("/session", responses={401: {"description": "Wrong username or password"}})
-def sign_in(body: Credentials, request: Request) -> SessionOut:
+def sign_in(body: Credentials, request: Request, response: Response) -> SessionOut:
     """Sign in; sets the session cookie. Send ``csrf_token`` back as ``X-CSRF-Token`` on writes."""
-    limit_sign_ins(request, body.username)
-    user = accounts.signed_in_user(service_of(request).store, body.username, body.password)
+    user = signed_in_user(request, body.username, body.password)
     token = start_session(request, user)
+    remember_device(request, response, user.username)
     return SessionOut(user_id=user.id, username=user.username, role=user.role, csrf_token=token)
 
 

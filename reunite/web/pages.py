@@ -23,15 +23,15 @@ from fastapi.templating import Jinja2Templates
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Scope
 
-from reunite import accounts
 from reunite.api.auth import (
     CSRF_FIELD,
     check_csrf,
     csrf_token,
     end_session,
-    limit_sign_ins,
+    remember_device,
     service_of,
     session_user,
+    signed_in_user,
     start_session,
 )
 from reunite.api.errors import headers_for, http_error_headers, http_problem, status_of
@@ -291,8 +291,7 @@ def sign_in(
 ) -> Response:
     try:
         check_csrf(request, csrf_token)
-        limit_sign_ins(request, username)
-        user = accounts.signed_in_user(service_of(request).store, username, password)
+        user = signed_in_user(request, username, password)
     except ReuniteError as exc:
         return render(
             request,
@@ -303,7 +302,9 @@ def sign_in(
             username=username,
         )
     start_session(request, user)
-    return RedirectResponse(safe_next(next), status_code=303)
+    response = RedirectResponse(safe_next(next), status_code=303)
+    remember_device(request, response, user.username)
+    return response
 
 
 @router.post("/logout")

@@ -91,7 +91,7 @@ def table(w):
         (
             "POST",
             "/agencies/SH-PSB/webhooks",
-            {"json": {"url": "http://127.0.0.1:9/hook"}},
+            {"json": {"url": "https://hooks.psb.example/in"}},
             ("ok", 403, "ok", 403, 401),
         ),
         ("GET", "/agencies/SH-PSB/webhooks", {}, ("ok", 403, "ok", 403, 401)),
@@ -360,3 +360,67 @@ def test_a_police_key_s_case_gets_its_agency_filled_in(client):
     refused = client.post(f"{API}/cases", json={"kind": "found", "external_ref": "R-1"})
     body = assert_problem(refused, 422, "invalid_field")
     assert "needs an agency" in body["detail"]
+
+
+ID_REQUESTS = {
+    ("patch", "/api/v1/cases/{case_id}"): {"json": {"place": "杭州"}},
+    ("delete", "/api/v1/cases/{case_id}"): {"params": {"reason": "subject_request"}},
+    ("post", "/api/v1/candidates/{candidate_id}/decisions"): {"json": {"status": "rejected"}},
+}
+"""Bodies that pass validation, so the scan reaches the access check (else both are a 422)."""
+
+
+def test_another_agencys_objects_look_like_none_on_every_route_that_takes_an_id(
+    client, world, sample
+):
+    """Every route of the published API with an id in its path (found in the OpenAPI
+    document, so a new route is scanned without being listed), every method: a police key of
+    BJ-PSB asking for SH-PSB's case, photo, face, candidate, decision or webhook gets exactly
+    the answer it gets for an id that does not exist: no leak, no existence oracle."""
+    admin = world["keys"]["admin"]
+    cand = world["candidate"]["id"]
+    decided = client.post(
+        f"{API}/candidates/{cand}/decisions", json={"status": "rejected"}, headers=admin
+    ).json()
+    hook, _ = webhooks.create_webhook(
+        client.app.state.service.store, "SH-PSB", "https://hooks.psb.example/in", actor="t"
+    )
+    hidden_ids = {
+        "case_id": world["ma"]["id"],
+        "photo_id": world["ma_photo"],
+        "face_id": world["ma_face"],
+        "candidate_id": cand,
+        "decision_id": decided["decisions"][-1]["id"],
+        "webhook_id": hook.id,
+        "delivery_id": 1,
+        "agency": "BJ-PSB",  # its own agency: the id is what is not its own
+        "external_ref": "SH-1",
+    }
+    absent_ids = {**hidden_ids, **{k: 987654 for k in hidden_ids if k.endswith("_id")}}
+    police = world["keys"]["police_bj"]
+    scanned, leaks = 0, []
+    for path, operations in client.get("/openapi.json").json()["paths"].items():
+        if not any(f"{{{name}}}" in path for name in hidden_ids if name.endswith("_id")):
+            continue
+        for method in operations:
+            kwargs = ID_REQUESTS.get((method, path), {})
+            if path.endswith("/photos") and method == "post":
+                kwargs = {"files": {"file": ("o.jpg", sample("obama.jpg"), "image/jpeg")}}
+            answers = [
+                client.request(method, path.format(**ids), headers=police, **kwargs)
+                for ids in (hidden_ids, absent_ids)
+            ]
+            scanned += 1
+            hidden, absent = (
+                (a.status_code, a.json().get("code"), a.json().get("detail", ""))
+                if a.headers.get("content-type", "").endswith("json")
+                else (a.status_code, None, "")
+                for a in answers
+            )
+            for name, value in hidden_ids.items():
+                hidden = (hidden[0], hidden[1], hidden[2].replace(str(value), "N"))
+                absent = (absent[0], absent[1], absent[2].replace(str(absent_ids[name]), "N"))
+            if hidden != absent or hidden[0] < 400:
+                leaks.append(f"{method.upper()} {path}: {hidden} != {absent}")
+    assert scanned >= 12, scanned
+    assert not leaks, "\n".join(leaks)

@@ -182,7 +182,6 @@ def test_case_crud_and_listing(client):
         {"kind": "missing", "sex": "other"},
         {"kind": "missing", "birth_date": "not a date"},
         {"kind": "missing", "name": "x" * 1000},
-        {"kind": "missing", "external_ref": "A-1"},
         {"kind": "found", "date_missing": "2020-01-01"},
         {"kind": "missing", "unknown_field": 1},
         ["not", "an", "object"],
@@ -191,6 +190,18 @@ def test_case_crud_and_listing(client):
 def test_bad_case_bodies_are_422_with_the_field_named(client, body):
     body = assert_problem(client.post(f"{API}/cases", json=body), 422, "invalid_request")
     assert body["errors"] and "input" not in body["errors"][0]
+
+
+def test_a_reference_without_an_agency_is_refused_after_a_police_key_s_agency_is_filled_in(
+    client,
+):
+    """An admin key has no agency to fill in: ``external_ref`` needs one (it is unique per
+    agency), refused with the field named once the body is read."""
+    refused = client.post(f"{API}/cases", json={"kind": "missing", "external_ref": "A-1"})
+    body = assert_problem(refused, 422, "invalid_field")
+    assert body["errors"] == [
+        {"field": "agency", "message": "external_ref needs an agency: it is unique per agency"}
+    ]
 
 
 def test_malformed_json_is_a_422(client):

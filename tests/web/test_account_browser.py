@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from tests.server import Server
-from tests.web.conftest import CHROMIUM, PASSWORD, create_user
+from tests.web.conftest import CHROMIUM, MANY_SIGN_INS, PASSWORD, create_user
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
@@ -39,7 +39,7 @@ def server(tmp_path_factory):
     for locale in WORDS:
         create_user(workdir, f"staff-{locale}", "staff")
     create_user(workdir, "admin1", "admin")
-    running = Server(workdir, REUNITE_MIN_PASSWORD_LENGTH="12")
+    running = Server(workdir, REUNITE_MIN_PASSWORD_LENGTH="12", **MANY_SIGN_INS)
     yield running
     log = running.stop()
     assert "Traceback" not in log and " 500 " not in log, log

@@ -15,7 +15,7 @@ from PIL import Image
 from reunite.store import AgencyRow, Store, UserRow
 from tests.conftest import settings_in
 from tests.server import Server
-from tests.web.conftest import CHROMIUM, PASSWORD, create_user
+from tests.web.conftest import CHROMIUM, MANY_SIGN_INS, PASSWORD, create_user
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
@@ -31,7 +31,7 @@ def server(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("compare")
     create_user(workdir, "staff1", "staff")
     create_user(workdir, "admin1", "admin")
-    running = Server(workdir, REUNITE_TIMEZONE="Asia/Shanghai")
+    running = Server(workdir, REUNITE_TIMEZONE="Asia/Shanghai", **MANY_SIGN_INS)
     yield running
     log = running.stop()
     assert "Traceback" not in log and " 500 " not in log, log

@@ -11,7 +11,7 @@ import httpx2
 import pytest
 
 from tests.server import Server
-from tests.web.conftest import CHROMIUM, PASSWORD, create_user
+from tests.web.conftest import CHROMIUM, MANY_SIGN_INS, PASSWORD, create_user
 from tests.web.test_widths import check_widths
 
 if TYPE_CHECKING:
@@ -28,7 +28,7 @@ def server(tmp_path_factory, faces_dir):  # type: ignore[no-untyped-def]
     workdir = tmp_path_factory.mktemp("undo")
     create_user(workdir, "staff1", "staff")
     create_user(workdir, "staff2", "staff")
-    running = Server(workdir, REUNITE_UNDO_WINDOW_S=str(UNDO_WINDOW_S))
+    running = Server(workdir, REUNITE_UNDO_WINDOW_S=str(UNDO_WINDOW_S), **MANY_SIGN_INS)
     yield running
     log = running.stop()
     assert "Traceback" not in log and " 500 " not in log, log

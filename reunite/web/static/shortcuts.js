@@ -103,12 +103,15 @@
   }
 
   function close() {
+    var closed = !help.hidden;
     showHelp(false);
     var step = current && current.querySelector("details.confirm-step[open]");
     if (step) {
       step.open = false;
       step.querySelector("summary").focus();
+      closed = true;
     }
+    return closed;
   }
 
   function typing(target) {
@@ -140,14 +143,15 @@
     if (event.defaultPrevented || event.ctrlKey || event.altKey || event.metaKey) {
       return;
     }
-    if (typing(event.target) || !enabled()) {
-      return;
+    if (typing(event.target) || !enabled() || document.querySelector("dialog[open]")) {
+      return;  // an open photo (the lightbox) has its own keys, Escape included
     }
     var action = actions[event.key];
     if (!action) {
       return;
     }
-    event.preventDefault();
-    action();
+    if (action() !== false || event.key !== "Escape") {
+      event.preventDefault();  // Escape with nothing of ours to close is left to the browser
+    }
   });
 })();
