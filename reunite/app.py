@@ -21,6 +21,7 @@ from starlette.types import Scope
 from reunite import __version__, accounts
 from reunite.api import auth
 from reunite.api.errors import UnexpectedErrors, install_error_handlers
+from reunite.api.gate import OPEN_BODY_ROUTES, BodyGate
 from reunite.api.limits import BodyLimit, RateLimiter
 from reunite.api.observability import configure_logging, install_observability
 from reunite.api.openapi import API_DESCRIPTION, install_openapi
@@ -33,13 +34,16 @@ from reunite.faces import FaceFinder, faces_in_image
 from reunite.files import loose_paths, restrict_new_files
 from reunite.service import Reunite
 from reunite.web import MAX_INTAKE_PHOTOS, install_pages
-from reunite.web.pages import too_large_page
+from reunite.web.pages import refused_page, too_large_page
 from reunite.webhook_delivery import WebhookWorker
 
 log = logging.getLogger(__name__)
 
 MULTIPART_OVERHEAD_BYTES = 1024 * 1024
 """Room above ``max_upload_bytes`` for multipart headers and form fields."""
+
+SIGN_IN_BODY_BYTES = 8 * 1024
+"""Largest body of a sign-in (a name, a password, a CSRF token): the routes anyone may send to."""
 
 
 def create_app(settings: Settings | None = None, *, finder: FaceFinder = faces_in_image) -> FastAPI:
@@ -107,6 +111,12 @@ def create_app(settings: Settings | None = None, *, finder: FaceFinder = faces_i
         limit_of=lambda scope: body_limit_bytes(scope, settings),
         answer_of=too_large_page,  # a page for a browser's form, else a problem
     )
+    app.add_middleware(  # inside the session middleware: it needs the session, decoded
+        BodyGate,
+        body_timeout_s=settings.body_timeout_s,
+        max_uploads=settings.max_uploads_per_client,
+        page_answer=refused_page,  # a redirect to sign in, or a page for a browser
+    )
     app.add_middleware(
         SessionMiddleware,
         secret_key=session_key,
@@ -122,7 +132,10 @@ def create_app(settings: Settings | None = None, *, finder: FaceFinder = faces_i
 
 
 def body_limit_bytes(scope: Scope, settings: Settings) -> int:
-    """Largest request body, bytes: a photo (or several on a page form), or a JSON body."""
+    """Largest request body, bytes: a photo (or several on a page form), a JSON body, or a
+    sign-in."""
+    if (scope.get("method"), scope.get("path")) in OPEN_BODY_ROUTES:
+        return SIGN_IN_BODY_BYTES
     headers = dict(scope.get("headers", []))
     content_type = headers.get(b"content-type", b"").decode("latin-1")
     if not content_type.startswith("multipart/"):

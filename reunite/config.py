@@ -210,6 +210,27 @@ class Settings(BaseSettings):
     max_json_bytes: int = Field(
         1024 * 1024, gt=0, description="Largest JSON request body, bytes (photos excepted)."
     )
+    header_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        le=600,
+        description="Seconds a client has to send a request's headers once it starts (or once "
+        "it connects); then its connection is answered 408 and closed.",
+    )
+    body_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        le=600,
+        description="Seconds the server waits for the next part of a request body; a client "
+        "that sends nothing for that long is answered 408, and what it sent is freed.",
+    )
+    max_uploads_per_client: int = Field(
+        4,
+        ge=1,
+        le=1000,
+        description="Bodies over 1 MiB (or of unknown length) one API key or user may be "
+        "sending at once, per server process; one more is answered 429 before it is read.",
+    )
     log_format: Literal["text", "json"] = Field(
         "text", description="'json' writes one JSON object per log line, with the request id."
     )

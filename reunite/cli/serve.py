@@ -33,6 +33,7 @@ def serve_api(args: argparse.Namespace) -> int:
     import uvicorn
 
     from reunite.api.auth import session_secret
+    from reunite.api.connections import PROTOCOL
     from reunite.api.observability import configure_logging
     from reunite.device import chosen_devices
 
@@ -60,6 +61,7 @@ def serve_api(args: argparse.Namespace) -> int:
         workers=None if one_process else settings.workers,
         host=settings.host,
         port=settings.port,
+        http=PROTOCOL,  # h11, with a timeout on request headers (REUNITE_HEADER_TIMEOUT_S)
         access_log=False,
         log_config=None,
     )

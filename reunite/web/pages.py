@@ -35,6 +35,7 @@ from reunite.api.auth import (
     start_session,
 )
 from reunite.api.errors import headers_for, http_error_headers, http_problem, status_of
+from reunite.api.gate import Refusal, is_page
 from reunite.errors import ReuniteError
 from reunite.review import birth_years
 from reunite.store import CaseRow, UserRow
@@ -130,6 +131,21 @@ def too_large_page(scope: Scope, limit: int) -> Response | None:
     return error_page(
         request, 413, i18n.text(lang, "error.request_too_large", mb=max(1, limit // 1_000_000))
     )
+
+
+def refused_page(scope: Scope, refusal: Refusal) -> Response | None:
+    """A request refused before its body was read (``BodyGate``), as a browser sees it: a
+    page without a signed-in user redirects to the sign-in page; a browser gets other refusals
+    as the error page; any other client a problem (None)."""
+    request = Request(scope)
+    if refusal.status == 401 and is_page(scope):
+        return sign_in_redirect(request)
+    if not wants_page(request):
+        return None
+    key = {403: "error.forbidden", 429: "error.rate_limited"}.get(refusal.status, "error.http")
+    message = i18n.text(language(request), key, status=refusal.status)
+    headers = {"Retry-After": str(refusal.retry_after_s)} if refusal.retry_after_s else None
+    return error_page(request, refusal.status, message, headers)
 
 
 def sign_in_redirect(request: Request) -> Response:

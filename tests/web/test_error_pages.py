@@ -6,6 +6,7 @@ from fastapi import APIRouter
 
 from reunite import errors
 from reunite.web.pages import PageRoute
+from tests.conftest import key_headers
 from tests.web.conftest import csrf_token
 
 BROWSER = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
@@ -86,10 +87,14 @@ def test_a_page_form_over_the_body_limit_is_a_413_page(staff, lang, words):
 
 
 def test_an_api_body_over_the_limit_stays_problem_json(app_client):
-    response = app_client.post(
+    response = app_client.post(  # with a key: a body without a caller is refused 401 first
         "/api/v1/cases",
         content=b"{" + b" " * 1_100_000 + b"}",
-        headers={"Accept": BROWSER, "Content-Type": "application/json"},
+        headers={
+            "Accept": BROWSER,
+            "Content-Type": "application/json",
+            **key_headers(app_client, "staff"),
+        },
     )
     assert response.status_code == 413
     assert response.headers["content-type"] == "application/problem+json"
