@@ -56,6 +56,29 @@ class Settings(BaseSettings):
     max_pixels: int = Field(
         40_000_000, gt=0, description="Largest photo, width*height pixels (decompression guard)."
     )
+    max_photos_in_flight: int = Field(
+        0,
+        ge=0,
+        le=1024,
+        description="Photos one worker process decodes and searches at once (API and pages); "
+        "past it a request is refused at once with 503 and Retry-After. 0: the number of CPU "
+        "cores, at least 2. One slot is always kept for small photos.",
+    )
+    max_pixels_in_flight: int = Field(
+        60_000_000,
+        ge=2,
+        description="Decoded pixels (width*height) one worker process holds at once, summed over "
+        "the photos in flight; past it a request gets 503 and Retry-After. Peak memory is about "
+        "50 MB per megapixel being searched, plus one photo of REUNITE_MAX_PIXELS, which is "
+        "always let in when no other large photo is in flight.",
+    )
+    small_photo_pixels: int = Field(
+        12_000_000,
+        ge=1,
+        description="Photos up to this many pixels count as small: this share of "
+        "REUNITE_MAX_PIXELS_IN_FLIGHT (and one slot) is kept for them, so a flood of large "
+        "photos cannot starve a small search. Must be under REUNITE_MAX_PIXELS_IN_FLIGHT.",
+    )
 
     tolerance: float = Field(
         0.55,
