@@ -61,8 +61,9 @@ class Settings(BaseSettings):
         ge=0,
         le=1024,
         description="Photos one worker process decodes and searches at once (API and pages); "
-        "past it a request is refused at once with 503 and Retry-After. 0: the number of CPU "
-        "cores, at least 2. One slot is always kept for small photos.",
+        "past it a request is refused at once with 503 and Retry-After. 0: 8 per CPU core, "
+        "at least 16 (detection runs one photo at a time per process; the others wait their "
+        "turn, 0.15-1 s each for a phone photo). One slot is always kept for small photos.",
     )
     max_pixels_in_flight: int = Field(
         60_000_000,

@@ -112,7 +112,7 @@ class Reunite:
         """Called after a change that may have written webhook events (a worker's ``wake``)."""
         self.stats = Stats()
         self.admission = Admission(
-            max_photos=settings.max_photos_in_flight or max(2, os.cpu_count() or 2),
+            max_photos=settings.max_photos_in_flight or max(16, 8 * (os.cpu_count() or 2)),
             max_pixels=settings.max_pixels_in_flight,
             small_pixels=settings.small_photo_pixels,
         )
