@@ -23,12 +23,17 @@ and then detects) is not counted twice. Thread-safe; no waiting, so no deadlock.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 from reunite.errors import BadConfiguration, Overloaded
+
+_THIS_THREAD = threading.local()
+"""Whether the current thread holds a place for a small photo (``holds_small_photo``)."""
 
 RETRY_AFTER_S = 2
 """What a refused client is told to wait, seconds (a small photo is searched in about 1 s)."""
@@ -84,10 +89,12 @@ class Admission:
         large = weight > self.small_pixels
         self._take(weight, large=large)
         self._held.depth = 1
+        _THIS_THREAD.small = not large
         try:
             yield
         finally:
             self._held.depth = 0
+            _THIS_THREAD.small = False
             self._give_back(weight, large=large)
 
     def _take(self, weight: int, *, large: bool) -> None:
@@ -123,3 +130,50 @@ class Admission:
             if large:
                 self._large_photos -= 1
                 self._large_pixels -= weight
+        if large:
+            _trimmed_heap()
+
+
+def holds_small_photo() -> bool:
+    """Whether this thread is working on a photo an ``Admission`` let in as small (such a
+    photo goes first to the detector: ``PriorityLock``). False outside any admission."""
+    return bool(getattr(_THIS_THREAD, "small", False))
+
+
+class PriorityLock:
+    """A lock where callers asking to go ``first`` take it before the others waiting (among
+    themselves, in no set order). Not re-entrant."""
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._busy = False
+        self._first_waiting = 0
+
+    @contextmanager
+    def held(self, *, first: bool = False) -> Iterator[None]:
+        """Hold the lock while the block runs, waiting as long as it takes."""
+        with self._changed:
+            self._first_waiting += first
+            try:
+                while self._busy or (not first and self._first_waiting):
+                    self._changed.wait()
+            finally:
+                self._first_waiting -= first
+            self._busy = True
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._busy = False
+                self._changed.notify_all()
+
+
+_LIBC = ctypes.CDLL(ctypes.util.find_library("c") or None)
+
+
+def _trimmed_heap() -> bool:
+    """Give the C heap's free memory back to the system (glibc ``malloc_trim``); without it
+    a large photo's decoding and detection buffers stay resident after it is done. Returns
+    whether memory was given back (False where the C library has no ``malloc_trim``)."""
+    trim = getattr(_LIBC, "malloc_trim", None)
+    return bool(trim(0)) if trim is not None else False

@@ -7,7 +7,13 @@ import time
 
 import pytest
 
-from reunite.admission import RETRY_AFTER_S, Admission, InFlight
+from reunite.admission import (
+    RETRY_AFTER_S,
+    Admission,
+    InFlight,
+    PriorityLock,
+    holds_small_photo,
+)
 from reunite.errors import BadConfiguration, Overloaded
 
 MP = 1_000_000
@@ -160,3 +166,53 @@ def test_a_flood_of_large_photos_never_takes_the_small_photos_place():
 def test_limits_that_cannot_work_are_refused(photos, pixels, small):
     with pytest.raises(BadConfiguration):
         Admission(max_photos=photos, max_pixels=pixels, small_pixels=small)
+
+
+def test_a_thread_knows_whether_it_holds_a_small_photo():
+    admission = gate()
+    assert not holds_small_photo()
+    with admission.admitted(MP):
+        assert holds_small_photo()
+        with admission.admitted(40 * MP):  # nested: still the small photo's place
+            assert holds_small_photo()
+    with admission.admitted(40 * MP):
+        assert not holds_small_photo()
+    assert not holds_small_photo()
+
+
+def test_callers_asking_to_go_first_take_the_lock_before_the_others_waiting():
+    lock = PriorityLock()
+    order: list[str] = []
+    waiting = threading.Semaphore(0)
+
+    def take(name: str, first: bool) -> None:
+        waiting.release()
+        with lock.held(first=first):
+            order.append(name)
+
+    with lock.held():
+        threads = [threading.Thread(target=take, args=("large-1", False))]
+        threads[0].start()
+        waiting.acquire()
+        time.sleep(0.05)  # large-1 waits on the lock before the small one asks
+        threads.append(threading.Thread(target=take, args=("small", True)))
+        threads[1].start()
+        waiting.acquire()
+        time.sleep(0.05)
+    for t in threads:
+        t.join(5)
+    assert order == ["small", "large-1"]
+
+
+def test_the_priority_lock_is_given_back_when_the_block_raises():
+    lock = PriorityLock()
+    with pytest.raises(ValueError), lock.held(first=True):
+        raise ValueError("dlib failed")
+    done = threading.Event()
+
+    def take() -> None:
+        with lock.held():
+            done.set()
+
+    threading.Thread(target=take).start()
+    assert done.wait(5)

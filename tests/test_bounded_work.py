@@ -20,11 +20,12 @@ FLOODERS = 8
 SMALL_SEARCH_BOUND_S = 30.0
 """The small search is admitted (room is kept for small photos), then waits for the detector
 at most while one large photo's detection pass ends: the full-size pass over a 40 MP photo
-with no face takes about 15-20 s on a 2-core machine. Measured: 1.2-4.9 s (0.8 s alone).
+with no face takes about 15-20 s on a 2-core machine. Measured: 0.9-6.8 s (0.8 s alone).
 Before issue 16's fix, three all-zero PNGs alone held it for 51.8 s."""
-RSS_BOUND_MB = 2000
-"""Measured on a 2-core machine: 1.36 GB peak through a whole 40 MP search under this flood;
-3.3 GB without the limits (every photo of the flood decoded and searched at once)."""
+RSS_BOUND_MB = 1500
+"""Measured on a 2-core machine: 0.77-0.83 GB peak through a whole 40 MP search under this flood
+(1.4-2.2 GB before the heap was trimmed after each large photo); 3.3 GB without the limits
+(every photo of the flood decoded and searched at once)."""
 
 
 def large_photo() -> bytes:
