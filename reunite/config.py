@@ -69,9 +69,9 @@ class Settings(BaseSettings):
         60_000_000,
         ge=2,
         description="Decoded pixels (width*height) one worker process holds at once, summed over "
-        "the photos in flight; past it a request gets 503 and Retry-After. Peak memory is about "
-        "50 MB per megapixel being searched, plus one photo of REUNITE_MAX_PIXELS, which is "
-        "always let in when no other large photo is in flight.",
+        "the photos in flight; past it a request gets 503 and Retry-After. Memory is about "
+        "40 MB per megapixel in flight (a 40 MP photo without a face: 1.5 GB at its peak); "
+        "one photo of REUNITE_MAX_PIXELS is always let in when no other large photo is.",
     )
     small_photo_pixels: int = Field(
         12_000_000,
