@@ -56,6 +56,30 @@ class Settings(BaseSettings):
     max_pixels: int = Field(
         40_000_000, gt=0, description="Largest photo, width*height pixels (decompression guard)."
     )
+    max_photos_in_flight: int = Field(
+        0,
+        ge=0,
+        le=1024,
+        description="Photos one worker process decodes and searches at once (API and pages); "
+        "past it a request is refused at once with 503 and Retry-After. 0: 8 per CPU core, "
+        "at least 16 (detection runs one photo at a time per process; the others wait their "
+        "turn, 0.15-1 s each for a phone photo). One slot is always kept for small photos.",
+    )
+    max_pixels_in_flight: int = Field(
+        60_000_000,
+        ge=2,
+        description="Decoded pixels (width*height) one worker process holds at once, summed over "
+        "the photos in flight; past it a request gets 503 and Retry-After. Memory is about "
+        "40 MB per megapixel in flight (a 40 MP photo without a face: 1.5 GB at its peak); "
+        "one photo of REUNITE_MAX_PIXELS is always let in when no other large photo is.",
+    )
+    small_photo_pixels: int = Field(
+        12_000_000,
+        ge=1,
+        description="Photos up to this many pixels count as small: this share of "
+        "REUNITE_MAX_PIXELS_IN_FLIGHT (and one slot) is kept for them, so a flood of large "
+        "photos cannot starve a small search. Must be under REUNITE_MAX_PIXELS_IN_FLIGHT.",
+    )
 
     tolerance: float = Field(
         0.55,

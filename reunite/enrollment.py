@@ -87,9 +87,11 @@ def prepared_photo(
 
     Raises:
         UnsupportedImage, ImageTooLarge, UnreadableImage, ImageTooSmall: bad photo file.
-        NoFaceFound, MultipleFaces, InvalidField: no usable face, or a bad ``face_index``.
+        NoFaceFound, MultipleFaces, InvalidField: no usable face, or a bad ``face_index``
+            (``FeaturelessImage``, a ``NoFaceFound``, for a nearly uniform image).
     """
     image = imaging.decoded_image(data, max_bytes=max_bytes, max_pixels=max_pixels)
+    imaging.check_detail(image.pixels)  # a blank image costs no detection
     faces = finder(image.pixels, pipeline)
     shape = (image.pixels.shape[0], image.pixels.shape[1])
     face, how = chosen_face(faces, face_index, choice=face_choice, shape=shape)

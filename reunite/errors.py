@@ -15,6 +15,8 @@ translate it in one place each::
     │   ├── UnreadableFile       a file that cannot be read (missing, no permission)
     │   ├── ImageTooSmall        too few pixels to hold a face
     │   ├── NoFaceFound          a photo in which the detector found no face
+    │   │   └── FeaturelessImage a photo nearly uniform (flat colour, no edges), refused
+    │   │                        before detection
     │   └── MultipleFaces        a case photo with several faces and no choice of one
     ├── AccessDenied
     │   ├── NotAuthenticated     no valid session (or key), or a wrong password
@@ -26,6 +28,8 @@ translate it in one place each::
     │                            the undo window passed, a later decision, a case changed)
     ├── RateLimited              too many requests from one key or user; ``retry_after_s`` says
     │                            when to try again
+    ├── Overloaded               too many photos (or pixels) in flight in this process;
+    │                            ``retry_after_s`` says when to try again
     ├── NotReady                 the service is still starting (loading the index)
     ├── IndexUnusable            index files missing, corrupt or made by another model
     ├── UnsafeConfiguration      a setting that must not be used in production (a weak
@@ -97,6 +101,10 @@ class NoFaceFound(InvalidInput):
     code = "no_face_found"
 
 
+class FeaturelessImage(NoFaceFound):
+    code = "featureless_image"
+
+
 class MultipleFaces(InvalidInput):
     code = "multiple_faces"
 
@@ -127,6 +135,10 @@ class UndoRefused(Conflict):
 
 class RateLimited(ReuniteError):
     code = "rate_limited"
+
+
+class Overloaded(ReuniteError):
+    code = "overloaded"
 
 
 class NotReady(ReuniteError):

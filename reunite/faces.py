@@ -10,7 +10,6 @@ Two embeddings of the same person are usually closer than 0.6 in L2 distance; se
 
 from __future__ import annotations
 
-import threading
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ import cv2
 import numpy as np
 from PIL import ImageFile
 
+from reunite.admission import PriorityLock, holds_small_photo
 from reunite.config import DEFAULT_MIN_FACE_PX
 
 with warnings.catch_warnings():
@@ -32,11 +32,13 @@ with warnings.catch_warnings():
 # decodes photos itself (reunite.imaging) and must refuse truncated ones, Pillow's default.
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 
-DLIB_LOCK = threading.Lock()
+DLIB_LOCK = PriorityLock()
 """face_recognition keeps one detector, shape predictor and network per process, and dlib
 releases the GIL while they run: two threads using them at once corrupt memory (a server
 crashed with "munmap_chunk(): invalid pointer" under 4 concurrent searches). Every dlib call
-takes this lock; parallelism comes from processes, not threads."""
+takes this lock; parallelism comes from processes, not threads. A thread working on a small
+photo (``admission.holds_small_photo``) takes it before threads with large ones, so a small
+search waits for at most one detection pass over a large photo."""
 
 MODEL_NAME = "dlib_face_recognition_resnet_model_v1"
 EMBEDDING_DIM = 128
@@ -147,7 +149,7 @@ def face_boxes(pixels: np.ndarray, pipeline: Pipeline) -> list[Box]:
 
 
 def _detected(pixels: np.ndarray, pipeline: Pipeline) -> list[tuple[int, int, int, int]]:
-    with DLIB_LOCK:
+    with DLIB_LOCK.held(first=holds_small_photo()):
         found: list[tuple[int, int, int, int]] = face_recognition.face_locations(
             pixels, number_of_times_to_upsample=pipeline.upsample_times, model=pipeline.detector
         )
@@ -200,7 +202,7 @@ def face_at_box(pixels: np.ndarray, box: Box, pipeline: Pipeline) -> Face:
 
 def _faces_at(pixels: np.ndarray, boxes: list[Box], pipeline: Pipeline) -> list[Face]:
     """The faces in ``boxes``, embedded (landmarks and network) while holding ``DLIB_LOCK``."""
-    with DLIB_LOCK:
+    with DLIB_LOCK.held(first=holds_small_photo()):
         encodings = face_recognition.face_encodings(
             pixels, known_face_locations=boxes, num_jitters=pipeline.num_jitters
         )

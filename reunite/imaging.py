@@ -13,10 +13,17 @@ import io
 import warnings
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from reunite.errors import ImageTooLarge, ImageTooSmall, UnreadableImage, UnsupportedImage
+from reunite.errors import (
+    FeaturelessImage,
+    ImageTooLarge,
+    ImageTooSmall,
+    UnreadableImage,
+    UnsupportedImage,
+)
 
 MEDIA_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp"}
 """Accepted Pillow formats and their media types."""
@@ -99,6 +106,51 @@ def decoded_image(data: bytes, *, max_bytes: int, max_pixels: int) -> DecodedIma
         width=width,
         height=height,
     )
+
+
+def declared_pixels(data: bytes) -> int:
+    """The width*height an image's header declares, without decoding it; 0 when the header
+    cannot be read (``decoded_image`` then says why). Cost: well under a millisecond."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as image:
+                width, height = image.size
+    except Exception:  # any unreadable header counts as 0; decoding then refuses it
+        return 0
+    return int(width) * int(height)
+
+
+DETAIL_SIDE_PX = 32
+"""Side of the grayscale thumbnail whose contrast ``detail_level`` measures, pixels."""
+
+MIN_DETAIL = 4.0
+"""A photo whose ``detail_level`` is under this shows nothing a detector could take for a face
+(a flat colour, a blank page, fine noise that averages out); it is refused before detection.
+Each of 1,000 LFW photos and the sample photos measures at least 29; uniform noise
+measures under 1."""
+
+
+def detail_level(pixels: np.ndarray) -> float:
+    """The standard deviation (0-255) of an RGB image reduced to a ``DETAIL_SIDE_PX`` square
+    grayscale thumbnail: 0 for a flat colour, tens for a photo of a person. Cost: one
+    area-averaging resize, about 0.25 s for 40 MP (decoding it took 2 s)."""
+    gray = cv2.cvtColor(
+        cv2.resize(pixels, (DETAIL_SIDE_PX, DETAIL_SIDE_PX), interpolation=cv2.INTER_AREA),
+        cv2.COLOR_RGB2GRAY,
+    )
+    return float(np.std(gray))
+
+
+def check_detail(pixels: np.ndarray) -> None:
+    """Raises ``FeaturelessImage`` when an image is too nearly uniform to show a face."""
+    level = detail_level(pixels)
+    if level < MIN_DETAIL:
+        raise FeaturelessImage(
+            "This image is nearly uniform (a flat colour, or no shapes large enough to be a "
+            "face), so no face can be found in it. Send a photo of the person.",
+            detail_level=round(level, 2),
+        )
 
 
 def _opened_image(data: bytes, *, max_pixels: int) -> Image.Image:

@@ -66,7 +66,8 @@ class Search:
         are the ``k`` nearest cases within ``tolerance`` (settings' defaults), nearest first.
 
         Raises:
-            NotReady, NoFaceFound, InvalidField (unknown kind, bad k or tolerance).
+            NotReady, NoFaceFound (``FeaturelessImage`` for a nearly uniform image),
+            InvalidField (unknown kind, bad k or tolerance).
         """
         self.live.require_ready()
         k = self.settings.top_k if k is None else k
@@ -78,6 +79,7 @@ class Search:
         unknown = sorted(set(kinds) - set(KINDS))
         if unknown or not kinds:
             raise InvalidField(f"kinds must be among {list(KINDS)}, not {list(kinds)}.")
+        imaging.check_detail(image.pixels)  # a blank image costs no detection
         faces = self.finder(image.pixels, self.pipeline)
         results = []
         with self.store.transaction() as session:

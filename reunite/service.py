@@ -19,6 +19,7 @@ enrollments of opposite kinds always see each other. Face detection runs outside
 
 from __future__ import annotations
 
+import os
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -29,6 +30,7 @@ from typing import Any, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from reunite import audit, imaging, privacy
+from reunite.admission import Admission
 from reunite.calibration import (
     calibration_fingerprint,
     linear_similarity,
@@ -109,6 +111,13 @@ class Reunite:
         self.on_outbox: Callable[[], None] = lambda: None
         """Called after a change that may have written webhook events (a worker's ``wake``)."""
         self.stats = Stats()
+        self.admission = Admission(
+            max_photos=settings.max_photos_in_flight or max(16, 8 * (os.cpu_count() or 2)),
+            max_pixels=settings.max_pixels_in_flight,
+            small_pixels=settings.small_photo_pixels,
+        )
+        """Photos decoded and searched at once (``reunite.admission``): every photo a caller
+        sends passes through it; batch imports (their own processes) do not."""
         """Counts since start: ``enrollments``, ``searches``, ``candidates`` (for metrics)."""
         lock = threading.RLock()
         self.live = LiveIndex(settings, store, write_lock=lock, devices=self.devices)
@@ -283,16 +292,18 @@ class Reunite:
         taken_on: date | None = None,
         face_index: int | None = None,
     ) -> Enrollment:
-        """See ``Enrollments.enroll_photo``."""
-        enrollment = self.enrollments.enroll_photo(
-            case_id, data, actor=actor, taken_on=taken_on, face_index=face_index
-        )
+        """See ``Enrollments.enroll_photo``; also raises ``Overloaded`` (``admission``)."""
+        with self.admission.admitted(imaging.declared_pixels(data)):
+            enrollment = self.enrollments.enroll_photo(
+                case_id, data, actor=actor, taken_on=taken_on, face_index=face_index
+            )
         return self._counted(enrollment)
 
     def prepared_photo(self, data: bytes, *, face_index: int | None = None) -> PreparedPhoto:
         """Decode a case photo and find its one face, storing nothing (the costly half of
-        ``enroll_photo``)."""
-        return self.enrollments.prepared_photo(data, face_index=face_index)
+        ``enroll_photo``). Raises ``Overloaded`` when too many photos are in flight."""
+        with self.admission.admitted(imaging.declared_pixels(data)):
+            return self.enrollments.prepared_photo(data, face_index=face_index)
 
     def enroll_prepared(
         self, case_id: int, prepared: PreparedPhoto, *, actor: str, taken_on: date | None = None
@@ -344,8 +355,10 @@ class Reunite:
         return photo_path(self.settings, sha256, fmt)
 
     def decoded_photo(self, data: bytes) -> imaging.DecodedImage:
-        """Photo bytes decoded under this service's size limits."""
-        return self.photo_store.decoded(data)
+        """Photo bytes decoded under this service's size limits. Raises ``Overloaded`` when
+        too many photos are in flight."""
+        with self.admission.admitted(imaging.declared_pixels(data)):
+            return self.photo_store.decoded(data)
 
     # ---------------------------------------------------------------- candidates
 
@@ -401,9 +414,11 @@ class Reunite:
         tolerance: float | None = None,
     ) -> list[FaceResult]:
         """Candidate cases for every face in a photo (see ``Search.search_image``); also
-        raises the photo errors of ``imaging.decoded_image``."""
-        image = self.decoded_photo(data)
-        return self.search_image(image, actor=actor, kinds=kinds, k=k, tolerance=tolerance)
+        raises the photo errors of ``imaging.decoded_image`` and ``Overloaded``. The photo
+        holds its place in ``admission`` from decoding to the end of the search."""
+        with self.admission.admitted(imaging.declared_pixels(data)):
+            image = self.decoded_photo(data)
+            return self.search_image(image, actor=actor, kinds=kinds, k=k, tolerance=tolerance)
 
     def search_image(
         self,
@@ -415,9 +430,10 @@ class Reunite:
         tolerance: float | None = None,
     ) -> list[FaceResult]:
         """``search_photo`` for a photo already decoded (by ``decoded_photo``)."""
-        results = self.searcher.search_image(
-            image, actor=actor, kinds=kinds, k=k, tolerance=tolerance
-        )
+        with self.admission.admitted(image.width * image.height):
+            results = self.searcher.search_image(
+                image, actor=actor, kinds=kinds, k=k, tolerance=tolerance
+            )
         self.stats.add(searches=1)
         return results
 

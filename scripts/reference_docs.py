@@ -99,6 +99,11 @@ EXIT_CODES = [
         "Bad configuration: a `REUNITE_*` value that is not valid (not a number, out of range, "
         "not one of the choices); one line names the variable and what is wrong.",
     ),
+    (
+        "9",
+        "Overloaded: too many photos (or decoded pixels) in flight in this process "
+        "(`REUNITE_MAX_PHOTOS_IN_FLIGHT`, `REUNITE_MAX_PIXELS_IN_FLIGHT`); try again.",
+    ),
 ]
 """The exit codes of ``reunite`` (``reunite.cli.EXIT_CODES`` maps errors to them)."""
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from reunite import errors
+from reunite import errors, imaging
 from reunite.imaging import decoded_image
 from tests import images
 
@@ -123,3 +123,28 @@ def test_other_modes_become_rgb(sample, mode):
     pixels = decode(images.encoded(source, fmt)).pixels
     assert pixels.dtype == np.uint8 and pixels.shape == (source.height, source.width, 3)
     assert pixels.std() > 10  # a real picture, not a blank
+
+
+def test_a_flat_or_featureless_image_is_refused_before_detection():
+    rng = np.random.default_rng(0)
+    flat = np.zeros((5000, 8000, 3), dtype=np.uint8)
+    noise = rng.integers(0, 256, (2000, 3000, 3), dtype=np.uint8)
+    for pixels in (flat, noise, np.full((50, 50, 3), 200, dtype=np.uint8)):
+        with pytest.raises(errors.FeaturelessImage) as refused:
+            imaging.check_detail(pixels)
+        assert isinstance(refused.value, errors.NoFaceFound)
+        assert refused.value.details["detail_level"] < imaging.MIN_DETAIL
+
+
+def test_no_sample_or_lfw_photo_is_taken_for_featureless(faces_dir):
+    paths = sorted((faces_dir / "lfw").glob("*/*.jpg"))[::20][:200]
+    paths += [p for p in (faces_dir / "samples").iterdir() if p.suffix in {".jpg", ".jpeg", ".png"}]
+    assert len(paths) > 200
+    levels = [imaging.detail_level(decode(p.read_bytes()).pixels) for p in paths]
+    assert min(levels) > 4 * imaging.MIN_DETAIL
+
+
+def test_declared_pixels_reads_the_header_only():
+    assert imaging.declared_pixels(images.png_header_only(8_000, 6_000)) == 48_000_000
+    assert imaging.declared_pixels(b"not an image") == 0
+    assert imaging.declared_pixels(b"") == 0

@@ -36,6 +36,7 @@ STATUS_BY_ERROR: dict[type[errors.ReuniteError], int] = {
     errors.NotFound: 404,
     errors.Conflict: 409,
     errors.RateLimited: 429,
+    errors.Overloaded: 503,
     errors.NotReady: 503,
     errors.IndexUnusable: 503,
 }
@@ -73,7 +74,7 @@ def problem(
 
 def headers_for(error: errors.ReuniteError) -> dict[str, str]:
     """HTTP headers an error calls for: when to retry, or how to authenticate."""
-    if isinstance(error, errors.RateLimited):
+    if isinstance(error, errors.RateLimited | errors.Overloaded):
         return {"Retry-After": str(error.details.get("retry_after_s", 1))}
     if isinstance(error, errors.NotReady):
         return {"Retry-After": "1"}

@@ -215,6 +215,9 @@ MESSAGES: dict[str, dict[str, str]] = {
         "error.stale_form": "This form is stale; reload the page and try again.",
         "error.not_ready": "The service is starting; try again in a moment.",
         "error.rate_limited": "Too many requests; wait a moment and try again.",
+        "error.overloaded": "The service is busy with other photos; try again in a few seconds.",
+        "error.featureless_image": "This image is nearly blank (one colour, no shapes), so it "
+        "cannot show a face. Choose a photo of the person.",
         "error.too_many_photos": "Choose at most {limit} photos at a time.",
         "error.no_face_found": "No face was found in this photo. Use a clear, front-facing photo.",
         "error.multiple_faces": (
@@ -466,6 +469,9 @@ MESSAGES: dict[str, dict[str, str]] = {
         "error.stale_form": "此表单已过期，请刷新页面后重试。",
         "error.not_ready": "系统正在启动，请稍后再试。",
         "error.rate_limited": "请求过于频繁，请稍后再试。",
+        "error.overloaded": "系统正在处理其他照片，请几秒钟后再试。",
+        "error.featureless_image": "这张图片几乎是空白的（单一颜色，没有图形），"
+        "不可能有人脸。请选择本人的照片。",
         "error.too_many_photos": "每次最多选择 {limit} 张照片。",
         "error.no_face_found": "照片中没有找到人脸。请使用清晰的正面照片。",
         "error.multiple_faces": "这张照片中有 {count} 张人脸。请裁剪为一人后重新上传。",
