@@ -154,7 +154,7 @@ def test_an_archive_is_imported_bad_rows_and_photos_reported_and_a_rerun_changes
         ("4", "M-2", "photos/absent.jpg", "unreadable_file"),
         ("4", "M-2", "../outside.jpg", "invalid_field"),
         ("4", "M-2", outside, "invalid_field"),
-        ("5", "F-2", "photos/blank.jpg", "no_face_found"),
+        ("5", "F-2", "photos/blank.jpg", "featureless_image"),
         ("5", "F-2", "photos/notes.jpg", "unsupported_image"),
         ("5", "F-2", "photos/group.jpg", "multiple_faces"),
         ("6", "F-4", "", "invalid_field"),
