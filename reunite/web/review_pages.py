@@ -70,19 +70,24 @@ def decide(
             role=user.role,
             note=note.strip() or None,
         )
-        c = view.candidate
-        request.session["notice"] = i18n.text(
-            lang,
-            "decision.saved",
-            id=c.id,
-            found=c.found_case_id,
-            missing=c.missing_case_id,
-            status=i18n.text(lang, f"status.{c.status}").lower(),
-        )
+        request.session["notice"] = pair_notice(lang, "decision.saved", view)
         request.session["undo"] = undo_offer(request, view)
     except ReuniteError as exc:
         request.session["notice"] = i18n.error_text(lang, exc)
     return RedirectResponse(safe_next(next), status_code=303)
+
+
+def pair_notice(lang: str, key: str, view: CandidateView) -> str:
+    """The notice after a change to a candidate (``key``), naming its pair and new status."""
+    c = view.candidate
+    return i18n.text(
+        lang,
+        key,
+        id=c.id,
+        found=c.found_case_id,
+        missing=c.missing_case_id,
+        status=i18n.text(lang, f"status.{c.status}").lower(),
+    )
 
 
 def undo_offer(request: Request, view: CandidateView) -> dict[str, int] | None:
@@ -114,15 +119,7 @@ def undo(
     try:
         check_csrf(request, csrf_token)
         view = service_of(request).undo(candidate_id, decision, actor=f"user:{user.username}")
-        c = view.candidate
-        request.session["notice"] = i18n.text(
-            lang,
-            "undo.done",
-            id=c.id,
-            found=c.found_case_id,
-            missing=c.missing_case_id,
-            status=i18n.text(lang, f"status.{c.status}").lower(),
-        )
+        request.session["notice"] = pair_notice(lang, "undo.done", view)
     except ReuniteError as exc:
         request.session["notice"] = i18n.error_text(lang, exc)
     return RedirectResponse(safe_next(next), status_code=303)
