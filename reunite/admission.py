@@ -1,7 +1,7 @@
 """How many photos, and how many of their pixels, one process decodes and searches at once.
 
 Decoding and face detection cost memory and time in proportion to a photo's pixels (a 40 MP
-photo with no face, searched twice: 0.4 GB decoded, 1.1 GB more and 26 s to detect), and
+photo with no face: 0.4 GB decoded, then about 20 s of detection, one tile at a time), and
 detection runs one photo at a time per process (``faces.DLIB_LOCK``). Without a limit, a
 flood of large photos takes all memory and makes every other search wait behind it.
 

@@ -17,14 +17,18 @@ from tests.server import UNLIMITED_RATE, Server, cli
 LARGE_SIDE = (8000, 5000)
 """40 MP, the largest photo REUNITE_MAX_PIXELS allows by default."""
 FLOODERS = 8
-SMALL_SEARCH_BOUND_S = 40.0
+SMALL_SEARCH_BOUND_S = 12.0
 """The small search is admitted (room is kept for small photos) and goes first to the detector,
-so it waits at most for the detection pass under way: the full-size pass over a 40 MP photo
-with no face takes about 22 s on one core. Before issue 16's fix, three all-zero PNGs alone
-held it for 51.8 s."""
-RSS_BOUND_MB = 2500
-"""One 40 MP photo decoded (0.4 GB) and searched at full size (1.1 GB), on top of the server
-(0.35 GB); without the limits, every photo of the flood is decoded and searched at once."""
+so it waits at most for the detection pass under way: one tile of a large photo's full-size
+pass (about 1.5 s on one core; before the tiles, the whole 40 MP pass, about 22 s). Before
+issue 16's fix, three all-zero PNGs alone held it for 51.8 s."""
+SMALL_SEARCHES = 3
+"""Small searches made during the flood, 3 s apart: each must stay within the bound."""
+RSS_BOUND_MB = 1500
+"""One 40 MP photo decoded (0.4 GB) and searched at full size one tile at a time (0.1 GB), on
+top of the server (0.35 GB): measured 0.8 GB. Before the tiles the full-size pass took 1.1 GB
+(2.2 GB measured); without the limits, every photo of the flood is decoded and searched at
+once (3.3 GB)."""
 
 
 def large_photo() -> bytes:
@@ -64,7 +68,9 @@ def rss_mb(pid: int) -> float:
 
 
 def test_a_flood_of_large_photos_leaves_room_for_a_small_search(tmp_path, faces_dir):
-    server = Server(tmp_path, **UNLIMITED_RATE)
+    # the per-key upload cap (4 at once) would refuse some of the flood first: this is about
+    # what gets past it (from several keys, or several workers), so it is raised here
+    server = Server(tmp_path, REUNITE_MAX_UPLOADS_PER_CLIENT=str(2 * FLOODERS), **UNLIMITED_RATE)
     police = cli(tmp_path, "keys", "create", "--role", "police", "--agency", "SH").strip()
     small = (faces_dir / "samples" / "obama.jpg").read_bytes()
     floods = [large_photo(), blank_photo()]
@@ -96,15 +102,20 @@ def test_a_flood_of_large_photos_leaves_room_for_a_small_search(tmp_path, faces_
     try:
         for t in threads:
             t.start()
-        time.sleep(3)  # a large photo is being searched now
-        started = time.monotonic()
-        answer = httpx2.post(
-            f"{api}/search",
-            headers={"Authorization": f"Bearer {police}"},
-            files={"file": ("obama.jpg", small, "image/jpeg")},
-            timeout=180,
-        )
-        small_search_s = time.monotonic() - started
+        small_searches_s = []
+        for _ in range(SMALL_SEARCHES):
+            time.sleep(3)  # large photos are being searched now
+            started = time.monotonic()
+            answer = httpx2.post(
+                f"{api}/search",
+                headers={"Authorization": f"Bearer {police}"},
+                files={"file": ("obama.jpg", small, "image/jpeg")},
+                timeout=180,
+            )
+            small_searches_s.append(time.monotonic() - started)
+            assert answer.status_code == 200, answer.text
+            assert len(answer.json()["faces"]) == 1
+        small_search_s = max(small_searches_s)
         deadline = time.monotonic() + 90  # watch memory through a whole large search too
         while 200 not in statuses and time.monotonic() < deadline:
             time.sleep(0.2)
@@ -116,13 +127,12 @@ def test_a_flood_of_large_photos_leaves_room_for_a_small_search(tmp_path, faces_
     print(
         f"flood: {len(statuses)} large photos sent, {statuses.count(200)} searched, "
         f"{statuses.count(422)} featureless, {statuses.count(503)} busy, "
-        f"peak RSS {peak_mb[0]:.0f} MB; small search {answer.status_code} in {small_search_s:.1f} s"
+        f"peak RSS {peak_mb[0]:.0f} MB; small searches in "
+        f"{', '.join(f'{s:.1f}' for s in small_searches_s)} s"
     )
-    assert answer.status_code == 200, answer.text
-    assert len(answer.json()["faces"]) == 1
     assert small_search_s < SMALL_SEARCH_BOUND_S
     assert 200 in statuses, "no large photo was searched: memory was not watched through one"
-    assert 503 in statuses and set(statuses) <= {200, 422, 503}, statuses  # no 500s
+    assert 503 in statuses and set(statuses) <= {200, 422, 503}, set(statuses)  # no 500s
     assert codes == {"featureless_image", "overloaded"}
     assert set(retry_afters) == {"2"}
     assert peak_mb[0] < RSS_BOUND_MB

@@ -1,10 +1,18 @@
 """Face detection and embedding on the real sample photos."""
 
 import cv2
+import face_recognition
 import numpy as np
 import pytest
 
-from reunite.faces import Pipeline, box_overlap, faces_in_image
+from reunite.faces import (
+    Box,
+    Pipeline,
+    box_overlap,
+    boxes_in_tiles,
+    face_at_box,
+    faces_in_image,
+)
 from reunite.imaging import decoded_image
 from tests.conftest import FACES_DIR
 
@@ -72,3 +80,28 @@ def test_a_small_face_missed_on_the_reduced_copy_is_found_at_full_size(sample):
     assert not faces_in_image(cv2.resize(pixels, None, fx=0.16, fy=0.16), Pipeline(min_face_px=0))
     [found] = faces_in_image(pixels, fast)
     assert found.box.left > 1500 and found.box.top > 1000
+
+
+def test_the_full_size_pass_in_tiles_finds_the_faces_of_one_pass(sample):
+    """Small faces across tile edges, in a corner, at the photo's edge: the tiled full-size
+    pass finds each once, where one pass over the whole photo finds it."""
+    small = pixels_of(sample, "obama_small.jpg")  # one face, about 108 px wide
+    pixels = np.full((1000, 1600, 3), 200, dtype=np.uint8)
+    # Tiles of 600 px overlapping by 250 start at 0, 350, 700 and 1000 across, 0, 350 and 400
+    # down: these copies put faces across the edges at 600, 950 and 350 and in the corner.
+    for top, left in [(0, 0), (0, 480), (260, 860), (600, 1280), (660, 150)]:
+        pixels[top : top + small.shape[0], left : left + small.shape[1]] = small
+    pipeline = Pipeline(min_face_px=0)
+    whole = [Box(*map(int, b)) for b in face_recognition.face_locations(pixels, 1)]
+    tiled = boxes_in_tiles(pixels, pipeline, side_px=600, overlap_px=250)
+    assert len(whole) == 5
+    assert len(tiled) == len(whole)
+    for box in whole:  # dlib's image pyramid puts a face at slightly different scales in a
+        # tile and in the whole photo: the boxes differ by a few pixels, the faces hardly
+        nearest = max(tiled, key=lambda other: box_overlap(box, other))
+        assert box_overlap(box, nearest) > 0.6
+        distance = (
+            face_at_box(pixels, box, pipeline).embedding
+            - face_at_box(pixels, nearest, pipeline).embedding
+        )
+        assert np.linalg.norm(distance) < 0.08
