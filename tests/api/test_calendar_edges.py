@@ -13,8 +13,11 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
+from pydantic import TypeAdapter, ValidationError
 
+from reunite.api.routes import Timestamp, decoded_cursor
 from reunite.config import Settings
+from reunite.errors import InvalidField
 from tests.api.test_routes import API, assert_problem
 from tests.conftest import settings_in
 
@@ -94,3 +97,51 @@ def test_forged_cursors_at_the_calendars_ends_are_refused(client, path, query):
             assert response.status_code == 200, (moment, response.text)
         else:
             assert_problem(response, 422, "invalid_field")
+
+
+def every_offset() -> list[str]:
+    """Every whole-minute UTC offset ISO 8601 allows, -23:59 to +23:59, and Z."""
+    minutes = range(-(24 * 60 - 1), 24 * 60)
+    return [f"{'-' if m < 0 else '+'}{abs(m) // 60:02d}:{abs(m) % 60:02d}" for m in minutes] + ["Z"]
+
+
+def test_every_offset_at_both_ends_is_taken_or_refused_as_the_calendar_says():
+    """The two outermost moments with all 2,880 offsets, through the type every date parameter
+    uses (``Timestamp``, checked below) and through cursor decoding: no other exception."""
+    timestamps = TypeAdapter(Timestamp)
+    for edge in ("0001-01-01T00:00:00", "9999-12-31T23:59:59.999999"):
+        for offset in every_offset():
+            moment = edge + offset
+            try:
+                taken = timestamps.validate_python(moment)
+            except ValidationError as refusal:
+                assert not in_calendar(moment), (moment, refusal)
+                assert "9999-12-31" in str(refusal)
+            else:
+                assert in_calendar(moment) and taken.tzinfo is UTC, moment
+            if offset != "Z":
+                try:
+                    decoded_cursor(cursor([moment, 1]), order="updated")
+                except InvalidField:
+                    assert not in_calendar(moment), moment
+                else:
+                    assert in_calendar(moment), moment
+
+
+def test_every_date_parameter_is_a_timestamp_and_fuzzed_here(app_client):
+    """Every date-time query parameter the API documents is in ``PARAMETERS`` (so a new one is
+    fuzzed) and is validated by ``Timestamp``."""
+    document = app_client.get("/openapi.json").json()
+    documented = {
+        (path, parameter["name"])
+        for path, methods in document["paths"].items()
+        for operation in methods.values()
+        for parameter in operation.get("parameters", [])
+        if parameter["in"] == "query"
+        and any(
+            choice.get("format") == "date-time"
+            for choice in [parameter["schema"], *parameter["schema"].get("anyOf", [])]
+        )
+    }
+    fuzzed = {(f"/api/v1{path.split('?')[0]}", name) for path, name in PARAMETERS}
+    assert documented == fuzzed
