@@ -18,7 +18,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.types import Scope
 
-from reunite import __version__, accounts
+from reunite import __version__, accounts, upload_slots
 from reunite.api import auth
 from reunite.api.errors import UnexpectedErrors, install_error_handlers
 from reunite.api.gate import OPEN_BODY_ROUTES, BodyGate
@@ -33,6 +33,7 @@ from reunite.config import Settings
 from reunite.faces import FaceFinder, faces_in_image
 from reunite.files import loose_paths, restrict_new_files
 from reunite.service import Reunite
+from reunite.upload_slots import UploadSlots
 from reunite.web import MAX_INTAKE_PHOTOS, install_pages
 from reunite.web.pages import refused_page, too_large_page
 from reunite.webhook_delivery import WebhookWorker
@@ -114,7 +115,13 @@ def create_app(settings: Settings | None = None, *, finder: FaceFinder = faces_i
     app.add_middleware(  # inside the session middleware: it needs the session, decoded
         BodyGate,
         body_timeout_s=settings.body_timeout_s,
-        max_uploads=settings.max_uploads_per_client,
+        min_bytes_per_s=settings.min_body_bytes_per_s,
+        rate_grace_s=settings.body_rate_grace_s,
+        uploads=UploadSlots(
+            settings.data_dir / upload_slots.FOLDER,
+            settings.max_uploads_per_client,
+            secret=session_key.encode("utf-8"),
+        ),
         page_answer=refused_page,  # a redirect to sign in, or a page for a browser
     )
     app.add_middleware(
