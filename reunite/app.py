@@ -8,6 +8,7 @@ pages (``reunite.web``) <- this module. Only this module knows both the API and 
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -64,6 +65,7 @@ def create_app(settings: Settings | None = None, *, finder: FaceFinder = faces_i
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         log.info("data in %s, index in %s", settings.data_dir, settings.index_dir)
+        _warn_without_our_protocol()
         service = await run_in_threadpool(Reunite.open, settings, finder=finder, load_index=False)
         await run_in_threadpool(accounts.dummy_hash)  # sign-in takes as long for every name
         app.state.service = service
@@ -158,6 +160,26 @@ def app_from_environment() -> FastAPI:
     settings = Settings()
     configure_logging(settings.log_format)  # a spawned worker starts with logging unset
     return create_app(settings)
+
+
+CONNECTIONS_MODULE = "reunite.api.connections"
+"""The module of reunite's HTTP protocol (``HeaderTimeoutH11Protocol``). uvicorn imports it
+before building the app when it is the ``http`` protocol, and ``reunite serve`` names it;
+nothing else in the package imports it (this module must not), so its absence at start means
+the server runs another protocol."""
+
+
+def _warn_without_our_protocol() -> None:
+    """Say, once at start, if the server was started without reunite's HTTP protocol (plain
+    ``uvicorn reunite.app:...``): it then has no header timeout and no connection limit."""
+    if CONNECTIONS_MODULE in sys.modules:
+        return
+    log.warning(
+        "connections: this server does not use reunite's HTTP protocol, so a client that never "
+        "finishes its request headers holds its connection for ever; run `reunite serve`, or "
+        "give uvicorn --http %s:HeaderTimeoutH11Protocol (and --limit-concurrency)",
+        CONNECTIONS_MODULE,
+    )
 
 
 def _load_and_sync_index(service: Reunite, stop: threading.Event) -> None:
