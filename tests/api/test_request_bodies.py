@@ -63,7 +63,8 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
         cookie = "; ".join(f"{k}={v}" for k, v in signed.cookies.items())
         yield Setup(server, spool, {"cookie": cookie, "csrf": signed.json()["csrf_token"]})
     finally:
-        server.stop()
+        log = server.stop()
+    assert "does not use reunite's HTTP protocol" not in log  # one process: its protocol too
 
 
 def connect(setup: Setup) -> socket.socket:
