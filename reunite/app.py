@@ -8,6 +8,7 @@ pages (``reunite.web``) <- this module. Only this module knows both the API and 
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -18,7 +19,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.types import Scope
 
-from reunite import __version__, accounts
+from reunite import __version__, accounts, upload_slots
 from reunite.api import auth
 from reunite.api.errors import UnexpectedErrors, install_error_handlers
 from reunite.api.gate import OPEN_BODY_ROUTES, BodyGate
@@ -33,6 +34,7 @@ from reunite.config import Settings
 from reunite.faces import FaceFinder, faces_in_image
 from reunite.files import loose_paths, restrict_new_files
 from reunite.service import Reunite
+from reunite.upload_slots import UploadSlots
 from reunite.web import MAX_INTAKE_PHOTOS, install_pages
 from reunite.web.pages import refused_page, too_large_page
 from reunite.webhook_delivery import WebhookWorker
@@ -63,6 +65,7 @@ def create_app(settings: Settings | None = None, *, finder: FaceFinder = faces_i
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         log.info("data in %s, index in %s", settings.data_dir, settings.index_dir)
+        _warn_without_our_protocol()
         service = await run_in_threadpool(Reunite.open, settings, finder=finder, load_index=False)
         await run_in_threadpool(accounts.dummy_hash)  # sign-in takes as long for every name
         app.state.service = service
@@ -114,7 +117,13 @@ def create_app(settings: Settings | None = None, *, finder: FaceFinder = faces_i
     app.add_middleware(  # inside the session middleware: it needs the session, decoded
         BodyGate,
         body_timeout_s=settings.body_timeout_s,
-        max_uploads=settings.max_uploads_per_client,
+        min_bytes_per_s=settings.min_body_bytes_per_s,
+        rate_grace_s=settings.body_rate_grace_s,
+        uploads=UploadSlots(
+            settings.data_dir / upload_slots.FOLDER,
+            settings.max_uploads_per_client,
+            secret=session_key.encode("utf-8"),
+        ),
         page_answer=refused_page,  # a redirect to sign in, or a page for a browser
     )
     app.add_middleware(
@@ -151,6 +160,26 @@ def app_from_environment() -> FastAPI:
     settings = Settings()
     configure_logging(settings.log_format)  # a spawned worker starts with logging unset
     return create_app(settings)
+
+
+CONNECTIONS_MODULE = "reunite.api.connections"
+"""The module of reunite's HTTP protocol (``HeaderTimeoutH11Protocol``). uvicorn imports it
+before building the app when it is the ``http`` protocol, and ``reunite serve`` names it;
+nothing else in the package imports it (this module must not), so its absence at start means
+the server runs another protocol."""
+
+
+def _warn_without_our_protocol() -> None:
+    """Say, once at start, if the server was started without reunite's HTTP protocol (plain
+    ``uvicorn reunite.app:...``): it then has no header timeout and no connection limit."""
+    if CONNECTIONS_MODULE in sys.modules:
+        return
+    log.warning(
+        "connections: this server does not use reunite's HTTP protocol, so a client that never "
+        "finishes its request headers holds its connection for ever; run `reunite serve`, or "
+        "give uvicorn --http %s:HeaderTimeoutH11Protocol (and --limit-concurrency)",
+        CONNECTIONS_MODULE,
+    )
 
 
 def _load_and_sync_index(service: Reunite, stop: threading.Event) -> None:

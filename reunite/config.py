@@ -248,12 +248,38 @@ class Settings(BaseSettings):
         description="Seconds the server waits for the next part of a request body; a client "
         "that sends nothing for that long is answered 408, and what it sent is freed.",
     )
+    min_body_bytes_per_s: float = Field(
+        1024.0,
+        ge=0,
+        description="Slowest average rate a request body may come at, bytes a second, once "
+        "REUNITE_BODY_RATE_GRACE_S have passed; a slower body is answered 408 and what it sent "
+        "is freed (else a byte every few seconds holds an upload place for ever). 1 kB/s "
+        "passes a 20 MB photo over a poor 2G link (about 30 kB/s) with room to spare. 0: off.",
+    )
+    body_rate_grace_s: float = Field(
+        10.0,
+        gt=0,
+        le=600,
+        description="Seconds a request body may take before REUNITE_MIN_BODY_BYTES_PER_S "
+        "applies (a slow start: a phone waking its radio, a TCP connection ramping up).",
+    )
     max_uploads_per_client: int = Field(
         4,
         ge=1,
         le=1000,
         description="Bodies over 1 MiB (or of unknown length) one API key or user may be "
-        "sending at once, per server process; one more is answered 429 before it is read.",
+        "sending at once, across all worker processes of the server on this machine (counted "
+        "by locked files under <data_dir>/uploads-in-flight, which must be on a local file "
+        "system); one more is answered 429 before it is read.",
+    )
+    max_connections: int = Field(
+        500,
+        ge=1,
+        le=100_000,
+        description="Open connections one worker process serves at once; a request on a "
+        "connection past it is answered 503. Keeps a flood of connections from using up the "
+        "process's file descriptors (often 1024), which photos, the database and spooled "
+        "uploads need too.",
     )
     log_format: Literal["text", "json"] = Field(
         "text", description="'json' writes one JSON object per log line, with the request id."

@@ -416,9 +416,26 @@ class Reunite:
         """Candidate cases for every face in a photo (see ``Search.search_image``); also
         raises the photo errors of ``imaging.decoded_image`` and ``Overloaded``. The photo
         holds its place in ``admission`` from decoding to the end of the search."""
+        _, results = self.decoded_and_searched(
+            data, actor=actor, kinds=kinds, k=k, tolerance=tolerance
+        )
+        return results
+
+    def decoded_and_searched(
+        self,
+        data: bytes,
+        *,
+        actor: str,
+        kinds: Sequence[str] = KINDS,
+        k: int | None = None,
+        tolerance: float | None = None,
+    ) -> tuple[imaging.DecodedImage, list[FaceResult]]:
+        """``search_photo``, with the decoded photo too (the search page shows it): one
+        place in ``admission`` from decoding to the end of the search."""
         with self.admission.admitted(imaging.declared_pixels(data)):
             image = self.decoded_photo(data)
-            return self.search_image(image, actor=actor, kinds=kinds, k=k, tolerance=tolerance)
+            results = self.search_image(image, actor=actor, kinds=kinds, k=k, tolerance=tolerance)
+            return image, results
 
     def search_image(
         self,

@@ -1,5 +1,6 @@
 """``reunite serve`` as a real process: it serves, keeps what it accepted across a restart."""
 
+import contextlib
 import json
 import re
 import subprocess
@@ -12,7 +13,7 @@ import pytest
 from reunite.calibration import Calibration, linear_similarity
 from reunite.config import SHIPPED_CALIBRATION_PATH
 from tests.conftest import PROJECT_ROOT
-from tests.server import Server, settings_env, store_env
+from tests.server import Server, free_port, settings_env, store_env
 
 
 def test_serve_enroll_restart_and_find_again(tmp_path, sample):
@@ -175,3 +176,42 @@ def test_a_server_started_anywhere_uses_the_shipped_calibration(tmp_path, sample
         assert similarity != pytest.approx(linear_similarity(distance))
         similarities.append(similarity)
     assert similarities[0] == similarities[1]
+
+
+def test_a_server_started_with_plain_uvicorn_warns_that_it_lacks_the_header_timeout(tmp_path):
+    port = free_port()
+    log_path = tmp_path / "uvicorn.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "--factory",
+                "reunite.app:app_from_environment",
+                "--port",
+                str(port),
+            ],
+            env=settings_env(tmp_path),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while True:  # the warning is logged at start-up, before the first answer
+                assert process.poll() is None, log_path.read_text()
+                assert time.monotonic() < deadline, "plain uvicorn did not answer within 60 s"
+                with contextlib.suppress(httpx2.TransportError):
+                    if httpx2.get(f"http://127.0.0.1:{port}/healthz", timeout=1).is_success:
+                        break
+                time.sleep(0.2)
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+    warnings = [line for line in log_path.read_text().splitlines() if "WARNING" in line]
+    assert any(
+        "does not use reunite's HTTP protocol" in line
+        and "reunite serve" in line
+        and "--http reunite.api.connections:HeaderTimeoutH11Protocol" in line
+        for line in warnings
+    ), warnings

@@ -15,20 +15,22 @@ gate only when, from its headers and cookie alone:
 Anyone else is answered at once (401, or for a browser's page a redirect to the sign-in page;
 403 for a request from another site or without its CSRF header), and the body is never read.
 
-Past the gate, each wait for the next piece of the body is limited to ``body_timeout_s``: a
-client that stops sending is answered 408 and the request is ended, so whatever it had sent
-(a spooled upload) is freed. A caller may have at most ``max_uploads`` large bodies (over
-``LARGE_BODY_BYTES``, or of unknown length) being received at once in this process; one more
-is answered 429 with ``Retry-After`` before its body is read.
+Past the gate, each wait for the next piece of the body is limited to ``body_timeout_s``, and
+after the first ``rate_grace_s`` the body must have come at ``min_bytes_per_s`` on average: a
+client that stops sending, or trickles (a byte every few seconds, to hold its upload places),
+is answered 408 and the request is ended, so whatever it had sent (a spooled upload) is freed.
+A caller may have at most ``uploads.limit`` large bodies (over ``LARGE_BODY_BYTES``, or of
+unknown length) being received at once, counted across the server's worker processes
+(``reunite.upload_slots``); one more is answered 429 with ``Retry-After`` before its body is
+read.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hmac
-import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from starlette.concurrency import run_in_threadpool
@@ -40,6 +42,7 @@ from reunite import accounts
 from reunite.api.auth import csrf_token, session_user
 from reunite.api.errors import headers_for, problem
 from reunite.errors import Forbidden, NotAuthenticated, RateLimited
+from reunite.upload_slots import UploadSlots
 
 OPEN_BODY_ROUTES = frozenset({("POST", "/login"), ("POST", "/api/v1/session")})
 """Routes anyone may send a body to: signing in. Their bodies are held to a few kB."""
@@ -68,33 +71,6 @@ PageAnswer = Callable[[Scope, Refusal], Response | None]
 """The refusal as a page for a browser (a redirect to sign in, an error page), or None."""
 
 
-class UploadSlots:
-    """How many large bodies each caller is sending at once; thread-safe."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self._counts: dict[str, int] = {}
-        self._lock = threading.Lock()
-
-    @contextmanager
-    def slot(self, caller: str) -> Iterator[bool]:
-        """Yields whether ``caller`` got a slot (False: it has ``limit`` already)."""
-        with self._lock:
-            taken = self._counts.get(caller, 0) < self.limit
-            if taken:
-                self._counts[caller] = self._counts.get(caller, 0) + 1
-        try:
-            yield taken
-        finally:
-            if taken:
-                with self._lock:
-                    left = self._counts[caller] - 1
-                    if left:
-                        self._counts[caller] = left
-                    else:
-                        del self._counts[caller]
-
-
 class BodyGate:
     """ASGI middleware (inside the session middleware): see the module's description."""
 
@@ -103,12 +79,16 @@ class BodyGate:
         app: ASGIApp,
         *,
         body_timeout_s: float,
-        max_uploads: int,
+        uploads: UploadSlots,
+        min_bytes_per_s: float = 0,
+        rate_grace_s: float = 10.0,
         page_answer: PageAnswer = lambda _scope, _refusal: None,
     ) -> None:
         self.app = app
         self.body_timeout_s = body_timeout_s
-        self.uploads = UploadSlots(max_uploads)
+        self.uploads = uploads
+        self.min_bytes_per_s = min_bytes_per_s
+        self.rate_grace_s = rate_grace_s
         self.page_answer = page_answer
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -132,32 +112,30 @@ class BodyGate:
             await self._pass_timed(scope, receive, send)
 
     async def _pass_timed(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Pass the request on; a wait over ``body_timeout_s`` for the body ends it with 408."""
+        """Pass the request on; a body that stalls or trickles ends it with 408."""
         started = False
         timed_out = False
         body_complete = False
+        began = time.monotonic()
+        received = 0
 
         async def timed_receive() -> Message:
-            nonlocal timed_out, body_complete
+            nonlocal timed_out, body_complete, received
             if timed_out:
                 return {"type": "http.disconnect"}
             if body_complete:  # waiting for a disconnect, however long the answer takes
                 return await receive()
+            wait_s, too_slow = self._wait_s(time.monotonic() - began, received)
             try:
-                message = await asyncio.wait_for(receive(), self.body_timeout_s)
-                body_complete = not message.get("more_body", False)
-                return message
+                message = await asyncio.wait_for(receive(), wait_s)
             except TimeoutError:
                 timed_out = True
                 if not started:
-                    await problem(
-                        408,
-                        "request_timeout",
-                        f"No part of the request body came for {self.body_timeout_s:g} s; "
-                        "send it again.",
-                        headers={"Connection": "close"},
-                    )(scope, receive, send)
+                    await self._too_late(too_slow)(scope, receive, send)
                 return {"type": "http.disconnect"}
+            body_complete = not message.get("more_body", False)
+            received += len(message.get("body", b""))
+            return message
 
         async def guarded_send(message: Message) -> None:
             nonlocal started
@@ -167,6 +145,30 @@ class BodyGate:
             await send(message)
 
         await self.app(scope, timed_receive, guarded_send)
+
+    def _wait_s(self, elapsed_s: float, received: int) -> tuple[float, bool]:
+        """How long to wait for the next piece of a body of which ``received`` bytes came in
+        ``elapsed_s``, and whether that wait ends because the body would then be too slow
+        (rather than stalled)."""
+        if self.min_bytes_per_s <= 0:
+            return self.body_timeout_s, False
+        # The average rate falls under the minimum once past the grace and received / rate.
+        until_slow = max(self.rate_grace_s, received / self.min_bytes_per_s) - elapsed_s
+        if until_slow < self.body_timeout_s:
+            return max(0.0, until_slow), True
+        return self.body_timeout_s, False
+
+    def _too_late(self, too_slow: bool) -> Response:
+        if too_slow:
+            detail = (
+                f"The request body came slower than {self.min_bytes_per_s:g} bytes a second; "
+                "send it again over a faster connection."
+            )
+        else:
+            detail = (
+                f"No part of the request body came for {self.body_timeout_s:g} s; send it again."
+            )
+        return problem(408, "request_timeout", detail, headers={"Connection": "close"})
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send, why: Refusal) -> None:
         """Answer ``why`` and close the connection: its unread body must not be taken for the

@@ -62,6 +62,8 @@ def serve_api(args: argparse.Namespace) -> int:
         host=settings.host,
         port=settings.port,
         http=PROTOCOL,  # h11, with a timeout on request headers (REUNITE_HEADER_TIMEOUT_S)
+        # uvicorn answers 503 once the open connections (this one counted) reach the limit.
+        limit_concurrency=settings.max_connections + 1,
         access_log=False,
         log_config=None,
     )

@@ -21,7 +21,14 @@ from fastapi.responses import RedirectResponse, Response
 from reunite import agencies, names
 from reunite.api.auth import check_csrf, service_of
 from reunite.enrollment import PreparedPhoto
-from reunite.errors import InvalidField, InvalidInput, MultipleFaces, NotFound, ReuniteError
+from reunite.errors import (
+    InvalidField,
+    InvalidInput,
+    MultipleFaces,
+    NotFound,
+    Overloaded,
+    ReuniteError,
+)
 from reunite.service import Reunite
 from reunite.staging import Staging
 from reunite.store import EARLIEST_DATE, UserRow, validated_case_fields
@@ -448,12 +455,13 @@ def search(
     try:
         check_csrf(request, csrf_token)
         data = photo.file.read(service.settings.max_upload_bytes + 1)
-        image = service.decoded_photo(data)
-        results = service.search_image(
-            image,
+        image, results = service.decoded_and_searched(
+            data,
             actor=f"user:{user.username}",
             kinds=["missing", "found"] if kind == "all" else [kind],
         )
+    except Overloaded:
+        raise  # the busy page (503, Retry-After), not the form again: nothing to correct
     except ReuniteError as exc:
         return render(
             request,

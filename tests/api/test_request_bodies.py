@@ -1,5 +1,6 @@
 """Bodies over raw sockets against a real server: read only from known callers, only as fast as
-they come, only a few at once per caller; headers that never finish are cut off."""
+they come (and no slower than a minimum rate), only a few at once per caller; headers that never
+finish are cut off; connections past the limit are answered 503."""
 
 from __future__ import annotations
 
@@ -15,11 +16,15 @@ import httpx2
 import pytest
 
 from reunite.api.gate import BodyGate
+from reunite.upload_slots import UploadSlots
 from tests.server import Server, cli
 
 HEADER_TIMEOUT_S = 2.0
 BODY_TIMEOUT_S = 2.0
 MAX_UPLOADS = 2
+MIN_BYTES_PER_S = 1_000_000  # after the grace: a 3 MB body must be done within 3 s
+RATE_GRACE_S = 2.0
+MAX_CONNECTIONS = 6  # more than any other test here opens at once
 MARGIN_S = 3.0
 PASSWORD = "correct horse battery"
 BOUNDARY = "reunite-test-boundary"
@@ -42,6 +47,9 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
         "REUNITE_HEADER_TIMEOUT_S": str(HEADER_TIMEOUT_S),
         "REUNITE_BODY_TIMEOUT_S": str(BODY_TIMEOUT_S),
         "REUNITE_MAX_UPLOADS_PER_CLIENT": str(MAX_UPLOADS),
+        "REUNITE_MIN_BODY_BYTES_PER_S": str(MIN_BYTES_PER_S),
+        "REUNITE_BODY_RATE_GRACE_S": str(RATE_GRACE_S),
+        "REUNITE_MAX_CONNECTIONS": str(MAX_CONNECTIONS),
         "TMPDIR": str(spool),
     }
     cli(workdir, "users", "create", "anna", "--role", "staff", "--password-stdin",
@@ -55,7 +63,8 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
         cookie = "; ".join(f"{k}={v}" for k, v in signed.cookies.items())
         yield Setup(server, spool, {"cookie": cookie, "csrf": signed.json()["csrf_token"]})
     finally:
-        server.stop()
+        log = server.stop()
+    assert "does not use reunite's HTTP protocol" not in log  # one process: its protocol too
 
 
 def connect(setup: Setup) -> socket.socket:
@@ -214,6 +223,49 @@ def test_a_body_that_stalls_is_answered_408_and_its_spooled_file_freed(setup):
     sock.close()
 
 
+def test_a_body_that_trickles_is_answered_408_and_its_spooled_file_freed(setup):
+    # A byte now and then keeps the body timeout away; the minimum rate does not.
+    sock = send_headers(setup, "/api/v1/search", UPLOAD, MULTIPART, **setup.server.auth)
+    began = time.monotonic()
+    sock.sendall(multipart_start() + b"\xff" * 3_000_000)  # spooled; 1 MB/s allows 3 s for it
+    cut_by = max(RATE_GRACE_S, 3_000_000 / MIN_BYTES_PER_S) + MARGIN_S
+    sock.settimeout(0.25)
+    while time.monotonic() - began < cut_by:  # 4 kB/s: far under the minimum, never stalled
+        try:
+            sock.sendall(b"\xff" * 1000)
+            if sock.recv(1, socket.MSG_PEEK):
+                break  # answered
+        except TimeoutError:
+            continue
+        except OSError:
+            break  # answered and closed
+    status, head = answer(sock, timeout_s=1)
+    assert status == 408, head
+    assert b"slower than" in head
+    assert time.monotonic() - began <= cut_by
+    deadline = time.monotonic() + MARGIN_S
+    while spooled_files(setup):
+        assert time.monotonic() < deadline, "the trickling upload's file is still open"
+        time.sleep(0.1)
+    sock.close()
+
+
+def test_connections_past_the_limit_are_answered_503(setup):
+    idle = [connect(setup) for _ in range(MAX_CONNECTIONS)]  # open, saying nothing yet
+    time.sleep(0.3)  # all taken in (the header timeout cuts them only after 2 s)
+    extra = connect(setup)
+    extra.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    status, _ = answer(extra)
+    extra.close()
+    for sock in idle:
+        sock.close()
+    assert status == 503
+    deadline = time.monotonic() + MARGIN_S
+    while httpx2.get(f"{setup.server.url}/healthz").status_code != 200:  # room again
+        assert time.monotonic() < deadline, "the closed connections' places were not freed"
+        time.sleep(0.1)
+
+
 def test_a_caller_may_send_only_a_few_large_bodies_at_once(setup):
     uploads = []
     for _ in range(MAX_UPLOADS):
@@ -239,7 +291,7 @@ def test_a_caller_may_send_only_a_few_large_bodies_at_once(setup):
     again.close()
 
 
-def test_the_body_timeout_ends_with_the_body():
+def test_the_body_timeout_ends_with_the_body(tmp_path):
     # After the whole body came, an application may wait on ``receive`` for a disconnect for
     # as long as its answer takes (a slow search); that wait is not a stalled body.
     sent: list[dict] = []
@@ -263,7 +315,7 @@ def test_the_body_timeout_ends_with_the_body():
     async def client_send(message: dict) -> None:
         sent.append(message)
 
-    gate = BodyGate(slow_answer, body_timeout_s=0.1, max_uploads=1)
+    gate = BodyGate(slow_answer, body_timeout_s=0.1, uploads=UploadSlots(tmp_path, 1, b"k"))
     scope = {
         "type": "http",
         "method": "POST",
