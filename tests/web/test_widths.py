@@ -176,6 +176,14 @@ def test_every_page_fits_360_390_and_768_px(browser, server, faces_dir, cases, l
     page.click("form.grid button[type=submit]")
     page.wait_for_selector("figure.searched")
     check_widths(page, "search results", problems)
+
+    page.goto(f"{server.url}/account/password")  # a refused change: its summary, the marks
+    page.fill("input[name=current]", "not the password")
+    page.fill("input[name=new]", "short")
+    page.fill("input[name=again]", "short")
+    page.click("form.password button[type=submit]")
+    page.wait_for_selector("#password-errors")
+    check_widths(page, "change password refused", problems)
     context.close()
     assert problems == [], "\n".join(problems)
 
@@ -200,6 +208,11 @@ def test_admin_sees_the_pages_fit_too(browser, server, cases):
         check_widths(page, f"case #{case['id']} for an admin", problems)
     page.goto(f"{server.url}/admin/users")
     check_widths(page, "accounts", problems)
+    row = "li.account-row[data-username=staff1]"
+    page.fill(f"{row} input[name=password]", "short")
+    page.click(f"{row} form.password button[type=submit]")
+    page.wait_for_selector(f"{row} form.password .error")
+    check_widths(page, "accounts, a password reset refused", problems)
     page.goto(f"{server.url}/admin/agencies")
     page.fill("input[name=code]", "SH-RESCUE-" + "0" * 50)
     page.fill("input[name=name]", LONG_PLACE)
