@@ -151,7 +151,9 @@ def test_a_refused_password_change_marks_every_wrong_field_and_focuses_the_first
     assert 'aria-describedby="new-hint new-error"' in inputs["new"]
     assert "aria-invalid" not in inputs["again"]  # the same as a new one that is refused
     summary = re.search(
-        r'<div class="error error-summary" role="alert" id="password-errors">.*?</div>', refused.text, re.S
+        r'<div class="error error-summary" role="alert" id="password-errors">.*?</div>',
+        refused.text,
+        re.S,
     )
     assert summary and re.findall(r'href="#(f-\w+)"', summary.group(0)) == ["f-current", "f-new"]
     assert "当前密码不正确。" in summary.group(0)
