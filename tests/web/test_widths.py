@@ -82,9 +82,9 @@ INLINE_LINKS: tuple[str, ...] = ()
 """Selectors of the links inside running text, exempt from the size (WCAG's inline exception)."""
 
 
-def small_targets(page: Page) -> list[str]:
-    """The visible controls offering less than 44 x 44 px to tap (the control or its largest
-    label), each with its size: ``tag.class "text" WxH``."""
+def small_targets(page: Page, inline: tuple[str, ...] = INLINE_LINKS) -> list[str]:
+    """The visible controls offering less than 44 x 44 px to tap (neither the control nor a
+    label of it is that large), but those matching ``inline``: ``tag.class "text" WxH``."""
     small: list[str] = page.evaluate(
         """([controls, inline, least]) => {
           const size = e => { const r = e.getBoundingClientRect(); return [r.width, r.height]; };
@@ -105,7 +105,7 @@ def small_targets(page: Page) -> list[str]:
                   ` label ${size(l).map(Math.round).join('x')}`).join('');
             });
         }""",
-        [CONTROLS, list(INLINE_LINKS), MIN_TARGET],
+        [CONTROLS, list(inline), MIN_TARGET],
     )
     return small
 
@@ -153,6 +153,16 @@ def test_every_page_fits_360_390_and_768_px(browser, server, faces_dir, cases, l
 
     page.goto(f"{server.url}/review")
     assert page.locator("article.candidate").count() >= 1
+    page.locator("article.candidate summary.confirm").first.click()  # the confirm step open
+    page.wait_for_selector("details.confirm-step[open] button.confirm-final")
+    check_widths(page, "queue, confirm step open", problems)
+    page.locator("article.candidate .thumbs a.zoom").first.click()  # a lightbox open
+    page.wait_for_selector("dialog.lightbox[open]")
+    check_widths(page, "queue, lightbox open", problems)
+    page.goto(f"{server.url}/review")  # the shortcut list open, its on/off checkbox shown
+    page.keyboard.press("?")
+    page.wait_for_selector("#shortcut-help", state="visible")
+    check_widths(page, "queue, shortcut list open", problems)
 
     page.goto(f"{server.url}/intake")  # an intake refused with its errors listed
     page.fill("input[name=age_min]", "999")
@@ -225,3 +235,22 @@ def test_admin_sees_the_pages_fit_too(browser, server, cases):
     check_widths(page, "agencies refused", problems)
     context.close()
     assert problems == [], "\n".join(problems)
+
+
+def test_the_check_finds_small_targets_and_counts_a_controls_label(browser):
+    """The check itself: a small link, a bare checkbox and a small label are found; a checkbox
+    in a label large enough is not, nor a link exempt as inline."""
+    page = browser.new_page(viewport={"width": 390, "height": 800})
+    page.set_content(
+        '<html lang="en"><body><a href="/x" id="small">x</a>'
+        '<label style="display:flex;min-height:44px">'
+        '<input type="checkbox" id="labelled"> Yes</label>'
+        '<input type="checkbox" id="bare"><label><input type="radio" id="small-label"> a</label>'
+        '<button style="all:unset" id="flat">b</button><input type="hidden" id="hidden">'
+        '<p>Some text <a href="/y" class="in-text">with a link</a>.</p></body></html>'
+    )
+    found = " ".join(small_targets(page, inline=("a.in-text",)))
+    assert '"x"' in found and '"b"' in found and found.count("input.") == 2, found
+    assert "Yes" not in found and "with a link" not in found
+    assert "with a link" in " ".join(small_targets(page, inline=()))
+    page.close()
