@@ -52,10 +52,40 @@ def _current_password_ok(request: Request, user: UserRow, password: str) -> bool
 # ------------------------------------------------------------------------- own password
 
 
+def _password_page(request: Request, *, status_code: int = 200, **context: object) -> Response:
+    """One's own account page; ``errors`` (by field) are shown next to their fields."""
+    context.setdefault("errors", {})
+    return render(
+        request,
+        "password.html",
+        status_code=status_code,
+        min_length=_min_length(request),
+        **context,
+    )
+
+
 @router.get(PASSWORD_PAGE)
 def password_page(request: Request) -> Response:
     page_user(request)
-    return render(request, "password.html", errors={})
+    return _password_page(request)
+
+
+def _password_errors(
+    request: Request, user: UserRow, current: str, new: str, again: str
+) -> dict[str, str]:
+    """What is wrong with a change of one's own password, by field, in the user's language:
+    the current password, the new one (the policy), the new one again (not the same)."""
+    lang = language(request)
+    errors: dict[str, str] = {}
+    if not _current_password_ok(request, user, current):
+        errors["current"] = i18n.text(lang, "account.wrong_current")
+    try:
+        accounts.check_new_password(new, _min_length(request))
+    except InvalidField as exc:
+        errors["new"] = _policy_text(lang, exc)
+    if "new" not in errors and new != again:
+        errors["again"] = i18n.text(lang, "account.mismatch")
+    return errors
 
 
 @router.post(PASSWORD_PAGE)
@@ -67,16 +97,12 @@ def change_password(
     csrf_token: Annotated[str, Form()] = "",
 ) -> Response:
     """Change the signed-in user's password: their other sessions end (the library's reset
-    ends them all; this one is started again)."""
+    ends them all; this one is started again). A refused change marks every wrong field."""
     user = page_user(request)
     check_csrf(request, csrf_token)
     lang = language(request)
-    errors: dict[str, str] = {}
-    if not _current_password_ok(request, user, current):
-        errors["current"] = i18n.text(lang, "account.wrong_current")
-    elif new != again:
-        errors["again"] = i18n.text(lang, "account.mismatch")
-    else:
+    errors = _password_errors(request, user, current, new, again)
+    if not errors:
         try:
             changed = accounts.reset_password(
                 service_of(request).store,
@@ -88,7 +114,7 @@ def change_password(
         except InvalidField as exc:
             errors["new"] = _policy_text(lang, exc)
     if errors:
-        return render(request, "password.html", status_code=422, errors=errors)
+        return _password_page(request, status_code=422, errors=errors)
     start_session(request, changed)
     request.session["notice"] = i18n.text(lang, "account.password_changed")
     return RedirectResponse(PASSWORD_PAGE, status_code=303)
@@ -110,9 +136,7 @@ def change_display_name(
         )
     except InvalidField as exc:
         errors = {"display_name": i18n.error_text(lang, exc)}
-        return render(
-            request, "password.html", status_code=422, errors=errors, typed_name=display_name
-        )
+        return _password_page(request, status_code=422, errors=errors, typed_name=display_name)
     request.session["notice"] = i18n.text(lang, "account.display_name_done")
     return RedirectResponse(PASSWORD_PAGE, status_code=303)
 
@@ -140,6 +164,7 @@ def _users_page(
         accounts=accounts.users(service_of(request).store),
         roles=USER_ROLES,
         errors=errors or {},
+        min_length=_min_length(request),
     )
 
 

@@ -1,5 +1,5 @@
 # ruff: noqa: RUF001 (Chinese punctuation is meant)
-"""The words of the forms' hints and field errors (intake, search, agencies), in both
+"""The words of the forms' hints and field errors (intake, search, agencies, passwords), in both
 languages; ``words`` adds them to its ``MESSAGES``."""
 
 from __future__ import annotations
@@ -59,6 +59,12 @@ FORM_MESSAGES: dict[str, dict[str, str]] = {
         "agencies.retired_done": "Agency {code} retired.",
         "agencies.restored_done": "Agency {code} restored.",
         "agencies.exists": "There is already an agency with code {code}.",
+        "hint.password_current": "The password you sign in with now.",
+        "hint.password_new": (
+            "At least {min_length} characters, and not one of the most common passwords; "
+            "a few words with spaces between them are easy to remember."
+        ),
+        "hint.password_again": "The new password once more, exactly the same.",
     },
     "zh-CN": {
         "hint.name": "已知的姓名，可留空；最多 200 字。",
@@ -108,5 +114,10 @@ FORM_MESSAGES: dict[str, dict[str, str]] = {
         "agencies.retired_done": "机构 {code} 已停用。",
         "agencies.restored_done": "机构 {code} 已恢复。",
         "agencies.exists": "已有代码为 {code} 的机构。",
+        "hint.password_current": "您现在登录用的密码。",
+        "hint.password_new": (
+            "至少 {min_length} 个字符，且不能是最常见的密码之一；用空格隔开的几个词好记又安全。"
+        ),
+        "hint.password_again": "再输入一次新密码，须与上面完全相同。",
     },
 }

@@ -5,7 +5,8 @@ Every field says its rule next to it. When a form is refused, the page is shown 
 user's language with every field typed still filled in, each error next to its field (the first
 wrong field focused, a summary at the top linking to each), and the photos that were fine kept
 (``reunite.staging``: browsers do not allow a page to refill a file input), so they need not be
-chosen again. A group photo is kept too, shown with a box per face for the person to pick one.
+chosen again. A group photo is kept too, shown with a numbered box per face and, under it, one
+choice per face (its crop, touch-sized) for the person to pick one.
 """
 
 from __future__ import annotations

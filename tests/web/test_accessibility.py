@@ -101,6 +101,13 @@ def _last_admin_refused(page: Page, _faces: Path) -> None:
     page.wait_for_selector("li.account-row[data-username=admin1] .error")
 
 
+def _password_reset_refused(page: Page, _faces: Path) -> None:
+    row = "li.account-row[data-username=staff1]"
+    page.fill(f"{row} input[name=password]", "short")
+    page.click(f"{row} form.password button[type=submit]")
+    page.wait_for_selector(f"{row} form.password .error")
+
+
 def _shortcut_list_open(page: Page, _faces: Path) -> None:
     page.keyboard.press("?")
     page.wait_for_selector("#shortcut-help", state="visible")
@@ -145,6 +152,7 @@ VISITS: list[Visit] = [
     Visit("own account, display name refused", "/account/password", _display_name_refused),
     Visit("accounts (admin)", "/admin/users"),
     Visit("accounts, last admin refused", "/admin/users", _last_admin_refused),
+    Visit("accounts, a password reset refused", "/admin/users", _password_reset_refused),
     Visit("agencies (admin), one added", "/admin/agencies", _agency_added),
     Visit("agencies (admin), refused", "/admin/agencies", _agency_refused),
     Visit("error page (unknown case)", "/cases/99999999"),

@@ -105,6 +105,60 @@ def test_a_refused_password_change_says_why_next_to_the_field(
     sign_in(second_client(app_client), "staff1")  # the old password still works
 
 
+@pytest.mark.parametrize(
+    ("lang", "rule"),
+    [
+        ("en", "At least 10 characters, and not one of the most common passwords"),
+        ("zh-CN", "至少 10 个字符，且不能是最常见的密码之一"),
+    ],
+)
+def test_every_password_field_states_the_policy_next_to_it(app_client, store, lang, rule):
+    """The rule under the field, referenced by its aria-describedby: one's own new password
+    and an admin's reset, with the least length the server is set to."""
+    sign_in(app_client, "admin1")
+    own = app_client.get("/account/password", headers={"Accept-Language": lang}).text
+    assert re.search(r'<input id="f-new" [^>]*aria-describedby="new-hint"', own)
+    assert re.search(rf'id="new-hint">{re.escape(rule)}', own)
+    for name in ("current", "again"):
+        assert re.search(rf'<input id="f-{name}" [^>]*aria-describedby="{name}-hint"', own)
+    users = app_client.get("/admin/users", headers={"Accept-Language": lang}).text
+    staff = next(u for u in accounts.users(store) if u.username == "staff1")
+    hints = re.findall(r'id="password-hint-(\d+)">([^<]*)<', users)
+    assert len(hints) == 2 and all(text.startswith(rule) for _, text in hints), hints
+    assert f'aria-describedby="password-hint-{staff.id}"' in users
+
+
+def test_a_refused_password_change_marks_every_wrong_field_and_focuses_the_first(app_client, store):
+    sign_in(app_client, "staff1")
+    refused = app_client.post(
+        "/account/password",
+        data={
+            "current": "wrong one",
+            "new": "short",
+            "again": "short",
+            "csrf_token": csrf(app_client, "/account/password"),
+        },
+        headers={"Accept-Language": "zh-CN"},
+    )
+    assert refused.status_code == 422
+    inputs = {
+        name: tag
+        for tag in re.findall(r"<input [^>]*>", refused.text)
+        if (name := re.search(r'name="(\w+)"', tag).group(1)) in ("current", "new", "again")  # type: ignore[union-attr]
+    }
+    assert 'aria-invalid="true"' in inputs["current"] and "autofocus" in inputs["current"]
+    assert 'aria-invalid="true"' in inputs["new"] and "autofocus" not in inputs["new"]
+    assert 'aria-describedby="new-hint new-error"' in inputs["new"]
+    assert "aria-invalid" not in inputs["again"]  # the same as a new one that is refused
+    summary = re.search(
+        r'<div class="error error-summary" role="alert" id="password-errors">.*?</div>',
+        refused.text,
+        re.S,
+    )
+    assert summary and re.findall(r'href="#(f-\w+)"', summary.group(0)) == ["f-current", "f-new"]
+    assert "当前密码不正确。" in summary.group(0)
+
+
 def test_password_change_needs_the_csrf_token(app_client, store):
     sign_in(app_client, "staff1")
     refused = app_client.post(

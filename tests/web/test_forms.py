@@ -129,7 +129,9 @@ def test_a_group_photo_waits_for_its_face_to_be_picked(staff, sample):
     assert page.count("autofocus") == 1 and f'id="f-face-{token}" autofocus' in page
     boxes = [
         tuple(int(v) for v in m)
-        for m in re.findall(r'<foreignObject x="(\d+)" y="(\d+)" width="(\d+)"', page)
+        for m in re.findall(
+            r'<rect class="box" data-index="\d" x="(\d+)" y="(\d+)" width="(\d+)"', page
+        )
     ]
     created = intake(staff, kept=token, **{f"face-{token}": "2"})
     assert created.status_code == 303, created.text

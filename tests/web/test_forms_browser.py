@@ -57,15 +57,15 @@ def test_a_refused_intake_keeps_its_photo_and_focuses_the_wrong_field(
     assert len(photos) == 1 and len(photos[0]["faces"]) == 1
 
 
-def test_a_group_photos_face_is_picked_by_clicking_its_box(browser, server, faces_dir):
+def test_a_group_photos_face_is_picked_by_tapping_its_crop(browser, server, faces_dir):
     page = signed_in_page(browser, server, "staff1", locale="zh-CN")
     page.goto(f"{server.url}/intake")
     group = faces_dir / "samples" / "obama_and_biden.jpg"
     page.set_input_files("input[name=photos]", str(group))
     page.click("form.grid button[type=submit]")
     page.wait_for_selector("fieldset.face-picker")
-    boxes = page.locator("fieldset.face-picker label.face-box")
-    assert boxes.count() == 3
+    choices = page.locator("fieldset.face-picker label.face-choice")
+    assert choices.count() == 3
     assert (
         page.locator("fieldset.face-picker input[type=radio]")
         .nth(1)
@@ -77,9 +77,12 @@ def test_a_group_photos_face_is_picked_by_clicking_its_box(browser, server, face
     page.keyboard.press("ArrowRight")  # arrows move between faces, as in any radio group
     assert page.locator("fieldset.face-picker input:checked").get_attribute("value") == "1"
     assert not first.is_checked()
-    chosen = page.locator("fieldset.face-picker foreignObject").nth(2)
+    chosen = page.locator("fieldset.face-picker rect.box").nth(2)
     box = {k: int(chosen.get_attribute(k)) for k in ("x", "y", "width", "height")}
-    boxes.nth(2).click()
+    page.set_viewport_size({"width": 390, "height": 800})  # a phone: the crop is tapped
+    tapped = choices.nth(2).bounding_box()
+    assert tapped and tapped["width"] >= 44 and tapped["height"] >= 44
+    choices.nth(2).locator("svg.face-crop").click()
     assert page.locator("fieldset.face-picker input:checked").get_attribute("value") == "2"
     page.click("form.grid button[type=submit]")
     page.wait_for_url(f"{server.url}/cases/*")

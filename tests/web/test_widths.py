@@ -1,5 +1,10 @@
 """Every staff page fits a phone and a tablet: no horizontal scrolling at 360, 390 and 768 px,
-in Chinese and English, and every button is touch-sized (44 px high at least)."""
+in Chinese and English, and every control is touch-sized.
+
+Touch-sized (WCAG 2.5.5, 2.5.8): every visible link, button, form control, ``summary`` and
+``[role=button]`` offers at least 44 x 44 CSS px to tap, counting the control itself or a label
+of it (a checkbox's or a face's label is where a finger lands). The only exceptions are the
+links inside running text (WCAG's "inline" exception), listed in ``INLINE_LINKS``."""
 
 from __future__ import annotations
 
@@ -70,12 +75,37 @@ def overflow(page: Page) -> list[str]:
     return found
 
 
-def small_buttons(page: Page) -> list[str]:
-    """The visible buttons under 44 px high (too small to tap), with their heights."""
+MIN_TARGET = 44
+"""The least width and height of a touch target, in CSS px."""
+CONTROLS = "a[href], button, input:not([type=hidden]), select, textarea, summary, [role=button]"
+INLINE_LINKS: tuple[str, ...] = ()
+"""Selectors of the links inside running text, exempt from the size (WCAG's inline exception)."""
+
+
+def small_targets(page: Page, inline: tuple[str, ...] = INLINE_LINKS) -> list[str]:
+    """The visible controls offering less than 44 x 44 px to tap (neither the control nor a
+    label of it is that large), but those matching ``inline``: ``tag.class "text" WxH``."""
     small: list[str] = page.evaluate(
-        """() => [...document.querySelectorAll('button, input[type=submit]')]
-          .filter(b => b.offsetParent !== null && b.getBoundingClientRect().height < 44)
-          .map(b => `${b.textContent.trim()} ${b.getBoundingClientRect().height}px`)"""
+        """([controls, inline, least]) => {
+          const size = e => { const r = e.getBoundingClientRect(); return [r.width, r.height]; };
+          const shown = e => {
+            const [w, h] = size(e);
+            return w > 0 && h > 0 && getComputedStyle(e).visibility !== 'hidden';
+          };
+          const fits = ([w, h]) => w >= least - 0.5 && h >= least - 0.5;
+          return [...document.querySelectorAll(controls)]
+            .filter(e => shown(e) || [...(e.labels || [])].some(shown))
+            .filter(e => !inline.some(s => e.matches(s)))
+            .filter(e => ![e, ...(e.labels || [])].filter(shown).map(size).some(fits))
+            .map(e => {
+              const [w, h] = size(e);
+              const text = (e.textContent || e.value || e.name || '').trim().slice(0, 30);
+              return `${e.tagName.toLowerCase()}.${e.className} "${text}" ${
+                Math.round(w)}x${Math.round(h)}` + [...(e.labels || [])].map(l =>
+                  ` label ${size(l).map(Math.round).join('x')}`).join('');
+            });
+        }""",
+        [CONTROLS, list(inline), MIN_TARGET],
     )
     return small
 
@@ -86,8 +116,8 @@ def check_widths(page: Page, name: str, problems: list[str]) -> None:
         page.evaluate("() => new Promise(r => requestAnimationFrame(() => r(null)))")
         if found := overflow(page):
             problems.append(f"{name} at {width}px: {found}")
-        if small := small_buttons(page):
-            problems.append(f"{name} at {width}px: buttons under 44px: {small}")
+        if small := small_targets(page):
+            problems.append(f"{name} at {width}px: touch targets under 44x44px: {small}")
 
 
 @pytest.mark.parametrize("locale", ["en-US", "zh-CN"])
@@ -123,6 +153,16 @@ def test_every_page_fits_360_390_and_768_px(browser, server, faces_dir, cases, l
 
     page.goto(f"{server.url}/review")
     assert page.locator("article.candidate").count() >= 1
+    page.locator("article.candidate summary.confirm").first.click()  # the confirm step open
+    page.wait_for_selector("details.confirm-step[open] button.confirm-final")
+    check_widths(page, "queue, confirm step open", problems)
+    page.locator("article.candidate .thumbs a.zoom").first.click()  # a lightbox open
+    page.wait_for_selector("dialog.lightbox[open]")
+    check_widths(page, "queue, lightbox open", problems)
+    page.goto(f"{server.url}/review")  # the shortcut list open, its on/off checkbox shown
+    page.keyboard.press("?")
+    page.wait_for_selector("#shortcut-help", state="visible")
+    check_widths(page, "queue, shortcut list open", problems)
 
     page.goto(f"{server.url}/intake")  # an intake refused with its errors listed
     page.fill("input[name=age_min]", "999")
@@ -146,6 +186,14 @@ def test_every_page_fits_360_390_and_768_px(browser, server, faces_dir, cases, l
     page.click("form.grid button[type=submit]")
     page.wait_for_selector("figure.searched")
     check_widths(page, "search results", problems)
+
+    page.goto(f"{server.url}/account/password")  # a refused change: its summary, the marks
+    page.fill("input[name=current]", "not the password")
+    page.fill("input[name=new]", "short")
+    page.fill("input[name=again]", "short")
+    page.click("form.password button[type=submit]")
+    page.wait_for_selector("#password-errors")
+    check_widths(page, "change password refused", problems)
     context.close()
     assert problems == [], "\n".join(problems)
 
@@ -170,6 +218,11 @@ def test_admin_sees_the_pages_fit_too(browser, server, cases):
         check_widths(page, f"case #{case['id']} for an admin", problems)
     page.goto(f"{server.url}/admin/users")
     check_widths(page, "accounts", problems)
+    row = "li.account-row[data-username=staff1]"
+    page.fill(f"{row} input[name=password]", "short")
+    page.click(f"{row} form.password button[type=submit]")
+    page.wait_for_selector(f"{row} form.password .error")
+    check_widths(page, "accounts, a password reset refused", problems)
     page.goto(f"{server.url}/admin/agencies")
     page.fill("input[name=code]", "SH-RESCUE-" + "0" * 50)
     page.fill("input[name=name]", LONG_PLACE)
@@ -182,3 +235,22 @@ def test_admin_sees_the_pages_fit_too(browser, server, cases):
     check_widths(page, "agencies refused", problems)
     context.close()
     assert problems == [], "\n".join(problems)
+
+
+def test_the_check_finds_small_targets_and_counts_a_controls_label(browser):
+    """The check itself: a small link, a bare checkbox and a small label are found; a checkbox
+    in a label large enough is not, nor a link exempt as inline."""
+    page = browser.new_page(viewport={"width": 390, "height": 800})
+    page.set_content(
+        '<html lang="en"><body><a href="/x" id="small">x</a>'
+        '<label style="display:flex;min-height:44px">'
+        '<input type="checkbox" id="labelled"> Yes</label>'
+        '<input type="checkbox" id="bare"><label><input type="radio" id="small-label"> a</label>'
+        '<button style="all:unset" id="flat">b</button><input type="hidden" id="hidden">'
+        '<p>Some text <a href="/y" class="in-text">with a link</a>.</p></body></html>'
+    )
+    found = " ".join(small_targets(page, inline=("a.in-text",)))
+    assert '"x"' in found and '"b"' in found and found.count("input.") == 2, found
+    assert "Yes" not in found and "with a link" not in found
+    assert "with a link" in " ".join(small_targets(page, inline=()))
+    page.close()
