@@ -242,6 +242,9 @@ def test_pages_and_api_documents_work_under_the_security_headers(browser, server
     assert headers["referrer-policy"] == "no-referrer"
     assert "camera=()" in headers["permissions-policy"]
     assert headers["cache-control"] == "no-store"
+    faces = page.locator("img.face")
+    for i in range(faces.count()):  # lazy images load once scrolled to
+        faces.nth(i).scroll_into_view_if_needed()
     page.wait_for_function(  # the crops load under the policy
         "() => [...document.querySelectorAll('img.face')]"
         ".every(i => i.complete && i.naturalWidth > 0)"
