@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import date, datetime, tzinfo
 from typing import Any
 
+from reunite.config import MIN_COHORT_SIZE
 from reunite.errors import ReuniteError
 from reunite.web.words import MESSAGES
 
@@ -87,6 +88,40 @@ def percent_text(probability: float) -> str:
     if probability <= 0.01:
         return "≤1%"
     return f"{probability * 100:.0f}%"
+
+
+CLOSENESS_BANDS = (("very_close", 0.15), ("close", 0.05), ("edge", 0.0))
+"""How close two faces are, in words, from their distance ``d`` and the tolerance ``t`` (the
+farthest a candidate is proposed at, same-age): ``very_close`` for ``d <= t - 0.15``, ``close``
+for ``d <= t - 0.05``, ``edge`` (near the limit) for ``d <= t``, else ``beyond`` (kept only as a
+cross-age pair). With the default 0.55: 0.40 and 0.50, where most true pairs on LFW lie below
+0.45 (docs/matching.md)."""
+
+
+def closeness(distance: float, tolerance: float) -> str:
+    """The band of ``CLOSENESS_BANDS`` that ``distance`` falls in, else ``beyond``."""
+    for band, margin in CLOSENESS_BANDS:
+        if distance <= tolerance - margin:
+            return band
+    return "beyond"
+
+
+def closeness_text(lang: str, distance: float, tolerance: float) -> str:
+    """How close two faces are, in words (``closeness``)."""
+    return text(lang, f"closeness.{closeness(distance, tolerance)}")
+
+
+def no_chance_text(lang: str, score: float | None, cohort_size: int) -> str:
+    """Why a candidate shows no chance that it is the person (its similarity is not the search
+    fit's, ``calibration.SimilarityBasis``): too few cases of the other kind to compare with
+    (no score), comparing turned off (``cohort_size`` 0), or no search calibration."""
+    if score is not None:
+        why = text(lang, "chance.uncalibrated")
+    elif cohort_size == 0:
+        why = text(lang, "chance.off")
+    else:
+        why = text(lang, "chance.too_few", needed=MIN_COHORT_SIZE)
+    return text(lang, "candidate.chance_unknown", why=why)
 
 
 def error_text(lang: str, error: ReuniteError) -> str:

@@ -191,6 +191,13 @@ def render(
             "t": t,
             "d": lambda value: i18n.date_text(lang, value),
             "percent": i18n.percent_text,
+            "closeness": lambda distance: i18n.closeness_text(
+                lang, distance, service_of(request).settings.tolerance
+            ),
+            "no_chance": lambda score: i18n.no_chance_text(
+                lang, score, service_of(request).settings.cohort_size
+            ),
+            "rules": lambda: service_of(request).settings,
             "when": lambda value: i18n.time_text(lang, value, service_of(request).display_zone),
             "facts": lambda case: case_facts(lang, case),
             "flag_text": lambda flag: i18n.flag_text(lang, flag),

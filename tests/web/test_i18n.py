@@ -71,3 +71,18 @@ def test_a_flag_with_no_words_yet_reads_as_its_code():
     assert flag_text("en", Flag("sex_differs")) == "Flag: sex differs"  # facts it cannot use
     words = flag_text("zh-CN", Flag("sex_differs", {"found": "male", "missing": "female"}))
     assert words == i18n.text("zh-CN", "flag.sex_differs", found="男", missing="女")
+
+
+def test_closeness_in_words_has_bands_below_the_tolerance():
+    bands = [i18n.closeness(d, 0.55) for d in (0.2, 0.40, 0.41, 0.50, 0.511, 0.55, 0.551, 0.7)]
+    assert bands == ["very_close"] * 2 + ["close"] * 2 + ["edge"] * 2 + ["beyond"] * 2
+    assert i18n.closeness(0.511, 0.7) == "very_close"  # against the tolerance set, not 0.55
+    assert i18n.closeness_text("zh-CN", 0.511, 0.55) == "接近提议的上限"
+    assert i18n.closeness_text("en", 0.3, 0.55) == "very close"
+
+
+def test_no_chance_says_why_in_both_languages():
+    assert "at least 30 cases" in i18n.no_chance_text("en", None, 100)
+    assert "至少 30 个" in i18n.no_chance_text("zh-CN", None, 100)
+    assert "turned off" in i18n.no_chance_text("en", None, 0)
+    assert "校准" in i18n.no_chance_text("zh-CN", 3.0, 100)
