@@ -175,6 +175,13 @@ def flag_text(lang: str, flag: Any) -> str:
     return text(lang, "flag.unnamed", code=str(flag.code).replace("_", " "))
 
 
+def range_text(ends: Any) -> str:
+    """A range of whole numbers (ages, years) as people write it, its ends joined by an en
+    dash (``71\u201373``), or one number (``71``) when both ends are the same."""
+    low, high = ends
+    return str(low) if low == high else f"{low}\u2013{high}"
+
+
 def _flag_values(lang: str, flag: Any) -> dict[str, Any]:
     """A flag's facts as its words use them: sexes and dates in ``lang``, ranges split."""
     facts = dict(flag.facts)
@@ -182,18 +189,14 @@ def _flag_values(lang: str, flag: Any) -> dict[str, Any]:
         facts = {k: text(lang, f"sex.{v}") for k, v in facts.items()}
     if flag.code == "age_implausible":
         facts |= {
-            "missing_low": facts["missing_age"][0],
-            "missing_high": facts["missing_age"][1],
-            "apparent_low": facts["apparent_age"][0],
-            "apparent_high": facts["apparent_age"][1],
+            "missing_ages": range_text(facts["missing_age"]),
+            "apparent_ages": range_text(facts["apparent_age"]),
             "on": date_text(lang, date.fromisoformat(facts["on"])),
         }
     if flag.code == "photo_age_gap":
         facts |= {
-            "missing_low": facts["missing_photo_age"][0],
-            "missing_high": facts["missing_photo_age"][1],
-            "found_low": facts["found_photo_age"][0],
-            "found_high": facts["found_photo_age"][1],
+            "missing_ages": range_text(facts["missing_photo_age"]),
+            "found_ages": range_text(facts["found_photo_age"]),
         }
     if flag.code == "face_chosen_automatically":
         facts = {

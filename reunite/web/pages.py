@@ -245,7 +245,7 @@ def case_facts(lang: str, case: CaseRow) -> list[tuple[str, str]]:
     if case.birth_date:
         born = i18n.date_text(lang, case.birth_date)
     elif years:
-        born = f"{years[0]}\u2013{years[1]}" if years[0] != years[1] else str(years[0])
+        born = i18n.range_text(years)
     else:
         born = t(lang, "unknown")
     when_label = "field.date_missing" if case.kind == "missing" else "field.date_found"

@@ -126,19 +126,17 @@ MESSAGES: dict[str, dict[str, str]] = {
         "field.photos": "Photos (one face each)",
         "field.status": "Status",
         "field.kind": "Kind",
-        "age.years": "{low}–{high} years",
-        "age.at": "age {age}",
         "flag.sex_differs": "Sex differs ({found} found, {missing} missing)",
         "flag.age_implausible": (
-            "Age implausible: on {on} the missing person was {missing_low}–{missing_high}, "
-            "the found person looks {apparent_low}–{apparent_high}"
+            "Age implausible: on {on} the missing person was {missing_ages}, "
+            "the found person looks {apparent_ages}"
         ),
         "flag.found_before_missing": (
             "Found on {date_found}, {days} days before reported missing on {date_missing}"
         ),
         "flag.photo_age_gap": (
-            "The photos are about {gap_years} years apart in age ({missing_low}–{missing_high} "
-            "in the missing person's photo, {found_low}–{found_high} in the found person's): "
+            "The photos are about {gap_years} years apart in age ({missing_ages} "
+            "in the missing person's photo, {found_ages} in the found person's): "
             "face matching is much less reliable across such a gap"
         ),
         "flag.face_chosen_automatically": (
@@ -405,20 +403,17 @@ MESSAGES: dict[str, dict[str, str]] = {
         "field.photos": "照片（每张一人）",
         "field.status": "状态",
         "field.kind": "类型",
-        "age.years": "{low}–{high} 岁",
-        "age.at": "{age} 岁",
         "flag.sex_differs": "性别不符（受助：{found}，走失：{missing}）",
         "flag.age_implausible": (
-            "年龄不符：{on} 时走失人员应为 {missing_low}–{missing_high} 岁，"
-            "受助人员看起来 {apparent_low}–{apparent_high} 岁"
+            "年龄不符：{on} 时走失人员应为 {missing_ages} 岁，受助人员看起来 {apparent_ages} 岁"
         ),
         "flag.found_before_missing": (
             "发现日期 {date_found} 比报失日期 {date_missing} 早 {days} 天"
         ),
         "flag.photo_age_gap": (
             "两张照片中的年龄相差约 {gap_years} 岁"
-            "（走失人员照片中 {missing_low}–{missing_high} 岁，"
-            "受助人员照片中 {found_low}–{found_high} 岁）："
+            "（走失人员照片中 {missing_ages} 岁，"
+            "受助人员照片中 {found_ages} 岁）："
             "跨越这样的年龄差，人脸比对可靠性大大降低"
         ),
         "flag.face_chosen_automatically": (

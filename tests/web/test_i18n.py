@@ -86,3 +86,20 @@ def test_no_chance_says_why_in_both_languages():
     assert "至少 30 个" in i18n.no_chance_text("zh-CN", None, 100)
     assert "turned off" in i18n.no_chance_text("en", None, 0)
     assert "校准" in i18n.no_chance_text("zh-CN", 3.0, 100)
+
+
+def test_an_age_range_with_equal_ends_reads_as_one_age():
+    implausible = Flag(
+        "age_implausible",
+        {"missing_age": [71, 71], "apparent_age": [30, 40], "gap_years": 31, "on": "2024-03-05"},
+    )
+    assert "应为 71 岁，" in flag_text("zh-CN", implausible)
+    assert "71–71" not in flag_text("zh-CN", implausible)
+    assert "was 71, the found person looks 30–40" in flag_text("en", implausible)
+    gap = Flag(
+        "photo_age_gap",
+        {"missing_photo_age": [20, 20], "found_photo_age": [40, 42], "gap_years": 20},
+    )
+    assert "(20 in the missing person's photo, 40–42 in the found" in flag_text("en", gap)
+    assert "走失人员照片中 20 岁，受助人员照片中 40–42 岁" in flag_text("zh-CN", gap)
+    assert i18n.range_text((1960, 1960)) == "1960" and i18n.range_text([1, 2]) == "1–2"
