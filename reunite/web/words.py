@@ -114,9 +114,10 @@ MESSAGES: dict[str, dict[str, str]] = {
         "field.date_found": "Date found",
         "field.taken_on": "Photos taken on",
         "hint.taken_on": (
-            "The day these photos were taken, as YYYY-MM-DD (e.g. 2024-03-05). Left empty, they "
-            "count as taken on the date found (a missing person's undated photo counts as taken "
-            "on the date missing). With a birth year, it gives the age in each photo."
+            "The day these photos were taken, as YYYY-MM-DD (e.g. 2024-03-05). Leave it empty if "
+            'you do not know: the photos then show "date unknown", and the age checks take '
+            "them as taken on the date found (a missing person's, on the date missing). With a "
+            "birth year, it gives the age in each photo."
         ),
         "field.place": "Place",
         "field.description": "Description",
@@ -393,8 +394,9 @@ MESSAGES: dict[str, dict[str, str]] = {
         "field.date_found": "发现日期",
         "field.taken_on": "拍摄日期",
         "hint.taken_on": (
-            "这些照片的拍摄日期，格式为 YYYY-MM-DD（例如 2024-03-05）。留空则视为在发现当天拍摄"
-            "（走失者未注明日期的照片视为在走失当天拍摄）。结合出生年份可推算每张照片中的年龄。"
+            "这些照片的拍摄日期，格式为 YYYY-MM-DD（例如 2024-03-05）。不知道就留空：照片将显示"
+            "“日期不详”，年龄核对时按发现当天拍摄计算（走失者的照片按走失当天计算）。"
+            "结合出生年份可推算每张照片中的年龄。"
         ),
         "field.place": "地点",
         "field.description": "特征描述",
