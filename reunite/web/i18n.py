@@ -146,14 +146,25 @@ def error_text(lang: str, error: ReuniteError) -> str:
         key = "error.stale_form"
     if f"{key}.{error.details.get('reason')}" in MESSAGES[lang]:
         key = f"{key}.{error.details.get('reason')}"  # e.g. why an undo was refused
-    if key not in MESSAGES[lang]:
-        return error.message
+    if key not in MESSAGES[lang] or _needs_english(lang, key):
+        # Words only the English detail would give: in another language, the error's general
+        # words (the page must not mix languages), else the detail itself in English.
+        general = f"error.{error.code}.general"
+        if lang != DEFAULT_LANGUAGE:
+            return text(lang, general if general in MESSAGES[lang] else "error.general")
+        if key not in MESSAGES[lang]:
+            return error.message
     values = {
         **error.details,
         "detail": error.message,
         "count": len(error.details.get("boxes", [])),
     }
     return text(lang, key, **values)
+
+
+def _needs_english(lang: str, key: str) -> bool:
+    """Whether the words of ``key`` carry the error's English ``detail`` (in ``lang``)."""
+    return lang != DEFAULT_LANGUAGE and "{detail}" in MESSAGES[lang][key]
 
 
 def field_label(lang: str, field: str | None) -> str:

@@ -259,6 +259,14 @@ MESSAGES: dict[str, dict[str, str]] = {
         "error.back": "Back to the review queue",
         "error.status": "Error {status}",
         "error.invalid_field": "Please check the fields: {detail}",
+        "error.invalid_field.general": "Please check what was sent: part of it is not valid.",
+        "error.invalid_field.cursor": (
+            "This link to more results is out of date or damaged. Start again from the first page."
+        ),
+        "error.conflict.general": "This cannot be done now. Reload the page to see where things "
+        "stand.",
+        "error.undo_refused.general": "This decision cannot be undone.",
+        "error.general": "This could not be done. Go back and try again.",
         "nav.account": "My account",
         "account.page_title": "My account",
         "account.display_name": "Display name",
@@ -529,6 +537,11 @@ MESSAGES: dict[str, dict[str, str]] = {
         "error.conflict": "目前无法执行：{detail}",
         "error.not_found": "未找到。",
         "error.invalid_field": "请检查填写内容：{detail}",
+        "error.invalid_field.general": "请检查提交的内容：其中有无效的部分。",
+        "error.invalid_field.cursor": "此翻页链接已过期或已损坏，请从第一页重新开始。",
+        "error.conflict.general": "目前无法执行此操作，请刷新页面查看最新状态。",
+        "error.undo_refused.general": "此决定无法撤销。",
+        "error.general": "无法完成此操作，请返回后重试。",
         "nav.account": "我的账户",
         "account.page_title": "我的账户",
         "account.display_name": "显示名称",
