@@ -70,6 +70,7 @@ MESSAGES: dict[str, dict[str, str]] = {
         "candidate.found": "Found person",
         "candidate.missing": "Missing person",
         "candidate.history": "Decisions",
+        "candidate.heading": "Candidate {id}",
         "candidate.chance_unknown": "Chance this is the person cannot be estimated yet: {why}.",
         "chance.too_few": "there are too few cases to compare with (a search needs at least "
         "{needed} cases of the other kind, missing or found)",
@@ -358,6 +359,7 @@ MESSAGES: dict[str, dict[str, str]] = {
         "candidate.found": "受助人员",
         "candidate.missing": "走失人员",
         "candidate.history": "审核记录",
+        "candidate.heading": "候选匹配 {id}",
         "candidate.chance_unknown": "暂时无法估计是此人的可能性：{why}。",
         "chance.too_few": "可比较的案例太少（每次搜索需要至少 {needed} 个另一类的案例，"
         "即走失或受助案例）",
