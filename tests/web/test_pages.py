@@ -247,6 +247,8 @@ def test_pages_and_api_documents_work_under_the_security_headers(browser, server
     assert headers["referrer-policy"] == "no-referrer"
     assert "camera=()" in headers["permissions-policy"]
     assert headers["cache-control"] == "no-store"
+    # Every crop, the cards below the fold too (lazy ones would wait for a scroll).
+    page.locator("img.face").evaluate_all("imgs => imgs.forEach(i => { i.loading = 'eager'; })")
     page.wait_for_function(  # the crops load under the policy
         "() => [...document.querySelectorAll('img.face')]"
         ".every(i => i.complete && i.naturalWidth > 0)"
