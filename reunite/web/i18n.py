@@ -128,7 +128,9 @@ def error_text(lang: str, error: ReuniteError) -> str:
     """A library error as a sentence in ``lang``.
 
     Field errors name each field in ``lang`` (with the validator's English words only in
-    English); errors with no translation keep their English detail.
+    English). An error with no words of its own, or whose words carry its English detail,
+    keeps that detail in English only: in another language it reads as its code's general
+    words (``error.<code>.general``), else ``error.general``, never half in English.
     """
     problems = error.details.get("errors")
     if error.code == "invalid_field" and problems:
@@ -147,8 +149,6 @@ def error_text(lang: str, error: ReuniteError) -> str:
     if f"{key}.{error.details.get('reason')}" in MESSAGES[lang]:
         key = f"{key}.{error.details.get('reason')}"  # e.g. why an undo was refused
     if key not in MESSAGES[lang] or _needs_english(lang, key):
-        # Words only the English detail would give: in another language, the error's general
-        # words (the page must not mix languages), else the detail itself in English.
         general = f"error.{error.code}.general"
         if lang != DEFAULT_LANGUAGE:
             return text(lang, general if general in MESSAGES[lang] else "error.general")
