@@ -18,13 +18,20 @@ import json
 import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 from reunite.files import write_atomically
 
 log = logging.getLogger(__name__)
+
+
+SimilarityBasis = Literal["search", "pair", "linear"]
+"""What a shown similarity rests on: ``search``, the search fit with the candidate's normalised
+score (a chance among the probe's near faces); ``pair``, the pair fit from the distance alone (no
+cohort, or no search fit: every pair within tolerance then reads near certain, so the pages show
+no percentage); ``linear``, no calibration (``1 - distance / 1.2``, not a probability)."""
 
 
 def linear_similarity(distance: float) -> float:
@@ -78,6 +85,10 @@ class Calibration:
         if score is not None and self.search is not None:
             return float(self.search_probability(np.asarray(distance), np.asarray(score)))
         return float(self.probability(distance))
+
+    def similarity_basis(self, score: float | None) -> SimilarityBasis:
+        """Which fit ``similarity`` uses for a candidate with ``score``: ``search`` or ``pair``."""
+        return "search" if score is not None and self.search is not None else "pair"
 
     def save(self, path: Path) -> Path | None:
         """Write atomically; an existing file is kept as ``<name>.<its time>.json`` (rollback).

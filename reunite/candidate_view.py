@@ -9,10 +9,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from reunite import review
+from reunite.calibration import SimilarityBasis
 from reunite.store import CandidateDecisionRow, CandidateRow, CaseRow
 
 Similarity = Callable[[float, float | None], float]
 """What a distance and its normalised score mean, in [0, 1] (see ``Reunite.similarity``)."""
+
+SimilarityBasisOf = Callable[[float | None], SimilarityBasis]
+"""What that similarity rests on, given the normalised score (see ``Reunite.similarity_basis``)."""
 
 
 @dataclass(frozen=True)
@@ -51,6 +55,9 @@ class CandidateView:
     flags: list[review.Flag]
     decisions: list[CandidateDecisionRow]
     similarity: float
+    similarity_basis: SimilarityBasis
+    """What ``similarity`` rests on (``calibration.SimilarityBasis``): only ``search`` is a
+    chance among the probe's near faces; the pages show no percentage otherwise."""
     blocked_by: tuple[int, ...] = ()
     """Ids of this pending candidate's cases already matched by another confirmed candidate:
     while any is listed, confirming it is refused (``Candidates.decide``)."""

@@ -20,7 +20,12 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from reunite import audit, paging, review, webhooks
-from reunite.candidate_view import CandidateView, Similarity, in_review_order
+from reunite.candidate_view import (
+    CandidateView,
+    Similarity,
+    SimilarityBasisOf,
+    in_review_order,
+)
 from reunite.cases import case_row, cases_by_id
 from reunite.config import Settings
 from reunite.errors import Conflict, InvalidField, NotFound
@@ -71,6 +76,7 @@ class Candidates:
     _: KW_ONLY
     live: LiveIndex
     similarity: Similarity
+    similarity_basis: SimilarityBasisOf
     write_lock: threading.RLock
     rules_version: str
     """Today's matching rules (``matching.rules_version``), recorded with the cases matched."""
@@ -341,6 +347,7 @@ class Candidates:
                     flags=flags,
                     decisions=[d for d in decisions if d.candidate_id == c.id],
                     similarity=self.similarity(c.distance, c.score),
+                    similarity_basis=self.similarity_basis(c.score),
                     blocked_by=_blocked_by(session, c, cases) if c.status == "pending" else (),
                 )
             )

@@ -7,7 +7,8 @@ from collections.abc import Sequence
 from dataclasses import KW_ONLY, dataclass, field
 
 from reunite import audit, imaging
-from reunite.candidate_view import Similarity
+from reunite.calibration import SimilarityBasis
+from reunite.candidate_view import Similarity, SimilarityBasisOf
 from reunite.candidates import Candidates
 from reunite.cases import cases_by_id
 from reunite.config import Settings
@@ -22,11 +23,13 @@ from reunite.store import CaseRow, Store
 @dataclass(frozen=True)
 class RankedCase:
     """A candidate case for one probe face: the case row, how close its nearest face is, and
-    what that distance means (``similarity``, see ``Reunite.similarity``)."""
+    what that distance means (``similarity``, see ``Reunite.similarity``) and what that rests on
+    (``similarity_basis``)."""
 
     case: CaseRow
     match: CaseMatch
     similarity: float
+    similarity_basis: SimilarityBasis
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,7 @@ class Search:
     finder: FaceFinder
     pipeline: Pipeline
     similarity: Similarity
+    similarity_basis: SimilarityBasisOf
 
     def search_image(
         self,
@@ -96,7 +100,12 @@ class Search:
                 )[:k]
                 cases = cases_by_id(session, [m.case_id for m in matches])
                 ranked = [
-                    RankedCase(cases[m.case_id], m, self.similarity(m.distance, m.score))
+                    RankedCase(
+                        cases[m.case_id],
+                        m,
+                        self.similarity(m.distance, m.score),
+                        self.similarity_basis(m.score),
+                    )
                     for m in matches
                     if m.case_id in cases
                 ]

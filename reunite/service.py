@@ -32,6 +32,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from reunite import audit, imaging, privacy
 from reunite.admission import Admission
 from reunite.calibration import (
+    SimilarityBasis,
     calibration_fingerprint,
     linear_similarity,
     loaded_calibration,
@@ -131,6 +132,7 @@ class Reunite:
             store,
             live=self.live,
             similarity=self.similarity,
+            similarity_basis=self.similarity_basis,
             write_lock=lock,
             rules_version=self.rules_version,
         )
@@ -155,6 +157,7 @@ class Reunite:
             finder=finder,
             pipeline=self.pipeline,
             similarity=self.similarity,
+            similarity_basis=self.similarity_basis,
         )
         self.erasure = Erasure(
             settings,
@@ -188,6 +191,13 @@ class Reunite:
         if self.calibration is None:
             return linear_similarity(distance)
         return self.calibration.similarity(distance, score)
+
+    def similarity_basis(self, score: float | None = None) -> SimilarityBasis:
+        """What ``similarity`` rests on for a candidate with normalised ``score``:
+        ``search``, ``pair`` or ``linear`` (``calibration.SimilarityBasis``)."""
+        if self.calibration is None:
+            return "linear"
+        return self.calibration.similarity_basis(score)
 
     def close(self) -> None:
         """Save the index (if it was loaded) and release the database connections."""

@@ -201,6 +201,7 @@ def _payload(
             "missing_case_id": candidate.missing_case_id,
             "distance": candidate.distance,
             "similarity": view.similarity,
+            "similarity_basis": view.similarity_basis,
             "status": candidate.status,
             "explanation": view.explanation.as_dict(),
         },

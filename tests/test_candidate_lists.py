@@ -111,3 +111,16 @@ def test_the_search_fit_is_used_where_a_candidate_has_a_score():
     assert both.similarity(0.5) == pairs.similarity(0.5)  # no score: the pair fit
     stranger, standout = both.similarity(0.5, 2.3), both.similarity(0.5, 6.0)
     assert stranger < 0.1 < 0.9 < standout
+
+
+def test_the_similarity_basis_names_the_fit_the_similarity_used():
+    pairs = Calibration("m", "p", slope=40.0, midpoint=0.6, fitted_on="", pairs=1, created_at="")
+    both = Calibration(
+        "m", "p", slope=40.0, midpoint=0.6, fitted_on="", pairs=1, created_at="",
+        search={"intercept": -4.0, "score_weight": 2.3, "distance_weight": -12.4},
+    )  # fmt: skip
+    assert both.similarity_basis(2.3) == "search"
+    assert both.similarity(0.5, 2.3) != both.similarity(0.5)  # the search fit, indeed
+    assert both.similarity_basis(None) == "pair"  # no cohort: no score
+    assert both.similarity_basis(0.0) == "search"  # a score of 0 is a score
+    assert pairs.similarity_basis(3.0) == pairs.similarity_basis(None) == "pair"

@@ -58,6 +58,7 @@ def test_a_candidate_carries_its_score_in_its_search_and_its_rank(service, faces
     assert candidate.distance == pytest.approx(distances.min(), abs=1e-4)
     assert candidate.score >= service.settings.min_score
     assert view.similarity == pytest.approx(service.similarity(candidate.distance, candidate.score))
+    assert view.similarity_basis == "search"  # a cohort of the gallery: the search fit
 
     # A candidate proposed before scores existed gets its score from `reunite rematch`.
     with service.store.transaction() as session:
@@ -87,6 +88,7 @@ def test_min_score_keeps_out_what_does_not_stand_out_and_no_cohort_means_no_scor
         [view] = service.enroll_photo(found.id, photo, actor=ACTOR).new_candidates
         assert view.candidate.score is None and view.candidate.rank == 1
         assert view.similarity == pytest.approx(service.similarity(view.candidate.distance))
+        assert view.similarity_basis == "pair"
 
 
 def test_a_cross_age_pair_needs_no_score(tmp_path, faces_dir, finder: MemoFinder):

@@ -368,6 +368,7 @@ def test_candidate_events_reach_the_agency_signed_and_without_names(
                 "score": row.score,
                 "flags": [],
             }
+        assert payload["candidate"]["similarity_basis"] == "pair"  # two cases: no cohort
         assert NAME.split()[0].encode() not in created.body
         assert b"unknown man" not in created.body
 
@@ -384,6 +385,7 @@ def test_candidate_events_reach_the_agency_signed_and_without_names(
             "score": 3.2,
             "flags": [],
         }
+        assert decided["candidate"]["similarity_basis"] == "search"  # now with a score
         assert decided["type"] == "candidate.decided"
         assert decided["candidate"]["id"] == candidate_id
         assert decided["candidate"]["status"] == "confirmed"

@@ -99,6 +99,7 @@ CANDIDATE_EXAMPLE: dict[str, Any] = {
     "missing_face_id": 120,
     "distance": 0.35,
     "similarity": 0.98,
+    "similarity_basis": "search",
     "status": "pending",
     "flags": [],
     "explanation": EXPLANATION_EXAMPLE,
@@ -118,6 +119,7 @@ RANKED_CASE_EXAMPLE: dict[str, Any] = {
     "face_id": 120,
     "distance": 0.33,
     "similarity": 0.985,
+    "similarity_basis": "search",
     "crop_url": "/api/v1/faces/120/crop",
 }
 SEARCH_FACE_EXAMPLE: dict[str, Any] = {

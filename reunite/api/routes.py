@@ -112,7 +112,8 @@ def decoded_cursor(cursor: str | None, *, order: str) -> list[Any] | None:
         return [_cursor_value(kind, value) for kind, value in zip(shape, values, strict=True)]
     except (ValueError, TypeError, binascii.Error, UnicodeDecodeError) as exc:
         raise InvalidField(
-            "The cursor is not one this service gave out for this listing (order)."
+            "The cursor is not one this service gave out for this listing (order).",
+            reason="cursor",
         ) from exc
 
 

@@ -25,6 +25,7 @@ from reunite.api.examples import (
     WEBHOOK_EXAMPLE,
     examples,
 )
+from reunite.calibration import SimilarityBasis
 from reunite.review import birth_years
 from reunite.service import CandidateView, Enrollment, FaceResult
 from reunite.store import CaseFacts, CaseKind, CaseRow, CaseStatus, FaceRow, PhotoRow, Sex
@@ -262,6 +263,16 @@ class DecisionOut(BaseModel):
     )
 
 
+SIMILARITY_BASIS_DESCRIPTION = (
+    "What similarity rests on. 'search': the search fit, from the distance and the normalised "
+    "score against the probe's cohort: the estimated chance. 'pair': the pair fit, from the "
+    "distance alone, used when the search had no cohort (fewer than 30 cases of the other "
+    "kind) or the calibration has no search fit: near 1 for every pair within tolerance, so "
+    "it is not a chance among the gallery and the staff pages show none. 'linear': no "
+    "calibration is loaded; similarity is 1 - distance / 1.2, not a probability."
+)
+
+
 class CandidateOut(BaseModel):
     """A found case paired with a missing case, for a person to review."""
 
@@ -276,7 +287,11 @@ class CandidateOut(BaseModel):
     similarity: float = Field(
         description="Estimated chance that this candidate is the person: calibrated on 1:N "
         "searches from the distance and the normalised score where the search has one, else "
-        "on balanced pairs from the distance alone (docs/matching.md)."
+        "on balanced pairs from the distance alone (docs/matching.md). Read it with "
+        "similarity_basis: only 'search' is such a chance."
+    )
+    similarity_basis: SimilarityBasis = Field(
+        description=SIMILARITY_BASIS_DESCRIPTION,
     )
     status: str
     flags: list[FlagOut]
@@ -296,6 +311,7 @@ class CandidateOut(BaseModel):
             missing_face_id=c.missing_face_id,
             distance=c.distance,
             similarity=view.similarity,
+            similarity_basis=view.similarity_basis,
             status=c.status,
             flags=[FlagOut(code=f.code, facts=f.facts) for f in view.flags],
             explanation=ExplanationOut(**view.explanation.as_dict()),
@@ -401,6 +417,7 @@ class RankedCaseOut(BaseModel):
         description="Estimated chance that this case is the person in the photo (as a "
         "candidate's similarity; docs/matching.md)."
     )
+    similarity_basis: SimilarityBasis = Field(description=SIMILARITY_BASIS_DESCRIPTION)
     crop_url: str
 
 
@@ -455,6 +472,7 @@ class SearchOut(BaseModel):
                             face_id=rc.match.face_id,
                             distance=rc.match.distance,
                             similarity=rc.similarity,
+                            similarity_basis=rc.similarity_basis,
                             crop_url=f"/api/v1/faces/{rc.match.face_id}/crop",
                         )
                         for rc in r.ranked

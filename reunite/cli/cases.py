@@ -288,6 +288,7 @@ def _results_json(results: list[FaceResult]) -> list[dict[str, Any]]:
                     "face_id": rc.match.face_id,
                     "distance": round(rc.match.distance, 4),
                     "similarity": round(rc.similarity, 4),
+                    "similarity_basis": rc.similarity_basis,
                 }
                 for rc in r.ranked
             ],

@@ -30,6 +30,14 @@ FORM_MESSAGES: dict[str, dict[str, str]] = {
             "Apparent age: “from” ({low}) is above “to” ({high}). Swap them or correct one."
         ),
         "error.unknown_agency": "Agency: choose one from the list.",
+        "error.ref_needs_agency_list": (
+            "Agency: choose the agency that issued this case number (a case number belongs to "
+            "one agency)."
+        ),
+        "error.ref_needs_agency": (
+            "Agency: enter the code of the agency that issued this case number (a case number "
+            "belongs to one agency)."
+        ),
         "error.pick_face": "{filename}: this photo shows {count} faces; pick the one to use.",
         "error.kept_gone": "A kept photo has expired or was removed; choose it again.",
         "intake.kept_title": "Photos kept from before",
@@ -86,6 +94,8 @@ FORM_MESSAGES: dict[str, dict[str, str]] = {
         "hint.search_photo": "JPEG、PNG 或 WebP 照片；照片中的每张人脸都会被搜索。",
         "error.age_range": "估计年龄：“从”（{low}）大于“到”（{high}）。请对调或改正其中一个。",
         "error.unknown_agency": "机构：请从列表中选择。",
+        "error.ref_needs_agency_list": "机构：请选择签发此案件编号的机构（案件编号属于某一机构）。",
+        "error.ref_needs_agency": "机构：请填写签发此案件编号的机构代码（案件编号属于某一机构）。",
         "error.pick_face": "{filename}：这张照片中有 {count} 张人脸，请选出要用的一张。",
         "error.kept_gone": "保留的照片已过期或已移除，请重新选择。",
         "intake.kept_title": "之前选择并已保留的照片",

@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import date, datetime, tzinfo
 from typing import Any
 
+from reunite.config import MIN_COHORT_SIZE
 from reunite.errors import ReuniteError
 from reunite.web.words import MESSAGES
 
@@ -89,11 +90,47 @@ def percent_text(probability: float) -> str:
     return f"{probability * 100:.0f}%"
 
 
+CLOSENESS_BANDS = (("very_close", 0.15), ("close", 0.05), ("edge", 0.0))
+"""How close two faces are, in words, from their distance ``d`` and the tolerance ``t`` (the
+farthest a candidate is proposed at, same-age): ``very_close`` for ``d <= t - 0.15``, ``close``
+for ``d <= t - 0.05``, ``edge`` (near the limit) for ``d <= t``, else ``beyond`` (kept only as a
+cross-age pair). With the default 0.55: 0.40 and 0.50, where most true pairs on LFW lie below
+0.45 (docs/matching.md)."""
+
+
+def closeness(distance: float, tolerance: float) -> str:
+    """The band of ``CLOSENESS_BANDS`` that ``distance`` falls in, else ``beyond``."""
+    for band, margin in CLOSENESS_BANDS:
+        if distance <= tolerance - margin:
+            return band
+    return "beyond"
+
+
+def closeness_text(lang: str, distance: float, tolerance: float) -> str:
+    """How close two faces are, in words (``closeness``)."""
+    return text(lang, f"closeness.{closeness(distance, tolerance)}")
+
+
+def no_chance_text(lang: str, score: float | None, cohort_size: int) -> str:
+    """Why a candidate shows no chance that it is the person (its similarity is not the search
+    fit's, ``calibration.SimilarityBasis``): too few cases of the other kind to compare with
+    (no score), comparing turned off (``cohort_size`` 0), or no search calibration."""
+    if score is not None:
+        why = text(lang, "chance.uncalibrated")
+    elif cohort_size == 0:
+        why = text(lang, "chance.off")
+    else:
+        why = text(lang, "chance.too_few", needed=MIN_COHORT_SIZE)
+    return text(lang, "candidate.chance_unknown", why=why)
+
+
 def error_text(lang: str, error: ReuniteError) -> str:
     """A library error as a sentence in ``lang``.
 
     Field errors name each field in ``lang`` (with the validator's English words only in
-    English); errors with no translation keep their English detail.
+    English). An error with no words of its own, or whose words carry its English detail,
+    keeps that detail in English only: in another language it reads as its code's general
+    words (``error.<code>.general``), else ``error.general``, never half in English.
     """
     problems = error.details.get("errors")
     if error.code == "invalid_field" and problems:
@@ -111,14 +148,23 @@ def error_text(lang: str, error: ReuniteError) -> str:
         key = "error.stale_form"
     if f"{key}.{error.details.get('reason')}" in MESSAGES[lang]:
         key = f"{key}.{error.details.get('reason')}"  # e.g. why an undo was refused
-    if key not in MESSAGES[lang]:
-        return error.message
+    if key not in MESSAGES[lang] or _needs_english(lang, key):
+        general = f"error.{error.code}.general"
+        if lang != DEFAULT_LANGUAGE:
+            return text(lang, general if general in MESSAGES[lang] else "error.general")
+        if key not in MESSAGES[lang]:
+            return error.message
     values = {
         **error.details,
         "detail": error.message,
         "count": len(error.details.get("boxes", [])),
     }
     return text(lang, key, **values)
+
+
+def _needs_english(lang: str, key: str) -> bool:
+    """Whether the words of ``key`` carry the error's English ``detail`` (in ``lang``)."""
+    return lang != DEFAULT_LANGUAGE and "{detail}" in MESSAGES[lang][key]
 
 
 def field_label(lang: str, field: str | None) -> str:
@@ -140,6 +186,13 @@ def flag_text(lang: str, flag: Any) -> str:
     return text(lang, "flag.unnamed", code=str(flag.code).replace("_", " "))
 
 
+def range_text(ends: Any) -> str:
+    """A range of whole numbers (ages, years) as people write it, its ends joined by an en
+    dash (``71\u201373``), or one number (``71``) when both ends are the same."""
+    low, high = ends
+    return str(low) if low == high else f"{low}\u2013{high}"
+
+
 def _flag_values(lang: str, flag: Any) -> dict[str, Any]:
     """A flag's facts as its words use them: sexes and dates in ``lang``, ranges split."""
     facts = dict(flag.facts)
@@ -147,18 +200,14 @@ def _flag_values(lang: str, flag: Any) -> dict[str, Any]:
         facts = {k: text(lang, f"sex.{v}") for k, v in facts.items()}
     if flag.code == "age_implausible":
         facts |= {
-            "missing_low": facts["missing_age"][0],
-            "missing_high": facts["missing_age"][1],
-            "apparent_low": facts["apparent_age"][0],
-            "apparent_high": facts["apparent_age"][1],
+            "missing_ages": range_text(facts["missing_age"]),
+            "apparent_ages": range_text(facts["apparent_age"]),
             "on": date_text(lang, date.fromisoformat(facts["on"])),
         }
     if flag.code == "photo_age_gap":
         facts |= {
-            "missing_low": facts["missing_photo_age"][0],
-            "missing_high": facts["missing_photo_age"][1],
-            "found_low": facts["found_photo_age"][0],
-            "found_high": facts["found_photo_age"][1],
+            "missing_ages": range_text(facts["missing_photo_age"]),
+            "found_ages": range_text(facts["found_photo_age"]),
         }
     if flag.code == "face_chosen_automatically":
         facts = {

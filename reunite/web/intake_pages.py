@@ -378,14 +378,25 @@ def _found_case_fields(
         for problem in exc.details.get("errors", []):
             name = str(problem.get("field") or "")
             key = CASE_FIELD_OF.get(name, name)
-            message = i18n.text(lang, "error.field", field=i18n.field_label(lang, name))
             if key in FORM_FIELDS:
-                hint = f"hint.{key}"
-                rule = i18n.text(lang, hint) if i18n.has_text(lang, hint) else ""
-                errors.setdefault(key, f"{message} {rule}".strip())
+                errors.setdefault(key, _field_problem(lang, key, name, fields, listed=bool(kept)))
             else:
                 general.append(i18n.error_text(lang, InvalidField("", errors=[problem])))
     return fields, errors, general
+
+
+def _field_problem(lang: str, key: str, name: str, fields: dict[str, Any], *, listed: bool) -> str:
+    """What is wrong with the form field ``key`` (the case field ``name``), in words that fit
+    its control: the field and its rule (the drop-down's where an admin keeps the agencies,
+    ``listed``), or, for a case number sent without an agency, that the agency is needed."""
+    if key == "agency" and "external_ref" in fields and "agency" not in fields:
+        return i18n.text(
+            lang, "error.ref_needs_agency_list" if listed else "error.ref_needs_agency"
+        )
+    message = i18n.text(lang, "error.field", field=i18n.field_label(lang, name))
+    hint = "hint.agency_list" if key == "agency" and listed else f"hint.{key}"
+    rule = i18n.text(lang, hint) if i18n.has_text(lang, hint) else ""
+    return f"{message} {rule}".strip()
 
 
 def _ages(lang: str, values: dict[str, str], errors: dict[str, str]) -> tuple[int, int] | None:

@@ -191,6 +191,13 @@ def render(
             "t": t,
             "d": lambda value: i18n.date_text(lang, value),
             "percent": i18n.percent_text,
+            "closeness": lambda distance: i18n.closeness_text(
+                lang, distance, service_of(request).settings.tolerance
+            ),
+            "no_chance": lambda score: i18n.no_chance_text(
+                lang, score, service_of(request).settings.cohort_size
+            ),
+            "rules": lambda: service_of(request).settings,
             "when": lambda value: i18n.time_text(lang, value, service_of(request).display_zone),
             "facts": lambda case: case_facts(lang, case),
             "flag_text": lambda flag: i18n.flag_text(lang, flag),
@@ -238,7 +245,7 @@ def case_facts(lang: str, case: CaseRow) -> list[tuple[str, str]]:
     if case.birth_date:
         born = i18n.date_text(lang, case.birth_date)
     elif years:
-        born = f"{years[0]}\u2013{years[1]}" if years[0] != years[1] else str(years[0])
+        born = i18n.range_text(years)
     else:
         born = t(lang, "unknown")
     when_label = "field.date_missing" if case.kind == "missing" else "field.date_found"

@@ -11,10 +11,12 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response
 
+from reunite import names
 from reunite.api.auth import check_csrf, service_of
 from reunite.api.routes import MAX_ID, Id, decoded_cursor, encoded_cursor
 from reunite.candidate_view import CandidateView
 from reunite.errors import ReuniteError
+from reunite.store import CaseRow
 from reunite.web import i18n
 from reunite.web.cards import card_context
 from reunite.web.pages import PageRoute, language, page_error, page_user, render, safe_next
@@ -70,24 +72,40 @@ def decide(
             role=user.role,
             note=note.strip() or None,
         )
-        request.session["notice"] = pair_notice(lang, "decision.saved", view)
+        request.session["notice"] = pair_notice(request, lang, "decision.saved", view)
         request.session["undo"] = undo_offer(request, view)
     except ReuniteError as exc:
         request.session["notice"] = i18n.error_text(lang, exc)
     return RedirectResponse(safe_next(next), status_code=303)
 
 
-def pair_notice(lang: str, key: str, view: CandidateView) -> str:
-    """The notice after a change to a candidate (``key``), naming its pair and new status."""
+def pair_notice(request: Request, lang: str, key: str, view: CandidateView) -> str:
+    """The notice after a change to a candidate (``key``), naming its pair and new status:
+    each case by its agency's reference where it has one (``case_name``), else by its number."""
     c = view.candidate
+    agencies = names.agency_names(
+        service_of(request).store, [view.found.agency, view.missing.agency]
+    )
     return i18n.text(
         lang,
         key,
         id=c.id,
-        found=c.found_case_id,
-        missing=c.missing_case_id,
+        found=case_name(lang, view.found, agencies),
+        missing=case_name(lang, view.missing, agencies),
         status=i18n.text(lang, f"status.{c.status}").lower(),
     )
+
+
+def case_name(lang: str, case: CaseRow, agencies: dict[str, str]) -> str:
+    """A case as staff name it, its side said: "found person SH-2024-0031 (Shanghai police)"
+    (the agency's name, else its code, where known), else "found case 12"."""
+    if not case.external_ref:
+        return i18n.text(lang, f"notice.{case.kind}_case", id=case.id)
+    reference = case.external_ref
+    if case.agency:
+        agency = agencies.get(case.agency, case.agency)
+        reference = i18n.text(lang, "notice.reference", reference=reference, agency=agency)
+    return i18n.text(lang, f"notice.{case.kind}", reference=reference)
 
 
 def undo_offer(request: Request, view: CandidateView) -> dict[str, int] | None:
@@ -119,7 +137,7 @@ def undo(
     try:
         check_csrf(request, csrf_token)
         view = service_of(request).undo(candidate_id, decision, actor=f"user:{user.username}")
-        request.session["notice"] = pair_notice(lang, "undo.done", view)
+        request.session["notice"] = pair_notice(request, lang, "undo.done", view)
     except ReuniteError as exc:
         request.session["notice"] = i18n.error_text(lang, exc)
     return RedirectResponse(safe_next(next), status_code=303)

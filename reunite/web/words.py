@@ -56,7 +56,7 @@ MESSAGES: dict[str, dict[str, str]] = {
         "queue.more": "More candidates →",
         "queue.total": "{total} waiting",
         "queue.help": "The service proposes; you decide. A family visit or DNA still confirms.",
-        "candidate.distance": "Distance",
+        "candidate.distance": "distance",
         "candidate.similarity": "Chance this is the person (estimated)",
         "candidate.note": "Note (optional)",
         "candidate.reason": "Reason",
@@ -70,11 +70,28 @@ MESSAGES: dict[str, dict[str, str]] = {
         "candidate.found": "Found person",
         "candidate.missing": "Missing person",
         "candidate.history": "Decisions",
-        "explanation.rank": "Rank {rank} of its search",
-        "explanation.rank_unknown": "Rank in its search unknown",
-        "explanation.distance": "distance",
-        "explanation.score": "stands out by {score} σ",
-        "explanation.score_unknown": "how far it stands out: unknown",
+        "candidate.heading": "Candidate {id}",
+        "candidate.chance_unknown": "Chance this is the person cannot be estimated yet: {why}.",
+        "chance.too_few": "there are too few cases to compare with (a search needs at least "
+        "{needed} cases of the other kind, missing or found)",
+        "chance.off": "comparing with other cases is turned off in the settings",
+        "chance.uncalibrated": "this service has no calibration for searches",
+        "closeness.very_close": "very close",
+        "closeness.close": "close",
+        "closeness.edge": "near the limit of what is proposed",
+        "closeness.beyond": "beyond the usual limit (kept because the photos are years apart)",
+        "explanation.closeness": "Faces: {closeness}",
+        "explanation.rank": "No. {rank} of the cases its search found",
+        "explanation.rank_unknown": "its place in its search was not recorded",
+        "explanation.score": "stands out from other similar faces: {score} (higher is clearer)",
+        "explanation.score_unknown": "not compared with other cases (too few to compare with)",
+        "numbers.title": "The numbers",
+        "numbers.distance": "Distance between the faces:",
+        "numbers.distance_help": "(0 is identical; proposed up to {tolerance}, or {cross_age} "
+        "for photos years apart)",
+        "numbers.score": "Normalised score: {score} σ (how many standard deviations closer than "
+        "the other nearest cases on average; proposed from {min_score})",
+        "numbers.score_unknown": "Normalised score: none (too few cases to compare with)",
         "flag.unnamed": "Flag: {code}",
         "status.pending": "Pending",
         "status.confirmed": "Confirmed",
@@ -98,9 +115,10 @@ MESSAGES: dict[str, dict[str, str]] = {
         "field.date_found": "Date found",
         "field.taken_on": "Photos taken on",
         "hint.taken_on": (
-            "The day these photos were taken, as YYYY-MM-DD (e.g. 2024-03-05). Left empty, they "
-            "count as taken on the date found (a missing person's undated photo counts as taken "
-            "on the date missing). With a birth year, it gives the age in each photo."
+            "The day these photos were taken, as YYYY-MM-DD (e.g. 2024-03-05). Leave it empty if "
+            'you do not know: the photos then show "date unknown", and the age checks take '
+            "them as taken on the date found (a missing person's, on the date missing). With a "
+            "birth year, it gives the age in each photo."
         ),
         "field.place": "Place",
         "field.description": "Description",
@@ -110,19 +128,17 @@ MESSAGES: dict[str, dict[str, str]] = {
         "field.photos": "Photos (one face each)",
         "field.status": "Status",
         "field.kind": "Kind",
-        "age.years": "{low}–{high} years",
-        "age.at": "age {age}",
         "flag.sex_differs": "Sex differs ({found} found, {missing} missing)",
         "flag.age_implausible": (
-            "Age implausible: on {on} the missing person was {missing_low}–{missing_high}, "
-            "the found person looks {apparent_low}–{apparent_high}"
+            "Age implausible: on {on} the missing person was {missing_ages}, "
+            "the found person looks {apparent_ages}"
         ),
         "flag.found_before_missing": (
             "Found on {date_found}, {days} days before reported missing on {date_missing}"
         ),
         "flag.photo_age_gap": (
-            "The photos are about {gap_years} years apart in age ({missing_low}–{missing_high} "
-            "in the missing person's photo, {found_low}–{found_high} in the found person's): "
+            "The photos are about {gap_years} years apart in age ({missing_ages} "
+            "in the missing person's photo, {found_ages} in the found person's): "
             "face matching is much less reliable across such a gap"
         ),
         "flag.face_chosen_automatically": (
@@ -146,21 +162,26 @@ MESSAGES: dict[str, dict[str, str]] = {
         "search.kind": "Search among",
         "search.submit": "Search",
         "search.face": "Face {number}",
-        "search.none": "No case within tolerance. This is not proof that the person is absent.",
+        "search.none": "No case looks close enough to propose. This is not proof that the "
+        "person is absent.",
         "case.title.missing": "Missing case {id}",
         "case.title.found": "Found case {id}",
         "case.photos": "Photos",
         "case.candidates": "Candidates",
         "case.none": "No candidates yet.",
         "case.created": "Saved. {count} candidate(s) found.",
-        "decision.saved": "Candidate {id} (found case {found} ↔ missing case {missing}): {status}.",
+        "decision.saved": "Candidate {id} ({found} ↔ {missing}): {status}.",
+        "notice.found": "found person {reference}",
+        "notice.missing": "missing person {reference}",
+        "notice.found_case": "found case {id}",
+        "notice.missing_case": "missing case {id}",
+        "notice.reference": "{reference} ({agency})",
         "undo.button": "Undo",
         "undo.until": "Your decision: you can undo it until {time}.",
         "undo.window_s": "You can undo this within {seconds} seconds.",
         "undo.window_min": "You can undo this within {minutes} minutes.",
         "undo.expired": "The time to undo has passed; an admin can reopen the candidate.",
-        "undo.done": "Undone: candidate {id} (found case {found} ↔ missing case {missing}) is "
-        "{status} again.",
+        "undo.done": "Undone: candidate {id} ({found} ↔ {missing}) is {status} again.",
         "error.undo_refused": "This decision cannot be undone: {detail}",
         "error.undo_refused.off": "Undo is turned off here. An admin can reopen the candidate.",
         "error.undo_refused.not_undoable": "Only a confirm or a reject can be undone. An admin "
@@ -239,6 +260,14 @@ MESSAGES: dict[str, dict[str, str]] = {
         "error.back": "Back to the review queue",
         "error.status": "Error {status}",
         "error.invalid_field": "Please check the fields: {detail}",
+        "error.invalid_field.general": "Please check what was sent: part of it is not valid.",
+        "error.invalid_field.cursor": (
+            "This link to more results is out of date or damaged. Start again from the first page."
+        ),
+        "error.conflict.general": "This cannot be done now. Reload the page to see where things "
+        "stand.",
+        "error.undo_refused.general": "This decision cannot be undone.",
+        "error.general": "This could not be done. Go back and try again.",
         "nav.account": "My account",
         "account.page_title": "My account",
         "account.display_name": "Display name",
@@ -330,11 +359,28 @@ MESSAGES: dict[str, dict[str, str]] = {
         "candidate.found": "受助人员",
         "candidate.missing": "走失人员",
         "candidate.history": "审核记录",
-        "explanation.rank": "本次搜索第 {rank} 位",
-        "explanation.rank_unknown": "搜索排名未知",
-        "explanation.distance": "距离",
-        "explanation.score": "突出程度 {score} σ",
-        "explanation.score_unknown": "突出程度未知",
+        "candidate.heading": "候选匹配 {id}",
+        "candidate.chance_unknown": "暂时无法估计是此人的可能性：{why}。",
+        "chance.too_few": "可比较的案例太少（每次搜索需要至少 {needed} 个另一类的案例，"
+        "即走失或受助案例）",
+        "chance.off": "设置中已关闭与其他案例的比较",
+        "chance.uncalibrated": "本系统没有用于搜索的校准数据",
+        "closeness.very_close": "非常接近",
+        "closeness.close": "接近",
+        "closeness.edge": "接近提议的上限",
+        "closeness.beyond": "超出通常的上限（因照片相隔多年而保留）",
+        "explanation.closeness": "两张脸：{closeness}",
+        "explanation.rank": "在其搜索找到的案例中排第 {rank}",
+        "explanation.rank_unknown": "未记录其在搜索中的名次",
+        "explanation.score": "比其他相似面孔更接近：{score}（越高越明显）",
+        "explanation.score_unknown": "没有足够的案例来比较",
+        "numbers.title": "具体数值",
+        "numbers.distance": "两张脸的距离：",
+        "numbers.distance_help": "（0 为完全相同；{tolerance} 以内才会提议，"
+        "照片相隔多年时放宽到 {cross_age}）",
+        "numbers.score": "标准化分数：{score} σ（比最近的其他案例平均更接近多少个标准差；"
+        "{min_score} 起才会提议）",
+        "numbers.score_unknown": "标准化分数：无（可比较的案例太少）",
         "flag.unnamed": "提示：{code}",
         "status.pending": "待审核",
         "status.confirmed": "已确认",
@@ -358,8 +404,9 @@ MESSAGES: dict[str, dict[str, str]] = {
         "field.date_found": "发现日期",
         "field.taken_on": "拍摄日期",
         "hint.taken_on": (
-            "这些照片的拍摄日期，格式为 YYYY-MM-DD（例如 2024-03-05）。留空则视为在发现当天拍摄"
-            "（走失者未注明日期的照片视为在走失当天拍摄）。结合出生年份可推算每张照片中的年龄。"
+            "这些照片的拍摄日期，格式为 YYYY-MM-DD（例如 2024-03-05）。不知道就留空：照片将显示"
+            "“日期不详”，年龄核对时按发现当天拍摄计算（走失者的照片按走失当天计算）。"
+            "结合出生年份可推算每张照片中的年龄。"
         ),
         "field.place": "地点",
         "field.description": "特征描述",
@@ -369,20 +416,17 @@ MESSAGES: dict[str, dict[str, str]] = {
         "field.photos": "照片（每张一人）",
         "field.status": "状态",
         "field.kind": "类型",
-        "age.years": "{low}–{high} 岁",
-        "age.at": "{age} 岁",
         "flag.sex_differs": "性别不符（受助：{found}，走失：{missing}）",
         "flag.age_implausible": (
-            "年龄不符：{on} 时走失人员应为 {missing_low}–{missing_high} 岁，"
-            "受助人员看起来 {apparent_low}–{apparent_high} 岁"
+            "年龄不符：{on} 时走失人员应为 {missing_ages} 岁，受助人员看起来 {apparent_ages} 岁"
         ),
         "flag.found_before_missing": (
             "发现日期 {date_found} 比报失日期 {date_missing} 早 {days} 天"
         ),
         "flag.photo_age_gap": (
             "两张照片中的年龄相差约 {gap_years} 岁"
-            "（走失人员照片中 {missing_low}–{missing_high} 岁，"
-            "受助人员照片中 {found_low}–{found_high} 岁）："
+            "（走失人员照片中 {missing_ages} 岁，"
+            "受助人员照片中 {found_ages} 岁）："
             "跨越这样的年龄差，人脸比对可靠性大大降低"
         ),
         "flag.face_chosen_automatically": (
@@ -404,21 +448,25 @@ MESSAGES: dict[str, dict[str, str]] = {
         "search.kind": "查找范围",
         "search.submit": "查找",
         "search.face": "第 {number} 张人脸",
-        "search.none": "没有在容差范围内的案件。这不能证明此人不在系统中。",
+        "search.none": "没有足够相似的案件可以提议。这不能证明此人不在系统中。",
         "case.title.missing": "走失案件 {id}",
         "case.title.found": "受助案件 {id}",
         "case.photos": "照片",
         "case.candidates": "候选匹配",
         "case.none": "暂无候选匹配。",
         "case.created": "已保存。找到 {count} 个候选匹配。",
-        "decision.saved": "候选匹配 {id}（受助案件 {found} ↔ 走失案件 {missing}）：{status}。",
+        "decision.saved": "候选匹配 {id}（{found} ↔ {missing}）：{status}。",
+        "notice.found": "受助人员 {reference}",
+        "notice.missing": "走失人员 {reference}",
+        "notice.found_case": "受助案件 {id}",
+        "notice.missing_case": "走失案件 {id}",
+        "notice.reference": "{reference}（{agency}）",
         "undo.button": "撤销",
         "undo.until": "这是您的决定，{time} 前可以撤销。",
         "undo.window_s": "{seconds} 秒内可以撤销。",
         "undo.window_min": "{minutes} 分钟内可以撤销。",
         "undo.expired": "撤销时间已过；如需更改，请由管理员重新审核。",
-        "undo.done": "已撤销：候选匹配 {id}（受助案件 {found} ↔ 走失案件 {missing}）"
-        "恢复为{status}。",
+        "undo.done": "已撤销：候选匹配 {id}（{found} ↔ {missing}）恢复为{status}。",
         "error.undo_refused": "此决定无法撤销：{detail}",
         "error.undo_refused.off": "此处未开启撤销功能。如需更改，请由管理员重新审核。",
         "error.undo_refused.not_undoable": "只能撤销“确认”或“排除”。如需更改，请由管理员重新审核。",
@@ -491,6 +539,11 @@ MESSAGES: dict[str, dict[str, str]] = {
         "error.conflict": "目前无法执行：{detail}",
         "error.not_found": "未找到。",
         "error.invalid_field": "请检查填写内容：{detail}",
+        "error.invalid_field.general": "请检查提交的内容：其中有无效的部分。",
+        "error.invalid_field.cursor": "此翻页链接已过期或已损坏，请从第一页重新开始。",
+        "error.conflict.general": "目前无法执行此操作，请刷新页面查看最新状态。",
+        "error.undo_refused.general": "此决定无法撤销。",
+        "error.general": "无法完成此操作，请返回后重试。",
         "nav.account": "我的账户",
         "account.page_title": "我的账户",
         "account.display_name": "显示名称",

@@ -412,3 +412,31 @@ def test_a_decision_is_undone_by_whoever_made_it_and_no_one_else(client, candida
         404,
         "not_found",
     )
+
+
+def test_every_similarity_says_what_it_rests_on(client, candidate, sample):
+    """A gallery of two cases has no cohort: the candidate has no score, its similarity is the
+    pair fit's (near 1 within tolerance) and every answer says so; without a calibration it is
+    the linear score and says that."""
+    from reunite.calibration import linear_similarity
+
+    service = client.app.state.service
+    assert candidate["explanation"]["score"] is None
+    assert candidate["similarity_basis"] == "pair"
+    assert candidate["similarity"] == pytest.approx(service.similarity(candidate["distance"]))
+    listed = client.get(f"{API}/candidates").json()["items"][0]
+    one = client.get(f"{API}/candidates/{candidate['id']}").json()
+    assert listed["similarity_basis"] == one["similarity_basis"] == "pair"
+    search = client.post(
+        f"{API}/search", files={"file": ("p.jpg", sample("obama2.jpg"), "image/jpeg")}
+    ).json()
+    ranked = search["faces"][0]["candidates"]
+    assert ranked and {r["similarity_basis"] for r in ranked} == {"pair"}
+
+    calibration, service.calibration = service.calibration, None
+    try:
+        linear = client.get(f"{API}/candidates/{candidate['id']}").json()
+    finally:
+        service.calibration = calibration
+    assert linear["similarity_basis"] == "linear"
+    assert linear["similarity"] == pytest.approx(linear_similarity(candidate["distance"]))

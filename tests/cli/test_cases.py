@@ -38,6 +38,7 @@ def test_enroll_a_folder_then_search_and_reindex(workdir, faces_dir, capsys):
     [face] = json.loads(capsys.readouterr().out)
     assert [c["case_id"] for c in face["candidates"]] == [1]
     assert face["candidates"][0]["distance"] < 0.6
+    assert face["candidates"][0]["similarity_basis"] == "pair"  # one case: no cohort
 
     assert main(["search", str(faces_dir / "samples" / "biden.jpg")]) == 0
     assert "no case within tolerance" in capsys.readouterr().out

@@ -2,7 +2,8 @@
 
 axe-core (shipped inside the ``axe-playwright-python`` wheel: nothing is fetched) runs inside
 each page in a real Chromium against a real server. Any violation of impact "serious" or
-"critical" fails the test, listed by language, page, rule, impact and the offending nodes.
+"critical" fails the test, and so does a heading that skips a level (``heading-order``, moderate),
+listed by language, page, rule, impact and the offending nodes.
 
 To check a new page, add a ``Visit`` to ``VISITS``: its path (``{found}``, ``{missing}`` and
 ``{decided}`` stand for the cases' ids) and, if the page needs it, a ``then`` step that fills
@@ -30,6 +31,9 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} not installed")
 
 FAILING_IMPACTS = ("serious", "critical")
+FAILING_RULES = ("heading-order",)
+"""Rules that fail the test whatever their impact: a heading that skips a level (moderate)
+misleads who moves through a page by its headings."""
 
 
 @dataclass(frozen=True)
@@ -205,11 +209,12 @@ def axe() -> Any:
 
 
 def violations(axe: Any, page: Page, where: str) -> list[str]:
-    """The serious and critical violations on the page, one line each with its nodes."""
+    """The serious and critical violations on the page and those of ``FAILING_RULES``, one line
+    each with its nodes."""
     results = axe.run(page).response
     lines = []
     for violation in results["violations"]:
-        if violation.get("impact") not in FAILING_IMPACTS:
+        if violation.get("impact") not in FAILING_IMPACTS and violation["id"] not in FAILING_RULES:
             continue
         targets = [" ".join(map(str, node["target"])) for node in violation["nodes"]]
         lines.append(
@@ -262,11 +267,13 @@ def test_the_check_reports_each_violation_with_its_nodes(browser, axe):
     page = browser.new_page()
     page.set_content(
         '<html lang="en"><body><main><h1>Faults</h1><img id="no-alt" src="data:,">'
-        '<input id="no-label"><p style="color:#aaa;background:#fff">pale</p></main></body></html>'
+        '<input id="no-label"><p style="color:#aaa;background:#fff">pale</p>'
+        '<h3 id="skipped">A level skipped</h3></main></body></html>'
     )
     found = violations(axe, page, "test page")
     page.close()
     assert any("image-alt (critical)" in line and "#no-alt" in line for line in found), found
     assert any("label (critical)" in line and "#no-label" in line for line in found), found
     assert any("color-contrast (serious)" in line for line in found), found
+    assert any("heading-order (moderate)" in line and "#skipped" in line for line in found), found
     assert all(line.startswith("test page: ") for line in found)

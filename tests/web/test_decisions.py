@@ -6,6 +6,7 @@ import re
 import pytest
 
 from reunite import accounts
+from reunite.agencies import add_agency
 from tests.web.conftest import PASSWORD, csrf_token
 
 
@@ -69,6 +70,45 @@ def test_the_message_after_a_decision_names_the_pair(staff, two_candidates):
     )
     done = decide(staff, second, "rejected", "zh-CN")
     assert f"候选匹配 {second}（受助案件 {found2} ↔ 走失案件 {missing}）：已排除。" in done.text
+
+
+def test_the_notices_name_each_case_by_its_agency_reference_where_it_has_one(staff, sample):
+    service = staff.app.state.service
+    add_agency(service.store, "SHJZ", "上海救助站", actor="t")
+    missing = service.create_case(
+        {"kind": "missing", "agency": "SHJZ", "external_ref": "SH-2024-0031"}, actor="t"
+    )
+    service.enroll_photo(missing.id, sample("obama.jpg"), actor="t")
+    found = service.create_case({"kind": "found"}, actor="t")
+    [view] = service.enroll_photo(found.id, sample("obama2.jpg"), actor="t").new_candidates
+    pair = view.candidate.id
+    for lang, saved, undone in (
+        (
+            "en",
+            f"Candidate {pair} (found case {found.id} ↔ missing person SH-2024-0031 "
+            "(上海救助站)): confirmed.",
+            f"Undone: candidate {pair} (found case {found.id} ↔ missing person SH-2024-0031 "
+            "(上海救助站)) is pending again.",
+        ),
+        (
+            "zh-CN",
+            f"候选匹配 {pair}（受助案件 {found.id} ↔ 走失人员 SH-2024-0031（上海救助站））"
+            "：已确认。",
+            f"已撤销：候选匹配 {pair}（受助案件 {found.id} ↔ 走失人员 SH-2024-0031（上海救助站））"
+            "恢复为待审核。",
+        ),
+    ):
+        done = decide(staff, pair, "confirmed", lang)
+        assert saved in done.text, lang
+        assert f"case {missing.id}" not in done.text and f"案件 {missing.id}" not in done.text
+        offered = undo_form(done.text)
+        assert offered, lang
+        back = staff.post(
+            offered["action"],
+            data={"decision": offered["decision"], "csrf_token": csrf(staff), "next": "/review"},
+            headers={"Accept-Language": lang},
+        )
+        assert undone in back.text, lang
 
 
 def test_confirming_asks_once_more_in_place_in_both_languages(staff, two_candidates):

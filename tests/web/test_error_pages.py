@@ -119,10 +119,10 @@ def test_a_malformed_case_id_is_a_404_page(staff, lang, words):
 ERRORS = [
     (errors.Forbidden("no"), 403, "You are not allowed", "没有权限"),
     (errors.NotFound("no case 7"), 404, "", ""),
-    (errors.Conflict("already matched"), 409, "This cannot be done now", ""),
+    (errors.Conflict("already matched"), 409, "This cannot be done now", "目前无法执行"),
     (errors.ImageTooLarge("big"), 413, "This photo is too large", "照片太大"),
     (errors.UnsupportedImage("gif"), 415, "not a JPEG, PNG or WebP", "不是 JPEG"),
-    (errors.InvalidInput("bad"), 422, "", ""),
+    (errors.InvalidInput("bad"), 422, "bad", "无法完成此操作"),
     (errors.RateLimited("slow", retry_after_s=7), 429, "Too many requests", "请求过于频繁"),
     (errors.NotReady("starting"), 503, "The service is starting", "系统正在启动"),
     (RuntimeError("boom"), 500, "Something went wrong on our side", "系统出错"),
@@ -153,5 +153,35 @@ def test_every_error_a_page_meets_is_a_page_in_both_languages(failing_pages, ind
     assert f"{status}" in response.text
     words = en_words if lang == "en" else zh_words
     assert words in response.text
+    if lang == "zh-CN":  # never the error's English words on a Chinese page
+        assert f">{_error}" not in response.text and f"：{_error}" not in response.text
     if status == 429:
         assert response.headers["retry-after"] == "7"
+
+
+@pytest.mark.parametrize(
+    ("lang", "words"),
+    [
+        ("en", "This link to more results is out of date or damaged."),
+        ("zh-CN", "此翻页链接已过期或已损坏，请从第一页重新开始。"),
+    ],
+)
+@pytest.mark.parametrize("cursor", ["garbage", "W10", "WzEsMl0"])  # not base64 JSON; [], [1,2]
+def test_a_bad_cursor_on_a_page_says_so_in_the_pages_language(staff, lang, words, cursor):
+    for order in ("closest", "newest"):
+        response = staff.get(
+            f"/review?order={order}&cursor={cursor}", headers={"Accept-Language": lang}
+        )
+        assert is_page(response, 422) and words in response.text
+        assert "cursor" not in response.text.split("<main", 1)[1]  # no English detail
+
+
+def test_an_error_without_words_of_its_own_is_still_in_the_pages_language():
+    from reunite.web import i18n
+
+    untranslated = errors.InvalidField("The k parameter must be at most 200.")
+    assert i18n.error_text("zh-CN", untranslated) == "请检查提交的内容：其中有无效的部分。"
+    assert "k parameter" in i18n.error_text("en", untranslated)  # English keeps the detail
+    refused = errors.ReuniteError("something new")
+    assert i18n.error_text("zh-CN", refused) == "无法完成此操作，请返回后重试。"
+    assert i18n.error_text("en", refused) == "something new"

@@ -193,6 +193,37 @@ def test_the_agency_is_chosen_from_the_kept_list(staff, sample):
     assert staff.app.state.service.case(case_id).agency == "SH-RESCUE-01"
 
 
+def field_error(page: str, name: str) -> str:
+    return page.split(f'id="f-{name}-error"')[1].split("</span>")[0].split(">", 1)[1]
+
+
+@pytest.mark.parametrize(
+    ("lang", "listed", "free"),
+    [
+        (
+            "en",
+            "Agency: choose the agency that issued this case number",
+            "Agency: enter the code of the agency that issued this case number",
+        ),
+        ("zh-CN", "机构：请选择签发此案件编号的机构", "机构：请填写签发此案件编号的机构代码"),
+    ],
+)
+def test_a_case_number_without_an_agency_asks_for_the_agency_as_its_control_takes_it(
+    staff, sample, lang, listed, free
+):
+    files = {"photos": ("obama.jpg", sample("obama.jpg"), "image/jpeg")}
+    refused = intake(staff, lang, files=files, external_ref="2024-001")
+    assert refused.status_code == 422
+    assert field_error(refused.text, "agency").startswith(free)  # a text field: type the code
+
+    agencies.add_agency(staff.app.state.service.store, "SH-01", "上海", actor="t")
+    refused = intake(staff, lang, files=files, external_ref="2024-001")
+    assert refused.status_code == 422 and '<select name="agency"' in refused.text
+    shown = field_error(refused.text, "agency")
+    assert shown.startswith(listed), shown  # a drop-down: choose, no typing rule
+    assert "no spaces" not in shown and "不能有空格" not in shown
+
+
 def test_a_picked_face_and_kept_photos_survive_another_refusal(staff, sample):
     store = staff.app.state.service.store
     agencies.add_agency(store, "SH-01", "上海", actor="t")

@@ -71,3 +71,35 @@ def test_a_flag_with_no_words_yet_reads_as_its_code():
     assert flag_text("en", Flag("sex_differs")) == "Flag: sex differs"  # facts it cannot use
     words = flag_text("zh-CN", Flag("sex_differs", {"found": "male", "missing": "female"}))
     assert words == i18n.text("zh-CN", "flag.sex_differs", found="男", missing="女")
+
+
+def test_closeness_in_words_has_bands_below_the_tolerance():
+    bands = [i18n.closeness(d, 0.55) for d in (0.2, 0.40, 0.41, 0.50, 0.511, 0.55, 0.551, 0.7)]
+    assert bands == ["very_close"] * 2 + ["close"] * 2 + ["edge"] * 2 + ["beyond"] * 2
+    assert i18n.closeness(0.511, 0.7) == "very_close"  # against the tolerance set, not 0.55
+    assert i18n.closeness_text("zh-CN", 0.511, 0.55) == "接近提议的上限"
+    assert i18n.closeness_text("en", 0.3, 0.55) == "very close"
+
+
+def test_no_chance_says_why_in_both_languages():
+    assert "at least 30 cases" in i18n.no_chance_text("en", None, 100)
+    assert "至少 30 个" in i18n.no_chance_text("zh-CN", None, 100)
+    assert "turned off" in i18n.no_chance_text("en", None, 0)
+    assert "校准" in i18n.no_chance_text("zh-CN", 3.0, 100)
+
+
+def test_an_age_range_with_equal_ends_reads_as_one_age():
+    implausible = Flag(
+        "age_implausible",
+        {"missing_age": [71, 71], "apparent_age": [30, 40], "gap_years": 31, "on": "2024-03-05"},
+    )
+    assert "应为 71 岁，" in flag_text("zh-CN", implausible)
+    assert "71–71" not in flag_text("zh-CN", implausible)
+    assert "was 71, the found person looks 30–40" in flag_text("en", implausible)
+    gap = Flag(
+        "photo_age_gap",
+        {"missing_photo_age": [20, 20], "found_photo_age": [40, 42], "gap_years": 20},
+    )
+    assert "(20 in the missing person's photo, 40–42 in the found" in flag_text("en", gap)
+    assert "走失人员照片中 20 岁，受助人员照片中 40–42 岁" in flag_text("zh-CN", gap)
+    assert i18n.range_text((1960, 1960)) == "1960" and i18n.range_text([1, 2]) == "1–2"

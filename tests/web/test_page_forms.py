@@ -123,9 +123,13 @@ def test_the_case_page_links_each_face_to_its_whole_photo(staff, sample):
 
 
 def test_the_photo_date_applies_to_the_intakes_photos_and_its_hint_says_so(staff, sample):
-    for lang, words in (("en", "YYYY-MM-DD"), ("zh-CN", "走失当天")):
+    for lang, words in (  # left empty, the photo's date is unknown, as its card then says
+        ("en", "Leave it empty if you do not know: the photos then show &#34;date unknown&#34;"),
+        ("zh-CN", "不知道就留空：照片将显示“日期不详”"),
+    ):
         page = staff.get("/intake", headers={"Accept-Language": lang}).text
-        assert 'aria-describedby="f-taken_on-hint"' in page and words in page
+        assert 'aria-describedby="f-taken_on-hint"' in page and words in page, lang
+        assert "YYYY-MM-DD" in page and "视为在发现当天拍摄" not in page
     response = staff.post(
         "/intake",
         data={"csrf_token": csrf(staff), "date_found": "2024-03-05", "taken_on": "2023-12-24"},

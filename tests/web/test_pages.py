@@ -10,6 +10,7 @@ import httpx2
 import pytest
 
 from reunite.store import CandidateRow, Store
+from reunite.web.i18n import closeness_text
 from tests.conftest import settings_in
 from tests.images import no_face_jpeg
 from tests.web.conftest import CHROMIUM, PASSWORD
@@ -77,7 +78,7 @@ def test_intake_candidate_confirm_and_audit(browser, server, faces_dir, tmp_path
     assert "1 candidate(s) found" in page.locator(".notice").inner_text()
     card = page.locator("article.candidate")
     assert card.count() == 1 and "李建国" in card.inner_text()
-    assert float(card.locator(".distance").inner_text()) < 0.6
+    assert float(card.locator(".distance").text_content() or "") < 0.6  # under "The numbers"
 
     page.click("text=Review queue")
     card = page.locator("article.candidate")
@@ -163,7 +164,11 @@ def test_search_draws_a_box_on_every_face(browser, server, faces_dir):
     page.wait_for_selector("figure.searched")
     assert page.locator("svg rect.box").count() == 3
     assert page.locator("section.face-results").count() == 3
-    assert page.locator("section.face-results .ranked").count() >= 1  # Obama is enrolled
+    ranked = page.locator("section.face-results .ranked")
+    assert ranked.count() >= 1  # Obama is enrolled
+    # A small gallery: no cohort to compare with, so no chance in percent, but words saying so.
+    assert "%" not in ranked.first.inner_text()
+    assert "cannot be estimated yet" in ranked.first.locator(".chance-unknown").inner_text()
 
 
 def test_admin_reopens_with_a_reason(browser, server, faces_dir):
@@ -242,9 +247,8 @@ def test_pages_and_api_documents_work_under_the_security_headers(browser, server
     assert headers["referrer-policy"] == "no-referrer"
     assert "camera=()" in headers["permissions-policy"]
     assert headers["cache-control"] == "no-store"
-    faces = page.locator("img.face")
-    for i in range(faces.count()):  # lazy images load once scrolled to
-        faces.nth(i).scroll_into_view_if_needed()
+    # Every crop, the cards below the fold too (lazy ones would wait for a scroll).
+    page.locator("img.face").evaluate_all("imgs => imgs.forEach(i => { i.loading = 'eager'; })")
     page.wait_for_function(  # the crops load under the policy
         "() => [...document.querySelectorAll('img.face')]"
         ".every(i => i.complete && i.naturalWidth > 0)"
@@ -299,26 +303,58 @@ def test_candidate_cards_explain_themselves_in_chinese_and_english(browser, serv
     ).json()
     [candidate] = [c for c in enrolled["new_candidates"] if c["missing_case_id"] == missing["id"]]
     distance = f"{candidate['distance']:.3f}"
-    set_explanation(server, candidate["id"], rank=1, score=3.24)
-
+    close = {lang: closeness_text(lang, candidate["distance"], 0.55) for lang in ("en", "zh-CN")}
     english = signed_in_page(browser, server, "staff1")
+    chinese = signed_in_page(browser, server, "staff1", locale="zh-CN")
+
+    # A gallery of two cases: no cohort, no score, so no chance to show, whatever the pair fit
+    # says (it reads near 1 for every pair within tolerance).
+    assert candidate["explanation"]["score"] is None and candidate["similarity"] > 0.99
+    assert candidate["similarity_basis"] == "pair"
+    for page, words in (
+        (english, "Chance this is the person cannot be estimated yet: there are too few cases "
+         "to compare with (a search needs at least 30 cases of the other kind, missing or found)."),
+        (chinese, "暂时无法估计是此人的可能性：可比较的案例太少（每次搜索需要至少 30 个另一类的"
+         "案例，即走失或受助案例）。"),
+    ):  # fmt: skip
+        for path in ("/review", f"/cases/{found['id']}"):
+            page.goto(f"{server.url}{path}")
+            card = page.locator(f"#candidate-{candidate['id']}")
+            assert "%" not in card.inner_text()
+            assert card.locator(".chance").count() == 0
+            assert card.locator(".chance-unknown").inner_text() == words
     english.goto(f"{server.url}/cases/{found['id']}")
-    expected = f"Rank 1 of its search · distance {distance} · stands out by 3.2 σ"
+    assert explanation_of(english, candidate["id"]) == (
+        f"Faces: {close['en']} · No. {candidate['explanation']['rank']} of the cases its search "
+        "found · not compared with other cases (too few to compare with)"
+    )
+    numbers = english.locator(f"#candidate-{candidate['id']} details.numbers")
+    numbers.locator("summary").click()
+    assert f"Distance between the faces: {distance} (0 is identical" in numbers.inner_text()
+    assert "Normalised score: none" in numbers.inner_text()
+
+    set_explanation(server, candidate["id"], rank=1, score=3.24)
+    english.goto(f"{server.url}/cases/{found['id']}")
+    expected = (
+        f"Faces: {close['en']} · No. 1 of the cases its search found · stands out from other "
+        "similar faces: 3.2 (higher is clearer)"
+    )
     assert explanation_of(english, candidate["id"]) == expected
     english.goto(f"{server.url}/review")
     assert explanation_of(english, candidate["id"]) == expected
+    chance = english.locator(f"#candidate-{candidate['id']} .chance").inner_text()
+    assert chance.endswith("%")  # the search fit: a chance among the probe's near faces
 
-    chinese = signed_in_page(browser, server, "staff1", locale="zh-CN")
     chinese.set_viewport_size({"width": 360, "height": 800})  # a phone: the line wraps
     chinese.goto(f"{server.url}/review")
-    expected = f"本次搜索第 1 位 · 距离 {distance} · 突出程度 3.2 σ"
+    expected = (
+        f"两张脸：{close['zh-CN']} · 在其搜索找到的案例中排第 1 · "
+        "比其他相似面孔更接近：3.2（越高越明显）"
+    )
     assert explanation_of(chinese, candidate["id"]) == expected
 
     set_explanation(server, candidate["id"], rank=None, score=None)
     chinese.goto(f"{server.url}/cases/{missing['id']}")
-    unknown = f"搜索排名未知 · 距离 {distance} · 突出程度未知"
+    unknown = f"两张脸：{close['zh-CN']} · 未记录其在搜索中的名次 · 没有足够的案例来比较"
     assert explanation_of(chinese, candidate["id"]) == unknown
-    english.goto(f"{server.url}/cases/{missing['id']}")
-    assert explanation_of(english, candidate["id"]) == (
-        f"Rank in its search unknown · distance {distance} · how far it stands out: unknown"
-    )
+    assert "突出程度" not in chinese.locator(f"#candidate-{candidate['id']}").inner_text()
