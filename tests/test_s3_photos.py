@@ -15,6 +15,7 @@ import pytest
 from reunite.app import create_app
 from reunite.backup import backup, restore
 from reunite.config import Settings
+from reunite.reembedding import reembed_faces
 from tests.api.test_routes import API, assert_problem, create, upload
 from tests.conftest import key_headers, ready_client, settings_in
 from tests.objectstore import BUCKET, CREDENTIALS, ObjectStore
@@ -90,6 +91,10 @@ def test_photos_live_in_the_bucket_from_enrollment_to_erasure(
         finally:
             again.__exit__(None, None, None)
 
+        # Re-embedding workers (other processes) read the photos from the bucket too.
+        report = reembed_faces(client.app.state.service, everything=True, workers=2)
+        assert (report.total, report.reembedded, report.failed) == (2, 2, [])
+
         erased = client.delete(f"{API}/cases/{missing['id']}", params={"reason": "subject_request"})
         assert erased.status_code in (200, 204), erased.text
         assert f"{prefix}/{sha256[:2]}/{sha256}.jpg" not in object_store.keys(prefix)
@@ -133,6 +138,12 @@ def test_with_the_object_store_down_photos_are_refused_and_searches_work(
             c["case"]["id"] for f in found.json()["faces"] for c in f["candidates"]
         }
         assert len(client.get(f"{API}/cases/{case['id']}/photos").json()) == 1  # nothing added
+        # An erasure stands without the object store; the object it could not delete is left
+        # (and named in the log, for an operator to delete).
+        erased = client.delete(f"{API}/cases/{case['id']}", params={"reason": "subject_request"})
+        assert erased.status_code in (200, 204), erased.text
+        assert client.get(f"{API}/cases/{case['id']}").status_code == 404
+        assert len(object_store.keys(prefix)) == 1
     finally:
         client.__exit__(None, None, None)
 
