@@ -9,7 +9,8 @@ compressed already)::
                           snapshot, taken while servers keep reading and writing)
     database.pgdump       PostgreSQL: ``pg_dump -Fc`` of an exported snapshot, the same one the
                           counts and the list of photos are read from
-    photos/ab/ab….jpg     the photo files the snapshot's rows name, and only those
+    photos/ab/ab….jpg     the photo files the snapshot's rows name, and only those (read from
+                          the photos folder or the S3 bucket, ``reunite.photo_files``)
     index/                the index files and their manifest, copied under the index lock
 
 Face crops are left out (they are made again on first view), and so are the session key
@@ -18,7 +19,7 @@ by the time it is copied (its case was erased after the snapshot) is listed in
 ``missing_photos`` and left out.
 
 ``restore`` checks every file against the manifest, refuses to overwrite a store that holds
-cases, photos, users or keys (or a photos folder with files) unless forced, then restores the
+cases, photos, users or keys (or a photo store with files) unless forced, then restores the
 database (SQLite: the backup API again; PostgreSQL: ``pg_restore --clean``), the photos and the
 index, then opens the store there, which migrates the schema if the backup is older, and
 loads the index (``LiveIndex``), catching it up with the store (or rebuilding it).
@@ -54,6 +55,7 @@ from reunite import __version__, privacy
 from reunite.config import Settings
 from reunite.errors import Conflict, IndexUnusable, InvalidInput, ReuniteError
 from reunite.index import MANIFEST_NAME, DirectoryLock, read_manifest
+from reunite.photo_files import LocalPhotoFiles, PhotoFiles, photo_files_of
 from reunite.store import PhotoRow, Store, photo_file_name
 
 log = logging.getLogger(__name__)
@@ -133,7 +135,7 @@ def backup(settings: Settings, destination: Path) -> dict[str, Any]:
             snapshot = _sqlite_snapshot(url, database_file)
         else:
             snapshot = _postgresql_snapshot(url, database_file)
-        missing = _copy_photos(settings.photos_dir, staging / "photos", snapshot.photo_files)
+        missing = _copy_photos(photo_files_of(settings), staging / "photos", snapshot.photo_files)
         _copy_index(settings.index_dir, staging / "index")
         manifest = {
             "format": FORMAT,
@@ -224,15 +226,18 @@ def _snapshot_of(connection: Connection) -> Snapshot:
     return Snapshot(counts, revision, photos)
 
 
-def _copy_photos(photos_dir: Path, target: Path, files: list[str]) -> list[str]:
-    """Copy the named photo files; returns those that were gone."""
+def _copy_photos(files: PhotoFiles, target: Path, names: list[str]) -> list[str]:
+    """Copy the named photo files (from the local folder or the bucket); returns those that
+    were gone."""
     missing = []
-    for name in files:
+    for name in names:
         (target / name).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         try:
-            shutil.copyfile(photos_dir / name, target / name)
+            data = files.get(name)
         except FileNotFoundError:
             missing.append(name)
+            continue
+        (target / name).write_bytes(data)
     return missing
 
 
@@ -307,8 +312,10 @@ def restore(settings: Settings, source: Path, *, force: bool = False) -> dict[st
                 "database, or pass --force to replace what is there."
             )
         settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        for stale in (settings.photos_dir, settings.data_dir / "crops"):
-            shutil.rmtree(stale, ignore_errors=True)  # crops are named by face ids of the old store
+        files = photo_files_of(settings)
+        _remove_photo_files(settings, files)
+        # Crops are named by face ids of the old store.
+        shutil.rmtree(settings.data_dir / "crops", ignore_errors=True)
         database_file = folder / manifest["database"]["file"]
         if kind == "sqlite":
             _restore_sqlite(database_file, _sqlite_path(url))
@@ -316,11 +323,12 @@ def restore(settings: Settings, source: Path, *, force: bool = False) -> dict[st
             _run([_tool("pg_restore"), *PG_RESTORE_OPTIONS, str(database_file)], url, dbname=True)
         photos = [name for name in manifest["files"] if name.startswith("photos/")]
         for name in photos:
-            target = settings.photos_dir / PurePosixPath(name).relative_to("photos")
-            target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            shutil.copyfile(folder / name, target)
+            files.put(
+                PurePosixPath(name).relative_to("photos").as_posix(), (folder / name).read_bytes()
+            )
         _restore_index(folder / "index", settings.index_dir)
-    settings.photos_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if isinstance(files, LocalPhotoFiles):
+        settings.photos_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     store = Store(url)  # migrates the schema if the backup is older
     try:
         with store.engine.connect() as connection:
@@ -413,9 +421,18 @@ def _occupied(settings: Settings) -> str | None:
                 found += [f"{rows} {table}" for table, rows in counts.items() if rows]
         finally:
             engine.dispose()
-    if settings.photos_dir.is_dir() and any(p.is_file() for p in settings.photos_dir.rglob("*")):
+    if photo_files_of(settings).names():
         found.append("photo files")
     return ", ".join(found) or None
+
+
+def _remove_photo_files(settings: Settings, files: PhotoFiles) -> None:
+    """Delete every photo file there is (a forced restore replaces them)."""
+    if isinstance(files, LocalPhotoFiles):
+        shutil.rmtree(settings.photos_dir, ignore_errors=True)
+        return
+    for name in files.names():
+        files.delete(name)
 
 
 def _restore_sqlite(snapshot: Path, target: Path) -> None:

@@ -51,6 +51,23 @@ class Settings(BaseSettings):
     database_url: str | None = Field(
         None, description="Any SQLAlchemy URL; default sqlite:///<data_dir>/reunite.db."
     )
+    photo_store: str = Field(
+        "",
+        description="Where photo files are kept: empty for the folder <data_dir>/photos, or "
+        "s3://bucket/prefix for an S3-compatible bucket (credentials from AWS_ACCESS_KEY_ID and "
+        "AWS_SECRET_ACCESS_KEY, never from settings). Face crops stay in <data_dir>/crops.",
+    )
+    s3_endpoint_url: str = Field(
+        "",
+        description="URL of the S3-compatible server of an s3:// photo store (MinIO, SeaweedFS, "
+        "Ceph...); empty for AWS itself.",
+    )
+    s3_region: str = Field(
+        "", description="Region of an s3:// photo store; empty: boto3's default."
+    )
+    s3_timeout_s: float = Field(
+        5.0, gt=0, le=120, description="Connect and read timeout of each photo store request."
+    )
 
     max_upload_bytes: int = Field(20 * 1024 * 1024, gt=0, description="Largest photo file, bytes.")
     max_pixels: int = Field(
@@ -339,6 +356,15 @@ class Settings(BaseSettings):
         if 0 < size < MIN_COHORT_SIZE:
             raise ValueError(f"cohort_size must be 0 (scores off) or at least {MIN_COHORT_SIZE}")
         return size
+
+    @field_validator("photo_store")
+    @classmethod
+    def _photo_store(cls, value: str) -> str:
+        from reunite.photo_files import parsed_s3_url
+
+        if value:
+            parsed_s3_url(value)  # a ValueError says what is wrong
+        return value
 
     @field_validator("webhook_allowed_networks")
     @classmethod

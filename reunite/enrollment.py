@@ -30,9 +30,15 @@ from reunite.faces import (
     central_index,
     largest_index,
 )
-from reunite.files import write_atomically
-from reunite.photos import photo_path
-from reunite.store import EARLIEST_DATE, FaceRow, PhotoRow, Store, embedding_bytes
+from reunite.photo_files import PhotoFiles
+from reunite.store import (
+    EARLIEST_DATE,
+    FaceRow,
+    PhotoRow,
+    Store,
+    embedding_bytes,
+    photo_file_name,
+)
 
 if TYPE_CHECKING:
     from reunite.candidate_view import CandidateView
@@ -180,6 +186,8 @@ class Enrollments:
     write_lock: threading.RLock
     finder: FaceFinder
     pipeline: Pipeline
+    files: PhotoFiles
+    """Where photo files are written, before the rows that name them commit."""
 
     def prepared_photo(self, data: bytes, *, face_index: int | None = None) -> PreparedPhoto:
         """``prepared_photo`` with this service's finder, pipeline and upload limits."""
@@ -287,7 +295,7 @@ class Enrollments:
     ) -> tuple[PhotoRow, FaceRow]:
         """Write the photo's file and add its photo and face rows (flushed, so with ids)."""
         image = prepared.image
-        write_atomically(photo_path(self.settings, image.sha256, image.format), prepared.data)
+        self.files.put(photo_file_name(image.sha256, image.format), prepared.data)
         photo = PhotoRow(
             case_id=case_id,
             sha256=image.sha256,

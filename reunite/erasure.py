@@ -19,10 +19,19 @@ from reunite import audit, privacy, webhooks
 from reunite.candidates import Candidates
 from reunite.cases import case_row
 from reunite.config import Settings
-from reunite.errors import InvalidField
+from reunite.errors import InvalidField, PhotoStoreUnavailable
 from reunite.live_index import LiveIndex
 from reunite.photos import Photos, crop_path
-from reunite.store import CandidateRow, CaseRow, FaceRow, PhotoRow, RemovedFaceRow, Store, utc_now
+from reunite.store import (
+    CandidateRow,
+    CaseRow,
+    FaceRow,
+    PhotoRow,
+    RemovedFaceRow,
+    Store,
+    photo_file_name,
+    utc_now,
+)
 
 log = logging.getLogger(__name__)
 
@@ -193,7 +202,16 @@ class Erasure:
             crops += crop.exists()
             crop.unlink(missing_ok=True)
         for sha256, fmt in photo_files:
-            self.photos.forget_file(sha256, fmt)
+            try:
+                self.photos.forget_file(sha256, fmt)
+            except PhotoStoreUnavailable:
+                # The rows are gone already: the erasure stands; the file is left behind.
+                log.error(
+                    "erasure: photo file %s left in %s (the photo store is down); delete it "
+                    "by hand",
+                    photo_file_name(sha256, fmt),
+                    self.photos.files.describe(),
+                )
         return crops
 
     def _checkpoint(self) -> None:

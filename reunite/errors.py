@@ -32,6 +32,8 @@ translate it in one place each::
     │                            ``retry_after_s`` says when to try again
     ├── NotReady                 the service is still starting (loading the index)
     ├── IndexUnusable            index files missing, corrupt or made by another model
+    ├── PhotoStoreUnavailable    the object store holding photo files (REUNITE_PHOTO_STORE)
+    │                            cannot be reached or refuses us
     ├── UnsafeConfiguration      a setting that must not be used in production (a weak
     │                            session key); the service refuses to start
     └── BadConfiguration         a REUNITE_* setting with a value that is not valid (not a
@@ -147,6 +149,10 @@ class NotReady(ReuniteError):
 
 class IndexUnusable(ReuniteError):
     code = "index_unusable"
+
+
+class PhotoStoreUnavailable(ReuniteError):
+    code = "photo_store_unavailable"
 
 
 class UnsafeConfiguration(ReuniteError):

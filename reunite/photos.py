@@ -1,8 +1,10 @@
 """Case photos and their faces as stored: reads, the photo files, and face crops.
 
-Photo files are named by their bytes (``<photos_dir>/<sha256>.<format>``), so two cases with
-the same photo share one file. Crops of faces are cached in ``<data_dir>/crops/``. Views of a
-photo or a crop are audited; photos erased by the retention rule read as absent.
+Photo files are named by their bytes (``ab/<sha256>.<format>``), so two cases with the same
+photo share one file; they are kept in ``Photos.files`` (``reunite.photo_files``: the folder
+``<data_dir>/photos`` or an S3 bucket). Crops of faces are cached in ``<data_dir>/crops/`` on
+each machine. Views of a photo or a crop are audited; photos erased by the retention rule read
+as absent.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from reunite.cases import case_row
 from reunite.config import Settings
 from reunite.errors import NotFound
 from reunite.files import write_atomically
+from reunite.photo_files import PhotoFiles
 from reunite.store import FaceRow, PhotoRow, Store, photo_file_name
 
 CROP_MARGIN = 0.25
@@ -25,7 +28,8 @@ CROP_MARGIN = 0.25
 
 
 def photo_path(settings: Settings, sha256: str, fmt: str) -> Path:
-    """Where the photo with these bytes (SHA-256, hex) and format is kept."""
+    """Where the photo with these bytes (SHA-256, hex) and format is kept when the photo store
+    is the local folder."""
     return settings.photos_dir / photo_file_name(sha256, fmt)
 
 
@@ -40,6 +44,8 @@ class Photos:
 
     settings: Settings
     store: Store
+    files: PhotoFiles
+    """Where the photo files are (``photo_files.photo_files_of(settings)``)."""
 
     def decoded(self, data: bytes) -> imaging.DecodedImage:
         """Photo bytes decoded under the upload limits (see ``imaging.decoded_image``)."""
@@ -119,7 +125,7 @@ class Photos:
             if photo is None or privacy.is_erased(photo):
                 raise NotFound(f"There is no photo {photo_id}.")
             audit.record(session, actor, "photo.view", photo.case_id, photo_id=photo_id)
-        return photo, photo_path(self.settings, photo.sha256, photo.format).read_bytes()
+        return photo, self.files.get(photo_file_name(photo.sha256, photo.format))
 
     def face_crop(self, face_id: int, *, actor: str) -> bytes:
         """A JPEG of one face, with a 25% margin, cut from its upright photo; the view is audited.
@@ -139,7 +145,7 @@ class Photos:
         cached = crop_path(self.settings, face_id)
         if cached.exists():
             return cached.read_bytes()
-        data = photo_path(self.settings, photo.sha256, photo.format).read_bytes()
+        data = self.files.get(photo_file_name(photo.sha256, photo.format))
         pixels = imaging.decoded_image(
             data, max_bytes=len(data), max_pixels=self.settings.max_pixels
         ).pixels
@@ -157,4 +163,4 @@ class Photos:
         with self.store.transaction() as session:
             still_used = session.scalar(select(PhotoRow.id).where(PhotoRow.sha256 == sha256))
         if still_used is None:
-            photo_path(self.settings, sha256, fmt).unlink(missing_ok=True)
+            self.files.delete(photo_file_name(sha256, fmt))

@@ -32,7 +32,6 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Protocol
 
 from sqlalchemy import func, select, true, update
@@ -43,9 +42,9 @@ from reunite.config import Settings
 from reunite.enrollment import face_columns
 from reunite.errors import InvalidInput, ReuniteError, UnreadableFile
 from reunite.faces import MODEL_NAME, Box, Face, Pipeline, box_overlap, face_at_box, faces_in_image
-from reunite.photos import photo_path
+from reunite.photo_files import PhotoFiles
 from reunite.privacy import ERASED
-from reunite.store import BatchJobRow, FaceRow, PhotoRow, Store
+from reunite.store import BatchJobRow, FaceRow, PhotoRow, Store, photo_file_name
 
 log = logging.getLogger(__name__)
 
@@ -69,13 +68,18 @@ class FacesOwner(Protocol):
     @property
     def pipeline(self) -> Pipeline: ...
 
+    @property
+    def photo_files(self) -> PhotoFiles: ...
+
 
 @dataclass(frozen=True)
 class FaceJob:
-    """One stored face to embed again: its id, its photo's file and its stored box."""
+    """One stored face to embed again: its id, its photo's file (its name in ``files``, which
+    travel to the worker process) and its stored box."""
 
     face_id: int
-    photo_path: Path
+    files: PhotoFiles
+    photo_name: str
     box: Box
 
 
@@ -110,7 +114,7 @@ def reembedded(job: FaceJob, pipeline: Pipeline) -> Reembedded:
     stored box most, or, when the detector finds none there, the stored box itself.
     Cost: one decode and one detection (0.1-1 s)."""
     try:
-        data = job.photo_path.read_bytes()
+        data = job.files.get(job.photo_name)
         # Stored photos passed the upload limits when they were enrolled.
         pixels = imaging.decoded_image(data, max_bytes=len(data) + 1, max_pixels=10**10).pixels
         detected = faces_in_image(pixels, pipeline)
@@ -207,7 +211,8 @@ def _face_jobs(service: FacesOwner, after_face_id: int, stale: Any) -> Iterator[
         for row in rows:
             yield FaceJob(
                 face_id=row.id,
-                photo_path=photo_path(service.settings, row.sha256, row.format),
+                files=service.photo_files,
+                photo_name=photo_file_name(row.sha256, row.format),
                 box=Box(row.top, row.right, row.bottom, row.left),
             )
         last = rows[-1].id

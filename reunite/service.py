@@ -51,6 +51,7 @@ from reunite.index import KINDS, FaceIndex
 from reunite.live_index import IndexReport, IndexType, LiveIndex
 from reunite.matching import rules_version
 from reunite.paging import Listing
+from reunite.photo_files import photo_files_of
 from reunite.photos import Photos, photo_path
 from reunite.search import FaceResult, RankedCase, Search
 from reunite.store import AuditEventRow, CandidateDecisionRow, CaseRow, FaceRow, PhotoRow, Store
@@ -122,7 +123,9 @@ class Reunite:
         """Counts since start: ``enrollments``, ``searches``, ``candidates`` (for metrics)."""
         lock = threading.RLock()
         self.live = LiveIndex(settings, store, write_lock=lock, devices=self.devices)
-        self.photo_store = Photos(settings, store)
+        self.photo_files = photo_files_of(settings)
+        """Where photo files are kept: the local folder or an S3 bucket."""
+        self.photo_store = Photos(settings, store, self.photo_files)
         self.rules_version = rules_version(
             settings, calibration_fingerprint(settings.calibration_path)
         )
@@ -148,6 +151,7 @@ class Reunite:
             write_lock=lock,
             finder=finder,
             pipeline=self.pipeline,
+            files=self.photo_files,
         )
         self.searcher = Search(
             settings,
@@ -178,7 +182,8 @@ class Reunite:
         so in the background, answering "not ready" meanwhile).
         """
         settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        settings.photos_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if not settings.photo_store:
+            settings.photos_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         service = cls(settings, store=Store(settings.resolved_database_url), finder=finder)
         if load_index:
             service.make_ready()
@@ -361,7 +366,8 @@ class Reunite:
         return self.photo_store.face_crop(face_id, actor=actor)
 
     def photo_path_of(self, sha256: str, fmt: str) -> Path:
-        """Where the photo with these bytes (SHA-256, hex) and format is kept."""
+        """Where the photo with these bytes (SHA-256, hex) and format is kept when the photo
+        store is the local folder."""
         return photo_path(self.settings, sha256, fmt)
 
     def decoded_photo(self, data: bytes) -> imaging.DecodedImage:

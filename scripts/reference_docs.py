@@ -104,6 +104,11 @@ EXIT_CODES = [
         "Overloaded: too many photos (or decoded pixels) in flight in this process "
         "(`REUNITE_MAX_PHOTOS_IN_FLIGHT`, `REUNITE_MAX_PIXELS_IN_FLIGHT`); try again.",
     ),
+    (
+        "10",
+        "The photo store is unavailable: the S3 bucket of `REUNITE_PHOTO_STORE` cannot be "
+        "reached or refuses access (the message says which); try again once it is back.",
+    ),
 ]
 """The exit codes of ``reunite`` (``reunite.cli.EXIT_CODES`` maps errors to them)."""
 

@@ -26,6 +26,8 @@ from reunite.config import Settings
 from reunite.faces import Face, Pipeline, faces_in_image
 from reunite.service import Reunite
 from reunite.store import CaseRow
+from tests.objectstore import ObjectStore, started_seaweedfs
+from tests.objectstore import stop as stop_seaweedfs
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 FACES_DIR = Path(os.environ.get("REUNITE_FACES_DIR", PROJECT_ROOT.parent / "shared" / "faces"))
@@ -117,6 +119,17 @@ def postgres_database() -> Iterator[str]:
     finally:
         with psycopg.connect(admin, autocommit=True) as connection:
             connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def object_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ObjectStore]:
+    """A real SeaweedFS S3 server for the session (``tests.objectstore``); skips without
+    ``weed``. Each test uses its own prefix in its bucket."""
+    process, store = started_seaweedfs(tmp_path_factory.mktemp("seaweedfs"))
+    try:
+        yield store
+    finally:
+        stop_seaweedfs(process)
 
 
 @pytest.fixture

@@ -39,6 +39,7 @@ STATUS_BY_ERROR: dict[type[errors.ReuniteError], int] = {
     errors.Overloaded: 503,
     errors.NotReady: 503,
     errors.IndexUnusable: 503,
+    errors.PhotoStoreUnavailable: 503,
 }
 """HTTP status per error class; the most specific class listed in an error's MRO wins."""
 
@@ -76,7 +77,7 @@ def headers_for(error: errors.ReuniteError) -> dict[str, str]:
     """HTTP headers an error calls for: when to retry, or how to authenticate."""
     if isinstance(error, errors.RateLimited | errors.Overloaded):
         return {"Retry-After": str(error.details.get("retry_after_s", 1))}
-    if isinstance(error, errors.NotReady):
+    if isinstance(error, errors.NotReady | errors.PhotoStoreUnavailable):
         return {"Retry-After": "1"}
     if isinstance(error, errors.NotAuthenticated):
         return {"WWW-Authenticate": 'Bearer realm="reunite"'}

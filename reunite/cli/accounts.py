@@ -136,7 +136,8 @@ def _store() -> Iterator[Store]:
     """The store of the current settings, its folders made if new (as the service makes them)."""
     settings = loaded_settings()
     settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    settings.photos_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if not settings.photo_store:
+        settings.photos_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     with opened_store(settings) as store:
         yield store
 

@@ -235,6 +235,8 @@ MESSAGES: dict[str, dict[str, str]] = {
         "error.note_too_long": "The note is too long (at most 2000 characters).",
         "error.stale_form": "This form is stale; reload the page and try again.",
         "error.not_ready": "The service is starting; try again in a moment.",
+        "error.photo_store_unavailable": "The photo store cannot be reached, so photos cannot "
+        "be added or shown now; searches still work. Try again later.",
         "error.rate_limited": "Too many requests; wait a moment and try again.",
         "error.overloaded": "The service is busy with other photos; try again in a few seconds.",
         "error.featureless_image": "This image is nearly blank (one colour, no shapes), so it "
@@ -516,6 +518,8 @@ MESSAGES: dict[str, dict[str, str]] = {
         "error.note_too_long": "备注太长（最多 2000 字）。",
         "error.stale_form": "此表单已过期，请刷新页面后重试。",
         "error.not_ready": "系统正在启动，请稍后再试。",
+        "error.photo_store_unavailable": "暂时无法连接照片存储，现在无法添加或显示照片；"
+        "搜索仍可使用。请稍后再试。",
         "error.rate_limited": "请求过于频繁，请稍后再试。",
         "error.overloaded": "系统正在处理其他照片，请几秒钟后再试。",
         "error.featureless_image": "这张图片几乎是空白的（单一颜色，没有图形），"
