@@ -451,7 +451,7 @@ class FaceIndex:
 
     @classmethod
     def load(
-        cls, directory: Path, *, model: str, dim: int, mapped: bool = False
+        cls, directory: Path, *, model: str, dim: int, mapped: bool = False, verify: bool = True
     ) -> tuple[FaceIndex, Manifest]:
         """Read an index saved by ``save``. ``mapped``: map its files read-only instead of
         reading them (processes mapping the same files share one copy in memory); faces added
@@ -477,7 +477,7 @@ class FaceIndex:
             ):
                 raise IndexUnusable(f"The manifest describes {kind} as {params!r}: not an index.")
             loaded = [
-                loaded_part(directory, name, manifest, dim, mapped=mapped)
+                loaded_part(directory, name, manifest, dim, mapped=mapped, verify=verify)
                 for name in part_file_names(kind, parts)
             ]
             if sum(part.ntotal for part in loaded) != manifest.counts.get(kind):

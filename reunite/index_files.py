@@ -67,18 +67,25 @@ def part_file_names(kind: str, parts: int) -> list[str]:
 
 
 def loaded_part(
-    directory: Path, name: str, manifest: Manifest, dim: int, *, mapped: bool = False
+    directory: Path,
+    name: str,
+    manifest: Manifest,
+    dim: int,
+    *,
+    mapped: bool = False,
+    verify: bool = True,
 ) -> faiss.IndexIDMap2:
     """One index file, checked against the manifest's SHA-256 (streamed: no copy of the file in
     memory). ``mapped``: map it read-only (shared with every other process that maps it) rather
-    than read it into this process's memory. Raises ``IndexUnusable``."""
+    than read it into this process's memory. ``verify=False`` skips the checksum (for files
+    this process has just written and hashed). Raises ``IndexUnusable``."""
     path = directory / name
     try:
         with path.open("rb") as handle:
-            digest = hashlib.file_digest(handle, "sha256").hexdigest()
+            digest = hashlib.file_digest(handle, "sha256").hexdigest() if verify else None
     except OSError as exc:
         raise IndexUnusable(f"Index file {name} cannot be read ({exc}).") from exc
-    if digest != manifest.files.get(name):
+    if verify and digest != manifest.files.get(name):
         raise IndexUnusable(f"Index file {name} does not match its manifest (corrupt).")
     flags = faiss.IO_FLAG_MMAP_IFC | faiss.IO_FLAG_READ_ONLY if mapped else 0
     try:
