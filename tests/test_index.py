@@ -1,4 +1,5 @@
 import json
+import os
 
 import faiss
 import numpy as np
@@ -329,3 +330,25 @@ def test_a_mapped_index_with_later_adds_and_removals_answers_as_one_held_in_memo
         assert not {i for row in after for i, _ in row} & {5, 17, 2500, 2999}
     else:
         assert after == before
+
+
+def test_a_file_is_checksummed_once_until_it_is_replaced_or_rewritten(tmp_path):
+    """The first load hashes each file; later loads of the very same file (size, mtime, inode)
+    map it at once; a file replaced or rewritten since is hashed again."""
+    index = FaceIndex(MODEL)
+    index.add("missing", np.arange(1, 101), random_faces(100, seed=5))
+    index.save(tmp_path)
+    FaceIndex.load(tmp_path, model=MODEL, dim=128, mapped=True)
+    path = tmp_path / "missing.faiss"
+    stat = path.stat()
+    data = bytearray(path.read_bytes())
+    data[-100] ^= 0xFF  # a vector's byte: still decodes
+    with path.open("r+b") as handle:  # the same inode, rewritten, its mtime put back
+        handle.write(bytes(data))
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    FaceIndex.load(tmp_path, model=MODEL, dim=128, mapped=True)  # not hashed again
+    os.utime(path)  # a new mtime: hashed again, and refused
+    with pytest.raises(IndexUnusable, match="does not match its manifest"):
+        FaceIndex.load(tmp_path, model=MODEL, dim=128, mapped=True)
+    index.save(tmp_path)  # replaced by rename: hashed again, and sound
+    FaceIndex.load(tmp_path, model=MODEL, dim=128, mapped=True)
