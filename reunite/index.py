@@ -33,6 +33,13 @@ one index directory. Saves and loads take an exclusive ``flock`` on ``<dir>/.loc
 (``build_id``, ``built_at``): saving keeps the build, rebuilding from the store starts a new one.
 A process never saves its index over a newer build, and adopts a newer build it finds on disk
 (``Reunite.sync_index``): that is how a rebuilt index reaches running servers without a restart.
+
+A running server *maps* the saved files (``load(mapped=True)``: FAISS's ``IO_FLAG_MMAP_IFC``,
+which in FAISS 1.15 maps the flat vectors and the HNSW graphs alike), so the API workers of one
+machine share one copy in the page cache. Each keeps of its own only the faces added since (a
+flat *delta*) and the ids removed since (tombstones), merged in at search time; ``save`` writes
+them in (``reunite.live_index`` then maps the new files). Files and manifest:
+``reunite.index_files``.
 """
 
 from __future__ import annotations

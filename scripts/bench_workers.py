@@ -134,6 +134,8 @@ def measure(workdir: Path, workers: int) -> dict[str, float]:
     files_mb = sum(p.stat().st_size for p in (workdir / "index").glob("*.faiss")) / 2**20
     pss = sum(p for p, _ in figures)
     charged = pss - sum(m for _, m in figures) + files_mb
+    per_process = " ".join(f"{p:.0f}" for p, _ in sorted(figures, reverse=True))
+    print(f"  {workers} workers, PSS MB per process: {per_process}")
     return {"ready_s": logged, "wall_s": wall, "pss_mb": pss, "charged_mb": charged}
 
 
