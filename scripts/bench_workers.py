@@ -36,6 +36,7 @@ from reunite.config import Settings
 from reunite.galleries import SHAPES, gallery
 
 READY = re.compile(rb"index: ready ([0-9.]+) s after launch")
+LOADED = re.compile(rb"after launch, loaded in ([0-9.]+) s")
 
 
 def scratch_store(workdir: Path, faces: int, shape: str, stats: Path, index_type: str) -> None:
@@ -127,6 +128,7 @@ def measure(workdir: Path, workers: int) -> dict[str, float]:
         wall = time.monotonic() - started
         time.sleep(3)  # settle: the sync threads' first rounds
         logged = max(float(s) for s in READY.findall(log_path.read_bytes()))
+        loads = [float(s) for s in LOADED.findall(log_path.read_bytes())]
         figures = [memory_mb(pid, workdir / "index") for pid in server_pids(server.pid)]
     finally:
         os.killpg(server.pid, signal.SIGTERM)
@@ -136,6 +138,7 @@ def measure(workdir: Path, workers: int) -> dict[str, float]:
     charged = pss - sum(m for _, m in figures) + files_mb
     per_process = " ".join(f"{p:.0f}" for p, _ in sorted(figures, reverse=True))
     print(f"  {workers} workers, PSS MB per process: {per_process}")
+    print(f"  index loaded and caught up in (s, per worker): {' '.join(f'{t:.2f}' for t in loads)}")
     return {"ready_s": logged, "wall_s": wall, "pss_mb": pss, "charged_mb": charged}
 
 
