@@ -33,22 +33,24 @@ one index directory. Saves and loads take an exclusive ``flock`` on ``<dir>/.loc
 (``build_id``, ``built_at``): saving keeps the build, rebuilding from the store starts a new one.
 A process never saves its index over a newer build, and adopts a newer build it finds on disk
 (``Reunite.sync_index``): that is how a rebuilt index reaches running servers without a restart.
+
+A running server *maps* the saved files (``load(mapped=True)``: FAISS's ``IO_FLAG_MMAP_IFC``,
+which in FAISS 1.15 maps the flat vectors and the HNSW graphs alike), so the API workers of one
+machine share one copy in the page cache. Each keeps of its own only the faces added since (a
+flat *delta*) and the ids removed since (tombstones), merged in at search time; ``save`` writes
+them in (``reunite.live_index`` then maps the new files). Files and manifest:
+``reunite.index_files``.
 """
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import itertools
 import json
 import math
-import os
-import re
 import threading
 import uuid
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -58,6 +60,26 @@ import numpy as np
 
 from reunite.errors import IndexUnusable
 from reunite.files import write_atomically
+from reunite.index_files import (
+    FORMAT_VERSION,
+    MANIFEST_NAME,
+    DirectoryLock,
+    Manifest,
+    loaded_part,
+    part_file_names,
+    read_manifest,
+)
+
+__all__ = [
+    "KINDS",
+    "MANIFEST_NAME",
+    "DirectoryLock",
+    "FaceIndex",
+    "Manifest",
+    "graph_parts",
+    "part_file_names",
+    "read_manifest",
+]
 
 KINDS = ("missing", "found")
 HNSW_M = 32
@@ -68,37 +90,6 @@ EF_SEARCH_STEPS = (16, 24, 32, 48, 64, 96, 128, 192, 256, 320, 384, 448, 512, 64
 """``efSearch`` values tried in turn until the recall is reached (finer steps where a large
 graph usually lands: each step costs latency in proportion)."""
 HNSW_MAX_EF_SEARCH = EF_SEARCH_STEPS[-1]
-MANIFEST_NAME = "manifest.json"
-FORMAT_VERSION = 2
-"""2: a kind may be held in parts. Written only when one is, so that a version that reads only
-format 1 refuses such a set by its number (and rebuilds) rather than as missing files."""
-FORMAT_VERSIONS_READ = (1, 2)
-INDEX_FILE_NAME = re.compile(r"(missing|found)(\.[0-9]+)?\.faiss")
-"""What a manifest may name: ``missing.faiss``, ``found.0.faiss``, ... (never a path)."""
-
-
-@dataclass(frozen=True)
-class Manifest:
-    """What an index directory holds: written last on save, checked first on load."""
-
-    model: str
-    dim: int
-    counts: dict[str, int]
-    last_face_id: int
-    files: dict[str, str]
-    saved_at: str
-    format: int = FORMAT_VERSION
-    params: dict[str, dict[str, Any]] = field(default_factory=dict)
-    """Per kind: ``{"type": "flat"}`` or ``{"type": "hnsw", "M", "ef_search", "recall_at_10",
-    "parts"}``, plus ``removed``: tombstoned face ids of a graph."""
-    build_id: str = ""
-    """Which build this is: kept by saves, new for each index built from the store."""
-    built_at: str = ""
-    """When the build started from the store (ISO 8601, UTC): a later one is newer."""
-
-    @property
-    def count(self) -> int:
-        return sum(self.counts.values())
 
 
 class FaceIndex:
@@ -123,6 +114,12 @@ class FaceIndex:
         self._indexes: dict[str, Any] = {kind: self._parts[kind][0] for kind in KINDS}
         """What a search of each kind runs on: its one part, or its parts as ``IndexShards``."""
         self._removed: dict[str, set[int]] = {kind: set() for kind in KINDS}
+        self._delta: dict[str, faiss.IndexIDMap2 | None] = {kind: None for kind in KINDS}
+        """Per mapped kind (``load(mapped=True)``): the faces added since, in a flat index of
+        this process's own (the mapped files are read-only). None for a kind held in memory."""
+        self.marks: list[int] | None = None
+        """The store marks the loaded or last saved files reflect (``Manifest.marks``)."""
+        self.saved_at = ""
         self.params: dict[str, dict[str, Any]] = {kind: {"type": "flat"} for kind in KINDS}
         self.build_id = uuid.uuid4().hex
         self.built_at = datetime.now(UTC).isoformat()
@@ -162,7 +159,26 @@ class FaceIndex:
         """Number of faces of ``kind`` (or of both kinds)."""
         with self._lock:
             kinds = KINDS if kind is None else (_checked_kind(kind),)
-            return sum(int(self._indexes[k].ntotal) - len(self._removed[k]) for k in kinds)
+            return sum(
+                int(self._indexes[k].ntotal) - len(self._removed[k]) + self._delta_count(k)
+                for k in kinds
+            )
+
+    def _delta_count(self, kind: str) -> int:
+        delta = self._delta[kind]
+        return 0 if delta is None else int(delta.ntotal)
+
+    @property
+    def mapped(self) -> bool:
+        """Whether any kind searches files mapped from disk (``load(mapped=True)``)."""
+        return any(delta is not None for delta in self._delta.values())
+
+    @property
+    def delta_size(self) -> int:
+        """Faces added to mapped kinds since they were mapped, plus those removed from them."""
+        return sum(self._delta_count(k) for k in KINDS) + sum(
+            len(self._removed[k]) for k in KINDS if self._delta[k] is not None
+        )
 
     def face_ids(self, kind: str) -> np.ndarray:
         """The face ids held for ``kind``, int64, part by part, each in insertion order."""
@@ -171,6 +187,9 @@ class FaceIndex:
             ids = self._held_ids(kind)
             if self._removed[kind]:
                 ids = ids[~np.isin(ids, np.fromiter(self._removed[kind], np.int64))]
+            delta = self._delta[kind]
+            if delta is not None and delta.ntotal:
+                ids = np.concatenate([ids, faiss.vector_to_array(delta.id_map).astype(np.int64)])
             return ids
 
     def part_sizes(self, kind: str) -> list[int]:
@@ -199,7 +218,11 @@ class FaceIndex:
             raise ValueError(f"{len(ids)} ids for {len(matrix)} vectors")
         if len(ids):
             with self._lock:
-                parts = self._parts[_checked_kind(kind)]
+                delta = self._delta[_checked_kind(kind)]
+                if delta is not None:  # a mapped kind: its files are read-only
+                    delta.add_with_ids(matrix, ids)
+                    return
+                parts = self._parts[kind]
                 # Not through IndexShards: it splits a call by position, so a lone face
                 # would always land in the last part.
                 min(parts, key=lambda part: int(part.ntotal)).add_with_ids(matrix, ids)
@@ -217,7 +240,14 @@ class FaceIndex:
         removed = 0
         with self._lock:
             for k in kinds:
-                if self._graph(k):
+                delta = self._delta[k]
+                if delta is not None:  # a mapped kind: tombstones for its files' faces
+                    removed += int(delta.remove_ids(faiss.IDSelectorBatch(ids)))
+                    held = np.unique(ids[np.isin(ids, self._held_ids(k))])
+                    fresh = {int(i) for i in held} - self._removed[k]
+                    self._removed[k] |= fresh
+                    removed += len(fresh)
+                elif self._graph(k):
                     doomed = np.unique(ids[np.isin(ids, self.face_ids(k))])
                     self._removed[k] |= {int(i) for i in doomed}
                     removed += len(doomed)
@@ -238,19 +268,20 @@ class FaceIndex:
         queries = np.ascontiguousarray(np.asarray(vectors, dtype=np.float32).reshape(-1, self.dim))
         with self._lock:
             kind = _checked_kind(kind)
-            index, removed = self._indexes[kind], self._removed[kind]
-            if index.ntotal == 0 or k <= 0:
+            removed, delta = self._removed[kind], self._delta[kind]
+            if k <= 0:
                 return [[] for _ in queries]
-            wanted = min(k + len(removed), int(index.ntotal))
-            squared, ids = self._searchable(kind).search(queries, wanted)
-        return [
-            [
-                (int(i), float(np.sqrt(max(float(d), 0.0))))
-                for d, i in zip(row_d, row_i, strict=True)
-                if i >= 0 and int(i) not in removed
-            ][:k]
-            for row_d, row_i in zip(squared, ids, strict=True)
-        ]
+            answers = [_nearest(self._searchable(kind), queries, k, removed)]
+            if delta is not None and delta.ntotal:
+                answers.append(_nearest(delta, queries, k, set()))
+        if len(answers) == 1:
+            hits = answers[0]
+        else:  # merged by distance; at equal distances the mapped faces first (a stable sort)
+            hits = [
+                sorted(a + b, key=lambda hit: hit[1])[:k]
+                for a, b in zip(answers[0], answers[1], strict=True)
+            ]
+        return [[(i, float(np.sqrt(max(d, 0.0)))) for i, d in row] for row in hits]
 
     def optimize(
         self,
@@ -338,6 +369,7 @@ class FaceIndex:
     ) -> None:
         self._parts[kind], self._indexes[kind] = parts, self._whole(parts)
         self._removed[kind], self.params[kind] = removed, params
+        self._delta[kind] = None  # held in memory now
         self._mirrors.pop(kind, None)
 
     def _make_exact(
@@ -358,43 +390,65 @@ class FaceIndex:
                 [part.index.reconstruct_n(0, int(part.ntotal)) for part in self._parts[kind]]
             )
         else:  # a view of the flat index's own storage: no copy (512 MB per million faces)
-            index = self._indexes[kind]
-            flat: Any = faiss.downcast_index(index.index)
-            vectors = faiss.rev_swig_ptr(flat.get_xb(), int(index.ntotal) * self.dim).reshape(
-                -1, self.dim
-            )
+            vectors = _flat_vectors(self._indexes[kind], self.dim)
         if self._removed[kind]:
             live = ~np.isin(ids, np.fromiter(self._removed[kind], np.int64))
             ids, vectors = ids[live], vectors[live]
+        delta = self._delta[kind]
+        if delta is not None and delta.ntotal:
+            ids = np.concatenate([ids, faiss.vector_to_array(delta.id_map).astype(np.int64)])
+            vectors = np.concatenate([vectors, _flat_vectors(delta, self.dim)])
         return ids, vectors
 
-    def save(self, directory: Path) -> Manifest:
-        """Write the index files and then the manifest, each atomically. Cost: O(faces) I/O."""
+    def _saved_parts(self, kind: str) -> tuple[list[faiss.IndexIDMap2], set[int]]:
+        """What ``save`` writes for ``kind``: its parts and tombstones. A mapped kind with
+        changes is written whole: an exact one as a fresh flat index without its removed faces,
+        a graph as an in-memory copy with the added faces (tombstones kept, as in memory)."""
+        parts, removed, delta = self._parts[kind], self._removed[kind], self._delta[kind]
+        if delta is None or not (delta.ntotal or (removed and not self._graph(kind))):
+            return parts, removed
+        if not self._graph(kind):
+            ids, vectors = self._ids_and_vectors(kind)
+            index = self._empty()
+            index.add_with_ids(vectors, ids)
+            return [index], set()
+        copies: list[Any] = [faiss.deserialize_index(faiss.serialize_index(p)) for p in parts]
+        vectors = _flat_vectors(delta, self.dim)
+        min(copies, key=lambda part: int(part.ntotal)).add_with_ids(
+            vectors, faiss.vector_to_array(delta.id_map).astype(np.int64)
+        )
+        return copies, removed
+
+    def save(self, directory: Path, *, marks: list[int] | None = None) -> Manifest:
+        """Write the index files and then the manifest, each atomically. ``marks``: the store
+        marks these faces reflect (``Manifest.marks``). Cost: O(faces) I/O; a mapped kind with
+        changes is first copied whole into memory (``_saved_parts``)."""
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         with self._lock:
-            files = {}
+            files, counts, removals, layout = {}, {}, {}, {}
             for kind in KINDS:
-                for name, part in zip(
-                    part_file_names(kind, len(self._parts[kind])), self._parts[kind], strict=True
-                ):
+                parts, removed = self._saved_parts(kind)
+                for name, part in zip(part_file_names(kind, len(parts)), parts, strict=True):
                     data = faiss.serialize_index(part).tobytes()
                     write_atomically(directory / name, data)
                     files[name] = hashlib.sha256(data).hexdigest()
+                counts[kind] = sum(int(part.ntotal) for part in parts)
+                removals[kind] = {"removed": sorted(removed)} if removed else {}
+                layout[kind] = len(parts)
             manifest = Manifest(
                 model=self.model,
                 dim=self.dim,
-                counts={k: int(self._indexes[k].ntotal) for k in KINDS},
+                counts=counts,
                 last_face_id=self.last_face_id,
                 files=files,
                 saved_at=datetime.now(UTC).isoformat(),
-                params={
-                    k: dict(v) | ({"removed": sorted(self._removed[k])} if self._removed[k] else {})
-                    for k, v in self.params.items()
-                },
+                params={k: dict(v) | removals[k] for k, v in self.params.items()},
                 build_id=self.build_id,
                 built_at=self.built_at,
-                format=FORMAT_VERSION if any(len(p) > 1 for p in self._parts.values()) else 1,
+                format=FORMAT_VERSION if any(n > 1 for n in layout.values()) else 1,
+                marks=marks,
             )
+            self.marks, self.saved_at = marks, manifest.saved_at
         write_atomically(
             directory / MANIFEST_NAME, json.dumps(manifest.__dict__, indent=2).encode("utf-8")
         )
@@ -403,8 +457,13 @@ class FaceIndex:
         return manifest
 
     @classmethod
-    def load(cls, directory: Path, *, model: str, dim: int) -> tuple[FaceIndex, Manifest]:
-        """Read an index saved by ``save``.
+    def load(
+        cls, directory: Path, *, model: str, dim: int, mapped: bool = False, verify: bool = True
+    ) -> tuple[FaceIndex, Manifest]:
+        """Read an index saved by ``save``. ``mapped``: map its files read-only instead of
+        reading them (processes mapping the same files share one copy in memory); faces added
+        later go to a small flat index of this process's own, merged in at search time, and
+        faces removed become tombstones, until the next ``save`` writes them in.
 
         Raises:
             IndexUnusable: files missing, corrupt, inconsistent, or made for another model/dim.
@@ -425,7 +484,7 @@ class FaceIndex:
             ):
                 raise IndexUnusable(f"The manifest describes {kind} as {params!r}: not an index.")
             loaded = [
-                _loaded_part(directory, name, manifest, dim)
+                loaded_part(directory, name, manifest, dim, mapped=mapped, verify=verify)
                 for name in part_file_names(kind, parts)
             ]
             if sum(part.ntotal for part in loaded) != manifest.counts.get(kind):
@@ -433,18 +492,15 @@ class FaceIndex:
             if params["type"] == "hnsw":
                 _set_ef_search(loaded, int(params["ef_search"]))
             index._set(kind, loaded, {int(i) for i in removed}, params)
+            if mapped:
+                index._delta[kind] = index._empty()
         index.build_id, index.built_at = manifest.build_id, manifest.built_at
+        index.marks, index.saved_at = manifest.marks, manifest.saved_at
         return index, manifest
 
     def is_older_than(self, manifest: Manifest) -> bool:
         """Whether ``manifest`` describes a newer build than this index's."""
         return manifest.build_id != self.build_id and manifest.built_at > self.built_at
-
-
-def part_file_names(kind: str, parts: int) -> list[str]:
-    """The files of a kind held in ``parts`` parts: ``missing.faiss``, or ``missing.0.faiss``,
-    ``missing.1.faiss``, ..."""
-    return [f"{kind}.faiss"] if parts == 1 else [f"{kind}.{i}.faiss" for i in range(parts)]
 
 
 def graph_parts(faces: int, threads: int | None = None) -> int:
@@ -466,48 +522,26 @@ def _set_ef_search(parts: list[faiss.IndexIDMap2], ef_search: int) -> None:
         graph.hnsw.efSearch = ef_search
 
 
-def _loaded_part(directory: Path, name: str, manifest: Manifest, dim: int) -> faiss.IndexIDMap2:
-    """One index file, checked against the manifest. Raises ``IndexUnusable``."""
-    try:
-        data = (directory / name).read_bytes()
-    except OSError as exc:
-        raise IndexUnusable(f"Index file {name} cannot be read ({exc}).") from exc
-    if hashlib.sha256(data).hexdigest() != manifest.files.get(name):
-        raise IndexUnusable(f"Index file {name} does not match its manifest (corrupt).")
-    try:
-        loaded = faiss.deserialize_index(np.frombuffer(data, dtype=np.uint8))
-    except RuntimeError as exc:
-        raise IndexUnusable(f"Index file {name} cannot be decoded ({exc}).") from exc
-    if not isinstance(loaded, faiss.IndexIDMap2):
-        raise IndexUnusable(f"Index file {name} is not an id-mapped index.")
-    if loaded.d != dim:
-        raise IndexUnusable(f"Index file {name} disagrees with its manifest.")
-    return loaded
+def _flat_vectors(index: faiss.IndexIDMap2, dim: int) -> np.ndarray:
+    """The vectors of an id-mapped flat index: a view of its storage, no copy."""
+    flat: Any = faiss.downcast_index(index.index)
+    return faiss.rev_swig_ptr(flat.get_xb(), int(index.ntotal) * dim).reshape(-1, dim)
 
 
-def read_manifest(directory: Path) -> Manifest:
-    """The manifest of an index directory. Raises ``IndexUnusable`` if absent or malformed."""
-    path = directory / MANIFEST_NAME
-    try:
-        raw: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-        manifest = Manifest(**raw)
-    except FileNotFoundError as exc:
-        raise IndexUnusable(f"No index manifest at {path}.") from exc
-    except (OSError, ValueError, TypeError) as exc:
-        raise IndexUnusable(f"The index manifest at {path} is unreadable ({exc}).") from exc
-    if manifest.format not in FORMAT_VERSIONS_READ:
-        raise IndexUnusable(
-            f"Index format {manifest.format} is not one this version reads {FORMAT_VERSIONS_READ}."
-        )
-    if not all(
-        isinstance(part, dict) for part in (manifest.counts, manifest.files, manifest.params)
-    ):
-        raise IndexUnusable(f"The index manifest at {path} is malformed.")
-    if not all(
-        isinstance(name, str) and INDEX_FILE_NAME.fullmatch(name) for name in manifest.files
-    ):
-        raise IndexUnusable(f"The index manifest at {path} names files that are not index files.")
-    return manifest
+def _nearest(index: Any, queries: np.ndarray, k: int, removed: set[int]) -> list[list[Any]]:
+    """Per query, the ``k`` nearest faces of ``index`` not in ``removed``: (id, squared L2
+    distance), nearest first (FAISS's order). Asks for ``k`` more per removed face."""
+    if index.ntotal == 0:
+        return [[] for _ in queries]
+    squared, ids = index.search(queries, min(k + len(removed), int(index.ntotal)))
+    return [
+        [
+            (int(i), float(d))
+            for d, i in zip(row_d, row_i, strict=True)
+            if i >= 0 and int(i) not in removed
+        ][:k]
+        for row_d, row_i in zip(squared, ids, strict=True)
+    ]
 
 
 def _recall_lower_bound(recall: float, trials: int) -> float:
@@ -518,39 +552,6 @@ def _recall_lower_bound(recall: float, trials: int) -> float:
     that merely touches it overshoots, and other queries then find a little less.
     """
     return recall - 2 * math.sqrt(recall * (1 - recall) / trials)
-
-
-class DirectoryLock:
-    """An exclusive lock on a directory, shared by processes (``flock`` on ``<dir>/.lock``) and
-    re-entrant within one process. Released by the kernel if its holder dies."""
-
-    def __init__(self, directory: Path) -> None:
-        self.path = directory / ".lock"
-        self._local = threading.RLock()
-        self._depth = 0
-        self._fd = -1
-
-    @contextmanager
-    def held(self) -> Iterator[None]:
-        """Hold the lock for the ``with`` block (waits for other processes to release it)."""
-        with self._local:
-            if self._depth == 0:
-                self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX)
-                except BaseException:
-                    os.close(fd)
-                    raise
-                self._fd = fd
-            self._depth += 1
-            try:
-                yield
-            finally:
-                self._depth -= 1
-                if self._depth == 0:
-                    os.close(self._fd)  # closing the descriptor releases the flock
-                    self._fd = -1
 
 
 def _checked_kind(kind: str) -> str:

@@ -4,15 +4,25 @@ The store is the source of truth; the index is derived from it. ``LiveIndex`` lo
 index (or catches it up, or rebuilds it), applies the faces other processes added or deleted
 (``sync``), adopts newer builds saved by ``reunite reindex``, and saves it every
 ``index_save_every`` changes. Matching, search and erasure need it loaded (``require_ready``).
+
+The saved files are *mapped* (``FaceIndex.load(mapped=True)``), not read: the API workers of
+one machine share one copy in the page cache. Each worker keeps only the faces added since in a
+small flat index of its own, and the faces removed since as tombstones (merged in at search
+time), until a save writes them in: then it maps the new files, and the other workers adopt
+them at their next ``sync``, their deltas emptied. A start catches up from the store marks the
+manifest records (``Manifest.marks``), reading only the faces added or removed since the save.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import threading
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -28,6 +38,7 @@ from reunite.index import (
     MANIFEST_NAME,
     DirectoryLock,
     FaceIndex,
+    Manifest,
     graph_parts,
     read_manifest,
 )
@@ -76,6 +87,8 @@ class LiveIndex:
         self._removal_mark = 0
         """Highest ``removed_faces`` id that the index has applied."""
         self._manifest_stamp: tuple[int, int, int] | None = None
+        self.ready_after_s: float | None = None
+        """Seconds from this process's launch to the index being ready (``make_ready``)."""
 
     @property
     def ready(self) -> bool:
@@ -89,8 +102,17 @@ class LiveIndex:
 
     def make_ready(self) -> IndexReport:
         """Load the index (see ``load``); matching and search work from then on."""
+        started = time.monotonic()
         self.report = self.load()
+        self.ready_after_s = round(process_age_s(), 3)
         self._ready.set()
+        log.info(
+            "index: ready %.1f s after launch, loaded in %.2f s (%s, %d faces)",
+            self.ready_after_s,
+            time.monotonic() - started,
+            self.report.how,
+            sum(self.report.counts.values()),
+        )
         return self.report
 
     def counts(self) -> dict[str, int]:
@@ -125,7 +147,7 @@ class LiveIndex:
         with self.write_lock, self._dir_lock.held():
             try:
                 index, manifest = FaceIndex.load(
-                    self.settings.index_dir, model=MODEL_NAME, dim=EMBEDDING_DIM
+                    self.settings.index_dir, model=MODEL_NAME, dim=EMBEDDING_DIM, mapped=True
                 )
             except IndexUnusable as exc:
                 first_start = not (self.settings.index_dir / MANIFEST_NAME).exists()
@@ -135,7 +157,7 @@ class LiveIndex:
                 level = logging.INFO if first_start and not stored else logging.WARNING
                 log.log(level, "index: rebuilding from the store: %s", exc)
                 return self._rebuild(f"{exc}")
-            added, removed = self._adopt(index)
+            added, removed = self._adopt(index, manifest)
             self._unsaved_changes += added + removed
             self._unsaved_changes += self._fit_index_type(index, only_if_crossed=True)
             if added or removed:
@@ -143,6 +165,8 @@ class LiveIndex:
                 log.warning("index: loaded and caught up with the store: %s", reason)
                 self.save()
                 return IndexReport("caught_up", reason, self.counts())
+            if self._unsaved_changes:  # a kind changed type: written, then mapped
+                self.save()
             log.info("index: loaded %d faces saved at %s", manifest.count, manifest.saved_at)
             return IndexReport("loaded", "manifest matches the store", self.counts())
 
@@ -174,8 +198,25 @@ class LiveIndex:
                 log.info("index: not saved: a newer build is on disk (%s)", on_disk.build_id)
                 return
             if self._unsaved_changes or on_disk is None or on_disk.build_id != self.index.build_id:
-                self.index.save(directory)
+                self.index.save(directory, marks=[self._face_mark, self._removal_mark])
                 self._unsaved_changes = 0
+                self._map_saved()
+
+    def _map_saved(self) -> None:
+        """Search the files just saved, mapped, in place of the index in memory (whose delta
+        and tombstones they now hold): one copy shared by the processes that map them."""
+        try:
+            index, _ = FaceIndex.load(
+                self.settings.index_dir,
+                model=MODEL_NAME,
+                dim=EMBEDDING_DIM,
+                mapped=True,
+                verify=False,  # hashed as written
+            )
+        except IndexUnusable as exc:  # keep answering from memory; the next save retries
+            log.warning("index: saved files could not be mapped, kept in memory: %s", exc)
+            return
+        self._swap_in(index)
 
     def try_save(self) -> None:
         """``save``, logging an ``OSError`` instead of raising it: the store already holds
@@ -201,18 +242,21 @@ class LiveIndex:
         """Bring this process's index in step with the store and the index directory; returns
         (faces added, faces removed).
 
-        First adopts a newer build that another process saved (``reunite reindex``), caught up
-        with the store; then applies the faces other processes (API workers, other servers)
-        added or deleted since the last sync. Servers call it every ``index_sync_interval_s``;
-        enrollment does the same step under the faces lock before matching.
+        First applies the faces other processes (API workers, other servers) added or
+        deleted since the last sync; then adopts newer files in the index directory, caught up
+        with the store: a newer build (``reunite reindex``), or a later save of this build by
+        another worker (mapping it empties this process's delta). Servers call it every
+        ``index_sync_interval_s``; enrollment does the first step under the faces lock before
+        matching.
 
-        Cost: a ``stat`` of the manifest and two indexed queries when nothing changed; loading
-        the new build (seconds per million faces) when there is one.
+        Cost: a ``stat`` of the manifest and two indexed queries when nothing changed; mapping
+        the new files (and checksumming them: about 1.5 s per GB) when there are some.
         """
         self.require_ready()
-        self._adopt_newer_build()
         with self.write_lock, self.store.transaction() as session:
-            return self.pull_changes(session)
+            changes = self.pull_changes(session)
+        self._adopt_newer_files()
+        return changes
 
     def pull_changes(self, session: Session) -> tuple[int, int]:
         """Add the faces committed since ``_face_mark`` and remove those deleted since
@@ -222,37 +266,14 @@ class LiveIndex:
         below a mark. A face may arrive twice (a catch-up ran after the mark was read), so those
         already held are skipped.
         """
-        added = removed = 0
-        rows = session.execute(
-            select(FaceRow.id, FaceRow.kind, FaceRow.model, FaceRow.embedding)
-            .where(FaceRow.id > self._face_mark)
-            .order_by(FaceRow.id)
-        ).all()
-        for kind in KINDS:
-            ours = [r for r in rows if r.kind == kind and r.model == MODEL_NAME]
-            if not ours:
-                continue
-            ids = np.array([r.id for r in ours], dtype=np.int64)
-            new = ~np.isin(ids, self.index.face_ids(kind))
-            if new.any():
-                self.index.add(kind, ids[new], _matrix(r.embedding for r in ours)[new])
-                added += int(new.sum())
-        if rows:
-            self._face_mark = max(self._face_mark, rows[-1].id)
-        gone = session.execute(
-            select(RemovedFaceRow.id, RemovedFaceRow.face_id)
-            .where(RemovedFaceRow.id > self._removal_mark)
-            .order_by(RemovedFaceRow.id)
-        ).all()
-        if gone:
-            removed = self.index.remove(r.face_id for r in gone)
-            self._removal_mark = gone[-1].id
+        added, removed, marks = _pull(session, self.index, (self._face_mark, self._removal_mark))
+        self._face_mark, self._removal_mark = marks
         if added or removed:
             self._unsaved_changes += added + removed
             log.info("index: %d faces added and %d removed by other processes", added, removed)
         return added, removed
 
-    def _adopt_newer_build(self) -> bool:
+    def _adopt_newer_files(self) -> bool:
         directory = self.settings.index_dir
         try:
             stat = (directory / MANIFEST_NAME).stat()
@@ -263,19 +284,25 @@ class LiveIndex:
             return False
         with self._dir_lock.held():
             try:
-                if not self.index.is_older_than(read_manifest(directory)):
+                if not self._behind(read_manifest(directory)):
                     self._manifest_stamp = stamp
                     return False
-                index, manifest = FaceIndex.load(directory, model=MODEL_NAME, dim=EMBEDDING_DIM)
+                index, manifest = FaceIndex.load(
+                    directory, model=MODEL_NAME, dim=EMBEDDING_DIM, mapped=True
+                )
             except IndexUnusable as exc:
                 log.warning("index: a newer build on disk is unusable, keeping ours: %s", exc)
                 self._manifest_stamp = stamp
                 return False
         with self.write_lock:
-            added, removed = self._adopt(index)
+            newer_build = self.index.is_older_than(manifest)
+            added, removed = self._adopt(index, manifest)
+            self._unsaved_changes = added + removed
             self._manifest_stamp = stamp
-        log.info(
-            "index: adopted build %s (%d faces, saved at %s); caught up: %d added, %d removed",
+        log.log(
+            logging.INFO if newer_build else logging.DEBUG,
+            "index: adopted %s %s (%d faces, saved at %s); caught up: %d added, %d removed",
+            "build" if newer_build else "a later save of build",
             manifest.build_id,
             index.count(),
             manifest.saved_at,
@@ -284,11 +311,33 @@ class LiveIndex:
         )
         return True
 
-    def _adopt(self, index: FaceIndex) -> tuple[int, int]:
+    def _behind(self, manifest: Manifest) -> bool:
+        """Whether ``manifest`` describes files to adopt: a newer build, or a later save of our
+        build (another worker wrote its changes in: mapping them empties our delta)."""
+        if self.index.is_older_than(manifest):
+            return True
+        same_build = manifest.build_id == self.index.build_id
+        return same_build and self.index.mapped and manifest.saved_at > self.index.saved_at
+
+    def _adopt(self, index: FaceIndex, manifest: Manifest) -> tuple[int, int]:
         """Catch a loaded ``index`` up with the store and make it the one searched, with the
-        marks ``pull_changes`` continues from; returns (faces added, faces removed)."""
+        marks ``pull_changes`` continues from; returns (faces added, faces removed).
+
+        From the manifest's marks when it has them and the store is not behind them: only the
+        faces added and removed since are read. Otherwise (an older manifest, a store restored
+        from an older backup) every face id is compared."""
         with self.store.transaction() as session:
             marks = _marks(session)  # before the catch-up: see ``pull_changes``
+            saved = manifest.marks
+            if (
+                saved is not None
+                and len(saved) == 2
+                and all(0 <= s <= m for s, m in zip(saved, marks, strict=True))
+            ):
+                added, removed, marks = _pull(session, index, (saved[0], saved[1]))
+                self._swap_in(index)
+                self._face_mark, self._removal_mark = marks
+                return added, removed
         added, removed = self._catch_up(index)
         self._swap_in(index)
         self._face_mark, self._removal_mark = marks
@@ -370,6 +419,55 @@ class LiveIndex:
                     index.add(kind, [r.id for r in rows], _matrix(r.embedding for r in rows))
                     added += len(rows)
         return added, removed
+
+
+def _pull(
+    session: Session, index: FaceIndex, marks: tuple[int, int]
+) -> tuple[int, int, tuple[int, int]]:
+    """Add to ``index`` the faces committed after ``marks[0]`` and remove those deleted after
+    ``marks[1]`` (``removed_faces`` ids); returns (added, removed, the new marks). Faces the
+    index already holds are skipped."""
+    added = removed = 0
+    face_mark, removal_mark = marks
+    rows = session.execute(
+        select(FaceRow.id, FaceRow.kind, FaceRow.model, FaceRow.embedding)
+        .where(FaceRow.id > face_mark)
+        .order_by(FaceRow.id)
+    ).all()
+    for kind in KINDS:
+        ours = [r for r in rows if r.kind == kind and r.model == MODEL_NAME]
+        if not ours:
+            continue
+        ids = np.array([r.id for r in ours], dtype=np.int64)
+        new = ~np.isin(ids, index.face_ids(kind))
+        if new.any():
+            index.add(kind, ids[new], _matrix(r.embedding for r in ours)[new])
+            added += int(new.sum())
+    if rows:
+        face_mark = max(face_mark, rows[-1].id)
+    gone = session.execute(
+        select(RemovedFaceRow.id, RemovedFaceRow.face_id)
+        .where(RemovedFaceRow.id > removal_mark)
+        .order_by(RemovedFaceRow.id)
+    ).all()
+    if gone:
+        removed = index.remove(r.face_id for r in gone)
+        removal_mark = gone[-1].id
+    return added, removed, (face_mark, removal_mark)
+
+
+def process_age_s() -> float:
+    """Seconds since this process was launched (Linux: from ``/proc``; elsewhere since this
+    module was imported)."""
+    try:
+        started = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+        return max(uptime - started / os.sysconf("SC_CLK_TCK"), 0.0)
+    except (OSError, ValueError, IndexError):
+        return time.monotonic() - _IMPORTED
+
+
+_IMPORTED = time.monotonic()
 
 
 def _marks(session: Session) -> tuple[int, int]:

@@ -1,4 +1,5 @@
 import json
+import os
 
 import faiss
 import numpy as np
@@ -283,3 +284,71 @@ def test_without_a_gpu_build_of_faiss_the_index_stays_on_the_cpu_and_searches_al
     assert [i for i, _ in after if i != 501] == [i for i, _ in before]
     assert 501 in {i for i, _ in after}
     assert index.use_gpu(False) is False
+
+
+@pytest.mark.parametrize("graph", [False, True])
+def test_a_mapped_index_with_later_adds_and_removals_answers_as_one_held_in_memory(tmp_path, graph):
+    """Mapped files (shared by processes) plus this process's own flat delta and tombstones:
+    every answer equals an in-memory index holding the same faces, before and after a save."""
+    vectors = random_faces(3000, seed=21)
+    ids = np.arange(1, 3001, dtype=np.int64)
+    memory = FaceIndex(MODEL)
+    memory.add("missing", ids[:2000], vectors[:2000])
+    if graph:
+        memory.optimize("missing", min_faces=1000)
+    memory.save(tmp_path, marks=[2000, 0])
+    mapped, manifest = FaceIndex.load(tmp_path, model=MODEL, dim=128, mapped=True)
+    assert mapped.mapped and manifest.marks == mapped.marks == [2000, 0]
+    for index in (memory, mapped):
+        index.add("missing", ids[2000:], vectors[2000:])  # the delta
+        # Removed: faces of the files, of the delta, and one never held.
+        assert index.remove([5, 17, 2500, 2999, 10**9]) == 4
+        assert index.remove([5]) == 0
+    assert mapped.delta_size == 998 + 2
+    assert mapped.count() == memory.count() == 2996
+    assert np.array_equal(np.sort(mapped.face_ids("missing")), np.sort(memory.face_ids("missing")))
+    probes = np.concatenate([vectors[[4, 16, 2499, 2998, 100, 2100]], random_faces(20, seed=3)])
+    live = np.isin(ids, [5, 17, 2500, 2999], invert=True)
+    for probe in probes:
+        got = mapped.search("missing", probe, 10)
+        if graph:  # approximate: the memory graph took the adds in; compare with brute force
+            want, _ = brute_force(vectors[live], ids[live], probe, 10)
+            assert len({i for i, _ in got} & set(want.tolist())) >= 9
+        else:
+            assert got == memory.search("missing", probe, 10)
+    assert mapped.search("missing", vectors[2100], 1)[0] == (2101, 0.0)  # from the delta
+    if not graph:
+        assert mapped.search_many("missing", probes, 5) == memory.search_many("missing", probes, 5)
+    before = [mapped.search("missing", probe, 10) for probe in probes]
+    # A save writes the delta and removals in; mapped again, it answers the same.
+    mapped.save(tmp_path, marks=[3000, 4])
+    again, manifest = FaceIndex.load(tmp_path, model=MODEL, dim=128, mapped=True)
+    assert manifest.counts["missing"] == (2998 if graph else 2996)  # a graph keeps tombstones
+    assert again.count() == 2996 and again.delta_size == (2 if graph else 0)
+    after = [again.search("missing", probe, 10) for probe in probes]
+    if graph:  # the delta is in the graph now: approximate, but no removed face comes back
+        assert not {i for row in after for i, _ in row} & {5, 17, 2500, 2999}
+    else:
+        assert after == before
+
+
+def test_a_file_is_checksummed_once_until_it_is_replaced_or_rewritten(tmp_path):
+    """The first load hashes each file; later loads of the very same file (size, mtime, inode)
+    map it at once; a file replaced or rewritten since is hashed again."""
+    index = FaceIndex(MODEL)
+    index.add("missing", np.arange(1, 101), random_faces(100, seed=5))
+    index.save(tmp_path)
+    FaceIndex.load(tmp_path, model=MODEL, dim=128, mapped=True)
+    path = tmp_path / "missing.faiss"
+    stat = path.stat()
+    data = bytearray(path.read_bytes())
+    data[-100] ^= 0xFF  # a vector's byte: still decodes
+    with path.open("r+b") as handle:  # the same inode, rewritten, its mtime put back
+        handle.write(bytes(data))
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    FaceIndex.load(tmp_path, model=MODEL, dim=128, mapped=True)  # not hashed again
+    os.utime(path)  # a new mtime: hashed again, and refused
+    with pytest.raises(IndexUnusable, match="does not match its manifest"):
+        FaceIndex.load(tmp_path, model=MODEL, dim=128, mapped=True)
+    index.save(tmp_path)  # replaced by rename: hashed again, and sound
+    FaceIndex.load(tmp_path, model=MODEL, dim=128, mapped=True)

@@ -98,6 +98,13 @@ class ServiceCollector(Collector):
         for kind, count in service.index_report.counts.items():
             faces.add_metric([kind], service.index.count(kind) if service.ready else count)
         yield faces
+        if service.live.ready_after_s is not None:
+            ready = GaugeMetricFamily(
+                "reunite_index_ready_seconds",
+                "Seconds from this worker's launch to its index being loaded and caught up.",
+            )
+            ready.add_metric([], service.live.ready_after_s)
+            yield ready
         backlog = GaugeMetricFamily(
             "reunite_webhook_backlog", "Webhook events waiting for delivery."
         )

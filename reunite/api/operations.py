@@ -28,7 +28,11 @@ def operations_router(registry: CollectorRegistry) -> APIRouter:
         service: Reunite = request.app.state.service
         if not service.ready:
             raise NotReady("The face index is still loading.")
-        return ReadyOut(status="ready", index_faces=service.index.count())
+        return ReadyOut(
+            status="ready",
+            index_faces=service.index.count(),
+            index_ready_after_s=service.live.ready_after_s,
+        )
 
     @router.get(
         "/metrics",

@@ -593,7 +593,14 @@ class DeliveryPage(BaseModel):
 
 
 class ReadyOut(BaseModel):
-    model_config = ConfigDict(json_schema_extra=examples({"status": "ready", "index_faces": 15230}))
+    model_config = ConfigDict(
+        json_schema_extra=examples(
+            {"status": "ready", "index_faces": 15230, "index_ready_after_s": 2.4}
+        )
+    )
 
     status: Literal["ready"]
     index_faces: int
+    index_ready_after_s: float | None = Field(
+        None, description="Seconds from this worker's launch to its index being ready."
+    )

@@ -1,0 +1,181 @@
+"""The files of a saved index: the manifest, the index files (read whole, or mapped), and the
+directory lock shared by the processes that save and load them (see ``reunite.index``).
+
+A mapped index file (``IO_FLAG_MMAP_IFC``) is shared by every process that maps it: the kernel
+keeps one copy in the page cache. Files are replaced by rename, never rewritten in place, so a
+mapping of an older version stays valid until its index is dropped.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import re
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import faiss
+
+from reunite.errors import IndexUnusable
+from reunite.files import write_atomically
+
+MANIFEST_NAME = "manifest.json"
+VERIFIED_NAME = ".verified.json"
+"""Which index files have been checked against their checksums (``loaded_part``): the first
+process to map a saved file reads it whole to hash it; the other workers, and later starts,
+map it at once (start-up at 1M faces would otherwise read about 0.8 GB per worker)."""
+FORMAT_VERSION = 2
+"""2: a kind may be held in parts. Written only when one is, so that a version that reads only
+format 1 refuses such a set by its number (and rebuilds) rather than as missing files."""
+FORMAT_VERSIONS_READ = (1, 2)
+INDEX_FILE_NAME = re.compile(r"(missing|found)(\.[0-9]+)?\.faiss")
+"""What a manifest may name: ``missing.faiss``, ``found.0.faiss``, ... (never a path)."""
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """What an index directory holds: written last on save, checked first on load."""
+
+    model: str
+    dim: int
+    counts: dict[str, int]
+    last_face_id: int
+    files: dict[str, str]
+    saved_at: str
+    format: int = FORMAT_VERSION
+    params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Per kind: ``{"type": "flat"}`` or ``{"type": "hnsw", "M", "ef_search", "recall_at_10",
+    "parts"}``, plus ``removed``: tombstoned face ids of a graph."""
+    build_id: str = ""
+    """Which build this is: kept by saves, new for each index built from the store."""
+    built_at: str = ""
+    """When the build started from the store (ISO 8601, UTC): a later one is newer."""
+    marks: list[int] | None = None
+    """The store's highest face id and ``removed_faces`` id that the saved faces reflect: a
+    start catches up from there, reading only what changed since (absent: compare every id)."""
+
+    @property
+    def count(self) -> int:
+        return sum(self.counts.values())
+
+
+def part_file_names(kind: str, parts: int) -> list[str]:
+    """The files of a kind held in ``parts`` parts: ``missing.faiss``, or ``missing.0.faiss``,
+    ``missing.1.faiss``, ..."""
+    return [f"{kind}.faiss"] if parts == 1 else [f"{kind}.{i}.faiss" for i in range(parts)]
+
+
+def loaded_part(
+    directory: Path,
+    name: str,
+    manifest: Manifest,
+    dim: int,
+    *,
+    mapped: bool = False,
+    verify: bool = True,
+) -> faiss.IndexIDMap2:
+    """One index file, checked against the manifest's SHA-256 (streamed: no copy of the file in
+    memory) unless this very file was checked before (``VERIFIED_NAME``). ``mapped``: map it
+    read-only (shared with every other process that maps it) rather than read it into this
+    process's memory. ``verify=False`` skips the checksum (for files this process has just
+    written and hashed). Raises ``IndexUnusable``."""
+    path = directory / name
+    try:
+        stat = path.stat()
+        identity = [stat.st_size, stat.st_mtime_ns, stat.st_ino, manifest.files.get(name)]
+        if verify and _verified(directory).get(name) != identity:
+            with path.open("rb") as handle:
+                digest = hashlib.file_digest(handle, "sha256").hexdigest()
+            if digest != manifest.files.get(name):
+                raise IndexUnusable(f"Index file {name} does not match its manifest (corrupt).")
+            write_atomically(
+                directory / VERIFIED_NAME,
+                json.dumps(_verified(directory) | {name: identity}).encode("utf-8"),
+            )
+    except OSError as exc:
+        raise IndexUnusable(f"Index file {name} cannot be read ({exc}).") from exc
+    flags = faiss.IO_FLAG_MMAP_IFC | faiss.IO_FLAG_READ_ONLY if mapped else 0
+    try:
+        loaded = faiss.read_index(str(path), flags)
+    except RuntimeError as exc:
+        raise IndexUnusable(f"Index file {name} cannot be decoded ({exc}).") from exc
+    if not isinstance(loaded, faiss.IndexIDMap2):
+        raise IndexUnusable(f"Index file {name} is not an id-mapped index.")
+    if loaded.d != dim:
+        raise IndexUnusable(f"Index file {name} disagrees with its manifest.")
+    return loaded
+
+
+def _verified(directory: Path) -> dict[str, Any]:
+    """The index files whose checksum a process has checked: name -> [size, mtime, inode,
+    SHA-256] as they were then. A file replaced (by rename: a new inode) or rewritten (a new
+    mtime) since is checked again."""
+    try:
+        recorded = json.loads((directory / VERIFIED_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return recorded if isinstance(recorded, dict) else {}
+
+
+def read_manifest(directory: Path) -> Manifest:
+    """The manifest of an index directory. Raises ``IndexUnusable`` if absent or malformed."""
+    path = directory / MANIFEST_NAME
+    try:
+        raw: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+        manifest = Manifest(**raw)
+    except FileNotFoundError as exc:
+        raise IndexUnusable(f"No index manifest at {path}.") from exc
+    except (OSError, ValueError, TypeError) as exc:
+        raise IndexUnusable(f"The index manifest at {path} is unreadable ({exc}).") from exc
+    if manifest.format not in FORMAT_VERSIONS_READ:
+        raise IndexUnusable(
+            f"Index format {manifest.format} is not one this version reads {FORMAT_VERSIONS_READ}."
+        )
+    if not all(
+        isinstance(part, dict) for part in (manifest.counts, manifest.files, manifest.params)
+    ):
+        raise IndexUnusable(f"The index manifest at {path} is malformed.")
+    if not all(
+        isinstance(name, str) and INDEX_FILE_NAME.fullmatch(name) for name in manifest.files
+    ):
+        raise IndexUnusable(f"The index manifest at {path} names files that are not index files.")
+    return manifest
+
+
+class DirectoryLock:
+    """An exclusive lock on a directory, shared by processes (``flock`` on ``<dir>/.lock``) and
+    re-entrant within one process. Released by the kernel if its holder dies."""
+
+    def __init__(self, directory: Path) -> None:
+        self.path = directory / ".lock"
+        self._local = threading.RLock()
+        self._depth = 0
+        self._fd = -1
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        """Hold the lock for the ``with`` block (waits for other processes to release it)."""
+        with self._local:
+            if self._depth == 0:
+                self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX)
+                except BaseException:
+                    os.close(fd)
+                    raise
+                self._fd = fd
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+                if self._depth == 0:
+                    os.close(self._fd)  # closing the descriptor releases the flock
+                    self._fd = -1
