@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -16,8 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from tests.server import free_port
 
 ACCESS_KEY = "reunite-test-key"
 SECRET_KEY = "reunite-test-secret"  # a throwaway identity of the test server only
@@ -44,6 +43,19 @@ def weed_binary() -> str | None:
     return str(beside) if beside.is_file() else shutil.which("weed")
 
 
+def distinct_free_ports(count: int) -> list[int]:
+    """``count`` different ports free now on 127.0.0.1 (held open together while chosen, so no
+    two are the same)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
 def started_seaweedfs(folder: Path) -> tuple[subprocess.Popen[bytes], ObjectStore]:
     """``weed server`` with S3 on free ports, its data in ``folder``; answers in a few seconds.
     Skips the test when there is no ``weed`` binary."""
@@ -61,13 +73,14 @@ def started_seaweedfs(folder: Path) -> tuple[subprocess.Popen[bytes], ObjectStor
     config = folder / "s3.json"
     (folder / "data").mkdir(parents=True, exist_ok=True)
     config.write_text(json.dumps({"identities": [identity]}))
-    ports = {name: free_port() for name in ("master", "volume", "filer", "s3")}
-    grpc = {name: free_port() for name in ports}
+    names = ("master", "volume", "filer", "s3")
+    chosen = iter(distinct_free_ports(2 * len(names) + 2))
+    ports = {name: next(chosen) for name in names}
     arguments = [f"-{name}.port={port}" for name, port in ports.items()]
-    arguments += [f"-{name}.port.grpc={port}" for name, port in grpc.items()]
+    arguments += [f"-{name}.port.grpc={next(chosen)}" for name in names]
     # Its Iceberg and Lance listeners have fixed default ports: free ones, so two runs can share
     # a machine.
-    arguments += [f"-s3.port.{name}={free_port()}" for name in ("iceberg", "lance")]
+    arguments += [f"-s3.port.{name}={next(chosen)}" for name in ("iceberg", "lance")]
     log = (folder / "weed.log").open("wb")
     process = subprocess.Popen(
         [weed, "server", f"-dir={folder / 'data'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-s3",
