@@ -32,7 +32,7 @@ from reunite.api.security import SecurityHeaders
 from reunite.api.sign_ins import SignInGuard
 from reunite.config import Settings
 from reunite.faces import FaceFinder, faces_in_image
-from reunite.files import loose_paths, restrict_new_files
+from reunite.files import close_own_folders, loose_paths, restrict_new_files
 from reunite.service import Reunite
 from reunite.upload_slots import UploadSlots
 from reunite.web import MAX_INTAKE_PHOTOS, install_pages
@@ -200,8 +200,12 @@ def _load_and_sync_index(service: Reunite, stop: threading.Event) -> None:
 
 def _warn_about_loose_files(settings: Settings) -> None:
     """Say, once at start, if files under the data or index folder are open to others (made
-    by an older version, a copy or a restore under a wide umask). New files are owner-only."""
-    count, examples = loose_paths([settings.data_dir, settings.index_dir])
+    by an older version, a copy or a restore under a wide umask). New files are owner-only;
+    the two folders themselves are closed first (a fresh checkout makes them 0755)."""
+    folders = [settings.data_dir, settings.index_dir]
+    for folder in close_own_folders(folders):
+        log.info("made %s owner-only (0700): it holds biometric data", folder)
+    count, examples = loose_paths(folders)
     if count:
         log.warning(
             "%d files or folders under the data and index folders are readable by others "

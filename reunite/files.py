@@ -52,16 +52,40 @@ def ensure_owner_only_file(path: Path) -> None:
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 
 
+SHIPPED_NOTES = frozenset({"README.md"})
+"""Files a checkout ships at the top of ``data/`` and ``index/`` (what the folder is for): they
+hold no data, so ``loose_paths`` does not count them."""
+
+
+def close_own_folders(folders: list[Path]) -> list[Path]:
+    """Make each of ``folders`` that exists and belongs to this user owner-only (0700), and
+    return those changed. A fresh checkout makes ``data/`` and ``index/`` 0755; once closed,
+    nothing under them can be reached by others, whatever its own mode."""
+    closed = []
+    for folder in folders:
+        try:
+            info = folder.stat()
+        except FileNotFoundError:
+            continue
+        if info.st_uid == os.getuid() and info.st_mode & 0o077:
+            folder.chmod(0o700)
+            closed.append(folder)
+    return closed
+
+
 def loose_paths(folders: list[Path], limit: int = 5) -> tuple[int, list[Path]]:
     """How many files and folders under ``folders`` others may read, write or enter (any
-    group or other permission bit), and the first ``limit`` of them. Cost: one ``stat`` per
-    entry (about a second per 200,000 files)."""
+    group or other permission bit), and the first ``limit`` of them; the notes a checkout
+    ships at their top (``SHIPPED_NOTES``) aside. Cost: one ``stat`` per entry (about a
+    second per 200,000 files)."""
     count = 0
     examples: list[Path] = []
     for folder in folders:
         if not folder.exists():
             continue
         for root, dirs, names in os.walk(folder):
+            if root == str(folder):
+                names = [n for n in names if n not in SHIPPED_NOTES]
             for entry in [root, *(os.path.join(root, n) for n in names)]:
                 try:
                     loose = os.lstat(entry).st_mode & 0o077

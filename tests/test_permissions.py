@@ -69,3 +69,16 @@ def test_a_server_warns_at_start_about_files_open_to_others(tmp_path):
     log = server.stop()
     assert "readable by others" in log and str(database) in log
     assert "chmod -R go-rwx" in log
+
+
+def test_a_fresh_checkouts_folders_are_closed_at_start_without_a_warning(tmp_path, wide_umask):
+    """A checkout ships data/ and index/ (0755) with a README.md (0644) in each: the server
+    closes the folders and does not warn about the notes; a loose file of data is still named."""
+    for name in ("data", "index"):
+        (tmp_path / name).mkdir(mode=0o755)
+        (tmp_path / name / "README.md").write_text("What this folder is for.\n")
+    assert loose_paths([tmp_path / "data", tmp_path / "index"])[0] == 2  # the folders only
+    log = Server(tmp_path).stop()
+    assert modes(tmp_path / "data")["."] == "0o700" and modes(tmp_path / "index")["."] == "0o700"
+    assert "readable by others" not in log and "owner-only (0700)" in log
+    assert (tmp_path / "data" / "README.md").read_text() == "What this folder is for.\n"
