@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -23,9 +23,9 @@ from fastapi.testclient import TestClient
 from reunite import accounts
 from reunite.app import create_app
 from reunite.config import Settings
-from reunite.faces import Face, Pipeline, faces_in_image
+from reunite.faces import MODEL_NAME, Face, Pipeline, faces_in_image
 from reunite.service import Reunite
-from reunite.store import CaseRow
+from reunite.store import CaseRow, FaceRow, PhotoRow, embedding_bytes
 from tests.objectstore import ObjectStore, started_seaweedfs
 from tests.objectstore import stop as stop_seaweedfs
 
@@ -76,6 +76,35 @@ ACTOR = "test"
 def new_case(service: Reunite, kind: str, **facts: object) -> CaseRow:
     """A new case of ``kind`` with these facts, created by ``ACTOR``."""
     return service.create_case({"kind": kind, **facts}, actor=ACTOR)
+
+
+def add_synthetic_faces(service: Reunite, case: CaseRow, vectors: Iterable[np.ndarray]) -> None:
+    """Faces with these embeddings, written straight to the store under one placeholder photo
+    of ``case`` (no image, no detection): for index and search tests at sizes photos cannot
+    reach. The index learns of them as of any other process's writes."""
+    with service.store.transaction() as session:
+        photo = PhotoRow(
+            case_id=case.id, sha256="0" * 64, format="JPEG", width=1, height=1, byte_size=1
+        )
+        session.add(photo)
+        session.flush()
+        session.add_all(
+            FaceRow(
+                photo_id=photo.id,
+                case_id=case.id,
+                kind=case.kind,
+                top=0,
+                right=1,
+                bottom=1,
+                left=0,
+                embedding=embedding_bytes(vector),
+                model=MODEL_NAME,
+                pipeline="synthetic",
+                face_width_px=1,
+                sharpness=0.0,
+            )
+            for vector in vectors
+        )
 
 
 def settings_in(directory: Path, **overrides: object) -> Settings:

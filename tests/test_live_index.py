@@ -8,7 +8,7 @@ import pytest
 from reunite.faces import MODEL_NAME
 from reunite.index import FaceIndex, read_manifest
 from reunite.service import Reunite
-from tests.conftest import ACTOR, new_case, settings_in
+from tests.conftest import ACTOR, add_synthetic_faces, new_case, settings_in
 
 
 def enroll_pair(service: Reunite, sample) -> tuple[int, int]:
@@ -86,38 +86,13 @@ def test_a_failed_index_save_does_not_fail_the_enrollment(tmp_path, finder, samp
 
 
 def test_a_large_kind_gets_an_approximate_index_that_survives_a_restart(tmp_path, finder, caplog):
-    from reunite.faces import MODEL_NAME
     from reunite.index import read_manifest
-    from reunite.store import FaceRow, PhotoRow, embedding_bytes
     from tests.test_index import clustered_faces
 
     settings = settings_in(tmp_path, approximate_min_faces=10_000)
     vectors = clustered_faces(4000, 5, seed=7)
     with Reunite.open(settings, finder=finder) as service:
-        case = new_case(service, "missing")
-        with service.store.transaction() as session:
-            photo = PhotoRow(
-                case_id=case.id, sha256="0" * 64, format="JPEG", width=1, height=1, byte_size=1
-            )
-            session.add(photo)
-            session.flush()
-            session.add_all(
-                FaceRow(
-                    photo_id=photo.id,
-                    case_id=case.id,
-                    kind="missing",
-                    top=0,
-                    right=1,
-                    bottom=1,
-                    left=0,
-                    embedding=embedding_bytes(vector),
-                    model=MODEL_NAME,
-                    pipeline="synthetic",
-                    face_width_px=1,
-                    sharpness=0.0,
-                )
-                for vector in vectors
-            )
+        add_synthetic_faces(service, new_case(service, "missing"), vectors)
         with caplog.at_level(logging.INFO):
             service.rebuild_index()
         assert service.index.params["missing"]["type"] == "hnsw"

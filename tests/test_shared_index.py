@@ -11,8 +11,8 @@ from reunite.faces import MODEL_NAME
 from reunite.index import KINDS, FaceIndex, read_manifest
 from reunite.matching import case_matches
 from reunite.service import Reunite
-from reunite.store import FaceRow, PhotoRow, embedding_bytes, embedding_vector
-from tests.conftest import new_case, settings_in
+from reunite.store import FaceRow, embedding_vector
+from tests.conftest import add_synthetic_faces, new_case, settings_in
 from tests.server import Server
 
 PROBES = ("obama2.jpg", "biden.jpg")
@@ -28,31 +28,9 @@ def add_synthetic_cases(service: Reunite, near: np.ndarray, count: int, seed: in
     """``count`` missing cases of one face each, at distances 0.1-0.8 from ``near``."""
     rng = np.random.default_rng(seed)
     for distance in np.linspace(0.1, 0.8, count):
-        case = new_case(service, "missing")
         step = rng.normal(size=128)
         vector = (near + distance * step / np.linalg.norm(step)).astype(np.float32)
-        with service.store.transaction() as session:
-            photo = PhotoRow(
-                case_id=case.id, sha256="0" * 64, format="JPEG", width=1, height=1, byte_size=1
-            )
-            session.add(photo)
-            session.flush()
-            session.add(
-                FaceRow(
-                    photo_id=photo.id,
-                    case_id=case.id,
-                    kind="missing",
-                    top=0,
-                    right=1,
-                    bottom=1,
-                    left=0,
-                    embedding=embedding_bytes(vector),
-                    model=MODEL_NAME,
-                    pipeline="synthetic",
-                    face_width_px=1,
-                    sharpness=0.0,
-                )
-            )
+        add_synthetic_faces(service, new_case(service, "missing"), [vector])
 
 
 def api_answer(server: Server, sample, photo: str) -> list[tuple[int, int, float]]:

@@ -60,20 +60,23 @@ def csrf_token(client, path: str) -> str:  # type: ignore[no-untyped-def]
     return re.search(r'name="csrf_token" value="([^"]+)"', client.get(path).text).group(1)
 
 
-@pytest.fixture
-def staff(app_client):  # type: ignore[no-untyped-def]
-    """The app's client, signed in as the staff user ``staff1``."""
-    accounts.create_user(
-        app_client.app.state.service.store, "staff1", PASSWORD, "staff", actor="test"
-    )
-    signed = app_client.post(
+def signed_in_as_staff(client):  # type: ignore[no-untyped-def]
+    """``client`` (an app's TestClient) signed in as ``staff1``, a staff user made for it."""
+    accounts.create_user(client.app.state.service.store, "staff1", PASSWORD, "staff", actor="test")
+    signed = client.post(
         "/login",
         data={
             "username": "staff1",
             "password": PASSWORD,
-            "csrf_token": csrf_token(app_client, "/login"),
+            "csrf_token": csrf_token(client, "/login"),
         },
         follow_redirects=False,
     )
     assert signed.status_code == 303
-    return app_client
+    return client
+
+
+@pytest.fixture
+def staff(app_client):  # type: ignore[no-untyped-def]
+    """The app's client, signed in as the staff user ``staff1``."""
+    return signed_in_as_staff(app_client)

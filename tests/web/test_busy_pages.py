@@ -13,11 +13,10 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from reunite import accounts
 from reunite.app import create_app
 from reunite.faces import Face, Pipeline
 from tests.conftest import key_headers, ready_client, settings_in
-from tests.web.conftest import PASSWORD, csrf_token
+from tests.web.conftest import csrf_token, signed_in_as_staff
 
 BROWSER = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
 
@@ -41,19 +40,7 @@ def busy(tmp_path, sample) -> Iterator[tuple[TestClient, HeldFinder, bytes]]:  #
     # small ones), so a second search is refused while the first is held.
     settings = settings_in(tmp_path, max_photos_in_flight=2, small_photo_pixels=1)
     finder = HeldFinder()
-    client = ready_client(create_app(settings, finder=finder))
-    store = client.app.state.service.store
-    accounts.create_user(store, "staff1", PASSWORD, "staff", actor="test")
-    signed = client.post(
-        "/login",
-        data={
-            "username": "staff1",
-            "password": PASSWORD,
-            "csrf_token": csrf_token(client, "/login"),
-        },
-        follow_redirects=False,
-    )
-    assert signed.status_code == 303
+    client = signed_in_as_staff(ready_client(create_app(settings, finder=finder)))
     try:
         yield client, finder, sample("obama-240p.jpg")
     finally:
