@@ -31,6 +31,7 @@ from reunite.api.routes import router as api_router
 from reunite.api.security import SecurityHeaders
 from reunite.api.sign_ins import SignInGuard
 from reunite.config import Settings
+from reunite.errors import StoreUnavailable
 from reunite.faces import FaceFinder, faces_in_image
 from reunite.files import close_own_folders, loose_paths, restrict_new_files
 from reunite.service import Reunite
@@ -194,6 +195,8 @@ def _load_and_sync_index(service: Reunite, stop: threading.Event) -> None:
     while not stop.wait(service.settings.index_sync_interval_s):
         try:
             service.sync_index()
+        except StoreUnavailable:  # the database is down or restarting: one line, no traceback
+            log.warning("index: sync with the store failed (database unreachable); retrying")
         except Exception:  # keep syncing: a failed round (database busy, disk full) is retried
             log.exception("index: sync with the store failed; retrying")
 

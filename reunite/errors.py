@@ -34,6 +34,8 @@ translate it in one place each::
     ├── IndexUnusable            index files missing, corrupt or made by another model
     ├── PhotoStoreUnavailable    the object store holding photo files (REUNITE_PHOTO_STORE)
     │                            cannot be reached or refuses us
+    ├── StoreUnavailable         the database server (PostgreSQL) cannot be reached, or the
+    │                            connection to it was lost
     ├── UnsafeConfiguration      a setting that must not be used in production (a weak
     │                            session key); the service refuses to start
     └── BadConfiguration         a REUNITE_* setting with a value that is not valid (not a
@@ -153,6 +155,10 @@ class IndexUnusable(ReuniteError):
 
 class PhotoStoreUnavailable(ReuniteError):
     code = "photo_store_unavailable"
+
+
+class StoreUnavailable(ReuniteError):
+    code = "store_unavailable"
 
 
 class UnsafeConfiguration(ReuniteError):

@@ -25,7 +25,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -51,18 +50,17 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
-    create_engine,
     event,
     false,
     update,
 )
-from sqlalchemy.engine import Dialect, Engine, make_url
+from sqlalchemy.engine import Dialect, Engine
 from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
+from reunite.database import engine_for
 from reunite.errors import Conflict, InvalidField
-from reunite.files import ensure_owner_only_file
 from reunite.migrations import migrate
 
 CaseKind = Literal["missing", "found"]
@@ -530,7 +528,7 @@ class Store:
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self.engine: Engine = _engine(url)
+        self.engine: Engine = engine_for(url)
         self.revision = migrate(self.engine)
         """The schema's Alembic revision."""
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
@@ -572,28 +570,3 @@ class Store:
 
     def close(self) -> None:
         self.engine.dispose()
-
-
-def _engine(url: str) -> Engine:
-    if not url.startswith("sqlite"):
-        return create_engine(url, pool_pre_ping=True, hide_parameters=True)
-    database = make_url(url).database
-    if database and database != ":memory:" and not database.startswith("file:"):
-        ensure_owner_only_file(Path(database))  # names, contacts, embeddings: owner-only
-    # hide_parameters: an error message must never carry names or embedding bytes into a log.
-    engine = create_engine(
-        url, connect_args={"check_same_thread": False, "timeout": 30}, hide_parameters=True
-    )
-
-    @event.listens_for(engine, "connect")
-    def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=FULL")
-        # Deleted content is overwritten with zeros in the database file, so erased names and
-        # embeddings do not linger in free pages (PostgreSQL: until VACUUM reclaims them).
-        cursor.execute("PRAGMA secure_delete=ON")
-        cursor.close()
-
-    return engine

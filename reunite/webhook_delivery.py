@@ -18,7 +18,7 @@ import httpx2
 from sqlalchemy import CursorResult, select, update
 
 from reunite.config import Settings
-from reunite.errors import WebhookTargetRefused
+from reunite.errors import StoreUnavailable, WebhookTargetRefused
 from reunite.store import OutboxEventRow, Store, WebhookRow, utc_now
 from reunite.webhook_targets import checked_address
 from reunite.webhooks import (
@@ -341,6 +341,8 @@ class WebhookWorker:
             self._wake.clear()  # before the pass: a wake during the pass starts the next one
             try:
                 self._pass(stop)
+            except StoreUnavailable:  # the database is down or restarting: one line, no traceback
+                log.warning("webhook worker: pass failed (database unreachable); trying again")
             except Exception:
                 log.exception("webhook worker: pass failed; trying again at the next poll")
             self._wake.wait(self.settings.webhook_poll_interval_s)

@@ -109,6 +109,11 @@ EXIT_CODES = [
         "The photo store is unavailable: the S3 bucket of `REUNITE_PHOTO_STORE` cannot be "
         "reached or refuses access (the message says which); try again once it is back.",
     ),
+    (
+        11,
+        "The database is unavailable: the PostgreSQL server of `REUNITE_DATABASE_URL` refused "
+        "the connection or dropped it; nothing more was done. Try again once it is back.",
+    ),
 ]
 """The exit codes of ``reunite`` (``reunite.cli.EXIT_CODES`` maps errors to them)."""
 

@@ -40,8 +40,13 @@ STATUS_BY_ERROR: dict[type[errors.ReuniteError], int] = {
     errors.NotReady: 503,
     errors.IndexUnusable: 503,
     errors.PhotoStoreUnavailable: 503,
+    errors.StoreUnavailable: 503,
 }
 """HTTP status per error class; the most specific class listed in an error's MRO wins."""
+
+
+STORE_RETRY_AFTER_S = 5
+"""Seconds a client is asked to wait when the database cannot be reached (a restart takes a few)."""
 
 
 def status_of(error: errors.ReuniteError) -> int:
@@ -79,6 +84,8 @@ def headers_for(error: errors.ReuniteError) -> dict[str, str]:
         return {"Retry-After": str(error.details.get("retry_after_s", 1))}
     if isinstance(error, errors.NotReady | errors.PhotoStoreUnavailable):
         return {"Retry-After": "1"}
+    if isinstance(error, errors.StoreUnavailable):
+        return {"Retry-After": str(STORE_RETRY_AFTER_S)}
     if isinstance(error, errors.NotAuthenticated):
         return {"WWW-Authenticate": 'Bearer realm="reunite"'}
     return {}

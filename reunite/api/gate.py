@@ -40,8 +40,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from reunite import accounts
 from reunite.api.auth import csrf_token, session_user
-from reunite.api.errors import headers_for, problem
-from reunite.errors import Forbidden, NotAuthenticated, RateLimited
+from reunite.api.errors import STORE_RETRY_AFTER_S, headers_for, problem
+from reunite.errors import Forbidden, NotAuthenticated, RateLimited, StoreUnavailable
 from reunite.upload_slots import UploadSlots
 
 OPEN_BODY_ROUTES = frozenset({("POST", "/login"), ("POST", "/api/v1/session")})
@@ -98,7 +98,10 @@ class BodyGate:
         if (scope["method"], scope["path"]) in OPEN_BODY_ROUTES:
             await self._pass_timed(scope, receive, send)
             return
-        caller = await run_in_threadpool(caller_of, scope)
+        try:
+            caller = await run_in_threadpool(caller_of, scope)
+        except StoreUnavailable as exc:  # the key or session cannot be checked now
+            caller = Refusal(503, exc.code, exc.message, STORE_RETRY_AFTER_S)
         if isinstance(caller, Refusal):
             await self._refuse(scope, receive, send, caller)
             return

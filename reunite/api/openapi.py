@@ -43,8 +43,9 @@ COMMON_ERRORS = {
     422: "The request is malformed or a field is invalid (`invalid_request`, `invalid_field`, "
     "or an image that cannot be used: `no_face_found`, `multiple_faces`, ...)",
     500: "Unexpected error (logged)",
-    503: "Starting up (index loading), too busy, or the photo store is unreachable "
-    "(`photo_store_unavailable`: photos cannot be added or viewed); see Retry-After",
+    503: "Starting up (index loading), too busy, the photo store is unreachable "
+    "(`photo_store_unavailable`: photos cannot be added or viewed), or the database is "
+    "(`store_unavailable`: nothing was done); see Retry-After",
 }
 ACCESS_ERRORS: dict[Access, dict[int, str]] = {
     "key": {

@@ -41,6 +41,7 @@ EXIT_CODES: dict[type[errors.ReuniteError], int] = {
     errors.BadConfiguration: 8,
     errors.Overloaded: 9,
     errors.PhotoStoreUnavailable: 10,
+    errors.StoreUnavailable: 11,
 }
 COMMAND_MODULES = (serve, cases, accounts, agencies, calibrate, index, rematching, maintenance)
 """Each adds its commands to the parser, in this order in ``--help``."""

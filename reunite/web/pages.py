@@ -36,7 +36,7 @@ from reunite.api.auth import (
 )
 from reunite.api.errors import headers_for, http_error_headers, http_problem, status_of
 from reunite.api.gate import Refusal, is_page
-from reunite.errors import ReuniteError
+from reunite.errors import ReuniteError, StoreUnavailable
 from reunite.review import birth_years
 from reunite.store import CaseRow, UserRow
 from reunite.web import i18n
@@ -174,6 +174,15 @@ def ensure_csrf(request: Request) -> str:
     return csrf_token(request)
 
 
+def shown_user(request: Request) -> UserRow | None:
+    """The signed-in user the page header names; None when the database cannot be reached
+    (the page that says so is shown without a name)."""
+    try:
+        return session_user(request)
+    except StoreUnavailable:
+        return None
+
+
 def render(
     request: Request, template: str, *, status_code: int = 200, **context: Any
 ) -> HTMLResponse:
@@ -201,7 +210,7 @@ def render(
             "when": lambda value: i18n.time_text(lang, value, service_of(request).display_zone),
             "facts": lambda case: case_facts(lang, case),
             "flag_text": lambda flag: i18n.flag_text(lang, flag),
-            "user": session_user(request),
+            "user": shown_user(request),
             "csrf": ensure_csrf(request),
             "csrf_field": CSRF_FIELD,
             "notice": request.session.pop("notice", None),

@@ -17,7 +17,7 @@ MANY_SIGN_INS = {"REUNITE_SIGN_IN_ATTEMPTS_PER_MINUTE": "600"}
 minute by default) would refuse them on a slow machine."""
 
 
-def create_user(workdir: Path, username: str, role: str) -> None:
+def create_user(workdir: Path, username: str, role: str, **env_settings: str) -> None:
     cli(
         workdir,
         "users",
@@ -27,6 +27,7 @@ def create_user(workdir: Path, username: str, role: str) -> None:
         role,
         "--password-stdin",
         stdin=PASSWORD + "\n",
+        **env_settings,
     )
 
 
