@@ -23,6 +23,7 @@ object store that is down raises ``PhotoStoreUnavailable``: the server keeps its
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -53,6 +54,10 @@ INCOMING_PREFIX = ".incoming-"
 BUILD_ID = re.compile(r"[0-9A-Za-z_-]{1,64}")
 CHUNK_BYTES = 1 << 20
 THEN = "Servers keep their current index until a build can be read from it."
+PUBLISH_THEN = (
+    "The build is saved in this machine's index folder only, and the servers keep theirs; run "
+    "`reunite reindex --skip-reembed` again once the photo store is back."
+)
 
 
 @dataclass(frozen=True)
@@ -123,7 +128,7 @@ class PublishedBuilds:
         self.files.request(
             "publish an index build in",
             "put_object",
-            then=THEN,
+            then=PUBLISH_THEN,
             Key=self.files.key(POINTER_NAME),
             Body=json.dumps(pointer, indent=2).encode("utf-8"),
         )
@@ -135,7 +140,7 @@ class PublishedBuilds:
         self.files.request(
             "publish an index build in",
             "put_object",
-            then=THEN,
+            then=PUBLISH_THEN,
             Key=self.files.key(f"{INDEX_BUILDS}/{build_id}/{name}"),
             Body=body,
         )
@@ -248,6 +253,7 @@ class PublishedBuilds:
     def _download(self, published: Published, incoming: Path) -> None:
         """The build's files, each checked against its SHA-256, into the folder ``incoming``.
         Raises ``IndexUnusable`` for a damaged file."""
+        _remove_abandoned_downloads(incoming.parent)
         shutil.rmtree(incoming, ignore_errors=True)
         incoming.mkdir(mode=0o700, parents=True)
         for name, digest in published.manifest.files.items():
@@ -298,6 +304,16 @@ def _newer_than_disk(published: Manifest, directory: Path) -> bool:
     except IndexUnusable:
         return True
     return published.build_id != on_disk.build_id and published.built_at > on_disk.built_at
+
+
+def _remove_abandoned_downloads(directory: Path) -> None:
+    """Delete download folders left by a process killed while fetching (``ABANDONED_AFTER``
+    old: a younger one may be another worker's download still running)."""
+    oldest = datetime.now(UTC).timestamp() - ABANDONED_AFTER.total_seconds()
+    for folder in directory.glob(f"{INCOMING_PREFIX}*"):
+        with contextlib.suppress(OSError):
+            if folder.stat().st_mtime < oldest:
+                shutil.rmtree(folder, ignore_errors=True)
 
 
 def _move_in(manifest: Manifest, incoming: Path, directory: Path) -> None:

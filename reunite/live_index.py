@@ -285,9 +285,12 @@ class LiveIndex:
         except PhotoStoreUnavailable as exc:
             self._published_retry_at = time.monotonic() + PUBLISHED_RETRY_S
             log.warning("index: no published build fetched, keeping the current index: %s", exc)
-        except (IndexUnusable, OSError) as exc:
+        except IndexUnusable as exc:
             self._published_retry_at = time.monotonic() + PUBLISHED_RETRY_S
             log.error("index: published build refused, keeping the current index: %s", exc)
+        except OSError as exc:  # the index folder: full, or not writable
+            self._published_retry_at = time.monotonic() + PUBLISHED_RETRY_S
+            log.error("index: published build not fetched into the index folder: %s", exc)
 
     def pull_changes(self, session: Session) -> tuple[int, int]:
         """Add the faces committed since ``_face_mark`` and remove those deleted since

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 
@@ -18,8 +20,8 @@ from reunite.index_builds import KEPT_BUILDS, POINTER_NAME, PublishedBuilds
 from reunite.photo_files import photo_files_of
 from reunite.service import Reunite
 from tests.conftest import add_synthetic_faces, new_case
-from tests.objectstore import BUCKET, ObjectStore
-from tests.server import free_port
+from tests.objectstore import BUCKET, CREDENTIALS, ObjectStore
+from tests.server import free_port, settings_env
 from tests.test_s3_photos import bucket_settings
 
 
@@ -132,3 +134,24 @@ def test_with_the_object_store_down_a_server_keeps_its_index_and_says_so(
     assert "keeping the current index" in caplog.text and "could not look for index builds" in (
         caplog.text
     )
+
+
+def test_reindex_says_in_one_line_when_it_cannot_publish(tmp_path):
+    closed = f"http://127.0.0.1:{free_port()}"
+    done = subprocess.run(
+        [sys.executable, "-m", "reunite.cli", "reindex", "--skip-reembed"],
+        capture_output=True,
+        text=True,
+        env=settings_env(
+            tmp_path,
+            REUNITE_PHOTO_STORE=f"s3://{BUCKET}/unreachable",
+            REUNITE_S3_ENDPOINT_URL=closed,
+            REUNITE_S3_TIMEOUT_S="1",
+            **CREDENTIALS,
+        ),
+    )
+    assert done.returncode == 10, done.stderr
+    [line] = [x for x in done.stderr.splitlines() if x.startswith("error")]
+    assert "Could not publish an index build" in line and "reindex --skip-reembed" in line
+    assert "Traceback" not in done.stderr and done.stdout == ""
+    assert read_manifest(tmp_path / "index").build_id  # saved here all the same
