@@ -51,6 +51,9 @@ ABANDONED_AFTER = timedelta(hours=1)
 """A build folder that no pointer names (a publish that died half-way) is deleted by the next
 publish once its newest object is this old (a younger one may be a publish still running)."""
 INCOMING_PREFIX = ".incoming-"
+FETCHING_NAME = ".fetching"
+"""The folder (in the index folder) whose lock one worker of a machine holds while it fetches a
+build; the index folder's own lock is held only to move the checked files in."""
 BUILD_ID = re.compile(r"[0-9A-Za-z_-]{1,64}")
 CHUNK_BYTES = 1 << 20
 THEN = "Servers keep their current index until a build can be read from it."
@@ -232,20 +235,22 @@ class PublishedBuilds:
         except IndexUnusable:
             self._seen_etag = etag
             raise
-        if not _newer_than_disk(published.manifest, directory):
-            self._seen_etag = etag
-            return None
-        incoming = directory / f"{INCOMING_PREFIX}{published.build_id}-{os.getpid()}"
-        try:
-            self._download(published, incoming)
-            with lock.held():  # another worker of this machine may have fetched it meanwhile
-                if _newer_than_disk(published.manifest, directory):
-                    _move_in(published.manifest, incoming, directory)
-        except IndexUnusable:
-            self._seen_etag = etag
-            raise
-        finally:
-            shutil.rmtree(incoming, ignore_errors=True)
+        # One download per machine: its other workers wait here, then find the build on disk.
+        with DirectoryLock(directory / FETCHING_NAME).held():
+            if not _newer_than_disk(published.manifest, directory):
+                self._seen_etag = etag
+                return None
+            incoming = directory / f"{INCOMING_PREFIX}{published.build_id}-{os.getpid()}"
+            try:
+                self._download(published, incoming)
+                with lock.held():  # no worker loads or saves while the files are replaced
+                    if _newer_than_disk(published.manifest, directory):  # still (a rebuild?)
+                        _move_in(published.manifest, incoming, directory)
+            except IndexUnusable:
+                self._seen_etag = etag
+                raise
+            finally:
+                shutil.rmtree(incoming, ignore_errors=True)
         self._seen_etag = etag
         log.info("index: fetched build %s from %s", published.build_id, self.describe())
         return published.build_id

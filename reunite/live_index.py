@@ -187,7 +187,8 @@ class LiveIndex:
     def rebuild(self, index_type: IndexType = "auto") -> IndexReport:
         """Build a fresh index from every face in the store, swap it in and save it as a new
         build. Running servers sharing the index directory adopt it within
-        ``index_sync_interval_s``, and keep answering from their old one meanwhile.
+        ``index_sync_interval_s``, and keep answering from their old one meanwhile (servers on
+        other machines once ``reunite reindex`` has published it: ``reunite.index_builds``).
 
         ``index_type``: ``auto`` chooses by size (``approximate_min_faces``); ``flat`` and
         ``hnsw`` force one (an HNSW graph that cannot reach the target recall stays flat).
