@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from reunite.config import Settings
-from reunite.errors import IndexUnusable, PhotoStoreUnavailable
+from reunite.errors import Conflict, IndexUnusable, PhotoStoreUnavailable
 from reunite.files import write_atomically
 from reunite.index_files import MANIFEST_NAME, DirectoryLock, Manifest, manifest_of, read_manifest
 from reunite.photo_files import INDEX_BUILDS, ObjectMissing, S3PhotoFiles
@@ -104,9 +104,21 @@ class PublishedBuilds:
         """Upload the build saved in ``directory`` and point to it (see the module docstring).
 
         Raises ``IndexUnusable`` (no build there, or a file that no longer matches its
-        checksum) and ``PhotoStoreUnavailable``. Cost: the index files' size in uploads."""
+        checksum), ``Conflict`` (a newer build is published already: another ``reunite
+        reindex`` started later) and ``PhotoStoreUnavailable``. Cost: the index files' size in
+        uploads."""
+        try:
+            earlier: Published | None = self.current(then=PUBLISH_THEN)
+        except (ObjectMissing, IndexUnusable):
+            earlier = None
         with lock.held():  # no save replaces a file while it is read
             manifest = read_manifest(directory)
+            if earlier is not None and _newer(earlier.manifest, manifest):
+                raise Conflict(
+                    f"A newer index build ({earlier.build_id}, built at "
+                    f"{earlier.manifest.built_at}) is already published in {self.describe()}; "
+                    f"this one ({manifest.build_id}) stays in this machine's index folder."
+                )
             for name, digest in manifest.files.items():
                 with (directory / name).open("rb") as handle:
                     if hashlib.file_digest(handle, "sha256").hexdigest() != digest:
@@ -117,11 +129,8 @@ class PublishedBuilds:
                     self._put(manifest.build_id, name, handle)
         body = json.dumps(manifest.__dict__, indent=2).encode("utf-8")
         self._put(manifest.build_id, MANIFEST_NAME, body)
-        try:
-            earlier = self.current().kept
-        except (ObjectMissing, IndexUnusable):
-            earlier = []
-        kept = [manifest.build_id, *(b for b in earlier if b != manifest.build_id)][:KEPT_BUILDS]
+        before = earlier.kept if earlier is not None else []
+        kept = [manifest.build_id, *(b for b in before if b != manifest.build_id)][:KEPT_BUILDS]
         pointer = {
             "build_id": manifest.build_id,
             "published_at": datetime.now(UTC).isoformat(),
@@ -178,7 +187,7 @@ class PublishedBuilds:
 
     # -------------------------------------------------------------------- fetch
 
-    def current(self) -> Published:
+    def current(self, *, then: str = THEN) -> Published:
         """The build the pointer names. Raises ``ObjectMissing`` (none published yet),
         ``IndexUnusable`` (a malformed pointer) and ``PhotoStoreUnavailable``."""
         from botocore.exceptions import BotoCoreError
@@ -186,7 +195,7 @@ class PublishedBuilds:
         answer = self.files.request(
             "read the index build pointer of",
             "get_object",
-            then=THEN,
+            then=then,
             Key=self.files.key(POINTER_NAME),
         )
         try:
@@ -194,7 +203,7 @@ class PublishedBuilds:
             build_id, kept = raw["build_id"], raw["kept"]
             manifest = manifest_of(raw["manifest"], f"of {self.describe(str(build_id))}")
         except (BotoCoreError, OSError) as exc:
-            raise self._unavailable("read the index build pointer of", exc) from exc
+            raise self._unavailable("read the index build pointer of", exc, then) from exc
         except (ValueError, TypeError, KeyError) as exc:
             raise IndexUnusable(
                 f"The index build pointer of {self.describe()} is malformed."
@@ -292,11 +301,11 @@ class PublishedBuilds:
             raise self._unavailable("download an index build from", exc) from exc
         return digest.hexdigest()
 
-    def _unavailable(self, doing: str, exc: Exception) -> PhotoStoreUnavailable:
+    def _unavailable(self, doing: str, exc: Exception, then: str = THEN) -> PhotoStoreUnavailable:
         reason = type(exc).__name__
         log.warning("photo store %s: could not %s it (%s)", self.files.describe(), doing, reason)
         return PhotoStoreUnavailable(
-            f"Could not {doing} the photo store {self.files.describe()} ({reason}). {THEN}",
+            f"Could not {doing} the photo store {self.files.describe()} ({reason}). {then}",
             photo_store=self.files.describe(),
         )
 
@@ -308,7 +317,12 @@ def _newer_than_disk(published: Manifest, directory: Path) -> bool:
         on_disk = read_manifest(directory)
     except IndexUnusable:
         return True
-    return published.build_id != on_disk.build_id and published.built_at > on_disk.built_at
+    return _newer(published, on_disk)
+
+
+def _newer(one: Manifest, other: Manifest) -> bool:
+    """Whether ``one`` is a newer build than ``other`` (started later from the store)."""
+    return one.build_id != other.build_id and one.built_at > other.built_at
 
 
 def _remove_abandoned_downloads(directory: Path) -> None:

@@ -13,8 +13,10 @@ import uuid
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from reunite.config import Settings
+from reunite.errors import Conflict
 from reunite.index import read_manifest
 from reunite.index_builds import KEPT_BUILDS, POINTER_NAME, PublishedBuilds
 from reunite.photo_files import photo_files_of
@@ -98,6 +100,17 @@ def test_a_published_build_is_fetched_checked_and_adopted_by_a_server_of_its_own
             hits = service.index.search("missing", rng.normal(size=128).astype(np.float32), 3)
             assert len(hits) == 3
 
+        # A build started earlier never replaces a newer one already published.
+        other = machine(tmp_path / "reindex-2", object_store.endpoint_url, prefix, database)
+        with Reunite.open(other, finder=finder) as slower:
+            slower.rebuild_index("flat")
+            newer = published(builder)
+            builds = PublishedBuilds.of(other)
+            assert builds is not None
+            with pytest.raises(Conflict, match=f"newer index build \\({newer}"):
+                builds.publish(other.index_dir, slower.live.index_lock)
+            assert builds.current().build_id == newer
+
         # Only the last few builds stay in the bucket.
         for _ in range(KEPT_BUILDS):
             newest = published(builder)
@@ -152,6 +165,6 @@ def test_reindex_says_in_one_line_when_it_cannot_publish(tmp_path):
     )
     assert done.returncode == 10, done.stderr
     [line] = [x for x in done.stderr.splitlines() if x.startswith("error")]
-    assert "Could not publish an index build" in line and "reindex --skip-reembed" in line
+    assert f"photo store s3://{BUCKET}/unreachable" in line and "reindex --skip-reembed" in line
     assert "Traceback" not in done.stderr and done.stdout == ""
     assert read_manifest(tmp_path / "index").build_id  # saved here all the same
