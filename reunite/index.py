@@ -27,9 +27,10 @@ Files in the index directory, each replaced atomically (temp file, fsync, rename
 ``manifest.json`` is written last and names the model, the dimension, the counts, the last face id
 and the SHA-256 of each index file, so a half-written or corrupted set is detected on load.
 
-Several processes (API workers, servers on other machines, a ``reunite reindex`` run) may share
-one index directory. Saves and loads take an exclusive ``flock`` on ``<dir>/.lock``
-(``DirectoryLock``), so nobody reads a set that is half replaced. Each index carries a *build*
+Several processes of one machine (API workers, a ``reunite reindex`` run) may share one index
+directory. Saves and loads take an exclusive ``flock`` on ``<dir>/.lock`` (``DirectoryLock``),
+so nobody reads a set that is half replaced. Machines do not share one: each has its own, and
+builds reach them through the object store (``reunite.index_builds``). Each index carries a *build*
 (``build_id``, ``built_at``): saving keeps the build, rebuilding from the store starts a new one.
 A process never saves its index over a newer build, and adopts a newer build it finds on disk
 (``Reunite.sync_index``): that is how a rebuilt index reaches running servers without a restart.

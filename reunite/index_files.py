@@ -127,24 +127,33 @@ def read_manifest(directory: Path) -> Manifest:
     """The manifest of an index directory. Raises ``IndexUnusable`` if absent or malformed."""
     path = directory / MANIFEST_NAME
     try:
-        raw: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-        manifest = Manifest(**raw)
+        raw: Any = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
         raise IndexUnusable(f"No index manifest at {path}.") from exc
-    except (OSError, ValueError, TypeError) as exc:
+    except (OSError, ValueError) as exc:
         raise IndexUnusable(f"The index manifest at {path} is unreadable ({exc}).") from exc
+    return manifest_of(raw, f"at {path}")
+
+
+def manifest_of(raw: Any, where: str) -> Manifest:
+    """A manifest from its JSON value, checked (``where`` names it in messages: "at PATH").
+    Raises ``IndexUnusable`` if it is malformed or of a format this version does not read."""
+    try:
+        manifest = Manifest(**raw)
+    except TypeError as exc:
+        raise IndexUnusable(f"The index manifest {where} is unreadable ({exc}).") from exc
     if manifest.format not in FORMAT_VERSIONS_READ:
         raise IndexUnusable(
             f"Index format {manifest.format} is not one this version reads {FORMAT_VERSIONS_READ}."
         )
     if not all(
         isinstance(part, dict) for part in (manifest.counts, manifest.files, manifest.params)
-    ):
-        raise IndexUnusable(f"The index manifest at {path} is malformed.")
+    ) or not all(isinstance(digest, str) for digest in manifest.files.values()):
+        raise IndexUnusable(f"The index manifest {where} is malformed.")
     if not all(
         isinstance(name, str) and INDEX_FILE_NAME.fullmatch(name) for name in manifest.files
     ):
-        raise IndexUnusable(f"The index manifest at {path} names files that are not index files.")
+        raise IndexUnusable(f"The index manifest {where} names files that are not index files.")
     return manifest
 
 

@@ -20,7 +20,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session
 
 from reunite.config import Settings
 from reunite.device import Devices
-from reunite.errors import IndexUnusable, NotReady
+from reunite.errors import IndexUnusable, NotReady, PhotoStoreUnavailable
 from reunite.faces import EMBEDDING_DIM, MODEL_NAME
 from reunite.index import (
     KINDS,
@@ -42,11 +42,15 @@ from reunite.index import (
     graph_parts,
     read_manifest,
 )
+from reunite.index_builds import PublishedBuilds
 from reunite.store import FaceRow, RemovedFaceRow, Store, embedding_vector
 
 log = logging.getLogger(__name__)
 
 IndexType = Literal["auto", "flat", "hnsw"]
+PUBLISHED_RETRY_S = 30.0
+"""After the object store failed to answer, how long before the next look for a published
+build (the index sync goes on meanwhile)."""
 
 
 @dataclass(frozen=True)
@@ -81,7 +85,8 @@ class LiveIndex:
         self.report = IndexReport("empty", "not opened yet", {k: 0 for k in KINDS})
         self._ready = threading.Event()
         self._unsaved_changes = 0
-        self._dir_lock = DirectoryLock(settings.index_dir)
+        self.index_lock = DirectoryLock(settings.index_dir)
+        """The index folder's lock, among the processes of this machine that share it."""
         self._face_mark = 0
         """Highest face id (committed) that the index has seen; see ``sync``."""
         self._removal_mark = 0
@@ -89,6 +94,12 @@ class LiveIndex:
         self._manifest_stamp: tuple[int, int, int] | None = None
         self.ready_after_s: float | None = None
         """Seconds from this process's launch to the index being ready (``make_ready``)."""
+        self.published = PublishedBuilds.of(settings)
+        """Builds published through the photo store's bucket (None without one)."""
+        self._published_retry_at = 0.0
+        self.on_removed: Callable[[list[int]], None] = lambda _face_ids: None
+        """Called with the ids of faces that left the index because another process (or an
+        earlier run) deleted them from the store: the service drops their cached crops."""
 
     @property
     def ready(self) -> bool:
@@ -142,9 +153,12 @@ class LiveIndex:
 
         The saved index is used when its manifest matches this model; faces added to or deleted
         from the store since it was saved are then added or removed. A missing, corrupt or
-        foreign index is rebuilt from the store. The log says which happened and why.
+        foreign index is rebuilt from the store. A newer build published in the object store
+        (``reunite.index_builds``) is fetched into the index folder first. The log says which
+        happened and why.
         """
-        with self.write_lock, self._dir_lock.held():
+        self.fetch_published()
+        with self.write_lock, self.index_lock.held():
             try:
                 index, manifest = FaceIndex.load(
                     self.settings.index_dir, model=MODEL_NAME, dim=EMBEDDING_DIM, mapped=True
@@ -173,7 +187,8 @@ class LiveIndex:
     def rebuild(self, index_type: IndexType = "auto") -> IndexReport:
         """Build a fresh index from every face in the store, swap it in and save it as a new
         build. Running servers sharing the index directory adopt it within
-        ``index_sync_interval_s``, and keep answering from their old one meanwhile.
+        ``index_sync_interval_s``, and keep answering from their old one meanwhile (servers on
+        other machines once ``reunite reindex`` has published it: ``reunite.index_builds``).
 
         ``index_type``: ``auto`` chooses by size (``approximate_min_faces``); ``flat`` and
         ``hnsw`` force one (an HNSW graph that cannot reach the target recall stays flat).
@@ -189,7 +204,7 @@ class LiveIndex:
         next ``sync`` instead.
         """
         directory = self.settings.index_dir
-        with self.write_lock, self._dir_lock.held():
+        with self.write_lock, self.index_lock.held():
             try:
                 on_disk = read_manifest(directory)
             except IndexUnusable:
@@ -255,8 +270,28 @@ class LiveIndex:
         self.require_ready()
         with self.write_lock, self.store.transaction() as session:
             changes = self.pull_changes(session)
+        self.fetch_published()
         self._adopt_newer_files()
         return changes
+
+    def fetch_published(self) -> None:
+        """Fetch a newer build published in the object store into the index folder, where
+        ``_adopt_newer_files`` finds it (``PublishedBuilds.fetch_newer``). Best effort: an
+        object store that is down, or a damaged build, is logged and the index kept as it is
+        (searches keep working); a look after a failure waits ``PUBLISHED_RETRY_S``."""
+        if self.published is None or time.monotonic() < self._published_retry_at:
+            return
+        try:
+            self.published.fetch_newer(self.settings.index_dir, self.index_lock)
+        except PhotoStoreUnavailable as exc:
+            self._published_retry_at = time.monotonic() + PUBLISHED_RETRY_S
+            log.warning("index: no published build fetched, keeping the current index: %s", exc)
+        except IndexUnusable as exc:
+            self._published_retry_at = time.monotonic() + PUBLISHED_RETRY_S
+            log.error("index: published build refused, keeping the current index: %s", exc)
+        except OSError as exc:  # the index folder: full, or not writable
+            self._published_retry_at = time.monotonic() + PUBLISHED_RETRY_S
+            log.error("index: published build not fetched into the index folder: %s", exc)
 
     def pull_changes(self, session: Session) -> tuple[int, int]:
         """Add the faces committed since ``_face_mark`` and remove those deleted since
@@ -266,7 +301,9 @@ class LiveIndex:
         below a mark. A face may arrive twice (a catch-up ran after the mark was read), so those
         already held are skipped.
         """
-        added, removed, marks = _pull(session, self.index, (self._face_mark, self._removal_mark))
+        added, removed, marks = _pull(
+            session, self.index, (self._face_mark, self._removal_mark), self.on_removed
+        )
         self._face_mark, self._removal_mark = marks
         if added or removed:
             self._unsaved_changes += added + removed
@@ -282,7 +319,7 @@ class LiveIndex:
         stamp = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
         if stamp == self._manifest_stamp:
             return False
-        with self._dir_lock.held():
+        with self.index_lock.held():
             try:
                 if not self._behind(read_manifest(directory)):
                     self._manifest_stamp = stamp
@@ -334,7 +371,7 @@ class LiveIndex:
                 and len(saved) == 2
                 and all(0 <= s <= m for s, m in zip(saved, marks, strict=True))
             ):
-                added, removed, marks = _pull(session, index, (saved[0], saved[1]))
+                added, removed, marks = _pull(session, index, (saved[0], saved[1]), self.on_removed)
                 self._swap_in(index)
                 self._face_mark, self._removal_mark = marks
                 return added, removed
@@ -408,6 +445,7 @@ class LiveIndex:
                 )
                 held = set(index.face_ids(kind).tolist())
                 removed += index.remove(held - stored, kind)
+                self.on_removed(sorted(held - stored))
                 missing = sorted(stored - held)
                 for start in range(0, len(missing), 10_000):
                     ids = missing[start : start + 10_000]
@@ -422,11 +460,14 @@ class LiveIndex:
 
 
 def _pull(
-    session: Session, index: FaceIndex, marks: tuple[int, int]
+    session: Session,
+    index: FaceIndex,
+    marks: tuple[int, int],
+    on_removed: Callable[[list[int]], None],
 ) -> tuple[int, int, tuple[int, int]]:
     """Add to ``index`` the faces committed after ``marks[0]`` and remove those deleted after
-    ``marks[1]`` (``removed_faces`` ids); returns (added, removed, the new marks). Faces the
-    index already holds are skipped."""
+    ``marks[1]`` (``removed_faces`` ids), telling ``on_removed``; returns (added, removed, the
+    new marks). Faces the index already holds are skipped."""
     added = removed = 0
     face_mark, removal_mark = marks
     rows = session.execute(
@@ -453,6 +494,7 @@ def _pull(
     if gone:
         removed = index.remove(r.face_id for r in gone)
         removal_mark = gone[-1].id
+        on_removed([r.face_id for r in gone])
     return added, removed, (face_mark, removal_mark)
 
 

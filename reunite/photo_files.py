@@ -30,6 +30,12 @@ from reunite.files import write_atomically
 log = logging.getLogger(__name__)
 
 S3_SCHEME = "s3://"
+INDEX_BUILDS = "index-builds"
+"""The folder of a bucket's prefix that holds published index builds (``reunite.index_builds``),
+not photos: ``names`` leaves it out."""
+PHOTO_CONSEQUENCE = (
+    "Searches still work; photos can be added and viewed again once the photo store is back."
+)
 
 
 class PhotoFiles(Protocol):
@@ -108,34 +114,34 @@ class S3PhotoFiles:
         return f"{self.prefix}/{name}" if self.prefix else name
 
     def put(self, name: str, data: bytes) -> None:
-        self._call("store a photo in", "put_object", Key=self.key(name), Body=data)
+        self.request("store a photo in", "put_object", Key=self.key(name), Body=data)
 
     def get(self, name: str) -> bytes:
         try:
-            answer = self._call("read a photo from", "get_object", Key=self.key(name))
+            answer = self.request("read a photo from", "get_object", Key=self.key(name))
             return bytes(answer["Body"].read())
-        except _Missing as exc:
+        except ObjectMissing as exc:
             raise FileNotFoundError(f"no object {self.key(name)} in {self.describe()}") from exc
 
     def exists(self, name: str) -> bool:
         try:
-            self._call("look for a photo in", "head_object", Key=self.key(name))
-        except _Missing:
+            self.request("look for a photo in", "head_object", Key=self.key(name))
+        except ObjectMissing:
             return False
         return True
 
     def delete(self, name: str) -> None:
-        self._call("delete a photo from", "delete_object", Key=self.key(name))
+        self.request("delete a photo from", "delete_object", Key=self.key(name))
 
     def names(self) -> list[str]:
         start = f"{self.prefix}/" if self.prefix else ""
         found: list[str] = []
         token: dict[str, str] = {}
         while True:
-            page = self._call("list the photos of", "list_objects_v2", Prefix=start, **token)
+            page = self.request("list the photos of", "list_objects_v2", Prefix=start, **token)
             found.extend(item["Key"][len(start) :] for item in page.get("Contents", []))
             if not page.get("IsTruncated"):
-                return sorted(found)
+                return sorted(n for n in found if not n.startswith(f"{INDEX_BUILDS}/"))
             token = {"ContinuationToken": page["NextContinuationToken"]}
 
     def describe(self) -> str:
@@ -159,9 +165,11 @@ class S3PhotoFiles:
             )
         return self._client
 
-    def _call(self, doing: str, operation: str, **arguments: Any) -> Any:
-        """One S3 operation on the bucket; a missing key raises ``_Missing``, every other
-        failure ``PhotoStoreUnavailable``."""
+    def request(
+        self, doing: str, operation: str, *, then: str = PHOTO_CONSEQUENCE, **arguments: Any
+    ) -> Any:
+        """One S3 operation on the bucket; a missing key raises ``ObjectMissing``, every other
+        failure ``PhotoStoreUnavailable`` ("Could not ``doing`` the photo store ... ``then``")."""
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
@@ -169,19 +177,18 @@ class S3PhotoFiles:
         except ClientError as exc:
             code = str(exc.response.get("Error", {}).get("Code", ""))
             if code in {"NoSuchKey", "404", "NotFound"}:
-                raise _Missing from exc
+                raise ObjectMissing from exc
             reason = f"it answered {code or 'an error'}"
         except BotoCoreError as exc:
             reason = type(exc).__name__
         log.warning("photo store %s: could not %s it (%s)", self.describe(), doing, reason)
         raise PhotoStoreUnavailable(
-            f"Could not {doing} the photo store {self.describe()} ({reason}). Searches still "
-            "work; photos can be added and viewed again once the photo store is back.",
+            f"Could not {doing} the photo store {self.describe()} ({reason}). {then}",
             photo_store=self.describe(),
         )
 
 
-class _Missing(Exception):
+class ObjectMissing(Exception):
     """No object under that key."""
 
 

@@ -158,6 +158,32 @@ class Photos:
         write_atomically(cached, crop)
         return crop
 
+    def forget_crops(self, face_ids: Iterable[int]) -> None:
+        """Delete the cached crops of these faces (faces another process erased: this
+        machine's cache must not keep them)."""
+        for face_id in face_ids:
+            crop_path(self.settings, face_id).unlink(missing_ok=True)
+
+    def forget_stale_crops(self) -> int:
+        """Delete cached crops whose face the store no longer holds (erased, or purged, while
+        this server was down); returns how many. Cost: one query per 10,000 crops."""
+        folder = self.settings.data_dir / "crops"
+        cached = sorted(int(p.stem) for p in folder.glob("*.jpg") if p.stem.isdigit())
+        stale: list[int] = []
+        for start in range(0, len(cached), 10_000):
+            ids = cached[start : start + 10_000]
+            with self.store.transaction() as session:
+                live = set(
+                    session.scalars(
+                        select(FaceRow.id).where(
+                            FaceRow.id.in_(ids), FaceRow.model != privacy.ERASED
+                        )
+                    )
+                )
+            stale += [i for i in ids if i not in live]
+        self.forget_crops(stale)
+        return len(stale)
+
     def forget_file(self, sha256: str, fmt: str) -> None:
         """Delete a photo's file unless another photo row still uses the same bytes."""
         with self.store.transaction() as session:

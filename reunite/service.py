@@ -19,6 +19,7 @@ enrollments of opposite kinds always see each other. Face detection runs outside
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections import Counter
@@ -56,6 +57,8 @@ from reunite.photos import Photos, photo_path
 from reunite.search import FaceResult, RankedCase, Search
 from reunite.store import AuditEventRow, CandidateDecisionRow, CaseRow, FaceRow, PhotoRow, Store
 from reunite.undo import Undos
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "CandidateView",
@@ -126,6 +129,7 @@ class Reunite:
         self.photo_files = photo_files_of(settings)
         """Where photo files are kept: the local folder or an S3 bucket."""
         self.photo_store = Photos(settings, store, self.photo_files)
+        self.live.on_removed = self.photo_store.forget_crops
         self.rules_version = rules_version(
             settings, calibration_fingerprint(settings.calibration_path)
         )
@@ -238,8 +242,12 @@ class Reunite:
         return self.live.ready
 
     def make_ready(self) -> IndexReport:
-        """Load the index; matching and search work from then on (``LiveIndex.make_ready``)."""
-        return self.live.make_ready()
+        """Load the index; matching and search work from then on (``LiveIndex.make_ready``).
+        Then drops the cached crops of faces erased while this process was not running."""
+        report = self.live.make_ready()
+        if stale := self.photo_store.forget_stale_crops():
+            log.info("crops: %d cached crops of erased faces deleted", stale)
+        return report
 
     def load_index(self) -> IndexReport:
         """Make the index agree with the store (``LiveIndex.load``)."""

@@ -26,7 +26,7 @@ from reunite.config import Settings
 from reunite.faces import MODEL_NAME, Face, Pipeline, faces_in_image
 from reunite.service import Reunite
 from reunite.store import CaseRow, FaceRow, PhotoRow, embedding_bytes
-from tests.objectstore import ObjectStore, started_seaweedfs
+from tests.objectstore import CREDENTIALS, ObjectStore, started_seaweedfs
 from tests.objectstore import stop as stop_seaweedfs
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -159,6 +159,13 @@ def object_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ObjectSto
         yield store
     finally:
         stop_seaweedfs(process)
+
+
+@pytest.fixture
+def credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The test object store's keys, where boto3 looks for them (the process environment)."""
+    for name, value in CREDENTIALS.items():
+        monkeypatch.setenv(name, value)
 
 
 @pytest.fixture

@@ -32,3 +32,17 @@ def test_ids_are_never_reused_after_a_delete(service, sample):
     again = service.enroll_photo(second.id, sample("biden.jpg"), actor=ACTOR)
     assert second.id > first.id
     assert again.photo.id > enrolled.photo.id and again.faces[0].id > enrolled.faces[0].id
+
+
+def test_a_start_drops_cached_crops_of_faces_erased_meanwhile(service, sample, settings, finder):
+    from reunite.service import Reunite
+
+    case = new_case(service, "missing")
+    [face] = service.enroll_photo(case.id, sample("obama.jpg"), actor=ACTOR).faces
+    service.face_crop(face.id, actor=ACTOR)
+    crops = settings.data_dir / "crops"
+    kept = crops / f"{face.id}.jpg"
+    gone = crops / f"{face.id + 1000}.jpg"  # a crop cached of a face erased elsewhere
+    gone.write_bytes(kept.read_bytes())
+    with Reunite.open(settings, finder=finder):
+        assert kept.is_file() and not gone.exists()

@@ -10,7 +10,6 @@ import uuid
 from pathlib import Path
 
 import httpx2
-import pytest
 
 from reunite.app import create_app
 from reunite.backup import backup, restore
@@ -20,13 +19,6 @@ from tests.api.test_routes import API, assert_problem, create, upload
 from tests.conftest import key_headers, ready_client, settings_in
 from tests.objectstore import BUCKET, CREDENTIALS, ObjectStore
 from tests.server import Server, free_port
-
-
-@pytest.fixture
-def credentials(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The test server's keys, where boto3 looks for them (the process environment)."""
-    for name, value in CREDENTIALS.items():
-        monkeypatch.setenv(name, value)
 
 
 def bucket_settings(folder: Path, endpoint_url: str, prefix: str) -> Settings:

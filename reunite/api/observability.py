@@ -105,6 +105,13 @@ class ServiceCollector(Collector):
             )
             ready.add_metric([], service.live.ready_after_s)
             yield ready
+            build = GaugeMetricFamily(
+                "reunite_index_build_info",
+                "The index build this worker searches (1, labelled with its id).",
+                labels=["build"],
+            )
+            build.add_metric([service.index.build_id], 1)
+            yield build
         backlog = GaugeMetricFamily(
             "reunite_webhook_backlog", "Webhook events waiting for delivery."
         )

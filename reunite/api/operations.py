@@ -32,6 +32,8 @@ def operations_router(registry: CollectorRegistry) -> APIRouter:
             status="ready",
             index_faces=service.index.count(),
             index_ready_after_s=service.live.ready_after_s,
+            index_build=service.index.build_id,
+            index_built_at=service.index.built_at,
         )
 
     @router.get(

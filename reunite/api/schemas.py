@@ -595,7 +595,13 @@ class DeliveryPage(BaseModel):
 class ReadyOut(BaseModel):
     model_config = ConfigDict(
         json_schema_extra=examples(
-            {"status": "ready", "index_faces": 15230, "index_ready_after_s": 2.4}
+            {
+                "status": "ready",
+                "index_faces": 15230,
+                "index_ready_after_s": 2.4,
+                "index_build": "4be05c1f9a2d4e7b8c3a1f0e6d5b4c3a",
+                "index_built_at": "2026-11-29T09:20:11.512000+00:00",
+            }
         )
     )
 
@@ -604,3 +610,7 @@ class ReadyOut(BaseModel):
     index_ready_after_s: float | None = Field(
         None, description="Seconds from this worker's launch to its index being ready."
     )
+    index_build: str = Field(
+        "", description="The build this worker searches (a new one per `reunite reindex`)."
+    )
+    index_built_at: str = Field("", description="When that build was started (ISO 8601, UTC).")

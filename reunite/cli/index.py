@@ -28,7 +28,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         help="re-embed stale faces, then rebuild the FAISS index from the store",
         description="Embed again every face made by another model or pipeline version (or "
         "every face, with --all), from its stored photo, then build a fresh FAISS index from "
-        "the store and save it atomically as a new build. Running servers keep answering and "
+        "the store and save it atomically as a new build. With photos in a bucket "
+        "(REUNITE_PHOTO_STORE=s3://...), the build is also published there, for servers that "
+        "keep their index in folders of their own. Running servers keep answering and "
         "switch to it within REUNITE_INDEX_SYNC_INTERVAL_S. Interrupted, it resumes where it "
         "stopped. Prints a JSON summary; exit 1 if some faces could not be embedded again.",
     )
@@ -68,6 +70,7 @@ def migrate_store(_args: argparse.Namespace) -> int:
 
 def reindex_store(args: argparse.Namespace) -> int:
     """Re-embed stale faces (unless --skip-reembed), then rebuild the index; prints a summary."""
+    from reunite.index_builds import PublishedBuilds
     from reunite.reembedding import ReembedReport, reembed_faces
     from reunite.service import Reunite
 
@@ -93,6 +96,9 @@ def reindex_store(args: argparse.Namespace) -> int:
             "build_id": service.index.build_id,
             "seconds": round(time.perf_counter() - started, 1),
         }
+        if published := PublishedBuilds.of(service.settings):
+            build = published.publish(service.settings.index_dir, service.live.index_lock)
+            summary["index"]["published"] = published.describe(build.build_id)
     print(json.dumps(summary, ensure_ascii=False))
     return 1 if embedded.failed else 0
 

@@ -4,6 +4,7 @@ import json
 
 import httpx2
 
+from reunite.index import read_manifest
 from tests.api.test_routes import API, create, upload
 from tests.server import Server
 
@@ -18,6 +19,11 @@ def test_readyz_and_metrics(client, sample):
     }
     # Launch to ready: this test process's age when the app's index became ready.
     assert 0 < answer["index_ready_after_s"] < 3600
+    manifest = read_manifest(client.app.state.service.settings.index_dir)
+    assert (answer["index_build"], answer["index_built_at"]) == (
+        manifest.build_id,
+        manifest.built_at,
+    )
     case = create(client, "missing")
     upload(client, case["id"], sample("obama.jpg"))
     client.post(f"{API}/search", files={"file": ("b.jpg", sample("biden.jpg"), "image/jpeg")})
@@ -30,6 +36,7 @@ def test_readyz_and_metrics(client, sample):
         "reunite_searches_total 1.0",
         "reunite_webhook_backlog 0.0",
         f"reunite_index_ready_seconds {float(answer['index_ready_after_s'])}",
+        f'reunite_index_build_info{{build="{manifest.build_id}"}} 1.0',
     ):
         assert line in text, line
     assert (

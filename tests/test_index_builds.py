@@ -1,0 +1,170 @@
+"""Index builds published through a real SeaweedFS bucket (``reunite.index_builds``): a server
+with an index folder of its own fetches a newer build, checked against its checksums, and
+adopts it caught up with the store; a damaged build is refused and an object store that is down
+leaves the index as it was; old builds are deleted, the last few kept."""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from reunite.config import Settings
+from reunite.errors import Conflict
+from reunite.index import read_manifest
+from reunite.index_builds import KEPT_BUILDS, POINTER_NAME, PublishedBuilds
+from reunite.photo_files import photo_files_of
+from reunite.service import Reunite
+from tests.conftest import add_synthetic_faces, new_case
+from tests.objectstore import BUCKET, CREDENTIALS, ObjectStore
+from tests.server import free_port, settings_env
+from tests.test_s3_photos import bucket_settings
+
+
+def machine(folder: Path, endpoint_url: str, prefix: str, database: Path) -> Settings:
+    """A server's settings: data and index folders of its own, one shared store and bucket."""
+    settings = bucket_settings(folder, endpoint_url, prefix)
+    return settings.model_copy(update={"database_url": f"sqlite:///{database}"})
+
+
+def published(service: Reunite) -> str:
+    """Rebuild the index from the store and publish it, as ``reunite reindex`` does."""
+    service.rebuild_index("flat")
+    builds = PublishedBuilds.of(service.settings)
+    assert builds is not None
+    return builds.publish(service.settings.index_dir, service.live.index_lock).build_id
+
+
+def build_folders(store: ObjectStore, prefix: str) -> set[str]:
+    return {
+        key.split("/")[2] for key in store.keys(prefix) if key.count("/") == 3
+    }  # prefix/index-builds/<build>/<file>
+
+
+def test_a_published_build_is_fetched_checked_and_adopted_by_a_server_of_its_own(
+    tmp_path,
+    object_store: ObjectStore,
+    credentials,
+    finder,
+    caplog,
+):
+    prefix = f"builds-{uuid.uuid4().hex[:8]}"
+    database = tmp_path / "store.db"
+    rng = np.random.default_rng(7)
+    with Reunite.open(
+        machine(tmp_path / "reindex", object_store.endpoint_url, prefix, database), finder=finder
+    ) as builder:
+        add_synthetic_faces(builder, new_case(builder, "missing"), rng.normal(size=(20, 128)))
+        first = published(builder)
+        keys = object_store.keys(prefix)
+        assert f"{prefix}/{POINTER_NAME}" in keys
+        assert {
+            f"{prefix}/index-builds/{first}/{n}" for n in ("manifest.json", "missing.faiss")
+        } < set(keys)
+        assert photo_files_of(builder.settings).names() == []  # builds are not photos
+
+        # A server with an empty index folder of its own starts from the published build,
+        # caught up with a face added after it.
+        late = rng.normal(size=(1, 128))
+        add_synthetic_faces(builder, new_case(builder, "found"), late)
+        server = machine(tmp_path / "server", object_store.endpoint_url, prefix, database)
+        with Reunite.open(server, finder=finder) as service:
+            assert service.index.build_id == first
+            assert service.index_report.how == "caught_up"
+            assert service.index.count() == 21
+            assert read_manifest(server.index_dir).build_id == first
+
+            # A newer build is adopted at the next sync, without a restart.
+            second = published(builder)
+            service.sync_index()
+            assert service.index.build_id == second and service.index.count() == 21
+            assert not list(server.index_dir.glob(".incoming-*"))
+
+            # A damaged one is refused with a log line, never adopted.
+            third = published(builder)
+            object_store.client.put_object(
+                Bucket=BUCKET, Key=f"{prefix}/index-builds/{third}/missing.faiss", Body=b"junk"
+            )
+            with caplog.at_level(logging.ERROR, logger="reunite.live_index"):
+                service.sync_index()
+            assert service.index.build_id == second
+            assert read_manifest(server.index_dir).build_id == second
+            assert f"missing.faiss of build {third}" in caplog.text and "refused" in caplog.text
+            assert not list(server.index_dir.glob(".incoming-*"))
+            hits = service.index.search("missing", rng.normal(size=128).astype(np.float32), 3)
+            assert len(hits) == 3
+
+        # A build started earlier never replaces a newer one already published.
+        other = machine(tmp_path / "reindex-2", object_store.endpoint_url, prefix, database)
+        with Reunite.open(other, finder=finder) as slower:
+            slower.rebuild_index("flat")
+            newer = published(builder)
+            builds = PublishedBuilds.of(other)
+            assert builds is not None
+            with pytest.raises(Conflict, match=f"newer index build \\({newer}"):
+                builds.publish(other.index_dir, slower.live.index_lock)
+            assert builds.current().build_id == newer
+
+        # Only the last few builds stay in the bucket.
+        for _ in range(KEPT_BUILDS):
+            newest = published(builder)
+        pointer = json.loads(
+            object_store.client.get_object(Bucket=BUCKET, Key=f"{prefix}/{POINTER_NAME}")[
+                "Body"
+            ].read()
+        )
+        assert pointer["build_id"] == newest and len(pointer["kept"]) == KEPT_BUILDS
+        assert build_folders(object_store, prefix) == set(pointer["kept"])
+
+
+def test_with_the_object_store_down_a_server_keeps_its_index_and_says_so(
+    tmp_path,
+    object_store: ObjectStore,
+    credentials,
+    finder,
+    caplog,
+):
+    prefix = f"down-{uuid.uuid4().hex[:8]}"
+    database = tmp_path / "store.db"
+    up = machine(tmp_path / "server", object_store.endpoint_url, prefix, database)
+    with Reunite.open(up, finder=finder) as service:
+        add_synthetic_faces(service, new_case(service, "missing"), np.eye(4, 128))
+        build = published(service)
+    down = up.model_copy(
+        update={"s3_endpoint_url": f"http://127.0.0.1:{free_port()}", "s3_timeout_s": 1}
+    )
+    with caplog.at_level(logging.WARNING), Reunite.open(down, finder=finder) as service:
+        assert service.index.build_id == build and service.index.count() == 4
+        add_synthetic_faces(service, new_case(service, "missing"), np.eye(1, 128, 5))
+        assert service.sync_index() == (1, 0)  # the store's changes still arrive
+        assert service.index.search("missing", np.eye(1, 128, 5)[0].astype(np.float32), 1)
+    assert "keeping the current index" in caplog.text and "could not look for index builds" in (
+        caplog.text
+    )
+
+
+def test_reindex_says_in_one_line_when_it_cannot_publish(tmp_path):
+    closed = f"http://127.0.0.1:{free_port()}"
+    done = subprocess.run(
+        [sys.executable, "-m", "reunite.cli", "reindex", "--skip-reembed"],
+        capture_output=True,
+        text=True,
+        env=settings_env(
+            tmp_path,
+            REUNITE_PHOTO_STORE=f"s3://{BUCKET}/unreachable",
+            REUNITE_S3_ENDPOINT_URL=closed,
+            REUNITE_S3_TIMEOUT_S="1",
+            **CREDENTIALS,
+        ),
+    )
+    assert done.returncode == 10, done.stderr
+    [line] = [x for x in done.stderr.splitlines() if x.startswith("error")]
+    assert f"photo store s3://{BUCKET}/unreachable" in line and "reindex --skip-reembed" in line
+    assert "Traceback" not in done.stderr and done.stdout == ""
+    assert read_manifest(tmp_path / "index").build_id  # saved here all the same
