@@ -342,7 +342,7 @@ class Settings(BaseSettings):
         description="API worker processes, each searching on its own core. More than one: "
         "forked from one supervisor that loaded dlib's models, whose memory they share; they "
         "map one saved index (held once), each keeping in memory of its own only the changes "
-        "since the last save and the saved faces' ids (about 45 MB per million faces).",
+        "since the last save and the saved faces' ids (about 55 MB per million faces).",
     )
 
     @field_validator("data_dir", "index_dir", "calibration_path")
