@@ -155,8 +155,9 @@ def body_limit_bytes(scope: Scope, settings: Settings) -> int:
 
 
 def app_from_environment() -> FastAPI:
-    """``create_app`` with settings from the environment: the factory each worker process
-    calls when ``reunite serve`` runs several (``REUNITE_WORKERS``)."""
+    """``create_app`` with settings from the environment, for a server started without
+    ``reunite serve`` (``uvicorn --factory reunite.app:app_from_environment``): a spawned
+    process starts with logging unset and the default umask."""
     restrict_new_files()
     settings = Settings()
     configure_logging(settings.log_format)  # a spawned worker starts with logging unset

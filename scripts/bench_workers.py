@@ -3,20 +3,25 @@
     .venv/bin/python scripts/bench_workers.py [--faces 100000] [--index-type hnsw]
 
 Builds a scratch store of ``--faces`` synthetic faces (LFW-shaped, as scripts/bench_search.py)
-and their index (``rebuild_index``), then starts ``reunite serve --workers 1`` and then
-``--workers 4`` over it. For each it prints:
+and their index (``rebuild_index``), then starts ``reunite serve --workers 1``, ``--workers 4``
+(a supervisor that forks its workers) and, for comparison in the same run, 4 workers the way
+``reunite serve`` ran them before (uvicorn's supervisor, which spawns each worker into a fresh
+interpreter: ``uvicorn.run`` with the app factory and the same options) over it. For each it
+prints:
 
 * ready s: the slowest worker's launch-to-ready time, as it logged it (``index: ready``), and
-  the wall time from starting ``reunite serve`` until every worker had logged it;
+  the wall time from starting the server until every worker had logged it;
 * PSS MB: the proportional memory of every process of the server (supervisor and workers),
-  summed from ``/proc/<pid>/smaps_rollup`` once all are ready;
+  summed from ``/proc/<pid>/smaps`` once all are ready;
 * charged MB: PSS with the index files counted whole, once: a mapped file's pages count only
   once a process touches them, so this is the PSS less what the processes' mappings of the
   index files hold, plus the files' size (what the machine holds after searches have touched
   the whole index).
 
-and the ratio of the 4-worker figures to the 1-worker ones. Target: charged MB of 4 workers at
-most 1.3x that of 1 worker; ready in at most 10 s at 1M faces.
+and the ratio of the 4-worker figures to the 1-worker ones. Per process it also prints the PSS
+and the private memory (pages no other process maps: what each process adds on its own).
+Target: charged MB of 4 workers at most 1.3x that of 1 worker; ready in at most 10 s at 1M
+faces.
 """
 
 from __future__ import annotations
@@ -36,6 +41,26 @@ from reunite.config import Settings
 from reunite.galleries import SHAPES, gallery
 
 READY = re.compile(rb"index: ready ([0-9.]+) s after launch")
+SPAWNED = """
+import sys, uvicorn
+from reunite.api.auth import session_secret
+from reunite.api.connections import PROTOCOL
+from reunite.api.observability import configure_logging
+from reunite.config import Settings
+from reunite.device import chosen_devices
+settings = Settings()
+configure_logging(settings.log_format)
+chosen_devices(settings.device)
+session_secret(settings)
+uvicorn.run(
+    "reunite.app:app_from_environment", factory=True, workers=settings.workers,
+    host=settings.host, port=int(sys.argv[1]), http=PROTOCOL,
+    limit_concurrency=settings.max_connections + 1, access_log=False, log_config=None,
+)
+"""
+"""How ``reunite serve --workers N`` ran before its workers were forked (commit a7933d1's
+``serve_api``: the same checks and imports, then uvicorn 0.54's ``Multiprocess``, which spawns
+them), for the baseline row."""
 LOADED = re.compile(rb"after launch, loaded in ([0-9.]+) s")
 
 
@@ -87,9 +112,9 @@ def server_pids(group: int) -> list[int]:
     return pids
 
 
-def memory_mb(pid: int, index_dir: Path) -> tuple[float, float]:
-    """(PSS, PSS of its mappings of the index files) of one process, MB."""
-    pss = mapped = 0
+def memory_mb(pid: int, index_dir: Path) -> tuple[float, float, float]:
+    """(PSS, PSS of its mappings of the index files, private) of one process, MB."""
+    pss = mapped = private = 0
     in_index = False
     for line in Path(f"/proc/{pid}/smaps").read_text().splitlines():
         fields = line.split()
@@ -98,10 +123,14 @@ def memory_mb(pid: int, index_dir: Path) -> tuple[float, float]:
         elif fields and fields[0] == "Pss:":
             pss += int(fields[1])
             mapped += int(fields[1]) if in_index else 0
-    return pss / 1024, mapped / 1024
+        elif fields and fields[0] in ("Private_Clean:", "Private_Dirty:") and not in_index:
+            private += int(fields[1])
+    return pss / 1024, mapped / 1024, private / 1024
 
 
-def measure(workdir: Path, workers: int) -> dict[str, float]:
+def measure(workdir: Path, workers: int, spawned: bool = False) -> dict[str, float]:
+    """Start a server of ``workers`` processes (forked, or ``spawned`` as before), wait until
+    each is ready, read its memory, stop it."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
@@ -110,11 +139,12 @@ def measure(workdir: Path, workers: int) -> dict[str, float]:
         "REUNITE_INDEX_DIR": str(workdir / "index"),
         "REUNITE_WORKERS": str(workers),
     }
-    log_path = workdir / f"serve-{workers}.log"
+    log_path = workdir / f"serve-{workers}{'-spawned' if spawned else ''}.log"
+    command = ["-c", SPAWNED, str(port)] if spawned else ["-m", "reunite.cli", "serve"]
     started = time.monotonic()
     with log_path.open("wb") as log:
         server = subprocess.Popen(
-            [sys.executable, "-m", "reunite.cli", "serve", "--port", str(port)],
+            [sys.executable, *command, *([] if spawned else ["--port", str(port)])],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -134,10 +164,10 @@ def measure(workdir: Path, workers: int) -> dict[str, float]:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=60)
     files_mb = sum(p.stat().st_size for p in (workdir / "index").glob("*.faiss")) / 2**20
-    pss = sum(p for p, _ in figures)
-    charged = pss - sum(m for _, m in figures) + files_mb
-    per_process = " ".join(f"{p:.0f}" for p, _ in sorted(figures, reverse=True))
-    print(f"  {workers} workers, PSS MB per process: {per_process}")
+    pss = sum(p for p, _, _ in figures)
+    charged = pss - sum(m for _, m, _ in figures) + files_mb
+    per_process = " ".join(f"{p:.0f}/{q:.0f}" for p, _, q in sorted(figures, reverse=True))
+    print(f"  {workers} workers, PSS/private MB (index files aside) per process: {per_process}")
     print(f"  index loaded and caught up in (s, per worker): {' '.join(f'{t:.2f}' for t in loads)}")
     return {"ready_s": logged, "wall_s": wall, "pss_mb": pss, "charged_mb": charged}
 
@@ -154,18 +184,20 @@ def main() -> int:
         scratch_store(workdir, args.faces, args.shape, args.stats, args.index_type)
         files_mb = sum(p.stat().st_size for p in (workdir / "index").glob("*.faiss")) / 2**20
         print(f"index files: {files_mb:.0f} MB")
-        print(f"{'workers':>7} {'ready s':>8} {'wall s':>7} {'PSS MB':>8} {'charged MB':>11}")
+        print(f"{'workers':>9} {'ready s':>8} {'wall s':>7} {'PSS MB':>8} {'charged MB':>11}")
         rows = {}
-        for workers in (1, 4):
-            rows[workers] = row = measure(workdir, workers)
+        for name, workers, spawned in (("1", 1, False), ("4", 4, False), ("4 spawned", 4, True)):
+            rows[name] = row = measure(workdir, workers, spawned)
             print(
-                f"{workers:>7} {row['ready_s']:>8.2f} {row['wall_s']:>7.2f} "
+                f"{name:>9} {row['ready_s']:>8.2f} {row['wall_s']:>7.2f} "
                 f"{row['pss_mb']:>8.0f} {row['charged_mb']:>11.0f}"
             )
-        ratio = {k: rows[4][k] / rows[1][k] for k in ("pss_mb", "charged_mb")}
-        print(
-            f"4 workers / 1 worker: PSS {ratio['pss_mb']:.2f}x, charged {ratio['charged_mb']:.2f}x"
-        )
+        for name in ("4", "4 spawned"):
+            ratio = {k: rows[name][k] / rows["1"][k] for k in ("pss_mb", "charged_mb")}
+            print(
+                f"{name} workers / 1 worker: PSS {ratio['pss_mb']:.2f}x, "
+                f"charged {ratio['charged_mb']:.2f}x"
+            )
     return 0
 
 

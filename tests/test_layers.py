@@ -1,7 +1,8 @@
 """The package's layers: every module imports on its own, and imports point one way.
 
 Layers, lowest first: the library (``reunite/*.py``), the HTTP API (``reunite.api``), the staff
-pages (``reunite.web``), the composition root (``reunite.app``). A module may import its own
+pages (``reunite.web``), the composition root (``reunite.app``, and ``reunite.workers``, which
+runs it in several processes). A module may import its own
 layer and those below it; the command line (``reunite.cli``, ``reunite.__main__``) may import
 any. The library never imports a web framework.
 """
@@ -20,7 +21,9 @@ NOT_IMPORTABLE_ALONE = {"reunite.migrations.env"}
 """Alembic runs these itself (they need its context); ``migrations/versions`` are not modules."""
 
 LAYERS = {"library": 0, "api": 1, "web": 2, "app": 3, "cli": 4}
-WEB_FRAMEWORKS = ("fastapi", "starlette")
+WEB_FRAMEWORKS = ("fastapi", "starlette", "uvicorn")
+APP_MODULES = ("app", "workers")
+"""The modules directly under ``reunite/`` that are the composition root, not the library."""
 
 
 def module_names() -> list[str]:
@@ -38,8 +41,10 @@ def module_names() -> list[str]:
 
 def layer_of(module: str) -> str:
     parts = module.split(".")
-    if len(parts) > 1 and parts[1] in ("api", "web", "app", "cli"):
+    if len(parts) > 1 and parts[1] in ("api", "web", "cli"):
         return parts[1]
+    if len(parts) > 1 and parts[1] in APP_MODULES:
+        return "app"
     if module == "reunite.__main__":
         return "cli"
     return "library"
@@ -168,11 +173,15 @@ def test_the_layer_rules_catch_what_they_forbid(tmp_path):
     (package / "web").mkdir()
     (package / "api" / "pages.py").write_text("def f():\n    from reunite.web import pages\n")
     (package / "web" / "home.py").write_text("from .. import app\nfrom reunite.api import auth\n")
-    (package / "store.py").write_text("import starlette.types\nfrom reunite import webhooks\n")
+    (package / "store.py").write_text(
+        "import starlette.types\nimport uvicorn\nfrom reunite import webhooks, workers\n"
+    )
     assert layer_violations(package) == [
         "reunite.api.pages imports reunite.web (a higher layer)",
         "reunite.api.pages imports reunite.web.pages (a higher layer)",
+        "reunite.store imports reunite.workers (a higher layer)",
         "reunite.store imports starlette.types (the library has no web framework)",
+        "reunite.store imports uvicorn (the library has no web framework)",
         "reunite.web.home imports reunite.app (a higher layer)",
     ]
 

@@ -3,13 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
 from reunite.cli.shared import loaded_settings
-
-APP_FACTORY = "reunite.app:app_from_environment"
-"""``module:function`` that builds the app from the environment; every worker process calls it
-(one worker: this process, after the checks below)."""
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -23,7 +18,8 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "--workers",
         type=int,
         default=None,
-        help="worker processes (default 1, or REUNITE_WORKERS); each loads the index",
+        help="worker processes (default 1, or REUNITE_WORKERS), forked from one supervisor "
+        "that loaded the models; they map one saved index",
     )
     serve.set_defaults(run=serve_api)
 
@@ -31,9 +27,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 def serve_api(args: argparse.Namespace) -> int:
     """Check the settings, then serve until stopped."""
     import uvicorn
+    from uvicorn.config import STARTUP_FAILURE
 
     from reunite.api.auth import session_secret
-    from reunite.api.connections import PROTOCOL
     from reunite.api.observability import configure_logging
     from reunite.device import chosen_devices
 
@@ -49,22 +45,12 @@ def serve_api(args: argparse.Namespace) -> int:
     # session key stops the start with its reason (exit 7), before any worker starts.
     settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     session_secret(settings)
-    one_process = settings.workers == 1
-    app: Any = APP_FACTORY  # each worker process builds its app from the environment
-    if one_process:
-        from reunite.app import create_app
+    # Imported now: dlib's models load with it, once, before any worker is forked.
+    from reunite.app import create_app
+    from reunite.workers import served_exit_status, uvicorn_config
 
-        app = create_app(settings)  # with the command line's overrides
-    uvicorn.run(
-        app,
-        factory=not one_process,
-        workers=None if one_process else settings.workers,
-        host=settings.host,
-        port=settings.port,
-        http=PROTOCOL,  # h11, with a timeout on request headers (REUNITE_HEADER_TIMEOUT_S)
-        # uvicorn answers 503 once the open connections (this one counted) reach the limit.
-        limit_concurrency=settings.max_connections + 1,
-        access_log=False,
-        log_config=None,
-    )
-    return 0
+    if settings.workers > 1:
+        return served_exit_status(settings)  # a supervisor, and workers forked from it
+    server = uvicorn.Server(uvicorn_config(create_app(settings), settings))
+    server.run()
+    return 0 if server.started else STARTUP_FAILURE  # as uvicorn.run: the start failed
