@@ -12,6 +12,10 @@ cores, two graphs of 500k answer in 1.3 ms at the median (recall@10 0.992, efSea
 one graph of 1M took 2.5 ms (0.994, efSearch 640): each half needs a shorter walk, and the two
 walks run side by side.
 
+A kind of ``COMPRESSED_MIN_FACES`` (2M) faces or more becomes instead a *compressed* index
+(``reunite.compressed_index``: IVF over 4-bit PQ codes, its shortlist re-ranked exactly from the
+full vectors, which stay in the mapped file's pages), built in minutes where graphs take hours.
+
 The index is derived data: the SQL store is the source of truth, and ``Reunite`` rebuilds or
 catches the index up from the store whenever the two disagree. Keeping one index per kind means a
 search for ``missing`` faces never scans ``found`` ones.
@@ -104,9 +108,9 @@ class FaceIndex:
     """Embeddings of enrolled faces, searchable by kind. Thread-safe.
 
     Each kind is an exact flat index, or (after ``optimize`` on a large kind) an HNSW graph,
-    or several graphs (parts) searched in parallel. FAISS cannot delete from an HNSW graph, so
-    removed faces are kept as tombstones: skipped in results and in ``face_ids``, listed in the
-    manifest, and dropped at the next rebuild.
+    several graphs (parts) searched in parallel, or a compressed index. FAISS cannot delete
+    from either approximate kind, so removed faces are kept as tombstones: skipped in results
+    and in ``face_ids``, listed in the manifest, and dropped at the next rebuild.
 
     Cost (scripts/bench_search.py, two cores, LFW-shaped galleries): exact search, about
     0.035 ms per 1,000 faces of the searched kind per query (36 ms at 1M); HNSW, 0.34 ms at
