@@ -12,6 +12,10 @@ cores, two graphs of 500k answer in 1.3 ms at the median (recall@10 0.992, efSea
 one graph of 1M took 2.5 ms (0.994, efSearch 640): each half needs a shorter walk, and the two
 walks run side by side.
 
+A kind of ``COMPRESSED_MIN_FACES`` (2M) faces or more becomes instead a *compressed* index
+(``reunite.compressed_index``: IVF over 4-bit PQ codes, its shortlist re-ranked exactly from the
+full vectors, which stay in the mapped file's pages), built in minutes where graphs take hours.
+
 The index is derived data: the SQL store is the source of truth, and ``Reunite`` rebuilds or
 catches the index up from the store whenever the two disagree. Keeping one index per kind means a
 search for ``missing`` faces never scans ``found`` ones.
@@ -45,13 +49,12 @@ them in (``reunite.live_index`` then maps the new files). Files and manifest:
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import json
 import math
 import threading
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -59,6 +62,14 @@ from typing import Any
 import faiss
 import numpy as np
 
+from reunite.compressed_index import (
+    COMPRESSED_MIN_FACES,
+    compressed_index_and_seconds,
+    compressed_vectors,
+    sample_recall,
+    set_compressed_search,
+    tuned_compressed_params,
+)
 from reunite.errors import IndexUnusable
 from reunite.files import write_atomically
 from reunite.index_files import (
@@ -69,6 +80,7 @@ from reunite.index_files import (
     loaded_part,
     part_file_names,
     read_manifest,
+    written_index_file,
 )
 
 __all__ = [
@@ -97,9 +109,9 @@ class FaceIndex:
     """Embeddings of enrolled faces, searchable by kind. Thread-safe.
 
     Each kind is an exact flat index, or (after ``optimize`` on a large kind) an HNSW graph,
-    or several graphs (parts) searched in parallel. FAISS cannot delete from an HNSW graph, so
-    removed faces are kept as tombstones: skipped in results and in ``face_ids``, listed in the
-    manifest, and dropped at the next rebuild.
+    several graphs (parts) searched in parallel, or a compressed index. FAISS cannot delete
+    from either approximate kind, so removed faces are kept as tombstones: skipped in results
+    and in ``face_ids``, listed in the manifest, and dropped at the next rebuild.
 
     Cost (scripts/bench_search.py, two cores, LFW-shaped galleries): exact search, about
     0.035 ms per 1,000 faces of the searched kind per query (36 ms at 1M); HNSW, 0.34 ms at
@@ -110,7 +122,7 @@ class FaceIndex:
     def __init__(self, model: str, dim: int = 128) -> None:
         self.model = model
         self.dim = dim
-        self._parts: dict[str, list[faiss.IndexIDMap2]] = {kind: [self._empty()] for kind in KINDS}
+        self._parts: dict[str, list[faiss.IndexIDMap]] = {kind: [self._empty()] for kind in KINDS}
         """The id-mapped indexes holding each kind: one, or several graphs."""
         self._indexes: dict[str, Any] = {kind: self._parts[kind][0] for kind in KINDS}
         """What a search of each kind runs on: its one part, or its parts as ``IndexShards``."""
@@ -144,7 +156,7 @@ class FaceIndex:
     def _searchable(self, kind: str) -> Any:
         """The index to search for ``kind``: its GPU copy where there is one, else itself."""
         index = self._indexes[kind]
-        if self._gpu is None or self._graph(kind) or index.ntotal == 0:
+        if self._gpu is None or self._approximate(kind) or index.ntotal == 0:
             return index
         if kind not in self._mirrors:
             self._mirrors[kind] = faiss.index_cpu_to_gpu(self._gpu, 0, index)
@@ -153,8 +165,9 @@ class FaceIndex:
     def _empty(self) -> faiss.IndexIDMap2:
         return faiss.IndexIDMap2(faiss.IndexFlatL2(self.dim))
 
-    def _graph(self, kind: str) -> bool:
-        return bool(self.params[kind]["type"] == "hnsw")
+    def _approximate(self, kind: str) -> bool:
+        """Whether ``kind`` is HNSW graphs or compressed: FAISS cannot delete from either."""
+        return bool(self.params[kind]["type"] != "flat")
 
     def count(self, kind: str | None = None) -> int:
         """Number of faces of ``kind`` (or of both kinds)."""
@@ -248,7 +261,7 @@ class FaceIndex:
                     fresh = {int(i) for i in held} - self._removed[k]
                     self._removed[k] |= fresh
                     removed += len(fresh)
-                elif self._graph(k):
+                elif self._approximate(k):
                     doomed = np.unique(ids[np.isin(ids, self.face_ids(k))])
                     self._removed[k] |= {int(i) for i in doomed}
                     removed += len(doomed)
@@ -293,32 +306,27 @@ class FaceIndex:
         sample_queries: int = 1000,
         seed: int = 0,
         parts: int | None = None,
+        compressed_min_faces: int = COMPRESSED_MIN_FACES,
     ) -> dict[str, Any]:
-        """Rebuild ``kind``: HNSW graphs if it holds at least ``min_faces`` faces, else exact
+        """Rebuild ``kind``: exact below ``min_faces`` faces, a compressed index
+        (``reunite.compressed_index``) from ``compressed_min_faces``, HNSW graphs between
         (tombstones are dropped either way); returns the parameters, also kept in ``params``
         and the manifest.
 
         The faces are split into ``parts`` graphs (by default one per ``HNSW_FACES_PER_PART``
-        faces, at most one per CPU thread), searched in parallel. Their ``efSearch`` climbs
-        ``EF_SEARCH_STEPS`` until ``sample_queries`` stored faces, slightly perturbed, find
-        ``target_recall`` of their exact top 10 (1,000 queries measure it to about ±0.002);
-        past 1,024 the graphs are refused and the kind stays exact. Cost: about 12 s per
-        100,000 faces on two cores (about 200 s for 1M). Holds the index lock meanwhile.
+        faces, at most one per CPU thread), searched in parallel. Their ``efSearch`` (a
+        compressed index's ``nprobe``) climbs its steps until ``sample_queries`` stored faces,
+        slightly perturbed, find ``target_recall`` of their exact top 10 (1,000 queries measure
+        it to about +-0.002); failing that the kind stays exact. Cost: graphs about 12 s per
+        100,000 faces on two cores (about 200 s for 1M); compressed, see
+        ``compressed_index_and_seconds``, plus the exact top 10 of the sample (about 6 s per
+        million faces). Holds the index lock meanwhile.
         """
         kind = _checked_kind(kind)
         with self._lock:
             ids, vectors = self._ids_and_vectors(kind)
             if len(ids) < max(min_faces, 1):  # an empty kind is exact
                 return self._make_exact(kind, ids, vectors, {"type": "flat"})
-            count = graph_parts(len(ids)) if parts is None else max(1, min(parts, len(ids)))
-            graphs = []
-            for start, end in _ranges(len(ids), count):  # row slices: views, no copies
-                hnsw = faiss.IndexHNSWFlat(self.dim, HNSW_M)
-                hnsw.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
-                part = faiss.IndexIDMap2(hnsw)
-                part.add_with_ids(vectors[start:end], ids[start:end])
-                graphs.append(part)
-            searched = self._whole(graphs)
             rng = np.random.default_rng(seed)
             picks = rng.choice(len(vectors), min(sample_queries, len(vectors)), False)
             queries = vectors[picks] + rng.normal(0, 0.01, (len(picks), self.dim)).astype(
@@ -327,34 +335,46 @@ class FaceIndex:
             top = min(10, len(ids))  # a kind of fewer than 10 faces: all of them
             _, truth = faiss.knn(queries, vectors, top)  # brute force, no copy of the vectors
             truth_ids = ids[truth]
-            for ef_search in EF_SEARCH_STEPS:
-                _set_ef_search(graphs, ef_search)
-                _, found = searched.search(queries, top)
-                recall = float(
-                    np.mean(
-                        [len(set(a) & set(b)) / top for a, b in zip(found, truth_ids, strict=True)]
-                    )
+            if len(ids) >= compressed_min_faces:
+                compressed, seconds = compressed_index_and_seconds(ids, vectors, seed=seed)
+                built = [compressed]
+                params = tuned_compressed_params(
+                    built[0],
+                    lambda: sample_recall(built[0], queries, truth_ids, top),
+                    target_recall,
                 )
-                if _recall_lower_bound(recall, len(queries) * top) >= target_recall:
-                    break
+                params = None if params is None else params | seconds
+                rejected = "compressed recall@10 short of the target with every cluster probed"
             else:
-                rejected = f"HNSW recall@10 {recall:.3f} at efSearch {HNSW_MAX_EF_SEARCH}"
+                built = self._graphs(ids, vectors, parts)
+                searched = self._whole(built)
+                params = _tuned_graph_params(
+                    built, lambda: sample_recall(searched, queries, truth_ids, top), target_recall
+                )
+                rejected = f"HNSW recall@10 short of the target at efSearch {HNSW_MAX_EF_SEARCH}"
+            if params is None:
                 return self._make_exact(
                     kind, ids, vectors, {"type": "flat", "approximate_rejected": rejected}
                 )
-            params = {
-                "type": "hnsw",
-                "M": HNSW_M,
-                "ef_construction": HNSW_EF_CONSTRUCTION,
-                "ef_search": ef_search,
-                "recall_at_10": round(recall, 4),
-                "faces": len(ids),
-                "parts": len(graphs),
-            }
-            self._set(kind, graphs, set(), params)
+            params |= {"sample_queries": len(queries), "faces": len(ids), "parts": len(built)}
+            self._set(kind, built, set(), params)
             return params
 
-    def _whole(self, parts: list[faiss.IndexIDMap2]) -> Any:
+    def _graphs(
+        self, ids: np.ndarray, vectors: np.ndarray, parts: int | None
+    ) -> list[faiss.IndexIDMap]:
+        """HNSW graphs of these faces: ``parts`` of them, by default ``graph_parts``."""
+        count = graph_parts(len(ids)) if parts is None else max(1, min(parts, len(ids)))
+        graphs: list[faiss.IndexIDMap] = []
+        for start, end in _ranges(len(ids), count):  # row slices: views, no copies
+            hnsw = faiss.IndexHNSWFlat(self.dim, HNSW_M)
+            hnsw.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
+            part = faiss.IndexIDMap2(hnsw)
+            part.add_with_ids(vectors[start:end], ids[start:end])
+            graphs.append(part)
+        return graphs
+
+    def _whole(self, parts: list[faiss.IndexIDMap]) -> Any:
         """One searchable index over ``parts``: the part itself, or ``IndexShards`` that
         searches each part on its own thread and merges the results (ids are the parts')."""
         if len(parts) == 1:
@@ -366,7 +386,7 @@ class FaceIndex:
         return shards
 
     def _set(
-        self, kind: str, parts: list[faiss.IndexIDMap2], removed: set[int], params: dict[str, Any]
+        self, kind: str, parts: list[faiss.IndexIDMap], removed: set[int], params: dict[str, Any]
     ) -> None:
         self._parts[kind], self._indexes[kind] = parts, self._whole(parts)
         self._removed[kind], self.params[kind] = removed, params
@@ -386,7 +406,9 @@ class FaceIndex:
         """Every live face of ``kind``: (ids, vectors), in the same order."""
         ids = self._held_ids(kind)
         vectors: np.ndarray
-        if self._graph(kind):
+        if self.params[kind]["type"] == "ivfpq":  # a view of its full vectors: no copy
+            vectors = compressed_vectors(self._parts[kind][0])
+        elif self._approximate(kind):
             vectors = np.concatenate(
                 [part.index.reconstruct_n(0, int(part.ntotal)) for part in self._parts[kind]]
             )
@@ -401,14 +423,14 @@ class FaceIndex:
             vectors = np.concatenate([vectors, _flat_vectors(delta, self.dim)])
         return ids, vectors
 
-    def _saved_parts(self, kind: str) -> tuple[list[faiss.IndexIDMap2], set[int]]:
+    def _saved_parts(self, kind: str) -> tuple[list[faiss.IndexIDMap], set[int]]:
         """What ``save`` writes for ``kind``: its parts and tombstones. A mapped kind with
         changes is written whole: an exact one as a fresh flat index without its removed faces,
         a graph as an in-memory copy with the added faces (tombstones kept, as in memory)."""
         parts, removed, delta = self._parts[kind], self._removed[kind], self._delta[kind]
-        if delta is None or not (delta.ntotal or (removed and not self._graph(kind))):
+        if delta is None or not (delta.ntotal or (removed and not self._approximate(kind))):
             return parts, removed
-        if not self._graph(kind):
+        if not self._approximate(kind):
             ids, vectors = self._ids_and_vectors(kind)
             index = self._empty()
             index.add_with_ids(vectors, ids)
@@ -430,9 +452,7 @@ class FaceIndex:
             for kind in KINDS:
                 parts, removed = self._saved_parts(kind)
                 for name, part in zip(part_file_names(kind, len(parts)), parts, strict=True):
-                    data = faiss.serialize_index(part).tobytes()
-                    write_atomically(directory / name, data)
-                    files[name] = hashlib.sha256(data).hexdigest()
+                    files[name] = written_index_file(directory / name, part)
                 counts[kind] = sum(int(part.ntotal) for part in parts)
                 removals[kind] = {"removed": sorted(removed)} if removed else {}
                 layout[kind] = len(parts)
@@ -480,7 +500,7 @@ class FaceIndex:
             params = dict(manifest.params.get(kind, {"type": "flat"}))
             removed = params.pop("removed", [])
             parts = params.get("parts", 1)
-            if params.get("type") not in ("flat", "hnsw") or not (
+            if params.get("type") not in ("flat", "hnsw", "ivfpq") or not (
                 parts == 1 or (params["type"] == "hnsw" and isinstance(parts, int) and parts > 1)
             ):
                 raise IndexUnusable(f"The manifest describes {kind} as {params!r}: not an index.")
@@ -492,6 +512,9 @@ class FaceIndex:
                 raise IndexUnusable(f"The index files of {kind} disagree with their manifest.")
             if params["type"] == "hnsw":
                 _set_ef_search(loaded, int(params["ef_search"]))
+            elif params["type"] == "ivfpq":
+                nprobe, refine_factor = int(params["nprobe"]), int(params["refine_factor"])
+                set_compressed_search(loaded[0], nprobe, refine_factor)
             index._set(kind, loaded, {int(i) for i in removed}, params)
             if mapped:
                 index._delta[kind] = index._empty()
@@ -517,7 +540,7 @@ def _ranges(total: int, parts: int) -> list[tuple[int, int]]:
     return list(itertools.pairwise(total * i // parts for i in range(parts + 1)))
 
 
-def _set_ef_search(parts: list[faiss.IndexIDMap2], ef_search: int) -> None:
+def _set_ef_search(parts: list[faiss.IndexIDMap], ef_search: int) -> None:
     for part in parts:
         graph: Any = faiss.downcast_index(part.index)
         graph.hnsw.efSearch = ef_search
@@ -545,14 +568,27 @@ def _nearest(index: Any, queries: np.ndarray, k: int, removed: set[int]) -> list
     ]
 
 
-def _recall_lower_bound(recall: float, trials: int) -> float:
-    """``recall`` (a share of ``trials`` neighbours looked for: 10 per query for a top 10) less
-    two standard errors of a proportion.
-
-    Tuning stops at the first step whose bound reaches the target: stopping at the first step
-    that merely touches it overshoots, and other queries then find a little less.
-    """
-    return recall - 2 * math.sqrt(recall * (1 - recall) / trials)
+def _tuned_graph_params(
+    graphs: list[faiss.IndexIDMap],
+    recall_of: Callable[[], tuple[float, float]],
+    target_recall: float,
+) -> dict[str, Any] | None:
+    """Raise the graphs' ``efSearch`` through ``EF_SEARCH_STEPS`` until ``recall_of()``
+    (recall@10 and its lower bound) has its bound at ``target_recall``; returns the manifest's
+    parameters, or None when ``HNSW_MAX_EF_SEARCH`` falls short."""
+    for ef_search in EF_SEARCH_STEPS:
+        _set_ef_search(graphs, ef_search)
+        recall, bound = recall_of()
+        if bound >= target_recall:
+            return {
+                "type": "hnsw",
+                "M": HNSW_M,
+                "ef_construction": HNSW_EF_CONSTRUCTION,
+                "ef_search": ef_search,
+                "recall_at_10": round(recall, 4),
+                "recall_lower_bound": round(bound, 4),
+            }
+    return None
 
 
 def _checked_kind(kind: str) -> str:

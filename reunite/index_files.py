@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import re
+import tempfile
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -50,8 +51,10 @@ class Manifest:
     saved_at: str
     format: int = FORMAT_VERSION
     params: dict[str, dict[str, Any]] = field(default_factory=dict)
-    """Per kind: ``{"type": "flat"}`` or ``{"type": "hnsw", "M", "ef_search", "recall_at_10",
-    "parts"}``, plus ``removed``: tombstoned face ids of a graph."""
+    """Per kind: ``{"type": "flat"}``, ``{"type": "hnsw", "M", "ef_search", "recall_at_10",
+    "parts", ...}`` or ``{"type": "ivfpq", "nlist", "nprobe", "refine_factor", "recall_at_10",
+    ...}`` (``FaceIndex.optimize``), plus ``removed``: tombstoned face ids of an approximate
+    kind."""
     build_id: str = ""
     """Which build this is: kept by saves, new for each index built from the store."""
     built_at: str = ""
@@ -79,7 +82,7 @@ def loaded_part(
     *,
     mapped: bool = False,
     verify: bool = True,
-) -> faiss.IndexIDMap2:
+) -> faiss.IndexIDMap:
     """One index file, checked against the manifest's SHA-256 (streamed: no copy of the file in
     memory) unless this very file was checked before (``VERIFIED_NAME``). ``mapped``: map it
     read-only (shared with every other process that maps it) rather than read it into this
@@ -105,11 +108,35 @@ def loaded_part(
         loaded = faiss.read_index(str(path), flags)
     except RuntimeError as exc:
         raise IndexUnusable(f"Index file {name} cannot be decoded ({exc}).") from exc
-    if not isinstance(loaded, faiss.IndexIDMap2):
+    if not isinstance(loaded, faiss.IndexIDMap):  # IndexIDMap2 for exact and HNSW kinds
         raise IndexUnusable(f"Index file {name} is not an id-mapped index.")
     if loaded.d != dim:
         raise IndexUnusable(f"Index file {name} disagrees with its manifest.")
     return loaded
+
+
+def written_index_file(path: Path, index: Any) -> str:
+    """Write ``index`` to ``path`` atomically (temp file, fsync, rename, fsync of the folder)
+    and return its SHA-256. Streamed: FAISS writes the file and it is hashed from disk, so no
+    copy of the index is made in memory (at 10M faces the file is about 5.5 GB)."""
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = Path(name)
+    try:
+        os.close(fd)
+        faiss.write_index(index, str(tmp))
+        with tmp.open("rb") as handle:
+            digest = hashlib.file_digest(handle, "sha256").hexdigest()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+    return digest
 
 
 def _verified(directory: Path) -> dict[str, Any]:

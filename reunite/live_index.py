@@ -29,6 +29,7 @@ import numpy as np
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from reunite.compressed_index import COMPRESSED_MIN_FACES
 from reunite.config import Settings
 from reunite.device import Devices
 from reunite.errors import IndexUnusable, NotReady, PhotoStoreUnavailable
@@ -414,7 +415,8 @@ class LiveIndex:
         """Exact or approximate per kind, by size (``approximate_min_faces``) or as forced by
         ``index_type``; returns how many kinds changed. With ``only_if_crossed`` a kind is left
         alone unless its size crossed the threshold since it was built, or it outgrew its
-        graphs (``graph_parts`` now asks for more of them): a reload keeps its trained index."""
+        graphs (``graph_parts`` now asks for more of them, or it reached
+        ``COMPRESSED_MIN_FACES``): a reload keeps its trained index."""
         changed = 0
         threshold = {
             "auto": self.settings.approximate_min_faces,
@@ -423,7 +425,10 @@ class LiveIndex:
         }[index_type]
         for kind in KINDS:
             approximate = index.params[kind]["type"] != "flat"
-            outgrown = approximate and graph_parts(index.count(kind)) > len(index.part_sizes(kind))
+            outgrown = index.params[kind]["type"] == "hnsw" and (
+                graph_parts(index.count(kind)) > len(index.part_sizes(kind))
+                or index.count(kind) >= COMPRESSED_MIN_FACES
+            )
             if only_if_crossed and approximate == (index.count(kind) >= threshold) and not outgrown:
                 continue
             params = index.optimize(
