@@ -61,6 +61,7 @@ uvicorn.run(
 """How ``reunite serve --workers N`` ran before its workers were forked (commit a7933d1's
 ``serve_api``: the same checks and imports, then uvicorn 0.54's ``Multiprocess``, which spawns
 them), for the baseline row."""
+CHUNK_FACES = 1_000_000
 LOADED = re.compile(rb"after launch, loaded in ([0-9.]+) s")
 
 
@@ -71,7 +72,6 @@ def scratch_store(workdir: Path, faces: int, shape: str, stats: Path, index_type
     from reunite.store import FaceRow, PhotoRow, embedding_bytes
 
     settings = Settings(data_dir=workdir / "data", index_dir=workdir / "index")
-    vectors = gallery(shape, faces, stats_path=stats, seed=faces)
     with Reunite.open(settings, load_index=False) as service:
         case = service.create_case({"kind": "missing"}, actor="bench")
         with service.store.transaction() as session:
@@ -84,15 +84,22 @@ def scratch_store(workdir: Path, faces: int, shape: str, stats: Path, index_type
         row = {"photo_id": photo_id, "case_id": case.id, "kind": "missing", "top": 0}
         row |= {"right": 1, "bottom": 1, "left": 0, "model": MODEL_NAME, "pipeline": "synthetic"}
         row |= {"face_width_px": 1, "sharpness": 0.0}
-        for start in range(0, faces, 50_000):
-            with service.store.transaction() as session:
-                session.execute(
-                    FaceRow.__table__.insert(),
-                    [
-                        row | {"embedding": embedding_bytes(v)}
-                        for v in vectors[start : start + 50_000]
-                    ],
-                )
+        for chunk, first in enumerate(range(0, faces, CHUNK_FACES)):
+            # Drawn a million at a time (as scripts/bench_search.py): 10M at once would hold
+            # several copies of 5 GB. Up to 1M faces, the same gallery as one draw.
+            seed = faces if chunk == 0 else faces * 1000 + chunk
+            count = min(CHUNK_FACES, faces - first)
+            vectors = gallery(shape, count, stats_path=stats, seed=seed)
+            for start in range(0, count, 50_000):
+                with service.store.transaction() as session:
+                    session.execute(
+                        FaceRow.__table__.insert(),
+                        [
+                            row | {"embedding": embedding_bytes(v)}
+                            for v in vectors[start : start + 50_000]
+                        ],
+                    )
+            del vectors
         started = time.perf_counter()
         service.rebuild_index(index_type)  # type: ignore[arg-type]
         print(f"{faces:,} faces stored, index built in {time.perf_counter() - started:.0f} s")
