@@ -82,7 +82,10 @@ class Server:
             except httpx2.TransportError:
                 pass
             time.sleep(0.2)
-        pytest.fail("server did not answer /healthz within 60 s")
+        os.killpg(self.process.pid, signal.SIGKILL)  # leave no server behind the failure
+        self.process.wait(timeout=30)
+        self.log.close()
+        pytest.fail(f"server did not answer /readyz within 60 s: {self.log_path.read_text()}")
 
     def ready(self) -> bool:
         """Whether the worker that takes this request (a new connection) answers /readyz."""
