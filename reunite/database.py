@@ -23,8 +23,8 @@ from reunite.files import ensure_owner_only_file
 
 STORE_UNAVAILABLE = (
     "The database cannot be reached right now (the connection was refused or lost), so this "
-    "was not done. Try again in a few seconds; if it lasts, an operator should check the "
-    "database server."
+    "may not have been done. Try again in a few seconds; if it lasts, an operator should check "
+    "the database server and its address, name and password in REUNITE_DATABASE_URL."
 )
 
 

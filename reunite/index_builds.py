@@ -158,7 +158,9 @@ class PublishedBuilds:
         )
 
     def _delete_unkept(self, kept: list[str]) -> None:
-        """Delete the objects of builds not ``kept`` (abandoned uploads once old enough)."""
+        """Delete the objects of builds not ``kept`` (abandoned uploads once old enough).
+        Two runs publishing at the same moment can delete each other's build before its
+        pointer is written; servers then refuse that build as incomplete and keep theirs."""
         start = self.files.key(f"{INDEX_BUILDS}/")
         objects: dict[str, list[dict[str, Any]]] = {}
         token: dict[str, str] = {}
@@ -271,7 +273,14 @@ class PublishedBuilds:
         shutil.rmtree(incoming, ignore_errors=True)
         incoming.mkdir(mode=0o700, parents=True)
         for name, digest in published.manifest.files.items():
-            if self._fetched(published.build_id, name, incoming / name) != digest:
+            try:
+                fetched = self._fetched(published.build_id, name, incoming / name)
+            except ObjectMissing as exc:  # deleted by hand, or by a lifecycle rule
+                raise IndexUnusable(
+                    f"Index file {name} of build {published.build_id} is missing from "
+                    f"{self.describe()} (incomplete build); not adopted."
+                ) from exc
+            if fetched != digest:
                 raise IndexUnusable(
                     f"Index file {name} of build {published.build_id} from {self.describe()} "
                     "does not match its checksum (damaged); not adopted."

@@ -46,7 +46,7 @@ from reunite.config import SHIPPED_CALIBRATION_PATH, Settings
 from reunite.device import chosen_devices
 from reunite.enrollment import Enrollment, Enrollments, PreparedPhoto
 from reunite.erasure import Erasure
-from reunite.errors import InvalidField
+from reunite.errors import InvalidField, StoreUnavailable
 from reunite.faces import MODEL_NAME, FaceFinder, Pipeline, faces_in_image
 from reunite.index import KINDS, FaceIndex
 from reunite.live_index import IndexReport, IndexType, LiveIndex
@@ -245,8 +245,11 @@ class Reunite:
         """Load the index; matching and search work from then on (``LiveIndex.make_ready``).
         Then drops the cached crops of faces erased while this process was not running."""
         report = self.live.make_ready()
-        if stale := self.photo_store.forget_stale_crops():
-            log.info("crops: %d cached crops of erased faces deleted", stale)
+        try:
+            if stale := self.photo_store.forget_stale_crops():
+                log.info("crops: %d cached crops of erased faces deleted", stale)
+        except StoreUnavailable:  # the index is ready; the next start tries again
+            log.warning("crops: cached crops of erased faces not checked (database unreachable)")
         return report
 
     def load_index(self) -> IndexReport:

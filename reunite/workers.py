@@ -116,6 +116,8 @@ class Supervisor:
     """slot -> monotonic time its replacement starts."""
     pauses: dict[int, float] = field(default_factory=dict)
     """slot -> the pause before its next replacement."""
+    served: set[int] = field(default_factory=set)
+    """Slots whose first worker started (their later workers are replacements)."""
     signals: list[int] = field(default_factory=list)
     stopping: bool = False
     failed: bool = False
@@ -173,7 +175,8 @@ class Supervisor:
             slot, started = self.running.pop(pid)
             if self.stopping:
                 continue
-            if os.WIFEXITED(status) and os.WEXITSTATUS(status) == STARTUP_FAILURE:
+            could_not_start = os.WIFEXITED(status) and os.WEXITSTATUS(status) == STARTUP_FAILURE
+            if could_not_start and slot not in self.served:
                 log.error(
                     "workers: worker %d could not start (see above); stopping the server", pid
                 )
@@ -182,6 +185,9 @@ class Supervisor:
                 self.due.clear()
                 self.stop_workers(signal.SIGTERM)
                 continue
+            # A replacement that cannot start (the database restarting, say) is tried again
+            # after the doubling pause; only a first start that fails stops the server.
+            self.served.add(slot)
             self.schedule_replacement(slot, pid, status, time.monotonic() - started)
 
     def schedule_replacement(self, slot: int, pid: int, status: int, lived_s: float) -> None:
@@ -267,10 +273,13 @@ def worker_exit_status(settings: Settings, sock: socket.socket) -> int:
     """In a forked worker: serve on ``sock`` until told to stop; the exit status. It never
     raises, so that the child never returns into the supervisor's code."""
     try:
-        for signum in (*STOP_SIGNALS, signal.SIGHUP):
+        for signum in STOP_SIGNALS:
             # Until uvicorn takes SIGTERM and SIGINT (while it serves), they stop the worker
             # at once: nothing is open yet, or (after) everything is closed and saved.
             signal.signal(signum, signal.SIG_DFL)
+        # uvicorn leaves SIGHUP alone: a terminal's hangup (or one sent to the process group)
+        # must not kill every worker at once, as the supervisor ignores it too.
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
         uvicorn.Server(uvicorn_config(create_app(settings), settings)).run(sockets=[sock])
         return 0

@@ -122,6 +122,22 @@ def test_a_published_build_is_fetched_checked_and_adopted_by_a_server_of_its_own
         assert pointer["build_id"] == newest and len(pointer["kept"]) == KEPT_BUILDS
         assert build_folders(object_store, prefix) == set(pointer["kept"])
 
+        # A build with a file missing (deleted by hand, or by a lifecycle rule) is refused too:
+        # a server starting with an empty folder says why, builds its own and is ready.
+        fourth = published(builder)
+        object_store.client.delete_object(
+            Bucket=BUCKET, Key=f"{prefix}/index-builds/{fourth}/missing.faiss"
+        )
+        fresh = machine(tmp_path / "fresh", object_store.endpoint_url, prefix, database)
+        with (
+            caplog.at_level(logging.ERROR, logger="reunite.live_index"),
+            Reunite.open(fresh, finder=finder) as service,
+        ):
+            assert service.ready and service.index.count() == 21
+            assert service.index.build_id != fourth
+        assert f"missing.faiss of build {fourth} is missing" in caplog.text
+        assert not list(fresh.index_dir.glob(".incoming-*"))
+
 
 def test_with_the_object_store_down_a_server_keeps_its_index_and_says_so(
     tmp_path,

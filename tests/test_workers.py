@@ -72,6 +72,11 @@ def test_workers_are_forked_from_the_supervisor_and_share_its_memory(tmp_path):
             memory = memory_kb(pid)
             assert memory["Pss_Anon"] < 0.75 * memory["Anonymous"], memory
             assert memory["Anonymous"] - memory["Private_Dirty"] > 100 * 1024, memory
+        # A hangup (a closed terminal, or SIGHUP to the process group) stops no one.
+        os.killpg(server.process.pid, signal.SIGHUP)
+        time.sleep(1)
+        assert sorted(children_of(server.process.pid)) == sorted(workers)
+        server.wait_until_workers_ready()
     finally:
         log = server.stop()
     assert f"with 2 worker processes (supervisor {server.process.pid})" in log

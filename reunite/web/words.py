@@ -237,8 +237,9 @@ MESSAGES: dict[str, dict[str, str]] = {
         "error.not_ready": "The service is starting; try again in a moment.",
         "error.photo_store_unavailable": "The photo store cannot be reached, so photos cannot "
         "be added or shown now; searches still work. Try again later.",
-        "error.store_unavailable": "The database cannot be reached right now, so this was not "
-        "done. Try again in a few seconds; if it lasts, tell the person who runs the service.",
+        "error.store_unavailable": "The database cannot be reached right now, so this may not "
+        "have been done. Try again in a few seconds; if it lasts, tell the person who runs "
+        "the service.",
         "error.rate_limited": "Too many requests; wait a moment and try again.",
         "error.overloaded": "The service is busy with other photos; try again in a few seconds.",
         "error.featureless_image": "This image is nearly blank (one colour, no shapes), so it "
@@ -522,7 +523,7 @@ MESSAGES: dict[str, dict[str, str]] = {
         "error.not_ready": "系统正在启动，请稍后再试。",
         "error.photo_store_unavailable": "暂时无法连接照片存储，现在无法添加或显示照片；"
         "搜索仍可使用。请稍后再试。",
-        "error.store_unavailable": "暂时无法连接数据库，此操作没有完成。请几秒钟后再试；"
+        "error.store_unavailable": "暂时无法连接数据库，此操作可能没有完成。请几秒钟后再试；"
         "如果一直这样，请告知系统管理员。",
         "error.rate_limited": "请求过于频繁，请稍后再试。",
         "error.overloaded": "系统正在处理其他照片，请几秒钟后再试。",
