@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import faiss
@@ -122,19 +122,30 @@ def tuned_compressed_params(
     per step, each dearer than the last."""
     nlist = compressed_lists_of(index)
     steps = [n for n in NPROBE_STEPS if n < nlist] + [nlist]
-    for nprobe in steps:
-        set_compressed_search(index, nprobe)
+    found = first_step_reaching(
+        steps, lambda nprobe: set_compressed_search(index, nprobe), recall_of, target_recall
+    )
+    if found is None:
+        return None
+    nprobe, measured = found
+    params = {"type": "ivfpq", "nlist": nlist, "nprobe": nprobe, "codes": CODES}
+    return params | {"refine_factor": REFINE_FACTOR, **measured}
+
+
+def first_step_reaching(
+    steps: Sequence[int],
+    apply: Callable[[int], None],
+    recall_of: Callable[[], tuple[float, float]],
+    target_recall: float,
+) -> tuple[int, dict[str, float]] | None:
+    """The first of ``steps`` (each ``apply``-ed in turn, cheapest first) at which
+    ``recall_of()``'s lower bound reaches ``target_recall``, with the manifest's
+    ``recall_at_10`` and ``recall_lower_bound``; None when none does."""
+    for step in steps:
+        apply(step)
         recall, bound = recall_of()
         if bound >= target_recall:
-            return {
-                "type": "ivfpq",
-                "nlist": nlist,
-                "nprobe": nprobe,
-                "codes": CODES,
-                "refine_factor": REFINE_FACTOR,
-                "recall_at_10": round(recall, 4),
-                "recall_lower_bound": round(bound, 4),
-            }
+            return step, {"recall_at_10": round(recall, 4), "recall_lower_bound": round(bound, 4)}
     return None
 
 

@@ -66,6 +66,7 @@ from reunite.compressed_index import (
     COMPRESSED_MIN_FACES,
     compressed_index_and_seconds,
     compressed_vectors,
+    first_step_reaching,
     sample_recall,
     set_compressed_search,
     tuned_compressed_params,
@@ -576,19 +577,14 @@ def _tuned_graph_params(
     """Raise the graphs' ``efSearch`` through ``EF_SEARCH_STEPS`` until ``recall_of()``
     (recall@10 and its lower bound) has its bound at ``target_recall``; returns the manifest's
     parameters, or None when ``HNSW_MAX_EF_SEARCH`` falls short."""
-    for ef_search in EF_SEARCH_STEPS:
-        _set_ef_search(graphs, ef_search)
-        recall, bound = recall_of()
-        if bound >= target_recall:
-            return {
-                "type": "hnsw",
-                "M": HNSW_M,
-                "ef_construction": HNSW_EF_CONSTRUCTION,
-                "ef_search": ef_search,
-                "recall_at_10": round(recall, 4),
-                "recall_lower_bound": round(bound, 4),
-            }
-    return None
+    found = first_step_reaching(
+        EF_SEARCH_STEPS, lambda ef: _set_ef_search(graphs, ef), recall_of, target_recall
+    )
+    if found is None:
+        return None
+    ef_search, measured = found
+    params = {"type": "hnsw", "M": HNSW_M, "ef_construction": HNSW_EF_CONSTRUCTION}
+    return params | {"ef_search": ef_search, **measured}
 
 
 def _checked_kind(kind: str) -> str:

@@ -24,7 +24,7 @@ from typing import Any
 import faiss
 
 from reunite.errors import IndexUnusable
-from reunite.files import write_atomically
+from reunite.files import fsync_folder, write_atomically
 
 MANIFEST_NAME = "manifest.json"
 VERIFIED_NAME = ".verified.json"
@@ -131,11 +131,7 @@ def written_index_file(path: Path, index: Any) -> str:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    fsync_folder(path.parent)
     return digest
 
 
