@@ -33,7 +33,7 @@ import shutil
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from reunite.config import Settings
 from reunite.errors import Conflict, IndexUnusable, PhotoStoreUnavailable
@@ -56,6 +56,9 @@ FETCHING_NAME = ".fetching"
 build; the index folder's own lock is held only to move the checked files in."""
 BUILD_ID = re.compile(r"[0-9A-Za-z_-]{1,64}")
 CHUNK_BYTES = 1 << 20
+PART_BYTES = 64 << 20
+"""Index files larger than this are uploaded in parts this large (S3 allows 10,000 parts of
+at least 5 MiB each: up to 640 GB)."""
 THEN = "Servers keep their current index until a build can be read from it."
 PUBLISH_THEN = (
     "The build is saved in this machine's index folder only, and the servers keep theirs; run "
@@ -75,8 +78,9 @@ class Published:
 class PublishedBuilds:
     """The index builds of one bucket prefix. Not thread-safe: one per ``LiveIndex``."""
 
-    def __init__(self, files: S3PhotoFiles) -> None:
+    def __init__(self, files: S3PhotoFiles, *, part_bytes: int = PART_BYTES) -> None:
         self.files = files
+        self.part_bytes = part_bytes
         self._seen_etag = ""
         """The pointer last dealt with: fetched, refused, or naming nothing newer."""
 
@@ -106,30 +110,68 @@ class PublishedBuilds:
         Raises ``IndexUnusable`` (no build there, or a file that no longer matches its
         checksum), ``Conflict`` (a newer build is published already: another ``reunite
         reindex`` started later) and ``PhotoStoreUnavailable``. Cost: the index files' size in
-        uploads."""
+        uploads, in parts of ``part_bytes``; the folder's lock is held only while the files
+        are opened, so the servers of this machine go on syncing during the upload."""
         try:
             earlier: Published | None = self.current(then=PUBLISH_THEN)
         except (ObjectMissing, IndexUnusable):
             earlier = None
-        with lock.held():  # no save replaces a file while it is read
-            manifest = read_manifest(directory)
-            if earlier is not None and _newer(earlier.manifest, manifest):
-                raise Conflict(
-                    f"A newer index build ({earlier.build_id}, built at "
-                    f"{earlier.manifest.built_at}) is already published in {self.describe()}; "
-                    f"this one ({manifest.build_id}) stays in this machine's index folder."
-                )
-            for name, digest in manifest.files.items():
-                with (directory / name).open("rb") as handle:
-                    if hashlib.file_digest(handle, "sha256").hexdigest() != digest:
-                        raise IndexUnusable(
-                            f"Index file {name} does not match its manifest; not published."
-                        )
-                    handle.seek(0)
-                    self._put(manifest.build_id, name, handle)
+        with contextlib.ExitStack() as opened:
+            with lock.held():  # files are replaced by rename: an open one stays this build's
+                manifest = read_manifest(directory)
+                if earlier is not None and _newer(earlier.manifest, manifest):
+                    raise self._newer_published(earlier, manifest)
+                handles = {
+                    name: opened.enter_context((directory / name).open("rb"))
+                    for name in manifest.files
+                }
+            for name, handle in handles.items():
+                if hashlib.file_digest(handle, "sha256").hexdigest() != manifest.files[name]:
+                    raise IndexUnusable(
+                        f"Index file {name} does not match its manifest; not published."
+                    )
+                handle.seek(0)
+                self._upload(manifest.build_id, name, handle)
         body = json.dumps(manifest.__dict__, indent=2).encode("utf-8")
-        self._put(manifest.build_id, MANIFEST_NAME, body)
-        before = earlier.kept if earlier is not None else []
+        self.files.request(
+            "publish an index build in",
+            "put_object",
+            then=PUBLISH_THEN,
+            Key=self.files.key(f"{INDEX_BUILDS}/{manifest.build_id}/{MANIFEST_NAME}"),
+            Body=body,
+        )
+        return self._point_to(manifest, earlier)
+
+    def _upload(self, build_id: str, name: str, handle: BinaryIO) -> None:
+        """Upload one index file of a build: in parts past ``part_bytes`` (a single upload is
+        limited to 5 GiB, and a compressed index of 10M faces is over 5 GB)."""
+        from boto3.s3.transfer import TransferConfig
+
+        parts = TransferConfig(
+            multipart_threshold=self.part_bytes,
+            multipart_chunksize=self.part_bytes,
+            use_threads=False,
+        )
+        self.files.request(
+            "publish an index build in",
+            "upload_fileobj",
+            then=PUBLISH_THEN,
+            Fileobj=handle,
+            Key=self.files.key(f"{INDEX_BUILDS}/{build_id}/{name}"),
+            Config=parts,
+        )
+
+    def _point_to(self, manifest: Manifest, earlier: Published | None) -> Published:
+        """Write the pointer to the uploaded build ``manifest``, unless a newer build was
+        published meanwhile (``Conflict``); then delete the builds no longer kept."""
+        try:
+            now: Published | None = self.current(then=PUBLISH_THEN)
+        except (ObjectMissing, IndexUnusable):
+            now = None
+        if now is not None and _newer(now.manifest, manifest):
+            raise self._newer_published(now, manifest)
+        latest = now if now is not None else earlier
+        before = latest.kept if latest is not None else []
         kept = [manifest.build_id, *(b for b in before if b != manifest.build_id)][:KEPT_BUILDS]
         pointer = {
             "build_id": manifest.build_id,
@@ -144,23 +186,21 @@ class PublishedBuilds:
             Key=self.files.key(POINTER_NAME),
             Body=json.dumps(pointer, indent=2).encode("utf-8"),
         )
-        self._delete_unkept(kept)
+        self._delete_unkept(kept, manifest)
         log.info("index: build %s published to %s", manifest.build_id, self.describe())
         return Published(manifest.build_id, manifest, kept)
 
-    def _put(self, build_id: str, name: str, body: Any) -> None:
-        self.files.request(
-            "publish an index build in",
-            "put_object",
-            then=PUBLISH_THEN,
-            Key=self.files.key(f"{INDEX_BUILDS}/{build_id}/{name}"),
-            Body=body,
+    def _newer_published(self, newer: Published, mine: Manifest) -> Conflict:
+        return Conflict(
+            f"A newer index build ({newer.build_id}, built at {newer.manifest.built_at}) is "
+            f"already published in {self.describe()}; this one ({mine.build_id}) stays in this "
+            "machine's index folder."
         )
 
-    def _delete_unkept(self, kept: list[str]) -> None:
-        """Delete the objects of builds not ``kept`` (abandoned uploads once old enough).
-        Two runs publishing at the same moment can delete each other's build before its
-        pointer is written; servers then refuse that build as incomplete and keep theirs."""
+    def _delete_unkept(self, kept: list[str], mine: Manifest) -> None:
+        """Delete the objects of builds not ``kept``, except a complete build newer than
+        ``mine`` (another run's, about to write its pointer) and an incomplete one younger
+        than ``ABANDONED_AFTER`` (perhaps an upload still running)."""
         start = self.files.key(f"{INDEX_BUILDS}/")
         objects: dict[str, list[dict[str, Any]]] = {}
         token: dict[str, str] = {}
@@ -177,15 +217,34 @@ class PublishedBuilds:
             token = {"ContinuationToken": page["NextContinuationToken"]}
         now = datetime.now(UTC)
         for build, items in objects.items():
+            if build in kept:
+                continue
             complete = any(item["Key"].endswith(f"/{MANIFEST_NAME}") for item in items)
+            if complete and self._is_newer_build(build, mine):
+                continue
             newest = max(item["LastModified"] for item in items)
-            if build in kept or (not complete and now - newest < ABANDONED_AFTER):
-                continue  # kept, or perhaps a publish still uploading
+            if not complete and now - newest < ABANDONED_AFTER:
+                continue
             for item in items:
                 self.files.request(
                     "delete an old index build from", "delete_object", then=THEN, Key=item["Key"]
                 )
             log.info("index: deleted old build %s from %s", build, self.describe())
+
+    def _is_newer_build(self, build_id: str, mine: Manifest) -> bool:
+        """Whether the uploaded build ``build_id``'s manifest says it is newer than ``mine``
+        (False for a manifest that cannot be read: that build is not worth keeping)."""
+        try:
+            answer = self.files.request(
+                "read an index build's manifest in",
+                "get_object",
+                then=THEN,
+                Key=self.files.key(f"{INDEX_BUILDS}/{build_id}/{MANIFEST_NAME}"),
+            )
+            theirs = manifest_of(json.loads(answer["Body"].read()), f"of build {build_id}")
+        except (ObjectMissing, IndexUnusable, ValueError, TypeError):
+            return False
+        return _newer(theirs, mine)
 
     # -------------------------------------------------------------------- fetch
 

@@ -170,6 +170,7 @@ class S3PhotoFiles:
     ) -> Any:
         """One S3 operation on the bucket; a missing key raises ``ObjectMissing``, every other
         failure ``PhotoStoreUnavailable`` ("Could not ``doing`` the photo store ... ``then``")."""
+        from boto3.exceptions import Boto3Error
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
@@ -179,7 +180,7 @@ class S3PhotoFiles:
             if code in {"NoSuchKey", "404", "NotFound"}:
                 raise ObjectMissing from exc
             reason = f"it answered {code or 'an error'}"
-        except BotoCoreError as exc:
+        except (BotoCoreError, Boto3Error) as exc:  # Boto3Error: a multipart upload failed
             reason = type(exc).__name__
         log.warning("photo store %s: could not %s it (%s)", self.describe(), doing, reason)
         raise PhotoStoreUnavailable(

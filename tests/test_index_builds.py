@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import subprocess
 import sys
 import uuid
@@ -19,6 +20,7 @@ from reunite.config import Settings
 from reunite.errors import Conflict
 from reunite.index import read_manifest
 from reunite.index_builds import KEPT_BUILDS, POINTER_NAME, PublishedBuilds
+from reunite.index_files import DirectoryLock
 from reunite.photo_files import photo_files_of
 from reunite.service import Reunite
 from tests.conftest import add_synthetic_faces, new_case
@@ -184,3 +186,51 @@ def test_reindex_says_in_one_line_when_it_cannot_publish(tmp_path):
     assert f"photo store s3://{BUCKET}/unreachable" in line and "reindex --skip-reembed" in line
     assert "Traceback" not in done.stderr and done.stdout == ""
     assert read_manifest(tmp_path / "index").build_id  # saved here all the same
+
+
+def test_big_files_go_up_in_parts_and_a_newer_build_uploading_meanwhile_is_spared(
+    tmp_path,
+    object_store: ObjectStore,
+    credentials,
+    finder,
+):
+    prefix = f"parts-{uuid.uuid4().hex[:8]}"
+    database = tmp_path / "store.db"
+    settings = machine(tmp_path / "reindex", object_store.endpoint_url, prefix, database)
+    vectors = np.random.default_rng(3).normal(size=(12_000, 128))  # a 6.1 MB index file
+    with Reunite.open(settings, finder=finder) as builder:
+        add_synthetic_faces(builder, new_case(builder, "missing"), vectors)
+        found = PublishedBuilds.of(settings)
+        assert found is not None
+        builds = PublishedBuilds(found.files, part_bytes=5 << 20)  # S3's smallest part
+        lock, folder = builder.live.index_lock, settings.index_dir
+
+        def rebuilt_and_published() -> str:
+            builder.rebuild_index("flat")
+            return builds.publish(folder, lock).build_id
+
+        first = rebuilt_and_published()
+        head = object_store.client.head_object(
+            Bucket=BUCKET, Key=f"{prefix}/index-builds/{first}/missing.faiss"
+        )
+        assert head["ETag"].strip('"').endswith("-2")  # uploaded as two parts
+        server = machine(tmp_path / "server", object_store.endpoint_url, prefix, database)
+        with Reunite.open(server, finder=finder) as service:  # checked against its SHA-256
+            assert service.index.build_id == first and service.index.count() == 12_000
+
+        # Two reindex runs overlap: the one that started first (X) writes its pointer while
+        # the later one (Y) has uploaded its files but not yet its pointer. X keeps Y's build.
+        pointer_key = f"{prefix}/{POINTER_NAME}"
+        pointer_then = object_store.client.get_object(Bucket=BUCKET, Key=pointer_key)["Body"]
+        pointer_then = pointer_then.read()
+        builder.rebuild_index("flat")
+        x_folder = tmp_path / "x"
+        shutil.copytree(folder, x_folder, ignore=shutil.ignore_patterns(".lock"))
+        y = rebuilt_and_published()
+        object_store.client.put_object(Bucket=BUCKET, Key=pointer_key, Body=pointer_then)
+        x = builds.publish(x_folder, DirectoryLock(x_folder)).build_id
+        assert y in build_folders(object_store, prefix)  # not deleted as an old build
+        assert builds.publish(folder, lock).build_id == y  # Y's pointer, written late
+        assert builds.current().kept == [y, x, first]
+        with pytest.raises(Conflict, match=f"newer index build \\({y}"):
+            builds.publish(x_folder, DirectoryLock(x_folder))
