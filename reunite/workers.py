@@ -24,6 +24,7 @@ would fail the same way again.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import gc
 import importlib
 import logging
@@ -58,6 +59,8 @@ POLL_S = 0.2
 """How often the supervisor looks for exited workers and signals."""
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+PR_SET_PDEATHSIG = 1
+"""Linux's ``prctl`` option: a signal the kernel sends this process when its parent dies."""
 
 STARTUP_MODULES = (
     "alembic.command",  # the store's migrations (mako and pygments come with it)
@@ -133,8 +136,10 @@ class Supervisor:
         handler in the child (and being lost there)."""
         signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
         try:
+            supervisor = os.getpid()
             pid = os.fork()
             if pid == 0:  # the worker
+                stop_with(supervisor)
                 os._exit(worker_exit_status(self.settings, self.sock))
             self.running[pid] = (slot, time.monotonic())
         finally:
@@ -267,6 +272,16 @@ def served_exit_status(settings: Settings) -> int:
         sock.close()
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+
+
+def stop_with(supervisor: int) -> None:
+    """In a forked worker: have the kernel send it SIGTERM (a graceful stop) when the
+    supervisor dies, even SIGKILLed, so that no orphan worker keeps the port. Linux only; the
+    signal is held back until the worker has set its handlers."""
+    with contextlib.suppress(OSError, AttributeError):  # not Linux: nothing to do
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != supervisor:  # it died before the prctl
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def worker_exit_status(settings: Settings, sock: socket.socket) -> int:

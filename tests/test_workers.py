@@ -30,6 +30,14 @@ def children_of(pid: int) -> set[int]:
     return found
 
 
+def running(pid: int) -> bool:
+    """Whether ``pid`` is a live process (not gone, not a zombie waiting to be reaped)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def memory_kb(pid: int) -> dict[str, int]:
     """``/proc/<pid>/smaps_rollup``'s figures, kB."""
     lines = Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:]
@@ -77,9 +85,18 @@ def test_workers_are_forked_from_the_supervisor_and_share_its_memory(tmp_path):
         time.sleep(1)
         assert sorted(children_of(server.process.pid)) == sorted(workers)
         server.wait_until_workers_ready()
+        # A supervisor killed outright leaves no orphan worker holding the port.
+        server.process.send_signal(signal.SIGKILL)
+        deadline = time.monotonic() + 20
+        while [pid for pid in workers if running(pid)]:
+            assert time.monotonic() < deadline, "workers outlived their supervisor"
+            time.sleep(0.1)
+        with socket.create_server(("127.0.0.1", server.port)):
+            pass  # the port is free again
     finally:
         log = server.stop()
     assert f"with 2 worker processes (supervisor {server.process.pid})" in log
+    assert log.count("Application shutdown complete") == 2  # they stopped gracefully
 
 
 def test_a_killed_worker_is_replaced_and_the_server_keeps_answering(tmp_path, sample):
