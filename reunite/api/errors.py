@@ -16,15 +16,68 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from reunite import errors
+from reunite.api.examples import examples
 
 log = logging.getLogger(__name__)
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
+
+
+class ProblemField(BaseModel):
+    """One invalid part of a request (``invalid_request``, ``invalid_field``)."""
+
+    field: str | None = Field(
+        description="Where: `query.limit`, `body.name`, ... (`invalid_request`) or a case field "
+        "(`invalid_field`); null: the fields together (e.g. inconsistent dates)."
+    )
+    message: str
+
+
+class Problem(BaseModel):
+    """An error (RFC 9457 problem details). ``code`` is stable; other members vary by code:
+    ``invalid_request`` lists ``errors``, ``rate_limited`` has ``retry_after_s``,
+    ``image_too_large`` has ``max_bytes``."""
+
+    model_config = ConfigDict(
+        extra="allow",
+        json_schema_extra=examples(
+            {
+                "type": "urn:reunite:error:no_face_found",
+                "title": "Unprocessable Entity",
+                "status": 422,
+                "code": "no_face_found",
+                "detail": "No face was found in this photo. Use a clear photo ...",
+            },
+            {
+                "type": "urn:reunite:error:invalid_request",
+                "title": "Unprocessable Entity",
+                "status": 422,
+                "code": "invalid_request",
+                "detail": "The request is invalid: query.limit: Input should be less than or "
+                "equal to 500",
+                "errors": [
+                    {"field": "query.limit", "message": "Input should be less than or equal to 500"}
+                ],
+            },
+        ),
+    )
+
+    type: str = Field(description="`urn:reunite:error:<code>`.")
+    title: str = Field(description="The HTTP status phrase.")
+    status: int
+    code: str = Field(description="Stable and machine-readable: branch on this.")
+    detail: str = Field(description="For people: what went wrong and what to do.")
+    errors: list[ProblemField] = Field(
+        default_factory=list,
+        description="`invalid_request` and `invalid_field`: each invalid part of the request.",
+    )
+
 
 STATUS_BY_ERROR: dict[type[errors.ReuniteError], int] = {
     errors.UnsupportedImage: 415,

@@ -26,8 +26,8 @@ from pydantic import BaseModel
 
 from reunite.api import schemas as api_schemas
 from reunite.api.auth import SESSION_COOKIE
-from reunite.api.errors import PROBLEM_MEDIA_TYPE
-from reunite.api.schemas import CASE_RECORD_EXAMPLE, Problem
+from reunite.api.errors import PROBLEM_MEDIA_TYPE, Problem
+from reunite.api.schemas import CASE_RECORD_EXAMPLE
 
 API_DESCRIPTION = """\
 Machine clients (police systems) authenticate with an API key: `Authorization: Bearer rk_...`

@@ -483,56 +483,6 @@ class SearchOut(BaseModel):
         )
 
 
-class ProblemField(BaseModel):
-    """One invalid part of a request (``invalid_request``, ``invalid_field``)."""
-
-    field: str | None = Field(
-        description="Where: `query.limit`, `body.name`, ... (`invalid_request`) or a case field "
-        "(`invalid_field`); null: the fields together (e.g. inconsistent dates)."
-    )
-    message: str
-
-
-class Problem(BaseModel):
-    """An error (RFC 9457 problem details). ``code`` is stable; other members vary by code:
-    ``invalid_request`` lists ``errors``, ``rate_limited`` has ``retry_after_s``,
-    ``image_too_large`` has ``max_bytes``."""
-
-    model_config = ConfigDict(
-        extra="allow",
-        json_schema_extra=examples(
-            {
-                "type": "urn:reunite:error:no_face_found",
-                "title": "Unprocessable Entity",
-                "status": 422,
-                "code": "no_face_found",
-                "detail": "No face was found in this photo. Use a clear photo ...",
-            },
-            {
-                "type": "urn:reunite:error:invalid_request",
-                "title": "Unprocessable Entity",
-                "status": 422,
-                "code": "invalid_request",
-                "detail": "The request is invalid: query.limit: Input should be less than or "
-                "equal to 500",
-                "errors": [
-                    {"field": "query.limit", "message": "Input should be less than or equal to 500"}
-                ],
-            },
-        ),
-    )
-
-    type: str = Field(description="`urn:reunite:error:<code>`.")
-    title: str = Field(description="The HTTP status phrase.")
-    status: int
-    code: str = Field(description="Stable and machine-readable: branch on this.")
-    detail: str = Field(description="For people: what went wrong and what to do.")
-    errors: list[ProblemField] = Field(
-        default_factory=list,
-        description="`invalid_request` and `invalid_field`: each invalid part of the request.",
-    )
-
-
 class WebhookIn(BaseModel):
     model_config = ConfigDict(
         extra="forbid", json_schema_extra={"examples": [{"url": "https://police.example/hooks"}]}
@@ -590,27 +540,3 @@ class DeliveryPage(BaseModel):
 
     items: list[DeliveryOut]
     next_before_id: int | None
-
-
-class ReadyOut(BaseModel):
-    model_config = ConfigDict(
-        json_schema_extra=examples(
-            {
-                "status": "ready",
-                "index_faces": 15230,
-                "index_ready_after_s": 2.4,
-                "index_build": "4be05c1f9a2d4e7b8c3a1f0e6d5b4c3a",
-                "index_built_at": "2026-11-29T09:20:11.512000+00:00",
-            }
-        )
-    )
-
-    status: Literal["ready"]
-    index_faces: int
-    index_ready_after_s: float | None = Field(
-        None, description="Seconds from this worker's launch to its index being ready."
-    )
-    index_build: str = Field(
-        "", description="The build this worker searches (a new one per `reunite reindex`)."
-    )
-    index_built_at: str = Field("", description="When that build was started (ISO 8601, UTC).")
