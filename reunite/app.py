@@ -10,8 +10,8 @@ from __future__ import annotations
 import logging
 import sys
 import threading
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
@@ -45,6 +45,10 @@ log = logging.getLogger(__name__)
 MULTIPART_OVERHEAD_BYTES = 1024 * 1024
 """Room above ``max_upload_bytes`` for multipart headers and form fields."""
 
+INDEX_THREAD_WAIT_S = 10.0
+"""At stop, how long to wait for the index thread to finish what it is doing (a sync, a
+save). Past it (a build still downloading, a database that does not answer) the server stops
+without saving its index: the next start catches it up from the store."""
 SIGN_IN_BODY_BYTES = 8 * 1024
 """Largest body of a sign-in (a name, a password, a CSRF token): the routes anyone may send to."""
 
@@ -63,37 +67,12 @@ def create_app(settings: Settings | None = None, *, finder: FaceFinder = faces_i
     settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     session_key = auth.session_secret(settings)  # checked: refuses a weak key in production
 
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        log.info("data in %s, index in %s", settings.data_dir, settings.index_dir)
-        _warn_without_our_protocol()
-        service = await run_in_threadpool(Reunite.open, settings, finder=finder, load_index=False)
-        await run_in_threadpool(accounts.dummy_hash)  # sign-in takes as long for every name
-        app.state.service = service
-        stop_syncing = threading.Event()
-        loader = threading.Thread(
-            target=_load_and_sync_index, args=(service, stop_syncing), name="index-sync"
-        )
-        loader.start()
-        worker = WebhookWorker(service.store, settings)
-        app.state.webhook_worker = worker
-        service.on_outbox = worker.wake
-        worker.start()
-        try:
-            yield
-        finally:
-            # One delivery may take up to four timeouts (connect, write, read, pool).
-            await run_in_threadpool(worker.stop, 4 * settings.webhook_timeout_s + 5)
-            stop_syncing.set()
-            await run_in_threadpool(loader.join)
-            await run_in_threadpool(service.close)
-
     app = FastAPIOffline(  # FastAPI, with the /docs assets served locally
         title="reunite",
         version=__version__,
         summary="Face matching to reunite lost people with their families.",
         description=API_DESCRIPTION,
-        lifespan=lifespan,
+        lifespan=lifespan_of(settings, finder),
     )
     app.state.rate_limiter = RateLimiter(
         per_minute=settings.rate_limit_per_minute, burst=settings.rate_limit_burst
@@ -182,6 +161,52 @@ def _warn_without_our_protocol() -> None:
         "give uvicorn --http %s:HeaderTimeoutH11Protocol (and --limit-concurrency)",
         CONNECTIONS_MODULE,
     )
+
+
+def lifespan_of(
+    settings: Settings, finder: FaceFinder
+) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """The app's start and stop: the store opened at once, the index loaded and kept in step
+    by a thread of its own, the webhook worker; at stop, the worker stopped, then the index
+    saved once its thread is done (waiting at most ``INDEX_THREAD_WAIT_S``)."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        log.info("data in %s, index in %s", settings.data_dir, settings.index_dir)
+        _warn_without_our_protocol()
+        service = await run_in_threadpool(Reunite.open, settings, finder=finder, load_index=False)
+        await run_in_threadpool(accounts.dummy_hash)  # sign-in takes as long for every name
+        app.state.service = service
+        stop_syncing = threading.Event()
+        loader = threading.Thread(  # a daemon: a stop need not wait for a download to end
+            target=_load_and_sync_index,
+            args=(service, stop_syncing),
+            name="index-sync",
+            daemon=True,
+        )
+        loader.start()
+        worker = WebhookWorker(service.store, settings)
+        app.state.webhook_worker = worker
+        service.on_outbox = worker.wake
+        worker.start()
+        try:
+            yield
+        finally:
+            # One delivery may take up to four timeouts (connect, write, read, pool).
+            await run_in_threadpool(worker.stop, 4 * settings.webhook_timeout_s + 5)
+            stop_syncing.set()
+            await run_in_threadpool(loader.join, INDEX_THREAD_WAIT_S)
+            if loader.is_alive():
+                log.warning(
+                    "index: still loading or fetching a build after %.0f s; stopping without "
+                    "saving it (the next start catches it up from the store)",
+                    INDEX_THREAD_WAIT_S,
+                )
+                await run_in_threadpool(service.store.close)
+            else:
+                await run_in_threadpool(service.close)
+
+    return lifespan
 
 
 def _load_and_sync_index(service: Reunite, stop: threading.Event) -> None:

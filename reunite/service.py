@@ -43,7 +43,7 @@ from reunite.candidate_view import CandidateView
 from reunite.candidates import Candidates
 from reunite.cases import Cases, PutOutcome
 from reunite.config import SHIPPED_CALIBRATION_PATH, Settings
-from reunite.device import chosen_devices
+from reunite.device import Devices, chosen_devices
 from reunite.enrollment import Enrollment, Enrollments, PreparedPhoto
 from reunite.erasure import Erasure
 from reunite.errors import InvalidField, StoreUnavailable
@@ -91,6 +91,27 @@ class Stats:
             return self._counts[name]
 
 
+def pipeline_of(settings: Settings, devices: Devices) -> Pipeline:
+    """How faces are found and embedded under ``settings``: dlib's CNN detector by default
+    when dlib can use CUDA, else HOG."""
+    return Pipeline(
+        detector=settings.detector or ("cnn" if devices.dlib_cuda else "hog"),
+        upsample_times=settings.upsample_times,
+        num_jitters=settings.num_jitters,
+        min_face_px=settings.min_face_px,
+    )
+
+
+def admission_of(settings: Settings) -> Admission:
+    """The gate of photos in flight (``REUNITE_MAX_PHOTOS_IN_FLIGHT``, by default 8 per CPU
+    and at least 16; ``REUNITE_MAX_PIXELS_IN_FLIGHT``)."""
+    return Admission(
+        max_photos=settings.max_photos_in_flight or max(16, 8 * (os.cpu_count() or 2)),
+        max_pixels=settings.max_pixels_in_flight,
+        small_pixels=settings.small_photo_pixels,
+    )
+
+
 class Reunite:
     """Cases, photos, faces, candidates and search over one store, photo folder and index."""
 
@@ -100,12 +121,7 @@ class Reunite:
         self.settings = settings
         self.store = store
         self.devices = chosen_devices(settings.device)
-        self.pipeline = Pipeline(
-            detector=settings.detector or ("cnn" if self.devices.dlib_cuda else "hog"),
-            upsample_times=settings.upsample_times,
-            num_jitters=settings.num_jitters,
-            min_face_px=settings.min_face_px,
-        )
+        self.pipeline = pipeline_of(settings, self.devices)
         warn_of_a_calibration_left_behind(
             settings.calibration_path, shipped=SHIPPED_CALIBRATION_PATH
         )
@@ -116,14 +132,10 @@ class Reunite:
         self.on_outbox: Callable[[], None] = lambda: None
         """Called after a change that may have written webhook events (a worker's ``wake``)."""
         self.stats = Stats()
-        self.admission = Admission(
-            max_photos=settings.max_photos_in_flight or max(16, 8 * (os.cpu_count() or 2)),
-            max_pixels=settings.max_pixels_in_flight,
-            small_pixels=settings.small_photo_pixels,
-        )
+        """Counts since start: ``enrollments``, ``searches``, ``candidates`` (for metrics)."""
+        self.admission = admission_of(settings)
         """Photos decoded and searched at once (``reunite.admission``): every photo a caller
         sends passes through it; batch imports (their own processes) do not."""
-        """Counts since start: ``enrollments``, ``searches``, ``candidates`` (for metrics)."""
         lock = threading.RLock()
         self.live = LiveIndex(settings, store, write_lock=lock, devices=self.devices)
         self.photo_files = photo_files_of(settings)

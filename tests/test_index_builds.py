@@ -8,8 +8,11 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import signal
+import socket
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -234,3 +237,39 @@ def test_big_files_go_up_in_parts_and_a_newer_build_uploading_meanwhile_is_spare
         assert builds.current().kept == [y, x, first]
         with pytest.raises(Conflict, match=f"newer index build \\({y}"):
             builds.publish(x_folder, DirectoryLock(x_folder))
+
+
+def test_a_server_stops_promptly_while_its_index_thread_waits_on_the_object_store(tmp_path):
+    silent = socket.create_server(("127.0.0.1", 0))  # accepts connections, never answers
+    log_path = tmp_path / "server.log"
+    with silent, log_path.open("wb") as log:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "reunite.cli", "serve", "--port", str(free_port())],
+            env=settings_env(
+                tmp_path,
+                REUNITE_PHOTO_STORE=f"s3://{BUCKET}/silent",
+                REUNITE_S3_ENDPOINT_URL=f"http://127.0.0.1:{silent.getsockname()[1]}",
+                REUNITE_S3_TIMEOUT_S="120",
+                **CREDENTIALS,
+            ),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while "Application startup complete" not in log_path.read_text():
+                assert time.monotonic() < deadline and server.poll() is None, log_path.read_text()
+                time.sleep(0.2)
+            time.sleep(1)  # the index thread is now waiting for the bucket's answer
+            started = time.monotonic()
+            server.send_signal(signal.SIGTERM)
+            server.wait(timeout=60)  # uvicorn ends by re-raising the SIGTERM
+        finally:
+            if server.poll() is None:
+                server.kill()
+                server.wait()
+    assert time.monotonic() - started < 25  # not the bucket's 2 x 120 s
+    text = log_path.read_text()
+    assert "stopping without saving it (the next start catches it up" in text
+    assert "Application shutdown complete" in text
+    assert "Traceback" not in text
