@@ -161,14 +161,7 @@ def kept_photo(request: Request, token: str) -> Response:
     )
 
 
-@router.post("/intake")
-def intake(
-    request: Request,
-    picks: Annotated[dict[str, int], Depends(face_picks)],
-    photos: Annotated[list[UploadFile], File()] = [],  # noqa: B006 (FastAPI reads, never mutates)
-    kept: Annotated[list[str], Form()] = [],  # noqa: B006
-    drop: Annotated[list[str], Form()] = [],  # noqa: B006
-    csrf_token: Annotated[str, Form()] = "",
+def intake_values(
     name: Annotated[str, Form()] = "",
     sex: Annotated[str, Form()] = "unknown",
     age_min: Annotated[str, Form()] = "",
@@ -180,12 +173,10 @@ def intake(
     contact: Annotated[str, Form()] = "",
     agency: Annotated[str, Form()] = "",
     external_ref: Annotated[str, Form()] = "",
-) -> Response:
-    """Create a found case from the form and enroll its photos, all or nothing."""
-    user = page_user(request)
-    service = service_of(request)
-    lang = language(request)
-    values = {
+) -> dict[str, str]:
+    """The intake form's case fields as typed, by field name (checked later, and shown again
+    with the errors when the form is refused)."""
+    return {
         "name": name,
         "sex": sex,
         "age_min": age_min,
@@ -198,6 +189,22 @@ def intake(
         "agency": agency,
         "external_ref": external_ref,
     }
+
+
+@router.post("/intake")
+def intake(
+    request: Request,
+    picks: Annotated[dict[str, int], Depends(face_picks)],
+    values: Annotated[dict[str, str], Depends(intake_values)],
+    photos: Annotated[list[UploadFile], File()] = [],  # noqa: B006 (FastAPI reads, never mutates)
+    kept: Annotated[list[str], Form()] = [],  # noqa: B006
+    drop: Annotated[list[str], Form()] = [],  # noqa: B006
+    csrf_token: Annotated[str, Form()] = "",
+) -> Response:
+    """Create a found case from the form and enroll its photos, all or nothing."""
+    user = page_user(request)
+    service = service_of(request)
+    lang = language(request)
     staging, owner = staging_of(request), owner_of(user)
     try:
         check_csrf(request, csrf_token)
