@@ -6,11 +6,8 @@ least the target share of the exact top 10 (recall@10); the parameters and the m
 go into the manifest. (IVF was measured too and never paid: the ranks 6-10 of a top 10 are
 strangers at near-equal distances, and IVF had to scan almost every cluster to find them.)
 
-A kind past ``HNSW_FACES_PER_PART`` faces becomes several graphs (*parts*, at most one per CPU
-thread), searched at once on threads of their own, their top 10s merged. At 1M faces on two
-cores, two graphs of 500k answer in 1.3 ms at the median (recall@10 0.992, efSearch 320) where
-one graph of 1M took 2.5 ms (0.994, efSearch 640): each half needs a shorter walk, and the two
-walks run side by side.
+A kind past ``HNSW_FACES_PER_PART`` faces becomes several graphs (*parts*), searched side by
+side (``reunite.graph_index``).
 
 A kind of ``COMPRESSED_MIN_FACES`` (2M) faces or more becomes instead a *compressed* index
 (``reunite.compressed_index``: IVF over 4-bit PQ codes, its shortlist re-ranked exactly from the
@@ -49,12 +46,10 @@ them in (``reunite.live_index`` then maps the new files). Files and manifest:
 
 from __future__ import annotations
 
-import itertools
 import json
-import math
 import threading
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -66,13 +61,18 @@ from reunite.compressed_index import (
     COMPRESSED_MIN_FACES,
     compressed_index_and_seconds,
     compressed_vectors,
-    first_step_reaching,
     sample_recall,
     set_compressed_search,
     tuned_compressed_params,
 )
 from reunite.errors import IndexUnusable
 from reunite.files import write_atomically
+from reunite.graph_index import (
+    HNSW_MAX_EF_SEARCH,
+    graphs_of,
+    set_ef_search,
+    tuned_graph_params,
+)
 from reunite.index_files import (
     FORMAT_VERSION,
     MANIFEST_NAME,
@@ -90,20 +90,11 @@ __all__ = [
     "DirectoryLock",
     "FaceIndex",
     "Manifest",
-    "graph_parts",
     "part_file_names",
     "read_manifest",
 ]
 
 KINDS = ("missing", "found")
-HNSW_M = 32
-HNSW_EF_CONSTRUCTION = 120
-HNSW_FACES_PER_PART = 500_000
-"""A graph kind gets one part per this many faces (rounded up), at most one per CPU thread."""
-EF_SEARCH_STEPS = (16, 24, 32, 48, 64, 96, 128, 192, 256, 320, 384, 448, 512, 640, 768, 1024)
-"""``efSearch`` values tried in turn until the recall is reached (finer steps where a large
-graph usually lands: each step costs latency in proportion)."""
-HNSW_MAX_EF_SEARCH = EF_SEARCH_STEPS[-1]
 
 
 class FaceIndex:
@@ -347,9 +338,9 @@ class FaceIndex:
                 params = None if params is None else params | seconds
                 rejected = "compressed recall@10 short of the target with every cluster probed"
             else:
-                built = self._graphs(ids, vectors, parts)
+                built = graphs_of(ids, vectors, parts)
                 searched = self._whole(built)
-                params = _tuned_graph_params(
+                params = tuned_graph_params(
                     built, lambda: sample_recall(searched, queries, truth_ids, top), target_recall
                 )
                 rejected = f"HNSW recall@10 short of the target at efSearch {HNSW_MAX_EF_SEARCH}"
@@ -360,20 +351,6 @@ class FaceIndex:
             params |= {"sample_queries": len(queries), "faces": len(ids), "parts": len(built)}
             self._set(kind, built, set(), params)
             return params
-
-    def _graphs(
-        self, ids: np.ndarray, vectors: np.ndarray, parts: int | None
-    ) -> list[faiss.IndexIDMap]:
-        """HNSW graphs of these faces: ``parts`` of them, by default ``graph_parts``."""
-        count = graph_parts(len(ids)) if parts is None else max(1, min(parts, len(ids)))
-        graphs: list[faiss.IndexIDMap] = []
-        for start, end in _ranges(len(ids), count):  # row slices: views, no copies
-            hnsw = faiss.IndexHNSWFlat(self.dim, HNSW_M)
-            hnsw.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
-            part = faiss.IndexIDMap2(hnsw)
-            part.add_with_ids(vectors[start:end], ids[start:end])
-            graphs.append(part)
-        return graphs
 
     def _whole(self, parts: list[faiss.IndexIDMap]) -> Any:
         """One searchable index over ``parts``: the part itself, or ``IndexShards`` that
@@ -512,7 +489,7 @@ class FaceIndex:
             if sum(part.ntotal for part in loaded) != manifest.counts.get(kind):
                 raise IndexUnusable(f"The index files of {kind} disagree with their manifest.")
             if params["type"] == "hnsw":
-                _set_ef_search(loaded, int(params["ef_search"]))
+                set_ef_search(loaded, int(params["ef_search"]))
             elif params["type"] == "ivfpq":
                 nprobe, refine_factor = int(params["nprobe"]), int(params["refine_factor"])
                 set_compressed_search(loaded[0], nprobe, refine_factor)
@@ -526,25 +503,6 @@ class FaceIndex:
     def is_older_than(self, manifest: Manifest) -> bool:
         """Whether ``manifest`` describes a newer build than this index's."""
         return manifest.build_id != self.build_id and manifest.built_at > self.built_at
-
-
-def graph_parts(faces: int, threads: int | None = None) -> int:
-    """How many HNSW graphs hold ``faces`` faces: one per ``HNSW_FACES_PER_PART`` (rounded
-    up), at most one per thread (they are searched in parallel; by default FAISS's thread
-    count, which follows ``OMP_NUM_THREADS`` or the CPUs), at least one."""
-    threads = faiss.omp_get_max_threads() if threads is None else threads
-    return max(1, min(math.ceil(faces / HNSW_FACES_PER_PART), threads))
-
-
-def _ranges(total: int, parts: int) -> list[tuple[int, int]]:
-    """``parts`` contiguous (start, end) ranges covering ``range(total)``, sizes within one."""
-    return list(itertools.pairwise(total * i // parts for i in range(parts + 1)))
-
-
-def _set_ef_search(parts: list[faiss.IndexIDMap], ef_search: int) -> None:
-    for part in parts:
-        graph: Any = faiss.downcast_index(part.index)
-        graph.hnsw.efSearch = ef_search
 
 
 def _flat_vectors(index: faiss.IndexIDMap2, dim: int) -> np.ndarray:
@@ -567,24 +525,6 @@ def _nearest(index: Any, queries: np.ndarray, k: int, removed: set[int]) -> list
         ][:k]
         for row_d, row_i in zip(squared, ids, strict=True)
     ]
-
-
-def _tuned_graph_params(
-    graphs: list[faiss.IndexIDMap],
-    recall_of: Callable[[], tuple[float, float]],
-    target_recall: float,
-) -> dict[str, Any] | None:
-    """Raise the graphs' ``efSearch`` through ``EF_SEARCH_STEPS`` until ``recall_of()``
-    (recall@10 and its lower bound) has its bound at ``target_recall``; returns the manifest's
-    parameters, or None when ``HNSW_MAX_EF_SEARCH`` falls short."""
-    found = first_step_reaching(
-        EF_SEARCH_STEPS, lambda ef: _set_ef_search(graphs, ef), recall_of, target_recall
-    )
-    if found is None:
-        return None
-    ef_search, measured = found
-    params = {"type": "hnsw", "M": HNSW_M, "ef_construction": HNSW_EF_CONSTRUCTION}
-    return params | {"ef_search": ef_search, **measured}
 
 
 def _checked_kind(kind: str) -> str:

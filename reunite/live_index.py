@@ -34,13 +34,13 @@ from reunite.config import Settings
 from reunite.device import Devices
 from reunite.errors import IndexUnusable, NotReady, PhotoStoreUnavailable
 from reunite.faces import EMBEDDING_DIM, MODEL_NAME
+from reunite.graph_index import graph_parts
 from reunite.index import (
     KINDS,
     MANIFEST_NAME,
     DirectoryLock,
     FaceIndex,
     Manifest,
-    graph_parts,
     read_manifest,
 )
 from reunite.index_builds import PublishedBuilds

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from reunite.errors import IndexUnusable
-from reunite.index import HNSW_FACES_PER_PART, FaceIndex, graph_parts
+from reunite.graph_index import HNSW_FACES_PER_PART, graph_parts
+from reunite.index import FaceIndex
 
 MODEL = "test-model"
 
