@@ -24,6 +24,7 @@ Files in the index directory, each replaced atomically (temp file, fsync, rename
 
     missing.faiss  found.faiss  manifest.json
     missing.0.faiss  missing.1.faiss  ...      (a kind held in several parts)
+    missing.added.faiss                        (faces added to an approximate kind since its build)
 
 ``manifest.json`` is written last and names the model, the dimension, the counts, the last face id
 and the SHA-256 of each index file, so a half-written or corrupted set is detected on load.
@@ -40,7 +41,9 @@ A running server *maps* the saved files (``load(mapped=True)``: FAISS's ``IO_FLA
 which in FAISS 1.15 maps the flat vectors and the HNSW graphs alike), so the API workers of one
 machine share one copy in the page cache. Each keeps of its own only the faces added since (a
 flat *delta*) and the ids removed since (tombstones), merged in at search time; ``save`` writes
-them in (``reunite.live_index`` then maps the new files). Files and manifest:
+them (``reunite.live_index`` then maps the new files): an exact kind is rewritten whole, but an
+approximate kind's files are left as they are and its added faces saved beside them
+(``missing.added.faiss``, searched exactly) until a rebuild folds them in. Files and manifest:
 ``reunite.index_files``.
 """
 
@@ -74,10 +77,12 @@ from reunite.graph_index import (
     tuned_graph_params,
 )
 from reunite.index_files import (
+    ADDED_FORMAT_VERSION,
     FORMAT_VERSION,
     MANIFEST_NAME,
     DirectoryLock,
     Manifest,
+    added_file_name,
     loaded_part,
     part_file_names,
     read_manifest,
@@ -122,6 +127,9 @@ class FaceIndex:
         self._delta: dict[str, faiss.IndexIDMap2 | None] = {kind: None for kind in KINDS}
         """Per mapped kind (``load(mapped=True)``): the faces added since, in a flat index of
         this process's own (the mapped files are read-only). None for a kind held in memory."""
+        self._mapped_files: dict[str, dict[str, str]] = {kind: {} for kind in KINDS}
+        """Per mapped kind: the files its parts are mapped from (name: SHA-256), which a save
+        leaves as they are when they are still the ones on disk."""
         self.marks: list[int] | None = None
         """The store marks the loaded or last saved files reflect (``Manifest.marks``)."""
         self.saved_at = ""
@@ -369,6 +377,7 @@ class FaceIndex:
         self._parts[kind], self._indexes[kind] = parts, self._whole(parts)
         self._removed[kind], self.params[kind] = removed, params
         self._delta[kind] = None  # held in memory now
+        self._mapped_files[kind] = {}
         self._mirrors.pop(kind, None)
 
     def _make_exact(
@@ -401,37 +410,50 @@ class FaceIndex:
             vectors = np.concatenate([vectors, _flat_vectors(delta, self.dim)])
         return ids, vectors
 
-    def _saved_parts(self, kind: str) -> tuple[list[faiss.IndexIDMap], set[int]]:
-        """What ``save`` writes for ``kind``: its parts and tombstones. A mapped kind with
-        changes is written whole: an exact one as a fresh flat index without its removed faces,
-        a graph as an in-memory copy with the added faces (tombstones kept, as in memory)."""
+    def _saved_parts(
+        self, kind: str
+    ) -> tuple[list[faiss.IndexIDMap], set[int], faiss.IndexIDMap2 | None]:
+        """What ``save`` writes for ``kind``: its parts, its tombstones, and the faces added
+        since its build to save beside them (or None). A mapped exact kind with changes is
+        written whole, as a fresh flat index without its removed faces; a mapped approximate
+        kind keeps its parts (its files are not rewritten) and its added faces go to a file of
+        their own (``added_file_name``), searched exactly until the next rebuild."""
         parts, removed, delta = self._parts[kind], self._removed[kind], self._delta[kind]
         if delta is None or not (delta.ntotal or (removed and not self._approximate(kind))):
-            return parts, removed
+            return parts, removed, None
         if not self._approximate(kind):
             ids, vectors = self._ids_and_vectors(kind)
             index = self._empty()
             index.add_with_ids(vectors, ids)
-            return [index], set()
-        copies: list[Any] = [faiss.deserialize_index(faiss.serialize_index(p)) for p in parts]
-        vectors = _flat_vectors(delta, self.dim)
-        min(copies, key=lambda part: int(part.ntotal)).add_with_ids(
-            vectors, faiss.vector_to_array(delta.id_map).astype(np.int64)
-        )
-        return copies, removed
+            return [index], set(), None
+        return parts, removed, delta if delta.ntotal else None
 
     def save(self, directory: Path, *, marks: list[int] | None = None) -> Manifest:
         """Write the index files and then the manifest, each atomically. ``marks``: the store
-        marks these faces reflect (``Manifest.marks``). Cost: O(faces) I/O; a mapped kind with
-        changes is first copied whole into memory (``_saved_parts``)."""
+        marks these faces reflect (``Manifest.marks``). A mapped part whose file is still the
+        one on disk (same name and SHA-256 in the manifest there) is not written again: at 10M
+        faces a compressed kind's file is 5.3 GB, and its added faces a small file beside it
+        (``_saved_parts``). Cost: the I/O of the files that changed."""
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        on_disk = _files_on_disk(directory)
         with self._lock:
-            files, counts, removals, layout = {}, {}, {}, {}
+            files, counts, removals, layout, added_files = {}, {}, {}, {}, 0
             for kind in KINDS:
-                parts, removed = self._saved_parts(kind)
+                parts, removed, added = self._saved_parts(kind)
+                mapped_files = self._mapped_files[kind] if parts is self._parts[kind] else {}
                 for name, part in zip(part_file_names(kind, len(parts)), parts, strict=True):
-                    files[name] = written_index_file(directory / name, part)
+                    kept = mapped_files.get(name)
+                    if kept is not None and on_disk.get(name) == kept:
+                        files[name] = kept  # the mapped file itself: unchanged
+                    else:
+                        files[name] = written_index_file(directory / name, part)
                 counts[kind] = sum(int(part.ntotal) for part in parts)
+                if added is not None:
+                    files[added_file_name(kind)] = written_index_file(
+                        directory / added_file_name(kind), added
+                    )
+                    counts[kind] += int(added.ntotal)
+                    added_files += 1
                 removals[kind] = {"removed": sorted(removed)} if removed else {}
                 layout[kind] = len(parts)
             manifest = Manifest(
@@ -444,7 +466,7 @@ class FaceIndex:
                 params={k: dict(v) | removals[k] for k, v in self.params.items()},
                 build_id=self.build_id,
                 built_at=self.built_at,
-                format=FORMAT_VERSION if any(n > 1 for n in layout.values()) else 1,
+                format=_format_of(layout, added_files),
                 marks=marks,
             )
             self.marks, self.saved_at = marks, manifest.saved_at
@@ -452,7 +474,7 @@ class FaceIndex:
             directory / MANIFEST_NAME, json.dumps(manifest.__dict__, indent=2).encode("utf-8")
         )
         for stale in set(directory.glob("*.faiss")) - {directory / name for name in files}:
-            stale.unlink(missing_ok=True)  # parts of an earlier layout
+            stale.unlink(missing_ok=True)  # parts of an earlier layout, added faces folded in
         return manifest
 
     @classmethod
@@ -462,7 +484,7 @@ class FaceIndex:
         """Read an index saved by ``save``. ``mapped``: map its files read-only instead of
         reading them (processes mapping the same files share one copy in memory); faces added
         later go to a small flat index of this process's own, merged in at search time, and
-        faces removed become tombstones, until the next ``save`` writes them in.
+        faces removed become tombstones, until the next ``save`` writes them.
 
         Raises:
             IndexUnusable: files missing, corrupt, inconsistent, or made for another model/dim.
@@ -482,11 +504,16 @@ class FaceIndex:
                 parts == 1 or (params["type"] == "hnsw" and isinstance(parts, int) and parts > 1)
             ):
                 raise IndexUnusable(f"The manifest describes {kind} as {params!r}: not an index.")
+            names = part_file_names(kind, parts)
             loaded = [
                 loaded_part(directory, name, manifest, dim, mapped=mapped, verify=verify)
-                for name in part_file_names(kind, parts)
+                for name in names
             ]
-            if sum(part.ntotal for part in loaded) != manifest.counts.get(kind):
+            added = _added_faces(directory, kind, manifest, dim, verify=verify)
+            held = sum(part.ntotal for part in loaded) + (0 if added is None else added.ntotal)
+            if held != manifest.counts.get(kind) or (
+                added is not None and params["type"] == "flat"
+            ):
                 raise IndexUnusable(f"The index files of {kind} disagree with their manifest.")
             if params["type"] == "hnsw":
                 set_ef_search(loaded, int(params["ef_search"]))
@@ -495,7 +522,11 @@ class FaceIndex:
                 set_compressed_search(loaded[0], nprobe, refine_factor)
             index._set(kind, loaded, {int(i) for i in removed}, params)
             if mapped:
-                index._delta[kind] = index._empty()
+                index._delta[kind] = added if added is not None else index._empty()
+                index._mapped_files[kind] = {name: manifest.files[name] for name in names}
+            elif added is not None:  # held in memory: the added faces go into the kind itself
+                ids = faiss.vector_to_array(added.id_map).astype(np.int64)
+                index.add(kind, ids, _flat_vectors(added, dim))
         index.build_id, index.built_at = manifest.build_id, manifest.built_at
         index.marks, index.saved_at = manifest.marks, manifest.saved_at
         return index, manifest
@@ -503,6 +534,40 @@ class FaceIndex:
     def is_older_than(self, manifest: Manifest) -> bool:
         """Whether ``manifest`` describes a newer build than this index's."""
         return manifest.build_id != self.build_id and manifest.built_at > self.built_at
+
+
+def _format_of(layout: dict[str, int], added_files: int) -> int:
+    """The oldest manifest format that describes files of this ``layout`` (parts per kind)
+    and this many added-faces files: a version that reads only older formats then refuses
+    them by number (and rebuilds)."""
+    if added_files:
+        return ADDED_FORMAT_VERSION
+    return FORMAT_VERSION if any(n > 1 for n in layout.values()) else 1
+
+
+def _files_on_disk(directory: Path) -> dict[str, str]:
+    """The index files the manifest in ``directory`` names (name: SHA-256); none if it has no
+    readable manifest."""
+    try:
+        return dict(read_manifest(directory).files)
+    except IndexUnusable:
+        return {}
+
+
+def _added_faces(
+    directory: Path, kind: str, manifest: Manifest, dim: int, *, verify: bool
+) -> faiss.IndexIDMap2 | None:
+    """The faces added to ``kind`` since its build, if the manifest names such a file (read
+    into memory: it is small, and this process adds to it). Raises ``IndexUnusable``."""
+    name = added_file_name(kind)
+    if name not in manifest.files:
+        return None
+    added = loaded_part(directory, name, manifest, dim, verify=verify)
+    if not isinstance(added, faiss.IndexIDMap2) or not isinstance(
+        faiss.downcast_index(added.index), faiss.IndexFlatL2
+    ):
+        raise IndexUnusable(f"Index file {name} is not an exact index of added faces.")
+    return added
 
 
 def _flat_vectors(index: faiss.IndexIDMap2, dim: int) -> np.ndarray:

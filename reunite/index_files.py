@@ -34,9 +34,13 @@ map it at once (start-up at 1M faces would otherwise read about 0.8 GB per worke
 FORMAT_VERSION = 2
 """2: a kind may be held in parts. Written only when one is, so that a version that reads only
 format 1 refuses such a set by its number (and rebuilds) rather than as missing files."""
-FORMAT_VERSIONS_READ = (1, 2)
-INDEX_FILE_NAME = re.compile(r"(missing|found)(\.[0-9]+)?\.faiss")
-"""What a manifest may name: ``missing.faiss``, ``found.0.faiss``, ... (never a path)."""
+ADDED_FORMAT_VERSION = 3
+"""3: an approximate kind may have an added-faces file (``added_file_name``). Written only
+when one has, for the same reason."""
+FORMAT_VERSIONS_READ = (1, 2, 3)
+INDEX_FILE_NAME = re.compile(r"(missing|found)(\.[0-9]+|\.added)?\.faiss")
+"""What a manifest may name: ``missing.faiss``, ``found.0.faiss``, ``missing.added.faiss``, ...
+(never a path)."""
 
 
 @dataclass(frozen=True)
@@ -72,6 +76,12 @@ def part_file_names(kind: str, parts: int) -> list[str]:
     """The files of a kind held in ``parts`` parts: ``missing.faiss``, or ``missing.0.faiss``,
     ``missing.1.faiss``, ..."""
     return [f"{kind}.faiss"] if parts == 1 else [f"{kind}.{i}.faiss" for i in range(parts)]
+
+
+def added_file_name(kind: str) -> str:
+    """The file of the faces added to an approximate kind since its build (``missing.added
+    .faiss``): an exact index saved beside the kind's own files, which saves leave as they are."""
+    return f"{kind}.added.faiss"
 
 
 def loaded_part(

@@ -104,9 +104,13 @@ def test_a_mapped_compressed_kind_answers_as_in_memory_and_takes_adds_and_remova
     assert FACES + 1 not in {i for i, _ in mapped.search("missing", extra[0], 10)}
     held = set(mapped.face_ids("missing").tolist())
     assert len(held) == FACES + 97 and {1, 2, FACES + 1}.isdisjoint(held)
-    # A save writes the delta in (tombstones kept, as for a graph); mapped again, the same.
+    # A save keeps the compressed file as it is (no copy of it through memory, no rewrite)
+    # and writes the added faces beside it, tombstones in the manifest; mapped again, the same.
+    compressed_file = (tmp_path / "missing.faiss").stat()
     mapped.save(tmp_path)
+    assert (tmp_path / "missing.faiss").stat().st_ino == compressed_file.st_ino
     again, manifest = FaceIndex.load(tmp_path, model=MODEL, dim=128, mapped=True)
+    assert manifest.format == 3 and "missing.added.faiss" in manifest.files
     assert manifest.counts["missing"] == FACES + 99 and again.count("missing") == FACES + 97
     assert manifest.params["missing"]["removed"] == [1, 2]
     assert again.search("missing", extra[5], 1) == [(FACES + 6, 0.0)]

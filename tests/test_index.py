@@ -238,7 +238,7 @@ def test_an_index_in_parts_with_a_damaged_part_is_refused(tmp_path, damage):
         elif damage == "a-path-for-a-file":
             manifest["files"]["../../etc/passwd"] = manifest["files"]["found.faiss"]
         else:
-            manifest["format"] = 3
+            manifest["format"] = 4
         (tmp_path / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(IndexUnusable):
         FaceIndex.load(tmp_path, model=MODEL, dim=128)
@@ -321,16 +321,33 @@ def test_a_mapped_index_with_later_adds_and_removals_answers_as_one_held_in_memo
     if not graph:
         assert mapped.search_many("missing", probes, 5) == memory.search_many("missing", probes, 5)
     before = [mapped.search("missing", probe, 10) for probe in probes]
-    # A save writes the delta and removals in; mapped again, it answers the same.
+    # A save writes the delta and removals; mapped again, it answers the same. An exact kind
+    # is rewritten whole; a graph's file is left as it is, the added faces saved beside it.
+    graph_file = (tmp_path / "missing.faiss").stat()
     mapped.save(tmp_path, marks=[3000, 4])
     again, manifest = FaceIndex.load(tmp_path, model=MODEL, dim=128, mapped=True)
     assert manifest.counts["missing"] == (2998 if graph else 2996)  # a graph keeps tombstones
-    assert again.count() == 2996 and again.delta_size == (2 if graph else 0)
+    assert again.count() == 2996 and again.delta_size == (998 + 2 if graph else 0)
+    assert ("missing.added.faiss" in manifest.files) == graph
+    unchanged = (tmp_path / "missing.faiss").stat()
+    assert (unchanged.st_ino == graph_file.st_ino) == graph  # not written again
     after = [again.search("missing", probe, 10) for probe in probes]
-    if graph:  # the delta is in the graph now: approximate, but no removed face comes back
-        assert not {i for row in after for i, _ in row} & {5, 17, 2500, 2999}
-    else:
-        assert after == before
+    assert after == before
+    if graph:
+        # Held in memory instead, the added faces go into the graph itself.
+        held, _ = FaceIndex.load(tmp_path, model=MODEL, dim=128)
+        assert held.count() == 2996 and not held.mapped
+        assert held.search("missing", vectors[2100], 1)[0] == (2101, 0.0)
+        # Later saves still leave the graph's file alone; a rebuild folds the added faces in,
+        # and their file goes.
+        again.save(tmp_path, marks=[3000, 4])
+        assert (tmp_path / "missing.faiss").stat().st_ino == graph_file.st_ino
+        again.optimize("missing", min_faces=1000)
+        again.save(tmp_path)
+        assert not (tmp_path / "missing.added.faiss").exists()
+        rebuilt, manifest = FaceIndex.load(tmp_path, model=MODEL, dim=128, mapped=True)
+        assert manifest.counts["missing"] == 2996 and rebuilt.delta_size == 0
+        assert rebuilt.search("missing", vectors[2100], 1)[0] == (2101, 0.0)
 
 
 def test_a_file_is_checksummed_once_until_it_is_replaced_or_rewritten(tmp_path):
