@@ -47,8 +47,9 @@ MULTIPART_OVERHEAD_BYTES = 1024 * 1024
 
 INDEX_THREAD_WAIT_S = 10.0
 """At stop, how long to wait for the index thread to finish what it is doing (a sync, a
-save). Past it (a build still downloading, a database that does not answer) the server stops
-without saving its index: the next start catches it up from the store."""
+save). Past it (a build still downloading or being built, a database that does not answer) the
+server stops without saving its index, once no save is under way: the next start catches it up
+from the store, or builds it again if it was still being built."""
 SIGN_IN_BODY_BYTES = 8 * 1024
 """Largest body of a sign-in (a name, a password, a CSRF token): the routes anyone may send to."""
 
@@ -202,11 +203,18 @@ def lifespan_of(
                     "saving it (the next start catches it up from the store)",
                     INDEX_THREAD_WAIT_S,
                 )
-                await run_in_threadpool(service.store.close)
+                await run_in_threadpool(_close_between_saves, service)
             else:
                 await run_in_threadpool(service.close)
 
     return lifespan
+
+
+def _close_between_saves(service: Reunite) -> None:
+    """Close the store without saving the index, once no save is under way (one is waited
+    for; none starts after), so that the exit cuts no index file off half-way."""
+    service.live.saving.acquire()  # held until the process exits
+    service.store.close()
 
 
 def _load_and_sync_index(service: Reunite, stop: threading.Event) -> None:

@@ -125,11 +125,15 @@ class FaceIndex:
         """What a search of each kind runs on: its one part, or its parts as ``IndexShards``."""
         self._removed: dict[str, set[int]] = {kind: set() for kind in KINDS}
         self._delta: dict[str, faiss.IndexIDMap2 | None] = {kind: None for kind in KINDS}
-        """Per mapped kind (``load(mapped=True)``): the faces added since, in a flat index of
-        this process's own (the mapped files are read-only). None for a kind held in memory."""
-        self._mapped_files: dict[str, dict[str, str]] = {kind: {} for kind in KINDS}
-        """Per mapped kind: the files its parts are mapped from (name: SHA-256), which a save
-        leaves as they are when they are still the ones on disk."""
+        """Per kind loaded from files, mapped (``load(mapped=True)``) or approximate with an
+        added-faces file: the faces added since its files were built, in a flat index of this
+        process's own (mapped files are read-only; FAISS cannot take a face out of an
+        approximate kind once in). None for a kind built in memory."""
+        self._mapped_files: dict[str, dict[str, tuple[str, tuple[int, ...]]]] = {
+            kind: {} for kind in KINDS
+        }
+        """Per mapped kind: the files its parts are mapped from (name: SHA-256 and the file's
+        identity then), which a save leaves as they are while they are still those files."""
         self.marks: list[int] | None = None
         """The store marks the loaded or last saved files reflect (``Manifest.marks``)."""
         self.saved_at = ""
@@ -185,11 +189,12 @@ class FaceIndex:
     @property
     def mapped(self) -> bool:
         """Whether any kind searches files mapped from disk (``load(mapped=True)``)."""
-        return any(delta is not None for delta in self._delta.values())
+        return any(self._mapped_files.values())
 
     @property
     def delta_size(self) -> int:
-        """Faces added to mapped kinds since they were mapped, plus those removed from them."""
+        """Faces held apart from the loaded kinds' files (added since those were built), plus
+        those removed from them."""
         return sum(self._delta_count(k) for k in KINDS) + sum(
             len(self._removed[k]) for k in KINDS if self._delta[k] is not None
         )
@@ -431,9 +436,9 @@ class FaceIndex:
     def save(self, directory: Path, *, marks: list[int] | None = None) -> Manifest:
         """Write the index files and then the manifest, each atomically. ``marks``: the store
         marks these faces reflect (``Manifest.marks``). A mapped part whose file is still the
-        one on disk (same name and SHA-256 in the manifest there) is not written again: at 10M
-        faces a compressed kind's file is 5.3 GB, and its added faces a small file beside it
-        (``_saved_parts``). Cost: the I/O of the files that changed."""
+        one on disk (the same file, and the manifest there gives its SHA-256) is not written
+        again: at 10M faces a compressed kind's file is 5.3 GB, and its added faces a small
+        file beside it (``_saved_parts``). Cost: the I/O of the files that changed."""
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         on_disk = _files_on_disk(directory)
         with self._lock:
@@ -442,9 +447,9 @@ class FaceIndex:
                 parts, removed, added = self._saved_parts(kind)
                 mapped_files = self._mapped_files[kind] if parts is self._parts[kind] else {}
                 for name, part in zip(part_file_names(kind, len(parts)), parts, strict=True):
-                    kept = mapped_files.get(name)
-                    if kept is not None and on_disk.get(name) == kept:
-                        files[name] = kept  # the mapped file itself: unchanged
+                    digest, identity = mapped_files.get(name, ("", ()))
+                    if on_disk.get(name) == digest and _identity(directory / name) == identity:
+                        files[name] = digest  # the very file mapped, unchanged
                     else:
                         files[name] = written_index_file(directory / name, part)
                 counts[kind] = sum(int(part.ntotal) for part in parts)
@@ -522,11 +527,11 @@ class FaceIndex:
                 set_compressed_search(loaded[0], nprobe, refine_factor)
             index._set(kind, loaded, {int(i) for i in removed}, params)
             if mapped:
+                index._mapped_files[kind] = {
+                    name: (manifest.files[name], _identity(directory / name)) for name in names
+                }
+            if mapped or added is not None:  # apart: a tombstoned id may be among them
                 index._delta[kind] = added if added is not None else index._empty()
-                index._mapped_files[kind] = {name: manifest.files[name] for name in names}
-            elif added is not None:  # held in memory: the added faces go into the kind itself
-                ids = faiss.vector_to_array(added.id_map).astype(np.int64)
-                index.add(kind, ids, _flat_vectors(added, dim))
         index.build_id, index.built_at = manifest.build_id, manifest.built_at
         index.marks, index.saved_at = manifest.marks, manifest.saved_at
         return index, manifest
@@ -543,6 +548,15 @@ def _format_of(layout: dict[str, int], added_files: int) -> int:
     if added_files:
         return ADDED_FORMAT_VERSION
     return FORMAT_VERSION if any(n > 1 for n in layout.values()) else 1
+
+
+def _identity(path: Path) -> tuple[int, ...]:
+    """Which file ``path`` is now (inode, size, modification time); () if there is none."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return ()
+    return (stat.st_ino, stat.st_size, stat.st_mtime_ns)
 
 
 def _files_on_disk(directory: Path) -> dict[str, str]:

@@ -8,8 +8,10 @@ index (or catches it up, or rebuilds it), applies the faces other processes adde
 The saved files are *mapped* (``FaceIndex.load(mapped=True)``), not read: the API workers of
 one machine share one copy in the page cache. Each worker keeps only the faces added since in a
 small flat index of its own, and the faces removed since as tombstones (merged in at search
-time), until a save writes them in: then it maps the new files, and the other workers adopt
-them at their next ``sync``, their deltas emptied. A start catches up from the store marks the
+time), until a save writes them (an approximate kind's added faces to a file beside its own,
+which saves leave alone: ``FaceIndex.save``): then it maps the new files, and the other workers
+adopt them at their next ``sync``, their deltas read from that file. A start catches up from
+the store marks the
 manifest records (``Manifest.marks``), reading only the faces added or removed since the save.
 """
 
@@ -88,6 +90,9 @@ class LiveIndex:
         self._unsaved_changes = 0
         self.index_lock = DirectoryLock(settings.index_dir)
         """The index folder's lock, among the processes of this machine that share it."""
+        self.saving = threading.Lock()
+        """Held while this process writes index files: a stop that gives up waiting for the
+        index thread still waits for this, so that no save is cut off half-way."""
         self._face_mark = 0
         """Highest face id (committed) that the index has seen; see ``sync``."""
         self._removal_mark = 0
@@ -160,6 +165,7 @@ class LiveIndex:
         """
         self.fetch_published()
         with self.write_lock, self.index_lock.held():
+            _remove_unfinished_writes(self.settings.index_dir)
             try:
                 index, manifest = FaceIndex.load(
                     self.settings.index_dir, model=MODEL_NAME, dim=EMBEDDING_DIM, mapped=True
@@ -205,7 +211,7 @@ class LiveIndex:
         next ``sync`` instead.
         """
         directory = self.settings.index_dir
-        with self.write_lock, self.index_lock.held():
+        with self.write_lock, self.index_lock.held(), self.saving:
             try:
                 on_disk = read_manifest(directory)
             except IndexUnusable:
@@ -462,6 +468,14 @@ class LiveIndex:
                     index.add(kind, [r.id for r in rows], _matrix(r.embedding for r in rows))
                     added += len(rows)
         return added, removed
+
+
+def _remove_unfinished_writes(directory: Path) -> None:
+    """Delete the temporary files of writes cut off half-way (a process killed while saving).
+    Call with the folder's lock held: every write into it holds that lock, so none is under
+    way."""
+    for unfinished in directory.glob(".*.tmp"):
+        unfinished.unlink(missing_ok=True)
 
 
 def _pull(
