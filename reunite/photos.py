@@ -27,12 +27,6 @@ CROP_MARGIN = 0.25
 """Margin added on each side of a face box when cropping, as a fraction of the box size."""
 
 
-def photo_path(settings: Settings, sha256: str, fmt: str) -> Path:
-    """Where the photo with these bytes (SHA-256, hex) and format is kept when the photo store
-    is the local folder."""
-    return settings.photos_dir / photo_file_name(sha256, fmt)
-
-
 def crop_path(settings: Settings, face_id: int) -> Path:
     """Where a face's crop is cached."""
     return settings.data_dir / "crops" / f"{face_id}.jpg"

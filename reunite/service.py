@@ -25,7 +25,6 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import date, datetime
-from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -53,7 +52,7 @@ from reunite.live_index import IndexReport, IndexType, LiveIndex
 from reunite.matching import rules_version
 from reunite.paging import Listing
 from reunite.photo_files import photo_files_of
-from reunite.photos import Photos, photo_path
+from reunite.photos import Photos
 from reunite.search import FaceResult, RankedCase, Search
 from reunite.store import AuditEventRow, CandidateDecisionRow, CaseRow, FaceRow, PhotoRow, Store
 from reunite.undo import Undos
@@ -387,11 +386,6 @@ class Reunite:
     def face_crop(self, face_id: int, *, actor: str) -> bytes:
         """See ``Photos.face_crop``."""
         return self.photo_store.face_crop(face_id, actor=actor)
-
-    def photo_path_of(self, sha256: str, fmt: str) -> Path:
-        """Where the photo with these bytes (SHA-256, hex) and format is kept when the photo
-        store is the local folder."""
-        return photo_path(self.settings, sha256, fmt)
 
     def decoded_photo(self, data: bytes) -> imaging.DecodedImage:
         """Photo bytes decoded under this service's size limits. Raises ``Overloaded`` when

@@ -13,7 +13,7 @@ from reunite.cli import main
 from reunite.privacy import ERASED
 from reunite.reembedding import reembed_faces
 from reunite.service import Reunite
-from reunite.store import AuditEventRow, CaseRow, FaceRow, utc_now
+from reunite.store import AuditEventRow, CaseRow, FaceRow, photo_file_name, utc_now
 from tests.conftest import settings_in
 
 ACTOR = "test"
@@ -93,7 +93,7 @@ def world(tmp_path, finder, sample, database_url):
 def test_closed_cases_lose_their_biometrics_after_the_retention_period(world, sample):
     service, settings = world["service"], world["settings"]
     old_face = world["old_photo"].faces[0]
-    photo_file = service.photo_path_of(world["old_photo"].photo.sha256, "JPEG")
+    photo_file = settings.photos_dir / photo_file_name(world["old_photo"].photo.sha256, "JPEG")
     crop_file = settings.data_dir / "crops" / f"{old_face.id}.jpg"
     assert photo_file.exists() and crop_file.exists()
     [result] = service.search_photo(sample("obama3.jpg"), actor=ACTOR, kinds=["missing"])

@@ -6,7 +6,7 @@ import json
 
 from sqlalchemy import select
 
-from reunite.store import AuditEventRow, OutboxEventRow
+from reunite.store import AuditEventRow, OutboxEventRow, photo_file_name
 from tests.api.test_routes import API, assert_problem, create, upload
 
 NAME = "Erasable Zhangsan"
@@ -47,7 +47,7 @@ def test_an_erased_case_leaves_no_trace_but_the_fact(client, sample, settings):
     for face in (face_id, found_face_id):  # views keep crops on disk
         assert client.get(f"{API}/faces/{face}/crop").status_code == 200
     assert client.get(f"{API}/photos/{photo_id}/image").status_code == 200
-    photo_file = service.photo_path_of(enrolled["photo"]["sha256"], "JPEG")
+    photo_file = settings.photos_dir / photo_file_name(enrolled["photo"]["sha256"], "JPEG")
     crop_files = [settings.data_dir / "crops" / f"{i}.jpg" for i in (face_id, found_face_id)]
     assert photo_file.exists() and all(c.exists() for c in crop_files)
     embedding = service.face(face_id).embedding
