@@ -49,6 +49,12 @@ TRAINING_POINTS_PER_LIST = 32
 NPROBE_STEPS = (16, 32, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048, 3072, 4096)
 """``nprobe`` values tried in turn (those below ``nlist``) until the recall is reached."""
 
+SINGLE_QUERY_SCAN = 15
+"""FAISS's fast-scan implementation for a single query (``implem`` 15): its clusters are
+scanned on every thread, where the default scans them all on one. At 1M faces on two cores,
+3.6 -> 2.3 ms a search at the median, the same answers; batches keep the default, which spreads
+the queries over the threads instead (0.81 ms a query in batches of 64, against 1.02)."""
+
 
 def compressed_lists(faces: int) -> int:
     """The number of IVF clusters for ``faces`` faces: a power of two near one per
@@ -97,6 +103,14 @@ def set_compressed_search(index: Any, nprobe: int, refine_factor: int = REFINE_F
     ivf.nprobe = nprobe
     quantizer: Any = faiss.downcast_index(ivf.quantizer)
     quantizer.hnsw.efSearch = max(2 * nprobe, 64)  # finds the nprobe nearest centres
+
+
+def set_scan_for(index: Any, queries: int) -> None:
+    """Make a compressed index scan its clusters on every thread when it searches a single
+    query (``SINGLE_QUERY_SCAN``), and spread ``queries`` over the threads otherwise."""
+    refined: Any = faiss.downcast_index(index.index)
+    fast_scan: Any = faiss.downcast_index(refined.base_index)
+    fast_scan.implem = SINGLE_QUERY_SCAN if queries == 1 else 0
 
 
 def compressed_vectors(index: Any) -> np.ndarray:

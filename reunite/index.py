@@ -66,6 +66,7 @@ from reunite.compressed_index import (
     compressed_vectors,
     sample_recall,
     set_compressed_search,
+    set_scan_for,
     tuned_compressed_params,
 )
 from reunite.errors import IndexUnusable
@@ -77,12 +78,14 @@ from reunite.graph_index import (
     tuned_graph_params,
 )
 from reunite.index_files import (
-    ADDED_FORMAT_VERSION,
-    FORMAT_VERSION,
     MANIFEST_NAME,
     DirectoryLock,
     Manifest,
+    added_faces,
     added_file_name,
+    file_identity,
+    files_on_disk,
+    format_of,
     loaded_part,
     part_file_names,
     read_manifest,
@@ -290,6 +293,8 @@ class FaceIndex:
             removed, delta = self._removed[kind], self._delta[kind]
             if k <= 0:
                 return [[] for _ in queries]
+            if self.params[kind]["type"] == "ivfpq":
+                set_scan_for(self._parts[kind][0], len(queries))
             answers = [_nearest(self._searchable(kind), queries, k, removed)]
             if delta is not None and delta.ntotal:
                 answers.append(_nearest(delta, queries, k, set()))
@@ -440,7 +445,7 @@ class FaceIndex:
         again: at 10M faces a compressed kind's file is 5.3 GB, and its added faces a small
         file beside it (``_saved_parts``). Cost: the I/O of the files that changed."""
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        on_disk = _files_on_disk(directory)
+        on_disk = files_on_disk(directory)
         with self._lock:
             files, counts, removals, layout, added_files = {}, {}, {}, {}, 0
             for kind in KINDS:
@@ -448,7 +453,7 @@ class FaceIndex:
                 mapped_files = self._mapped_files[kind] if parts is self._parts[kind] else {}
                 for name, part in zip(part_file_names(kind, len(parts)), parts, strict=True):
                     digest, identity = mapped_files.get(name, ("", ()))
-                    if on_disk.get(name) == digest and _identity(directory / name) == identity:
+                    if on_disk.get(name) == digest and file_identity(directory / name) == identity:
                         files[name] = digest  # the very file mapped, unchanged
                     else:
                         files[name] = written_index_file(directory / name, part)
@@ -471,7 +476,7 @@ class FaceIndex:
                 params={k: dict(v) | removals[k] for k, v in self.params.items()},
                 build_id=self.build_id,
                 built_at=self.built_at,
-                format=_format_of(layout, added_files),
+                format=format_of(layout, added_files),
                 marks=marks,
             )
             self.marks, self.saved_at = marks, manifest.saved_at
@@ -514,7 +519,7 @@ class FaceIndex:
                 loaded_part(directory, name, manifest, dim, mapped=mapped, verify=verify)
                 for name in names
             ]
-            added = _added_faces(directory, kind, manifest, dim, verify=verify)
+            added = added_faces(directory, kind, manifest, dim, verify=verify)
             held = sum(part.ntotal for part in loaded) + (0 if added is None else added.ntotal)
             if held != manifest.counts.get(kind) or (
                 added is not None and params["type"] == "flat"
@@ -528,7 +533,7 @@ class FaceIndex:
             index._set(kind, loaded, {int(i) for i in removed}, params)
             if mapped:
                 index._mapped_files[kind] = {
-                    name: (manifest.files[name], _identity(directory / name)) for name in names
+                    name: (manifest.files[name], file_identity(directory / name)) for name in names
                 }
             if mapped or added is not None:  # apart: a tombstoned id may be among them
                 index._delta[kind] = added if added is not None else index._empty()
@@ -539,49 +544,6 @@ class FaceIndex:
     def is_older_than(self, manifest: Manifest) -> bool:
         """Whether ``manifest`` describes a newer build than this index's."""
         return manifest.build_id != self.build_id and manifest.built_at > self.built_at
-
-
-def _format_of(layout: dict[str, int], added_files: int) -> int:
-    """The oldest manifest format that describes files of this ``layout`` (parts per kind)
-    and this many added-faces files: a version that reads only older formats then refuses
-    them by number (and rebuilds)."""
-    if added_files:
-        return ADDED_FORMAT_VERSION
-    return FORMAT_VERSION if any(n > 1 for n in layout.values()) else 1
-
-
-def _identity(path: Path) -> tuple[int, ...]:
-    """Which file ``path`` is now (inode, size, modification time); () if there is none."""
-    try:
-        stat = path.stat()
-    except OSError:
-        return ()
-    return (stat.st_ino, stat.st_size, stat.st_mtime_ns)
-
-
-def _files_on_disk(directory: Path) -> dict[str, str]:
-    """The index files the manifest in ``directory`` names (name: SHA-256); none if it has no
-    readable manifest."""
-    try:
-        return dict(read_manifest(directory).files)
-    except IndexUnusable:
-        return {}
-
-
-def _added_faces(
-    directory: Path, kind: str, manifest: Manifest, dim: int, *, verify: bool
-) -> faiss.IndexIDMap2 | None:
-    """The faces added to ``kind`` since its build, if the manifest names such a file (read
-    into memory: it is small, and this process adds to it). Raises ``IndexUnusable``."""
-    name = added_file_name(kind)
-    if name not in manifest.files:
-        return None
-    added = loaded_part(directory, name, manifest, dim, verify=verify)
-    if not isinstance(added, faiss.IndexIDMap2) or not isinstance(
-        faiss.downcast_index(added.index), faiss.IndexFlatL2
-    ):
-        raise IndexUnusable(f"Index file {name} is not an exact index of added faces.")
-    return added
 
 
 def _flat_vectors(index: faiss.IndexIDMap2, dim: int) -> np.ndarray:

@@ -221,3 +221,46 @@ class DirectoryLock:
                 if self._depth == 0:
                     os.close(self._fd)  # closing the descriptor releases the flock
                     self._fd = -1
+
+
+def format_of(layout: dict[str, int], added_files: int) -> int:
+    """The oldest manifest format that describes files of this ``layout`` (parts per kind)
+    and this many added-faces files: a version that reads only older formats then refuses
+    them by number (and rebuilds)."""
+    if added_files:
+        return ADDED_FORMAT_VERSION
+    return FORMAT_VERSION if any(n > 1 for n in layout.values()) else 1
+
+
+def file_identity(path: Path) -> tuple[int, ...]:
+    """Which file ``path`` is now (inode, size, modification time); () if there is none."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return ()
+    return (stat.st_ino, stat.st_size, stat.st_mtime_ns)
+
+
+def files_on_disk(directory: Path) -> dict[str, str]:
+    """The index files the manifest in ``directory`` names (name: SHA-256); none if it has no
+    readable manifest."""
+    try:
+        return dict(read_manifest(directory).files)
+    except IndexUnusable:
+        return {}
+
+
+def added_faces(
+    directory: Path, kind: str, manifest: Manifest, dim: int, *, verify: bool
+) -> faiss.IndexIDMap2 | None:
+    """The faces added to ``kind`` since its build, if the manifest names such a file (read
+    into memory: it is small, and this process adds to it). Raises ``IndexUnusable``."""
+    name = added_file_name(kind)
+    if name not in manifest.files:
+        return None
+    added = loaded_part(directory, name, manifest, dim, verify=verify)
+    if not isinstance(added, faiss.IndexIDMap2) or not isinstance(
+        faiss.downcast_index(added.index), faiss.IndexFlatL2
+    ):
+        raise IndexUnusable(f"Index file {name} is not an exact index of added faces.")
+    return added

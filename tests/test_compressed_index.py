@@ -71,6 +71,11 @@ def test_a_compressed_kind_finds_the_exact_top_10_at_exact_distances(gallery, co
         np.testing.assert_allclose([d for _, d in got], true, rtol=1e-4, atol=1e-5)
         assert [d for _, d in got] == sorted(d for _, d in got)
     assert found / (10 * len(probes)) >= 0.98
+    # One query at a time (its clusters scanned on every thread) or in a batch (the queries
+    # spread over the threads): the same answers.
+    assert [index.search("missing", p, 10) for p in probes] == index.search_many(
+        "missing", probes, 10
+    )
 
 
 def test_below_the_threshold_a_large_kind_is_graphs_and_small_one_exact(gallery):
