@@ -3,7 +3,7 @@ by every approximate kind (``reunite.index``).
 
 An HNSW graph of 10M faces would need about 8 GB and hours to build on two cores. Past
 ``COMPRESSED_MIN_FACES`` a kind becomes instead an IVF index (its faces sorted into
-``nlist`` clusters, found through a small HNSW graph of the cluster centres) holding 4-bit
+``nlist`` clusters, whose centres are compared exactly with each query) holding 4-bit
 fast-scan PQ codes (32 bytes per face, scanned with SIMD), wrapped in ``IndexRefineFlat``: each
 search takes the ``refine_factor`` x k nearest by code from the ``nprobe`` nearest clusters,
 and re-ranks that shortlist exactly from the full float32 vectors, so the distances returned
@@ -46,7 +46,7 @@ REFINE_FACTOR = 50
 """The shortlist re-ranked exactly: this many times k, nearest by code."""
 TRAINING_POINTS_PER_LIST = 32
 """k-means of the clusters runs on this many faces per cluster (a random subsample)."""
-NPROBE_STEPS = (16, 32, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048, 3072, 4096)
+NPROBE_STEPS = (16, 32, 64, 96, 128, 192, 256, 384, 512, 640, 768, 1024, 1536, 2048, 3072, 4096)
 """``nprobe`` values tried in turn (those below ``nlist``) until the recall is reached."""
 
 SINGLE_QUERY_SCAN = 15
@@ -70,12 +70,12 @@ def compressed_index_and_seconds(
     subsample then filled, and the seconds each step took (``train_s``, ``add_s``). Cost:
     about 32 bytes of codes plus the 4 * dim bytes of the full vector per face (a copy of
     ``vectors``); k-means on ``TRAINING_POINTS_PER_LIST`` faces per cluster, then every face
-    sent to its cluster through the centres' graph and encoded (see docs/operations.md "Speed"
+    compared with every centre, sent to its nearest and encoded (see docs/operations.md "Speed"
     for the seconds at 1M and 10M)."""
     started = time.perf_counter()
     dim = vectors.shape[1]
     nlist = compressed_lists(len(vectors))
-    base = faiss.index_factory(dim, f"IVF{nlist}_HNSW32,{CODES}")
+    base = faiss.index_factory(dim, f"IVF{nlist},{CODES}")  # the centres searched exactly
     ivf: Any = faiss.extract_index_ivf(base)
     ivf.cp.max_points_per_centroid = TRAINING_POINTS_PER_LIST
     ivf.cp.seed = seed
@@ -102,7 +102,8 @@ def set_compressed_search(index: Any, nprobe: int, refine_factor: int = REFINE_F
     ivf: Any = faiss.extract_index_ivf(refined.base_index)
     ivf.nprobe = nprobe
     quantizer: Any = faiss.downcast_index(ivf.quantizer)
-    quantizer.hnsw.efSearch = max(2 * nprobe, 64)  # finds the nprobe nearest centres
+    if hasattr(quantizer, "hnsw"):  # built before 2026-12-02: the centres in a graph
+        quantizer.hnsw.efSearch = max(2 * nprobe, 64)  # finds the nprobe nearest centres
 
 
 def set_scan_for(index: Any, queries: int) -> None:
