@@ -372,16 +372,22 @@ def test_a_file_is_checksummed_once_until_it_is_replaced_or_rewritten(tmp_path):
     FaceIndex.load(tmp_path, model=MODEL, dim=128, mapped=True)
 
 
+def saved_and_mapped_graph(folder, *, seed: int) -> tuple[np.ndarray, FaceIndex]:
+    """1,500 random faces (ids 1-1500) as a graph, saved in ``folder`` and mapped again."""
+    vectors = random_faces(1500, seed=seed)
+    index = FaceIndex(MODEL)
+    index.add("missing", np.arange(1, 1501), vectors)
+    index.optimize("missing", min_faces=1000)
+    index.save(folder)
+    mapped, _ = FaceIndex.load(folder, model=MODEL, dim=128, mapped=True)
+    return vectors, mapped
+
+
 def test_a_face_removed_then_added_again_is_found_after_a_save_mapped_or_not(tmp_path):
     """A graph's face removed (a tombstone: FAISS cannot delete from a graph) and then added
     again (the store restored from a backup) lives in the added faces: the tombstone hides
     only the graph's copy, once saved and loaded either way."""
-    vectors = random_faces(1500, seed=5)
-    index = FaceIndex(MODEL)
-    index.add("missing", np.arange(1, 1501), vectors)
-    index.optimize("missing", min_faces=1000)
-    index.save(tmp_path)
-    mapped, _ = FaceIndex.load(tmp_path, model=MODEL, dim=128, mapped=True)
+    vectors, mapped = saved_and_mapped_graph(tmp_path, seed=5)
     assert mapped.remove([7]) == 1
     mapped.add("missing", [7], vectors[6:7])
     assert mapped.search("missing", vectors[6], 1) == [(7, 0.0)]
@@ -396,12 +402,7 @@ def test_a_mapped_file_replaced_on_disk_is_written_again_not_vouched_for(tmp_pat
     """A save keeps a mapped file only while it is the very file mapped: one replaced under it
     (a writer stopped between its files and its manifest) is written again from the mapped
     copy, so the manifest never vouches for contents it did not check."""
-    vectors = random_faces(1500, seed=6)
-    index = FaceIndex(MODEL)
-    index.add("missing", np.arange(1, 1501), vectors)
-    index.optimize("missing", min_faces=1000)
-    index.save(tmp_path)
-    mapped, _ = FaceIndex.load(tmp_path, model=MODEL, dim=128, mapped=True)
+    vectors, mapped = saved_and_mapped_graph(tmp_path, seed=6)
     other = FaceIndex(MODEL)
     other.add("missing", np.arange(5001, 6501), random_faces(1500, seed=7))
     other.optimize("missing", min_faces=1000)
