@@ -22,7 +22,7 @@ import pytest
 from reunite.config import Settings
 from reunite.errors import Conflict
 from reunite.index import read_manifest
-from reunite.index_builds import KEPT_BUILDS, POINTER_NAME, PublishedBuilds
+from reunite.index_builds import INDEX_BUILDS, KEPT_BUILDS, POINTER_NAME, PublishedBuilds
 from reunite.index_files import DirectoryLock
 from reunite.photo_files import photo_files_of
 from reunite.service import Reunite
@@ -47,9 +47,14 @@ def published(service: Reunite) -> str:
 
 
 def build_folders(store: ObjectStore, prefix: str) -> set[str]:
+    """The builds with a file in the bucket: keys ``prefix/index-builds/<build>/<file>``. A
+    key ending in ``/`` is a folder entry, which SeaweedFS may list for a moment after the
+    folder's last file is deleted: no file of a build."""
     return {
-        key.split("/")[2] for key in store.keys(prefix) if key.count("/") == 3
-    }  # prefix/index-builds/<build>/<file>
+        key.split("/")[2]
+        for key in store.keys(prefix)
+        if key.count("/") == 3 and not key.endswith("/")
+    }
 
 
 def test_a_published_build_is_fetched_checked_and_adopted_by_a_server_of_its_own(
@@ -125,7 +130,8 @@ def test_a_published_build_is_fetched_checked_and_adopted_by_a_server_of_its_own
             ].read()
         )
         assert pointer["build_id"] == newest and len(pointer["kept"]) == KEPT_BUILDS
-        assert build_folders(object_store, prefix) == set(pointer["kept"])
+        left = object_store.keys(f"{prefix}/{INDEX_BUILDS}")
+        assert build_folders(object_store, prefix) == set(pointer["kept"]), left
 
         # A build with a file missing (deleted by hand, or by a lifecycle rule) is refused too:
         # a server starting with an empty folder says why, builds its own and is ready.
