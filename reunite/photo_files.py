@@ -141,7 +141,7 @@ class S3PhotoFiles:
             page = self.request("list the photos of", "list_objects_v2", Prefix=start, **token)
             found.extend(item["Key"][len(start) :] for item in page.get("Contents", []))
             if not page.get("IsTruncated"):
-                return sorted(n for n in found if not n.startswith(f"{INDEX_BUILDS}/"))
+                return sorted(n for n in found if _is_photo_name(n))
             token = {"ContinuationToken": page["NextContinuationToken"]}
 
     def describe(self) -> str:
@@ -214,3 +214,10 @@ def photo_files_of(settings: Settings) -> PhotoFiles:
         region=settings.s3_region,
         timeout_s=settings.s3_timeout_s,
     )
+
+
+def _is_photo_name(name: str) -> bool:
+    """Whether a listed name (the key less the prefix) is a photo: not an index build's
+    file, and not a folder entry (``x/``, which SeaweedFS lists for a while after the
+    folder's last object is deleted)."""
+    return bool(name) and not name.endswith("/") and not name.startswith(f"{INDEX_BUILDS}/")
