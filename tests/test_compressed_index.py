@@ -1,14 +1,18 @@
 """The compressed kind (IVF, fast-scan PQ codes, exact re-rank): forced at small scale through
 ``optimize``'s ``compressed_min_faces``, with real FAISS and real files."""
 
+import json
 from pathlib import Path
+from typing import Any
 
+import faiss
 import numpy as np
 import pytest
 
-from reunite.compressed_index import compressed_lists
+from reunite.compressed_index import CODES, compressed_lists
 from reunite.galleries import EmbeddingStatistics, synthetic_gallery
 from reunite.index import FaceIndex
+from reunite.index_files import MANIFEST_NAME, written_index_file
 
 MODEL = "test-model"
 FACES = 30_000
@@ -124,3 +128,30 @@ def test_a_mapped_compressed_kind_answers_as_in_memory_and_takes_adds_and_remova
     assert again.optimize("missing", min_faces=1000, compressed_min_faces=20_000)["type"] == "ivfpq"
     assert again.count("missing") == FACES + 97
     assert again.search("missing", vectors[2], 1)[0][0] == 3
+
+
+def test_a_build_with_its_centres_in_a_graph_still_loads_and_finds_the_exact_top_10(
+    tmp_path, gallery, compressed
+):
+    """Builds made before 2026-12-02 compared each query with the centres through an HNSW
+    graph of them (``IVF..._HNSW32``). Such a build, saved in place of today's, still loads
+    mapped and searches as tuned."""
+    ids, vectors = gallery
+    index, params = compressed
+    index.save(tmp_path)
+    old: Any = faiss.IndexIDMap(
+        faiss.IndexRefineFlat(faiss.index_factory(128, f"IVF{params['nlist']}_HNSW32,{CODES}"))
+    )
+    old.train(vectors)
+    old.add_with_ids(vectors, ids)
+    manifest = json.loads((tmp_path / MANIFEST_NAME).read_text())
+    manifest["files"]["missing.faiss"] = written_index_file(tmp_path / "missing.faiss", old)
+    (tmp_path / MANIFEST_NAME).write_text(json.dumps(manifest))
+
+    loaded, _ = FaceIndex.load(tmp_path, model=MODEL, dim=128, mapped=True)
+    probes = probes_near(vectors, 100, seed=21)
+    found = 0
+    for probe in probes:
+        want_ids, _ = exact_top(vectors, ids, probe, 10)
+        found += len({i for i, _ in loaded.search("missing", probe, 10)} & set(want_ids.tolist()))
+    assert found / (10 * len(probes)) >= 0.98
