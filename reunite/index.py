@@ -241,7 +241,11 @@ class FaceIndex:
         if len(ids):
             with self._lock:
                 delta = self._delta[_checked_kind(kind)]
-                if delta is not None:  # a mapped kind: its files are read-only
+                if delta is None and not self._removed[kind].isdisjoint(ids.tolist()):
+                    # A graph's face removed and now added again: in the graph its tombstone
+                    # would hide it, so it goes to added faces of the kind's own, as when mapped.
+                    delta = self._delta[kind] = self._empty()
+                if delta is not None:  # a mapped kind (its files are read-only), or the above
                     delta.add_with_ids(matrix, ids)
                     return
                 parts = self._parts[kind]
@@ -263,7 +267,7 @@ class FaceIndex:
         with self._lock:
             for k in kinds:
                 delta = self._delta[k]
-                if delta is not None:  # a mapped kind: tombstones for its files' faces
+                if delta is not None:  # faces apart (mapped, or re-added): tombstones for the rest
                     removed += int(delta.remove_ids(faiss.IDSelectorBatch(ids)))
                     held = np.unique(ids[np.isin(ids, self._held_ids(k))])
                     fresh = {int(i) for i in held} - self._removed[k]

@@ -398,6 +398,26 @@ def test_a_face_removed_then_added_again_is_found_after_a_save_mapped_or_not(tmp
         assert again.count() == 1500 and 7 in again.face_ids("missing")
 
 
+def test_a_face_removed_then_added_again_is_found_in_a_graph_held_in_memory(tmp_path):
+    """The same for a graph built in memory, or loaded whole (no added faces saved): the
+    face comes back into added faces of its own, so its graph copy's tombstone stays."""
+    vectors, _ = saved_and_mapped_graph(tmp_path, seed=6)
+    built = FaceIndex(MODEL)
+    built.add("missing", np.arange(1, 1501), vectors)
+    built.optimize("missing", min_faces=1000)
+    whole, _ = FaceIndex.load(tmp_path, model=MODEL, dim=128, mapped=False)
+    for index in (built, whole):
+        assert index.remove([7, 8]) == 2
+        index.add("missing", [7], vectors[6:7])
+        assert index.search("missing", vectors[6], 1) == [(7, 0.0)]
+        assert 8 not in {i for i, _ in index.search("missing", vectors[7], 5)}
+        assert index.count() == len(index.face_ids("missing")) == 1499
+        index.save(tmp_path / "again")
+        again, _ = FaceIndex.load(tmp_path / "again", model=MODEL, dim=128, mapped=True)
+        assert again.search("missing", vectors[6], 1) == [(7, 0.0)]
+        assert again.count() == 1499 and 8 not in again.face_ids("missing")
+
+
 def test_a_mapped_file_replaced_on_disk_is_written_again_not_vouched_for(tmp_path):
     """A save keeps a mapped file only while it is the very file mapped: one replaced under it
     (a writer stopped between its files and its manifest) is written again from the mapped
