@@ -27,7 +27,9 @@ Files in the index directory, each replaced atomically (temp file, fsync, rename
     missing.added.faiss                        (faces added to an approximate kind since its build)
 
 ``manifest.json`` is written last and names the model, the dimension, the counts, the last face id
-and the SHA-256 of each index file, so a half-written or corrupted set is detected on load.
+and the SHA-256 of each index file, so a half-written or corrupted set is detected on load. A save
+writes all its files under temporary names before it renames any, so one cut off while writing
+leaves the last save whole (only a kill in the milliseconds of the renames costs a rebuild).
 
 Several processes of one machine (API workers, a ``reunite reindex`` run) may share one index
 directory. Saves and loads take an exclusive ``flock`` on ``<dir>/.lock`` (``DirectoryLock``),
@@ -50,6 +52,7 @@ approximate kind's files are left as they are and its added faces saved beside t
 from __future__ import annotations
 
 import json
+import os
 import threading
 import uuid
 from collections.abc import Iterable
@@ -70,7 +73,7 @@ from reunite.compressed_index import (
     tuned_compressed_params,
 )
 from reunite.errors import IndexUnusable
-from reunite.files import write_atomically
+from reunite.files import fsync_folder, write_atomically
 from reunite.graph_index import (
     HNSW_MAX_EF_SEARCH,
     graphs_of,
@@ -89,7 +92,7 @@ from reunite.index_files import (
     loaded_part,
     part_file_names,
     read_manifest,
-    written_index_file,
+    staged_index_file,
 )
 
 __all__ = [
@@ -443,50 +446,61 @@ class FaceIndex:
         return parts, removed, delta if delta.ntotal else None
 
     def save(self, directory: Path, *, marks: list[int] | None = None) -> Manifest:
-        """Write the index files and then the manifest, each atomically. ``marks``: the store
-        marks these faces reflect (``Manifest.marks``). A mapped part whose file is still the
-        one on disk (the same file, and the manifest there gives its SHA-256) is not written
-        again: at 10M faces a compressed kind's file is 5.3 GB, and its added faces a small
-        file beside it (``_saved_parts``). Cost: the I/O of the files that changed."""
+        """Write the index files, then the manifest. ``marks``: the store marks these faces
+        reflect (``Manifest.marks``). A mapped part whose file is still the one on disk (the
+        same file, and the manifest there gives its SHA-256) is not written again: at 10M
+        faces a compressed kind's file is 5.3 GB, and its added faces a small file beside it
+        (``_saved_parts``). Every file is written under a temporary name first and renamed into
+        place only once all are written, just before the manifest: a save cut off part-way
+        (a full disk, a kill) leaves the last save whole. Cost: the I/O of the files that
+        changed."""
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         on_disk = files_on_disk(directory)
-        with self._lock:
-            files, counts, removals, layout, added_files = {}, {}, {}, {}, 0
-            for kind in KINDS:
-                parts, removed, added = self._saved_parts(kind)
-                mapped_files = self._mapped_files[kind] if parts is self._parts[kind] else {}
-                for name, part in zip(part_file_names(kind, len(parts)), parts, strict=True):
-                    digest, identity = mapped_files.get(name, ("", ()))
-                    if on_disk.get(name) == digest and file_identity(directory / name) == identity:
-                        files[name] = digest  # the very file mapped, unchanged
-                    else:
-                        files[name] = written_index_file(directory / name, part)
-                counts[kind] = sum(int(part.ntotal) for part in parts)
-                if added is not None:
-                    files[added_file_name(kind)] = written_index_file(
-                        directory / added_file_name(kind), added
-                    )
-                    counts[kind] += int(added.ntotal)
-                    added_files += 1
-                removals[kind] = {"removed": sorted(removed)} if removed else {}
-                layout[kind] = len(parts)
-            manifest = Manifest(
-                model=self.model,
-                dim=self.dim,
-                counts=counts,
-                last_face_id=self.last_face_id,
-                files=files,
-                saved_at=datetime.now(UTC).isoformat(),
-                params={k: dict(v) | removals[k] for k, v in self.params.items()},
-                build_id=self.build_id,
-                built_at=self.built_at,
-                format=format_of(layout, added_files),
-                marks=marks,
-            )
-            self.marks, self.saved_at = marks, manifest.saved_at
-        write_atomically(
-            directory / MANIFEST_NAME, json.dumps(manifest.__dict__, indent=2).encode("utf-8")
-        )
+        staged: dict[Path, Path] = {}  # temporary file -> the file it becomes
+        try:
+            with self._lock:
+                files, counts, removals, layout, added_files = {}, {}, {}, {}, 0
+                for kind in KINDS:
+                    parts, removed, added = self._saved_parts(kind)
+                    mapped_files = self._mapped_files[kind] if parts is self._parts[kind] else {}
+                    for name, part in zip(part_file_names(kind, len(parts)), parts, strict=True):
+                        digest, identity = mapped_files.get(name, ("", ()))
+                        path = directory / name
+                        if on_disk.get(name) == digest and file_identity(path) == identity:
+                            files[name] = digest  # the very file mapped, unchanged
+                        else:
+                            files[name] = _staged(path, part, staged)
+                    counts[kind] = sum(int(part.ntotal) for part in parts)
+                    if added is not None:
+                        name = added_file_name(kind)
+                        files[name] = _staged(directory / name, added, staged)
+                        counts[kind] += int(added.ntotal)
+                        added_files += 1
+                    removals[kind] = {"removed": sorted(removed)} if removed else {}
+                    layout[kind] = len(parts)
+                manifest = Manifest(
+                    model=self.model,
+                    dim=self.dim,
+                    counts=counts,
+                    last_face_id=self.last_face_id,
+                    files=files,
+                    saved_at=datetime.now(UTC).isoformat(),
+                    params={k: dict(v) | removals[k] for k, v in self.params.items()},
+                    build_id=self.build_id,
+                    built_at=self.built_at,
+                    format=format_of(layout, added_files),
+                    marks=marks,
+                )
+                body = json.dumps(manifest.__dict__, indent=2).encode("utf-8")
+                self.marks, self.saved_at = marks, manifest.saved_at
+            for temporary, path in list(staged.items()):
+                os.replace(temporary, path)
+                del staged[temporary]
+        finally:
+            for unused in staged:
+                unused.unlink(missing_ok=True)
+        fsync_folder(directory)
+        write_atomically(directory / MANIFEST_NAME, body)
         for stale in set(directory.glob("*.faiss")) - {directory / name for name in files}:
             stale.unlink(missing_ok=True)  # parts of an earlier layout, added faces folded in
         return manifest
@@ -548,6 +562,14 @@ class FaceIndex:
     def is_older_than(self, manifest: Manifest) -> bool:
         """Whether ``manifest`` describes a newer build than this index's."""
         return manifest.build_id != self.build_id and manifest.built_at > self.built_at
+
+
+def _staged(path: Path, index: Any, staged: dict[Path, Path]) -> str:
+    """Write ``index`` for ``path`` under a temporary name, recorded in ``staged``; its
+    SHA-256."""
+    temporary, digest = staged_index_file(path, index)
+    staged[temporary] = path
+    return digest
 
 
 def _flat_vectors(index: faiss.IndexIDMap2, dim: int) -> np.ndarray:

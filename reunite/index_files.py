@@ -126,23 +126,35 @@ def loaded_part(
 
 
 def written_index_file(path: Path, index: Any) -> str:
-    """Write ``index`` to ``path`` atomically (temp file, fsync, rename, fsync of the folder)
-    and return its SHA-256. Streamed: FAISS writes the file and it is hashed from disk, so no
-    copy of the index is made in memory (at 10M faces the file is about 5.5 GB)."""
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    tmp = Path(name)
+    """Write ``index`` to ``path`` atomically (``staged_index_file``, then a rename and an
+    fsync of the folder) and return its SHA-256."""
+    staged, digest = staged_index_file(path, index)
     try:
-        os.close(fd)
-        faiss.write_index(index, str(tmp))
-        with tmp.open("rb") as handle:
-            digest = hashlib.file_digest(handle, "sha256").hexdigest()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        os.replace(staged, path)
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        staged.unlink(missing_ok=True)
         raise
     fsync_folder(path.parent)
     return digest
+
+
+def staged_index_file(path: Path, index: Any) -> tuple[Path, str]:
+    """Write ``index`` beside ``path`` under a temporary name (``.NAME.*.tmp``, fsynced) and
+    return that file and its SHA-256; the caller renames it to ``path``. Streamed: FAISS
+    writes the file and it is hashed from disk, so no copy of the index is made in memory (at
+    10M faces the file is about 5.5 GB). A file left by a kill is deleted at the next load."""
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    staged = Path(name)
+    try:
+        os.close(fd)
+        faiss.write_index(index, str(staged))
+        with staged.open("rb") as handle:
+            digest = hashlib.file_digest(handle, "sha256").hexdigest()
+            os.fsync(handle.fileno())
+    except BaseException:
+        staged.unlink(missing_ok=True)
+        raise
+    return staged, digest
 
 
 def _verified(directory: Path) -> dict[str, Any]:

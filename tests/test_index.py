@@ -1,5 +1,7 @@
 import json
 import os
+import subprocess
+import sys
 
 import faiss
 import numpy as np
@@ -8,6 +10,7 @@ import pytest
 from reunite.errors import IndexUnusable
 from reunite.graph_index import HNSW_FACES_PER_PART, graph_parts
 from reunite.index import FaceIndex
+from reunite.index_files import read_manifest
 
 MODEL = "test-model"
 
@@ -416,6 +419,49 @@ def test_a_face_removed_then_added_again_is_found_in_a_graph_held_in_memory(tmp_
         again, _ = FaceIndex.load(tmp_path / "again", model=MODEL, dim=128, mapped=True)
         assert again.search("missing", vectors[6], 1) == [(7, 0.0)]
         assert again.count() == 1499 and 8 not in again.face_ids("missing")
+
+
+SAVE_OVER_THE_FILE_SIZE_LIMIT = """
+import resource, signal, sys
+from pathlib import Path
+import numpy as np
+from reunite.index import FaceIndex
+folder = sys.argv[1]
+index, _ = FaceIndex.load(Path(folder), model=sys.argv[2], dim=128, mapped=True)
+index.add("missing", [5001], np.ones((1, 128), np.float32))  # the added faces' file: small
+index.add("found", np.arange(6001, 8001), np.ones((2000, 128), np.float32))  # 1 MB exact
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails, as on a full disk
+resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, resource.RLIM_INFINITY))
+try:
+    index.save(Path(folder))
+except Exception as exc:
+    print("save failed:", type(exc).__name__)
+"""
+
+
+def test_a_save_cut_off_part_way_leaves_the_last_save_loadable(tmp_path):
+    """A save writes every file under a temporary name before it renames any into place, so
+    one that fails part-way (here: the found kind's file is over the process's file-size
+    limit, as on a full disk, after the small added-faces file was written) leaves the last
+    save whole: the next start loads it instead of rebuilding the index from the store."""
+    vectors, mapped = saved_and_mapped_graph(tmp_path, seed=8)
+    mapped.add("missing", [5000], vectors[:1])
+    before = mapped.save(tmp_path)  # names the added faces' file, which the next save replaces
+    assert "missing.added.faiss" in before.files
+    done = subprocess.run(
+        [sys.executable, "-c", SAVE_OVER_THE_FILE_SIZE_LIMIT, str(tmp_path), MODEL],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert "save failed" in done.stdout, done.stderr
+    assert read_manifest(tmp_path) == before
+    again, _ = FaceIndex.load(tmp_path, model=MODEL, dim=128, mapped=True)
+    assert again.count() == 1501 and again.search("missing", vectors[0], 2) == [
+        (1, 0.0),
+        (5000, 0.0),
+    ]
+    assert not list(tmp_path.glob(".*.tmp"))  # the staged files are gone too
 
 
 def test_a_mapped_file_replaced_on_disk_is_written_again_not_vouched_for(tmp_path):
