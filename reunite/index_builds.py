@@ -186,8 +186,11 @@ class PublishedBuilds:
             Key=self.files.key(POINTER_NAME),
             Body=json.dumps(pointer, indent=2).encode("utf-8"),
         )
-        self._delete_unkept(kept, manifest)
         log.info("index: build %s published to %s", manifest.build_id, self.describe())
+        try:
+            self._delete_unkept(kept, manifest)
+        except PhotoStoreUnavailable as exc:  # published all the same: the next run tries again
+            log.warning("index: old builds not deleted: %s", exc)
         return Published(manifest.build_id, manifest, kept)
 
     def _newer_published(self, newer: Published, mine: Manifest) -> Conflict:
@@ -234,9 +237,12 @@ class PublishedBuilds:
     def _is_newer_build(self, build_id: str, mine: Manifest) -> bool:
         """Whether the uploaded build ``build_id``'s manifest says it is newer than ``mine``
         (False for a manifest that cannot be read: that build is not worth keeping)."""
+        from botocore.exceptions import BotoCoreError
+
+        doing = "read an index build's manifest in"
         try:
             answer = self.files.request(
-                "read an index build's manifest in",
+                doing,
                 "get_object",
                 then=THEN,
                 Key=self.files.key(f"{INDEX_BUILDS}/{build_id}/{MANIFEST_NAME}"),
@@ -244,6 +250,8 @@ class PublishedBuilds:
             theirs = manifest_of(json.loads(answer["Body"].read()), f"of build {build_id}")
         except (ObjectMissing, IndexUnusable, ValueError, TypeError):
             return False
+        except (BotoCoreError, OSError) as exc:  # unknown, so not deleted: the caller stops
+            raise self._unavailable(doing, exc) from exc
         return _newer(theirs, mine)
 
     # -------------------------------------------------------------------- fetch
