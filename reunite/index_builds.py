@@ -30,6 +30,7 @@ import logging
 import os
 import re
 import shutil
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -287,9 +288,13 @@ class PublishedBuilds:
             raise IndexUnusable(f"The index build pointer of {self.describe()} is malformed.")
         return Published(build_id, manifest, kept)
 
-    def fetch_newer(self, directory: Path, lock: DirectoryLock) -> str | None:
+    def fetch_newer(
+        self, directory: Path, lock: DirectoryLock, writing: AbstractContextManager[Any]
+    ) -> str | None:
         """Bring the published build into ``directory`` if it is newer than the one there (see
-        the module docstring); returns its id, or None when there was nothing to fetch.
+        the module docstring); returns its id, or None when there was nothing to fetch. The
+        files are moved in holding ``lock`` and ``writing`` (``LiveIndex.saving``: a stop waits
+        for it, so none is left half moved in).
 
         Cost: one HEAD request when the pointer has not changed. Raises ``IndexUnusable`` (a
         damaged or malformed build, refused: not tried again until the pointer changes) and
@@ -321,7 +326,7 @@ class PublishedBuilds:
             incoming = directory / f"{INCOMING_PREFIX}{published.build_id}-{os.getpid()}"
             try:
                 self._download(published, incoming)
-                with lock.held():  # no worker loads or saves while the files are replaced
+                with lock.held(), writing:  # no worker loads or saves meanwhile
                     if _newer_than_disk(published.manifest, directory):  # still (a rebuild?)
                         _move_in(published.manifest, incoming, directory)
             except IndexUnusable:

@@ -91,8 +91,9 @@ class LiveIndex:
         self.index_lock = DirectoryLock(settings.index_dir)
         """The index folder's lock, among the processes of this machine that share it."""
         self.saving = threading.Lock()
-        """Held while this process writes index files: a stop that gives up waiting for the
-        index thread still waits for this, so that no save is cut off half-way."""
+        """Held while this process writes index files (a save, or a fetched build's move-in):
+        a stop that gives up waiting for the index thread still waits for this, so that no
+        write is cut off half-way."""
         self._face_mark = 0
         """Highest face id (committed) that the index has seen; see ``sync``."""
         self._removal_mark = 0
@@ -289,7 +290,7 @@ class LiveIndex:
         if self.published is None or time.monotonic() < self._published_retry_at:
             return
         try:
-            self.published.fetch_newer(self.settings.index_dir, self.index_lock)
+            self.published.fetch_newer(self.settings.index_dir, self.index_lock, self.saving)
         except PhotoStoreUnavailable as exc:
             self._published_retry_at = time.monotonic() + PUBLISHED_RETRY_S
             log.warning("index: no published build fetched, keeping the current index: %s", exc)
