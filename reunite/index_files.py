@@ -24,7 +24,7 @@ from typing import Any
 import faiss
 
 from reunite.errors import IndexUnusable
-from reunite.files import fsync_folder, write_atomically
+from reunite.files import write_atomically
 
 MANIFEST_NAME = "manifest.json"
 VERIFIED_NAME = ".verified.json"
@@ -123,19 +123,6 @@ def loaded_part(
     if loaded.d != dim:
         raise IndexUnusable(f"Index file {name} disagrees with its manifest.")
     return loaded
-
-
-def written_index_file(path: Path, index: Any) -> str:
-    """Write ``index`` to ``path`` atomically (``staged_index_file``, then a rename and an
-    fsync of the folder) and return its SHA-256."""
-    staged, digest = staged_index_file(path, index)
-    try:
-        os.replace(staged, path)
-    except BaseException:
-        staged.unlink(missing_ok=True)
-        raise
-    fsync_folder(path.parent)
-    return digest
 
 
 def staged_index_file(path: Path, index: Any) -> tuple[Path, str]:

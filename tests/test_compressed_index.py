@@ -12,7 +12,7 @@ import pytest
 from reunite.compressed_index import CODES, compressed_lists
 from reunite.galleries import EmbeddingStatistics, synthetic_gallery
 from reunite.index import FaceIndex
-from reunite.index_files import MANIFEST_NAME, written_index_file
+from reunite.index_files import MANIFEST_NAME, staged_index_file
 
 MODEL = "test-model"
 FACES = 30_000
@@ -145,7 +145,8 @@ def test_a_build_with_its_centres_in_a_graph_still_loads_and_finds_the_exact_top
     old.train(vectors)
     old.add_with_ids(vectors, ids)
     manifest = json.loads((tmp_path / MANIFEST_NAME).read_text())
-    manifest["files"]["missing.faiss"] = written_index_file(tmp_path / "missing.faiss", old)
+    staged, manifest["files"]["missing.faiss"] = staged_index_file(tmp_path / "missing.faiss", old)
+    staged.replace(tmp_path / "missing.faiss")
     (tmp_path / MANIFEST_NAME).write_text(json.dumps(manifest))
 
     loaded, _ = FaceIndex.load(tmp_path, model=MODEL, dim=128, mapped=True)
