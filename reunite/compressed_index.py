@@ -52,8 +52,11 @@ NPROBE_STEPS = (16, 32, 64, 96, 128, 192, 256, 384, 512, 640, 768, 1024, 1536, 2
 SINGLE_QUERY_SCAN = 15
 """FAISS's fast-scan implementation for a single query (``implem`` 15): its clusters are
 scanned on every thread, where the default scans them all on one. At 1M faces on two cores,
-3.6 -> 2.3 ms a search at the median, the same answers; batches keep the default, which spreads
-the queries over the threads instead (0.81 ms a query in batches of 64, against 1.02)."""
+3.6 -> 2.3 ms a search at the median; batches keep the default, which spreads the queries over
+the threads instead (0.81 ms a query in batches of 64, against 1.02). The answers are the
+default's but for ties in the codes' distances at the edge of the shortlist, which the threads
+break in the order they finish: at 1M, one probe in 300 had its rank-9 face in some of 20 runs
+and not in others (none at 10M in 8 runs of 300). See docs/operations.md "Speed"."""
 
 
 def compressed_lists(faces: int) -> int:
