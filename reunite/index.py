@@ -51,8 +51,6 @@ approximate kind's files are left as they are and its added faces saved beside t
 
 from __future__ import annotations
 
-import json
-import os
 import threading
 import uuid
 from collections.abc import Iterable
@@ -73,7 +71,6 @@ from reunite.compressed_index import (
     tuned_compressed_params,
 )
 from reunite.errors import IndexUnusable
-from reunite.files import fsync_folder, write_atomically
 from reunite.graph_index import (
     HNSW_MAX_EF_SEARCH,
     graphs_of,
@@ -89,6 +86,7 @@ from reunite.index_files import (
     file_identity,
     files_on_disk,
     format_of,
+    install,
     loaded_part,
     part_file_names,
     read_manifest,
@@ -456,7 +454,7 @@ class FaceIndex:
         changed."""
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         on_disk = files_on_disk(directory)
-        staged: dict[Path, Path] = {}  # temporary file -> the file it becomes
+        staged: dict[Path, Path] = {}  # written under a temporary name -> its place
         try:
             with self._lock:
                 files, counts, removals, layout, added_files = {}, {}, {}, {}, 0
@@ -491,18 +489,12 @@ class FaceIndex:
                     format=format_of(layout, added_files),
                     marks=marks,
                 )
-                body = json.dumps(manifest.__dict__, indent=2).encode("utf-8")
                 self.marks, self.saved_at = marks, manifest.saved_at
-            for temporary, path in list(staged.items()):
-                os.replace(temporary, path)
-                del staged[temporary]
-        finally:
-            for unused in staged:
+            install(directory, staged, manifest)
+        except BaseException:
+            for unused in staged:  # those not renamed into place yet
                 unused.unlink(missing_ok=True)
-        fsync_folder(directory)
-        write_atomically(directory / MANIFEST_NAME, body)
-        for stale in set(directory.glob("*.faiss")) - {directory / name for name in files}:
-            stale.unlink(missing_ok=True)  # parts of an earlier layout, added faces folded in
+            raise
         return manifest
 
     @classmethod

@@ -38,8 +38,14 @@ from typing import Any, BinaryIO
 
 from reunite.config import Settings
 from reunite.errors import Conflict, IndexUnusable, PhotoStoreUnavailable
-from reunite.files import write_atomically
-from reunite.index_files import MANIFEST_NAME, DirectoryLock, Manifest, manifest_of, read_manifest
+from reunite.index_files import (
+    MANIFEST_NAME,
+    DirectoryLock,
+    Manifest,
+    install,
+    manifest_of,
+    read_manifest,
+)
 from reunite.photo_files import INDEX_BUILDS, ObjectMissing, S3PhotoFiles
 
 log = logging.getLogger(__name__)
@@ -237,43 +243,37 @@ class PublishedBuilds:
 
     def _is_newer_build(self, build_id: str, mine: Manifest) -> bool:
         """Whether the uploaded build ``build_id``'s manifest says it is newer than ``mine``
-        (False for a manifest that cannot be read: that build is not worth keeping)."""
-        from botocore.exceptions import BotoCoreError
-
-        doing = "read an index build's manifest in"
+        (False for a manifest that cannot be read: that build is not worth keeping; a store
+        that fails to answer raises ``PhotoStoreUnavailable``, and the caller stops)."""
+        key = f"{INDEX_BUILDS}/{build_id}/{MANIFEST_NAME}"
         try:
-            answer = self.files.request(
-                doing,
-                "get_object",
-                then=THEN,
-                Key=self.files.key(f"{INDEX_BUILDS}/{build_id}/{MANIFEST_NAME}"),
-            )
-            theirs = manifest_of(json.loads(answer["Body"].read()), f"of build {build_id}")
+            raw = self._json_at("read an index build's manifest in", key, THEN)
+            theirs = manifest_of(raw, f"of build {build_id}")
         except (ObjectMissing, IndexUnusable, ValueError, TypeError):
             return False
-        except (BotoCoreError, OSError) as exc:  # unknown, so not deleted: the caller stops
-            raise self._unavailable(doing, exc) from exc
         return _newer(theirs, mine)
+
+    def _json_at(self, doing: str, key: str, then: str) -> Any:
+        """The JSON value of the object ``key`` (under the prefix). Raises ``ObjectMissing``,
+        ``ValueError`` (not JSON) and ``PhotoStoreUnavailable``, also for a body cut off while
+        it is read."""
+        from botocore.exceptions import BotoCoreError
+
+        answer = self.files.request(doing, "get_object", then=then, Key=self.files.key(key))
+        try:
+            return json.loads(answer["Body"].read())
+        except (BotoCoreError, OSError) as exc:
+            raise self._unavailable(doing, exc, then) from exc
 
     # -------------------------------------------------------------------- fetch
 
     def current(self, *, then: str = THEN) -> Published:
         """The build the pointer names. Raises ``ObjectMissing`` (none published yet),
         ``IndexUnusable`` (a malformed pointer) and ``PhotoStoreUnavailable``."""
-        from botocore.exceptions import BotoCoreError
-
-        answer = self.files.request(
-            "read the index build pointer of",
-            "get_object",
-            then=then,
-            Key=self.files.key(POINTER_NAME),
-        )
         try:
-            raw = json.loads(answer["Body"].read())
+            raw = self._json_at("read the index build pointer of", POINTER_NAME, then)
             build_id, kept = raw["build_id"], raw["kept"]
             manifest = manifest_of(raw["manifest"], f"of {self.describe(str(build_id))}")
-        except (BotoCoreError, OSError) as exc:
-            raise self._unavailable("read the index build pointer of", exc, then) from exc
         except (ValueError, TypeError, KeyError) as exc:
             raise IndexUnusable(
                 f"The index build pointer of {self.describe()} is malformed."
@@ -417,13 +417,6 @@ def _remove_abandoned_downloads(directory: Path) -> None:
 
 
 def _move_in(manifest: Manifest, incoming: Path, directory: Path) -> None:
-    """Move checked files from ``incoming`` into the index folder, then write the manifest
-    (each by rename: a process mapping the old files keeps them). Call it under the folder's
-    lock."""
-    for name in manifest.files:
-        os.replace(incoming / name, directory / name)
-    write_atomically(
-        directory / MANIFEST_NAME, json.dumps(manifest.__dict__, indent=2).encode("utf-8")
-    )
-    for stale in set(directory.glob("*.faiss")) - {directory / n for n in manifest.files}:
-        stale.unlink(missing_ok=True)  # parts of an earlier layout
+    """Install the checked files of ``incoming`` and their manifest in the index folder
+    (``index_files.install``). Call it under the folder's lock."""
+    install(directory, {incoming / name: directory / name for name in manifest.files}, manifest)

@@ -144,6 +144,22 @@ def staged_index_file(path: Path, index: Any) -> tuple[Path, str]:
     return staged, digest
 
 
+def install(directory: Path, moves: dict[Path, Path], manifest: Manifest) -> None:
+    """Make ``manifest`` the index of ``directory``: rename each file of ``moves`` (written
+    elsewhere -> its place) into place, then write the manifest, then delete the index files
+    it does not name (parts of an earlier layout, added faces folded in). Each step is a
+    rename, so a process mapping the old files keeps them. Call it with the folder's lock
+    held; a kill in the milliseconds of the renames leaves files the old manifest's checksums
+    refuse (rebuilt or fetched again), never a set that loads wrong."""
+    for written, place in moves.items():
+        os.replace(written, place)
+    write_atomically(
+        directory / MANIFEST_NAME, json.dumps(manifest.__dict__, indent=2).encode("utf-8")
+    )
+    for stale in set(directory.glob("*.faiss")) - {directory / name for name in manifest.files}:
+        stale.unlink(missing_ok=True)
+
+
 def _verified(directory: Path) -> dict[str, Any]:
     """The index files whose checksum a process has checked: name -> [size, mtime, inode,
     SHA-256] as they were then. A file replaced (by rename: a new inode) or rewritten (a new
